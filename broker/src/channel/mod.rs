@@ -1,0 +1,140 @@
+//! The channel: where a broker's accepted events live until every matching trigger is done with them.
+//!
+//! Contract (every backend):
+//! - [`Channel::append`] resolves `Ok` only once the whole batch is durable (all-or-nothing). The events are
+//!   routed to the matching triggers of the broker *as configured at commit time*; each matching trigger
+//!   gets one queue entry per event. A trigger added later only sees events appended after it exists.
+//! - Each trigger consumes its own queue ([`Channel::subscribe`]) independently of the others: a slow or
+//!   failing subscriber never delays another trigger.
+//! - An entry stays until it is [`Channel::ack`]ed or [`Channel::park`]ed; entries not acked before a crash
+//!   or shutdown are delivered again after restart (at-least-once). Acks may be written lazily (group
+//!   commit); a lost ack only causes a redelivery.
+//! - An event's storage is reclaimed once no trigger queue references it.
+//! - Parking moves an entry to the local dead-letter store atomically; parked events can be listed and
+//!   redriven into the same trigger's queue.
+//!
+//! The embedded backend is [`store::StoreChannel`] (redb, on disk or in memory for tests).
+
+pub mod store;
+
+use crate::config::{BrokerKey, Topology, TriggerKey};
+use crate::event::Event;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// A boxed future, so that the channel trait is object-safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Result alias for channel operations.
+pub type Result<T, E = ChannelError> = std::result::Result<T, E>;
+
+/// Errors of channel operations.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    /// The broker is not in the current topology.
+    #[error("broker {0} does not exist")]
+    UnknownBroker(BrokerKey),
+    /// The trigger is not in the current topology.
+    #[error("trigger {0} does not exist")]
+    UnknownTrigger(TriggerKey),
+    /// No parked event with this id.
+    #[error("dead letter {0} not found")]
+    DeadLetterNotFound(u64),
+    /// The storage engine failed (IO, corruption, full disk).
+    #[error("storage failure: {0}")]
+    Storage(String),
+    /// The channel has been shut down.
+    #[error("channel is shut down")]
+    Closed,
+}
+
+impl ChannelError {
+    /// Whether the caller may retry later (storage trouble) rather than having sent something wrong.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, ChannelError::Storage(_) | ChannelError::Closed)
+    }
+}
+
+/// One queue entry handed to a trigger's consumer.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// Position in the channel (unique per event, increasing in append order).
+    pub seq: u64,
+    /// The event as stored (shared between the triggers it was routed to).
+    pub event: Arc<Event>,
+}
+
+/// Why and how an event was parked in the local dead-letter store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParkRecord {
+    /// Short machine-readable reason (`retries-exhausted`, `non-retryable`, `dead-letter-failed`,
+    /// `ttl-exhausted`, ...).
+    pub reason: String,
+    /// The destination that failed last (`knativeerrordest`).
+    pub error_dest: Option<String>,
+    /// Last HTTP status, if there was a response.
+    pub error_code: Option<u16>,
+    /// Last response body (base64, truncated) or transport error text.
+    pub error_data: Option<String>,
+    /// The event to park (the original event with dead-letter extensions, or a reply).
+    pub event: Event,
+}
+
+/// A parked event as listed by the admin API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParkedEvent {
+    /// Id used to redrive.
+    pub id: u64,
+    /// The trigger whose delivery failed.
+    pub trigger: TriggerKey,
+    /// Milliseconds since the Unix epoch when it was parked.
+    pub parked_at_ms: u64,
+    /// The record.
+    pub record: ParkRecord,
+}
+
+/// A trigger's queue consumer.
+pub trait Subscription: Send {
+    /// The next entry, in queue order. `None` once the trigger is removed or the channel shuts down.
+    fn next(&mut self) -> BoxFuture<'_, Option<Delivery>>;
+}
+
+/// A channel backend. See the module docs for the contract.
+pub trait Channel: Send + Sync + 'static {
+    /// Installs a new topology (hot reload). New triggers start with an empty queue; removed triggers
+    /// lose their queue (and their subscriptions end).
+    fn apply_topology(&self, topology: Arc<Topology>) -> BoxFuture<'_, Result<()>>;
+
+    /// Appends a batch to a broker durably, routing each event to the matching triggers.
+    fn append<'a>(&'a self, broker: &'a BrokerKey, events: Vec<Event>) -> BoxFuture<'a, Result<()>>;
+
+    /// Opens the consumer of a trigger's queue (starting with entries left from before a restart).
+    fn subscribe(&self, trigger: &TriggerKey) -> Result<Box<dyn Subscription>>;
+
+    /// Marks an entry done (delivered, or dead-lettered to a sink). Written with group commit.
+    fn ack<'a>(&'a self, trigger: &'a TriggerKey, seq: u64) -> BoxFuture<'a, Result<()>>;
+
+    /// Moves an entry to the local dead-letter store, durably and atomically with its removal.
+    fn park<'a>(
+        &'a self,
+        trigger: &'a TriggerKey,
+        seq: u64,
+        record: ParkRecord,
+    ) -> BoxFuture<'a, Result<()>>;
+
+    /// Undelivered queue entries across the broker's triggers (for the 429 backlog limit and metrics).
+    fn backlog(&self, broker: &BrokerKey) -> u64;
+
+    /// Undelivered queue entries of one trigger.
+    fn trigger_backlog(&self, trigger: &TriggerKey) -> u64;
+
+    /// Lists parked events, oldest first.
+    fn dead_letters(&self, limit: usize) -> Result<Vec<ParkedEvent>>;
+
+    /// Puts a parked event back into its trigger's queue and removes it from the dead-letter store.
+    fn redrive(&self, id: u64) -> BoxFuture<'_, Result<()>>;
+
+    /// Makes every pending ack durable (used during shutdown).
+    fn flush(&self) -> BoxFuture<'_, Result<()>>;
+}

@@ -1,0 +1,1 @@
+//! Loading manifests from files. (Stub.)

@@ -1,0 +1,1 @@
+//! Knative manifest serde types. (Stub.)

@@ -1,0 +1,1 @@
+//! CloudEvents encodings: JSON format, HTTP binding, validation and the storage codec. (Stub.)

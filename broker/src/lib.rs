@@ -1,0 +1,24 @@
+//! # switchyard-broker
+//!
+//! The core of Switchyard, free of servers and clusters:
+//!
+//! - [`event`]: the CloudEvent model.
+//! - [`format`]: CloudEvents JSON format, HTTP binding (binary/structured/batch), validation and the
+//!   storage codec.
+//! - [`config`]: Knative manifests → validated, compiled [`config::Topology`].
+//! - [`filter`] and [`routing`]: trigger filters and per-broker routing tables (evaluate each event once per
+//!   broker).
+//! - [`delivery`]: `DeliverySpec`, backoff schedule, response classification (pure).
+//! - [`channel`]: the channel trait and the embedded redb backend.
+//! - [`metrics`]: the Prometheus metrics every component records into.
+
+#![warn(missing_docs)]
+
+pub mod channel;
+pub mod config;
+pub mod delivery;
+pub mod event;
+pub mod filter;
+pub mod format;
+pub mod metrics;
+pub mod routing;
