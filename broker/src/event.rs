@@ -160,7 +160,9 @@ impl Event {
     /// Looks up any context attribute (core or extension) by its lower-case name.
     /// `schemaurl` is accepted as an alias of `dataschema` for 0.3 events.
     pub fn attribute(&self, name: &str) -> Option<AttrValue<'_>> {
-        let s = |v: &'_ Option<String>| v.as_deref().map(AttrValue::Str);
+        fn s(v: &Option<String>) -> Option<AttrValue<'_>> {
+            v.as_deref().map(AttrValue::Str)
+        }
         match name {
             "specversion" => Some(AttrValue::Str(self.specversion.as_str())),
             "id" => Some(AttrValue::Str(&self.id)),

@@ -3,7 +3,7 @@
 //! Matching is a pure function of the filter and the event: no IO, no allocation for string attributes.
 //! CESQL has a slot ([`Filter::Cesql`]) that the CESQL engine fills in its own issue.
 
-use crate::event::Event;
+
 
 /// A compiled filter.
 #[derive(Debug, Clone, PartialEq)]
