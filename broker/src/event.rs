@@ -220,6 +220,22 @@ impl Event {
         }
     }
 
+    /// Applies the ingress TTL rule (Switchyard decision 6) and stamps the arrival time: a missing or
+    /// non-integer `knativebrokerttl` becomes [`DEFAULT_TTL`], a present one is decremented. Returns
+    /// `false` (and leaves the event unchanged) when the result is ≤ 0: a loop was detected.
+    pub fn stamp_ingress(&mut self, arrival: &str) -> bool {
+        let ttl = match self.ttl() {
+            Some(t) => t.saturating_sub(1),
+            None => DEFAULT_TTL,
+        };
+        if ttl <= 0 {
+            return false;
+        }
+        self.set_extension(TTL_EXTENSION, ExtValue::Int(ttl));
+        self.set_extension(ARRIVAL_TIME_EXTENSION, ExtValue::String(arrival.to_owned()));
+        true
+    }
+
     /// Approximate in-memory/wire size, used for limits and metrics.
     pub fn approx_size(&self) -> usize {
         let opt = |v: &Option<String>| v.as_ref().map_or(0, |s| s.len());
@@ -261,5 +277,22 @@ mod tests {
         assert_eq!(e.attribute("a"), None);
         assert_eq!(e.attribute("type"), Some(AttrValue::Str("t")));
         assert_eq!(e.attribute("subject"), None);
+    }
+
+    #[test]
+    fn ingress_ttl_rule() {
+        let mut e = Event::new("1", "/s", "t");
+        assert!(e.stamp_ingress("2020-01-01T00:00:00Z"));
+        assert_eq!(e.ttl(), Some(DEFAULT_TTL));
+        assert!(e.extension(ARRIVAL_TIME_EXTENSION).is_some());
+        assert!(e.stamp_ingress("x"));
+        assert_eq!(e.ttl(), Some(DEFAULT_TTL - 1));
+        e.set_extension(TTL_EXTENSION, ExtValue::String("2".into()));
+        assert!(e.stamp_ingress("x"));
+        assert_eq!(e.ttl(), Some(1));
+        assert!(!e.stamp_ingress("x"), "1 - 1 = 0 is a loop");
+        e.set_extension(TTL_EXTENSION, ExtValue::String("not a number".into()));
+        assert!(e.stamp_ingress("x"));
+        assert_eq!(e.ttl(), Some(DEFAULT_TTL));
     }
 }

@@ -22,3 +22,4 @@ pub mod filter;
 pub mod format;
 pub mod metrics;
 pub mod routing;
+pub mod time;

@@ -1,0 +1,361 @@
+//! Delivery of one queue entry: attempts with retries and backoff, reply handling, dead-lettering and
+//! parking. The decisions are made by the pure functions of `switchyard_broker::delivery`; this module
+//! only performs the IO they call for.
+
+use crate::client::{Response, SendError};
+use crate::{Shared, TriggerCtx};
+use base64::Engine;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use std::time::{Duration, Instant, SystemTime};
+use switchyard_broker::channel::{Delivery, ParkRecord};
+use switchyard_broker::delivery::{classify, parse_retry_after, Classification, Format};
+use switchyard_broker::event::{Event, ExtValue, DEFAULT_TTL, TTL_EXTENSION};
+use switchyard_broker::format::http::{parse_response, write_binary, write_structured};
+use switchyard_broker::format::validate::is_valid_attribute_name;
+
+/// Max bytes of a response body copied into `knativeerrordata` (before base64).
+const ERROR_DATA_BYTES: usize = 1024;
+
+/// What went wrong with the last attempt, kept for the dead-letter extensions.
+#[derive(Debug, Default)]
+pub(crate) struct Failure {
+    /// HTTP status, if there was a response.
+    pub(crate) code: Option<u16>,
+    /// base64 of the first 1024 body bytes, or the transport error text.
+    pub(crate) data: Option<String>,
+    /// `kne-*` response headers promoted to extensions.
+    pub(crate) kne: Vec<(String, String)>,
+    /// Retry-After from a 429/503.
+    pub(crate) retry_after: Option<Duration>,
+    /// Whether another attempt may succeed.
+    pub(crate) retryable: bool,
+    /// Short reason for logs and the parked record.
+    pub(crate) reason: &'static str,
+}
+
+impl Failure {
+    fn from_send(e: &SendError) -> Failure {
+        Failure {
+            data: Some(e.to_string()),
+            retryable: !matches!(e, SendError::Destination(_)),
+            reason: match e {
+                SendError::Timeout(_) => "timeout",
+                SendError::Destination(_) => "invalid-destination",
+                _ => "transport-error",
+            },
+            ..Failure::default()
+        }
+    }
+
+    fn from_response(resp: &Response, retryable: bool, reason: &'static str) -> Failure {
+        let status = resp.status.as_u16();
+        let data = (!resp.body.is_empty()).then(|| {
+            let n = resp.body.len().min(ERROR_DATA_BYTES);
+            base64::engine::general_purpose::STANDARD.encode(&resp.body[..n])
+        });
+        let kne = resp
+            .headers
+            .iter()
+            .filter_map(|(name, value)| {
+                let ext = name.as_str().strip_prefix("kne-")?.to_ascii_lowercase();
+                let value = value.to_str().ok()?;
+                is_valid_attribute_name(&ext).then(|| (ext, value.to_owned()))
+            })
+            .collect();
+        let retry_after = if status == 429 || status == 503 {
+            resp.headers
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, SystemTime::now()))
+        } else {
+            None
+        };
+        Failure {
+            code: Some(status),
+            data,
+            kne,
+            retry_after,
+            retryable,
+            reason,
+        }
+    }
+}
+
+/// Result of one attempt.
+enum Attempt {
+    /// Delivered: ack the entry.
+    Done,
+    /// The entry was already finished (parked in place).
+    Finished,
+    /// The attempt failed.
+    Failed(Failure),
+}
+
+/// Encodes an event for egress: the TTL extension is removed (decision 6).
+pub(crate) fn encode(event: &Event, format: Format) -> (HeaderMap, Bytes) {
+    let mut headers = HeaderMap::new();
+    let body = if event.extension(TTL_EXTENSION).is_some() {
+        let mut e = event.clone();
+        e.remove_extension(TTL_EXTENSION);
+        write(&e, format, &mut headers)
+    } else {
+        write(event, format, &mut headers)
+    };
+    if let Some(ExtValue::String(tp)) = event.extension("traceparent") {
+        if let Ok(v) = HeaderValue::from_str(tp) {
+            headers.insert("traceparent", v);
+        }
+    }
+    if let Some(ExtValue::String(ts)) = event.extension("tracestate") {
+        if let Ok(v) = HeaderValue::from_str(ts) {
+            headers.insert("tracestate", v);
+        }
+    }
+    (headers, body)
+}
+
+fn write(event: &Event, format: Format, headers: &mut HeaderMap) -> Bytes {
+    match format {
+        Format::Binary => write_binary(event, headers),
+        Format::Json => write_structured(event, headers),
+    }
+}
+
+/// Delivers one queue entry to the trigger's subscriber and finishes it: ack, dead-letter sink, or park.
+/// Returns without acking if the process starts shutting down while waiting to retry (the entry is then
+/// redelivered after restart).
+pub(crate) async fn deliver(shared: &Shared, ctx: &TriggerCtx, delivery: Delivery) {
+    let event = &delivery.event;
+    let (mut headers, body) = encode(event, ctx.format);
+    headers.insert("prefer", HeaderValue::from_static("reply"));
+    headers.insert("kn-namespace", ctx.namespace_header.clone());
+
+    let mut retry = 0u32;
+    let failure = loop {
+        match attempt(shared, ctx, &delivery, &headers, body.clone()).await {
+            Attempt::Done => {
+                finish(shared, ctx, delivery.seq).await;
+                return;
+            }
+            Attempt::Finished => return,
+            Attempt::Failed(f) => {
+                ctx.metrics.failed_attempts.inc();
+                if !f.retryable || retry >= ctx.policy.retries {
+                    break f;
+                }
+                retry += 1;
+                ctx.metrics.retries.inc();
+                let wait = ctx.policy.wait(retry, f.retry_after);
+                tracing::debug!(trigger = %ctx.label, event.id = %event.id, attempt = retry + 1,
+                    reason = f.reason, ?wait, "Retrying delivery.");
+                if !shared.sleep_unless_shutdown(wait).await {
+                    return;
+                }
+            }
+        }
+    };
+    tracing::info!(trigger = %ctx.label, event.id = %event.id, reason = failure.reason,
+        code = ?failure.code, "Delivery failed; dead-lettering.");
+    dead_letter(shared, ctx, &delivery, failure).await;
+}
+
+/// One POST to the subscriber and the interpretation of its response (including a reply).
+async fn attempt(
+    shared: &Shared,
+    ctx: &TriggerCtx,
+    delivery: &Delivery,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Attempt {
+    let started = Instant::now();
+    let result = shared
+        .client
+        .post(&ctx.subscriber, headers, body, ctx.policy.timeout)
+        .await;
+    ctx.metrics
+        .latency
+        .observe(started.elapsed().as_secs_f64());
+    let resp = match result {
+        Ok(r) => r,
+        Err(e) => return Attempt::Failed(Failure::from_send(&e)),
+    };
+    match classify(Some(resp.status.as_u16())) {
+        Classification::Retry => {
+            return Attempt::Failed(Failure::from_response(&resp, true, "retryable-status"))
+        }
+        Classification::Fail => {
+            return Attempt::Failed(Failure::from_response(&resp, false, "non-retryable-status"))
+        }
+        Classification::Success => {}
+    }
+    ctx.metrics.delivered.inc();
+    // Decision 4: a 202 body is never a reply.
+    if resp.status == StatusCode::ACCEPTED {
+        return Attempt::Done;
+    }
+    match parse_response(&resp.headers, resp.body.clone()) {
+        Ok(None) => Attempt::Done,
+        Ok(Some(reply)) => handle_reply(shared, ctx, delivery, reply).await,
+        Err(e) => {
+            let mut f = Failure::from_response(&resp, true, "invalid-reply");
+            if f.data.is_none() {
+                f.data = Some(format!("invalid reply: {e}"));
+            }
+            Attempt::Failed(f)
+        }
+    }
+}
+
+/// Re-enqueues a reply into the trigger's broker with the original TTL, decremented (decision 5/6).
+async fn handle_reply(
+    shared: &Shared,
+    ctx: &TriggerCtx,
+    delivery: &Delivery,
+    mut reply: Event,
+) -> Attempt {
+    let original = &delivery.event;
+    let ttl = original.ttl().unwrap_or(DEFAULT_TTL);
+    reply.set_extension(TTL_EXTENSION, ExtValue::Int(ttl));
+    let arrival = switchyard_broker::time::now_rfc3339();
+    if !reply.stamp_ingress(&arrival) {
+        ctx.metrics.loops.inc();
+        tracing::warn!(trigger = %ctx.label, event.id = %original.id, reply.id = %reply.id,
+            "Reply dropped to the dead-letter path: knativebrokerttl exhausted (event loop).");
+        let failure = Failure {
+            data: Some("ttl-exhausted".to_owned()),
+            reason: "ttl-exhausted",
+            ..Failure::default()
+        };
+        if send_to_dead_letter_sink(shared, ctx, &reply, &failure).await {
+            return Attempt::Done;
+        }
+        // The original delivery is done; the looping reply takes its place in the dead-letter store.
+        park(shared, ctx, delivery.seq, reply, &failure).await;
+        return Attempt::Finished;
+    }
+    match shared.channel.append(&ctx.broker, vec![reply]).await {
+        Ok(()) => {
+            ctx.metrics.replies.inc();
+            Attempt::Done
+        }
+        Err(e) => Attempt::Failed(Failure {
+            data: Some(format!("reply could not be stored: {e}")),
+            retryable: true,
+            reason: "reply-storage-failed",
+            ..Failure::default()
+        }),
+    }
+}
+
+async fn finish(shared: &Shared, ctx: &TriggerCtx, seq: u64) {
+    if let Err(e) = shared.channel.ack(&ctx.key, seq).await {
+        tracing::warn!(trigger = %ctx.label, seq, error = %e, "Ack failed; the event will be redelivered.");
+    }
+}
+
+/// Builds the dead-letter event: the original plus `knativeerror*` and promoted `kne-*` extensions.
+pub(crate) fn dead_letter_event(event: &Event, dest: &str, failure: &Failure) -> Event {
+    let mut e = event.clone();
+    e.remove_extension(TTL_EXTENSION);
+    for (k, v) in &failure.kne {
+        e.set_extension(k, ExtValue::String(v.clone()));
+    }
+    e.set_extension("knativeerrordest", ExtValue::String(dest.to_owned()));
+    match failure.code {
+        Some(code) => e.set_extension("knativeerrorcode", ExtValue::String(code.to_string())),
+        None => {
+            e.remove_extension("knativeerrorcode");
+        }
+    }
+    match &failure.data {
+        Some(d) => e.set_extension("knativeerrordata", ExtValue::String(d.clone())),
+        None => {
+            e.remove_extension("knativeerrordata");
+        }
+    }
+    e
+}
+
+/// Sends to the dead-letter sink with the trigger's retry policy. Returns whether it was accepted.
+async fn send_to_dead_letter_sink(
+    shared: &Shared,
+    ctx: &TriggerCtx,
+    event: &Event,
+    failure: &Failure,
+) -> bool {
+    let Some((dls_uri, _)) = &ctx.dead_letter_sink else {
+        return false;
+    };
+    let dl = dead_letter_event(event, &ctx.subscriber_str, failure);
+    let (mut headers, body) = encode(&dl, ctx.format);
+    headers.insert("kn-namespace", ctx.namespace_header.clone());
+    let mut retry = 0u32;
+    loop {
+        let started = Instant::now();
+        let result = shared
+            .client
+            .post(dls_uri, &headers, body.clone(), ctx.policy.timeout)
+            .await;
+        ctx.metrics
+            .latency
+            .observe(started.elapsed().as_secs_f64());
+        let f = match result {
+            Ok(resp) => match classify(Some(resp.status.as_u16())) {
+                Classification::Success => return true,
+                Classification::Retry => Failure::from_response(&resp, true, "retryable-status"),
+                Classification::Fail => return false,
+            },
+            Err(e) => Failure::from_send(&e),
+        };
+        if !f.retryable || retry >= ctx.policy.retries {
+            return false;
+        }
+        retry += 1;
+        if !shared
+            .sleep_unless_shutdown(ctx.policy.wait(retry, f.retry_after))
+            .await
+        {
+            return false;
+        }
+    }
+}
+
+async fn dead_letter(shared: &Shared, ctx: &TriggerCtx, delivery: &Delivery, failure: Failure) {
+    if send_to_dead_letter_sink(shared, ctx, &delivery.event, &failure).await {
+        ctx.metrics.dead_lettered.inc();
+        finish(shared, ctx, delivery.seq).await;
+        return;
+    }
+    if shared.is_shutting_down() && ctx.dead_letter_sink.is_some() {
+        // Handed back: the entry stays queued and is retried after restart.
+        return;
+    }
+    let reason = if ctx.dead_letter_sink.is_some() {
+        "dead-letter-sink-failed"
+    } else if failure.retryable {
+        "retries-exhausted"
+    } else {
+        "non-retryable"
+    };
+    let f = Failure { reason, ..failure };
+    park(shared, ctx, delivery.seq, (*delivery.event).clone(), &f).await;
+}
+
+/// Parks an event in the local dead-letter store, removing queue entry `seq` atomically.
+async fn park(shared: &Shared, ctx: &TriggerCtx, seq: u64, event: Event, failure: &Failure) {
+    let record = ParkRecord {
+        reason: failure.reason.to_owned(),
+        error_dest: Some(ctx.subscriber_str.clone()),
+        error_code: failure.code,
+        error_data: failure.data.clone(),
+        event,
+    };
+    match shared.channel.park(&ctx.key, seq, record).await {
+        Ok(()) => {
+            ctx.metrics.parked.inc();
+        }
+        Err(e) => tracing::error!(trigger = %ctx.label, error = %e,
+            "Could not park a dead-lettered event; it stays queued and will be redelivered."),
+    }
+}
