@@ -1,1 +1,155 @@
-fn main() {}
+//! The `switchyard` binary: parses the command line, installs logging, and hands over to the app.
+
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use switchyard::app::{self, ServeOptions, StartError};
+use switchyard::util::parse_duration;
+use switchyard_ingress::Limits;
+
+/// Switchyard: a CloudEvents broker with Knative Broker/Trigger routing.
+#[derive(Debug, Parser)]
+#[command(name = "switchyard", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a broker: HTTP ingress, durable embedded store, trigger dispatcher and admin endpoints.
+    Serve(ServeArgs),
+    /// Load tool: drives the ingress with N events and measures against in-run baselines.
+    Bench(switchyard::bench::BenchArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Knative manifests (Broker, Trigger, ConfigMap): a YAML file (multi-document) or a directory of
+    /// them. Repeatable. Changes are applied without a restart.
+    #[arg(long = "config", env = "SWITCHYARD_CONFIG", value_delimiter = ',', required = true)]
+    configs: Vec<PathBuf>,
+    /// Directory of the embedded event store.
+    #[arg(long, env = "SWITCHYARD_DATA_DIR", default_value = "./switchyard-data")]
+    data_dir: PathBuf,
+    /// Address of the CloudEvents ingress (POST /{namespace}/{broker}).
+    #[arg(long, env = "SWITCHYARD_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Address of the admin endpoints (/healthz, /readyz, /metrics, /api/v1/...).
+    #[arg(long, env = "SWITCHYARD_ADMIN_LISTEN", default_value = "127.0.0.1:9090")]
+    admin_listen: SocketAddr,
+    /// Largest accepted event request in bytes (413 above). At least 65536.
+    #[arg(long, env = "SWITCHYARD_MAX_EVENT_BYTES", default_value_t = 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(65536..=(256 * 1024 * 1024)))]
+    max_event_bytes: u64,
+    /// Largest accepted batch request in bytes.
+    #[arg(long, env = "SWITCHYARD_MAX_BATCH_BYTES", default_value_t = 8 * 1024 * 1024)]
+    max_batch_bytes: u64,
+    /// Undelivered events per broker before ingress answers 429 (annotation
+    /// `switchyard.dev/max-backlog` overrides it per broker).
+    #[arg(long, env = "SWITCHYARD_MAX_BACKLOG", default_value_t = 1_000_000)]
+    max_backlog: u64,
+    /// Time allowed for in-flight deliveries on SIGTERM/SIGINT (e.g. 30s, 500ms).
+    #[arg(long, env = "SWITCHYARD_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
+    shutdown_grace: Duration,
+    /// How often the config files are checked for changes.
+    #[arg(long, env = "SWITCHYARD_RELOAD_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    reload_interval: Duration,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match cli.command {
+        Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Bench(args) => match runtime.block_on(switchyard::bench::run(args)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        },
+    }
+}
+
+async fn serve(args: ServeArgs) -> ExitCode {
+    let opts = ServeOptions {
+        configs: args.configs,
+        data_dir: Some(args.data_dir),
+        listen: args.listen,
+        admin_listen: args.admin_listen,
+        limits: Limits {
+            max_event_bytes: args.max_event_bytes as usize,
+            max_batch_bytes: args.max_batch_bytes as usize,
+            max_backlog: args.max_backlog,
+        },
+        shutdown_grace: args.shutdown_grace,
+        reload_interval: args.reload_interval,
+    };
+    let running = match app::start(opts).await {
+        Ok(r) => r,
+        Err(e @ StartError::Config(_)) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+        Err(StartError::Init(e)) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    // Machine-readable line for scripts and tests; logs go to stderr.
+    println!(
+        "switchyard ready ingress={} admin={}",
+        running.ingress_addr, running.admin_addr
+    );
+    tracing::info!(ingress = %running.ingress_addr, admin = %running.admin_addr, "Switchyard is serving.");
+    let stop = running.stop_handle();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        let _ = stop.send(true);
+    });
+    match running.wait().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error during shutdown: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

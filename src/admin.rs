@@ -1,0 +1,139 @@
+//! The admin listener: `/healthz`, `/readyz`, `/metrics`, and the dead-letter API
+//! (`GET /api/v1/deadletters`, `POST /api/v1/deadletters/{id}/redrive`), plus `GET /api/v1/brokers`.
+
+use crate::app::Live;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use switchyard_broker::channel::{Channel, ChannelError};
+use switchyard_broker::format::json::write_event;
+
+/// State of the admin server.
+#[derive(Clone)]
+pub(crate) struct AdminState {
+    pub(crate) live: Arc<Live>,
+}
+
+/// Builds the admin router.
+pub(crate) fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/brokers", get(brokers))
+        .route("/api/v1/deadletters", get(dead_letters))
+        .route("/api/v1/deadletters/{id}/redrive", post(redrive))
+        .with_state(state)
+}
+
+async fn readyz(State(s): State<AdminState>) -> Response {
+    if s.live.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+    }
+}
+
+async fn metrics(State(s): State<AdminState>) -> Response {
+    let topology = s.live.topology.load_full();
+    for key in topology.triggers.keys() {
+        s.live
+            .metrics
+            .set_backlog(&key.to_string(), s.live.channel.trigger_backlog(key));
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.live.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn brokers(State(s): State<AdminState>) -> Json<Value> {
+    let topology = s.live.topology.load_full();
+    let brokers: Vec<Value> = topology
+        .brokers
+        .keys()
+        .map(|b| {
+            let triggers: Vec<Value> = topology
+                .triggers
+                .values()
+                .filter(|t| &t.broker == b)
+                .map(|t| {
+                    json!({
+                        "name": t.key.name,
+                        "subscriber": t.subscriber,
+                        "backlog": s.live.channel.trigger_backlog(&t.key),
+                    })
+                })
+                .collect();
+            json!({
+                "namespace": b.namespace,
+                "name": b.name,
+                "backlog": s.live.channel.backlog(b),
+                "triggers": triggers,
+            })
+        })
+        .collect();
+    Json(json!({ "brokers": brokers }))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<usize>,
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+async fn dead_letters(State(s): State<AdminState>, Query(q): Query<ListQuery>) -> Response {
+    let limit = q.limit.unwrap_or(100).min(10_000);
+    match s.live.channel.dead_letters(limit) {
+        Ok(list) => {
+            let items: Vec<Value> = list
+                .into_iter()
+                .map(|p| {
+                    let mut buf = Vec::new();
+                    write_event(&p.record.event, &mut buf);
+                    let event: Value = serde_json::from_slice(&buf).unwrap_or(Value::Null);
+                    json!({
+                        "id": p.id,
+                        "trigger": p.trigger.to_string(),
+                        "parkedAtMs": p.parked_at_ms,
+                        "reason": p.record.reason,
+                        "errorDest": p.record.error_dest,
+                        "errorCode": p.record.error_code,
+                        "errorData": p.record.error_data,
+                        "event": event,
+                    })
+                })
+                .collect();
+            Json(json!({ "deadLetters": items })).into_response()
+        }
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+async fn redrive(State(s): State<AdminState>, Path(id): Path<String>) -> Response {
+    let Ok(id) = id.parse::<u64>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("dead letter id {id:?} is not a number"),
+        );
+    };
+    match s.live.channel.redrive(id).await {
+        Ok(()) => (StatusCode::ACCEPTED, Json(json!({ "redriven": id }))).into_response(),
+        Err(e @ ChannelError::DeadLetterNotFound(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Err(e @ ChannelError::UnknownTrigger(_)) => error(StatusCode::CONFLICT, e.to_string()),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}

@@ -1,0 +1,238 @@
+//! Starting and stopping a Switchyard broker process.
+//!
+//! Start order: load and validate config (nothing bound yet) → open the store → install the topology in
+//! channel, ingress and dispatcher → bind listeners → serve. Shutdown order: ingress answers 503 and stops
+//! accepting connections → the dispatcher stops pulling and finishes in-flight deliveries within the
+//! grace period → pending acks are flushed → the store is closed.
+
+use crate::admin::{self, AdminState};
+use crate::reload::{self, ConfigWatch};
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_broker::channel::store::{StoreChannel, StoreOptions};
+use switchyard_broker::channel::Channel;
+use switchyard_broker::config::load::{load_paths, ConfigErrors};
+use switchyard_broker::config::Topology;
+use switchyard_broker::metrics::Metrics;
+use switchyard_dispatcher::{Dispatcher, DispatcherOptions};
+use switchyard_ingress::{Ingress, Limits};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Everything `serve` needs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Config files or directories.
+    pub configs: Vec<PathBuf>,
+    /// Directory of the embedded store; `None` keeps everything in memory (tests only).
+    pub data_dir: Option<PathBuf>,
+    /// Ingress listen address.
+    pub listen: SocketAddr,
+    /// Admin listen address.
+    pub admin_listen: SocketAddr,
+    /// Ingress limits.
+    pub limits: Limits,
+    /// Time allowed for in-flight deliveries at shutdown.
+    pub shutdown_grace: Duration,
+    /// How often config files are checked for changes.
+    pub reload_interval: Duration,
+}
+
+/// Why the process could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is invalid (exit code 2).
+    #[error("invalid configuration:\n{0}")]
+    Config(#[from] ConfigErrors),
+    /// Anything else (store, sockets) (exit code 1).
+    #[error(transparent)]
+    Init(#[from] anyhow::Error),
+}
+
+/// A running broker.
+pub struct RunningApp {
+    /// Bound ingress address.
+    pub ingress_addr: SocketAddr,
+    /// Bound admin address.
+    pub admin_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl std::fmt::Debug for RunningApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningApp")
+            .field("ingress_addr", &self.ingress_addr)
+            .field("admin_addr", &self.admin_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunningApp {
+    /// Starts the graceful shutdown and waits for it.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        self.task.await.context("broker task panicked")?
+    }
+
+    /// A handle that triggers shutdown when sent `true`.
+    pub fn stop_handle(&self) -> watch::Sender<bool> {
+        self.stop.clone()
+    }
+
+    /// Waits until the app stops (after a stop request).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("broker task panicked")?
+    }
+}
+
+/// The live pieces, shared with the reloader and the admin server.
+pub(crate) struct Live {
+    pub(crate) channel: Arc<StoreChannel>,
+    pub(crate) ingress: Arc<Ingress>,
+    pub(crate) dispatcher: Dispatcher,
+    pub(crate) topology: ArcSwap<Topology>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) ready: AtomicBool,
+}
+
+impl Live {
+    /// Installs a topology everywhere, in order: channel (ordered with appends), ingress, dispatcher.
+    pub(crate) async fn apply(&self, topology: Topology) -> anyhow::Result<()> {
+        let topology = Arc::new(topology);
+        self.channel
+            .apply_topology(topology.clone())
+            .await
+            .context("applying the topology to the store")?;
+        self.ingress.apply(&topology);
+        self.dispatcher
+            .apply(&topology)
+            .context("starting trigger dispatchers")?;
+        self.topology.store(topology);
+        Ok(())
+    }
+}
+
+/// Loads config, opens the store, binds the listeners and starts serving.
+pub async fn start(opts: ServeOptions) -> Result<RunningApp, StartError> {
+    let loaded = load_paths(&opts.configs)?;
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    let store = match &opts.data_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating data dir {}", dir.display()))?;
+            StoreChannel::open(dir, StoreOptions::default())
+                .with_context(|| format!("opening the store in {}", dir.display()))?
+        }
+        None => StoreChannel::in_memory(StoreOptions::default()).context("in-memory store")?,
+    };
+    let channel = Arc::new(store);
+    let dyn_channel: Arc<dyn Channel> = channel.clone();
+    let metrics = Arc::new(Metrics::new());
+    let live = Arc::new(Live {
+        ingress: Ingress::new(dyn_channel.clone(), metrics.clone(), opts.limits.clone()),
+        dispatcher: Dispatcher::new(dyn_channel, metrics.clone(), DispatcherOptions {
+            max_response_bytes: opts.limits.max_event_bytes,
+            ..DispatcherOptions::default()
+        }),
+        channel,
+        topology: ArcSwap::from_pointee(Topology::default()),
+        metrics,
+        ready: AtomicBool::new(false),
+    });
+    live.apply(loaded.topology).await?;
+    live.ready.store(true, Ordering::SeqCst);
+
+    let ingress_listener = TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("binding ingress listener {}", opts.listen))?;
+    let admin_listener = TcpListener::bind(opts.admin_listen)
+        .await
+        .with_context(|| format!("binding admin listener {}", opts.admin_listen))?;
+    let ingress_addr = ingress_listener.local_addr().context("ingress address")?;
+    let admin_addr = admin_listener.local_addr().context("admin address")?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let watch = ConfigWatch::new(opts.configs.clone(), loaded.files);
+    let task = tokio::spawn(run(
+        live,
+        ingress_listener,
+        admin_listener,
+        watch,
+        opts,
+        stop_rx,
+    ));
+    Ok(RunningApp {
+        ingress_addr,
+        admin_addr,
+        stop: stop_tx,
+        task,
+    })
+}
+
+async fn run(
+    live: Arc<Live>,
+    ingress_listener: TcpListener,
+    admin_listener: TcpListener,
+    watch: ConfigWatch,
+    opts: ServeOptions,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let (server_stop_tx, server_stop_rx) = watch::channel(false);
+    let ingress_router = switchyard_ingress::router(live.ingress.clone());
+    let mut ingress_stop = server_stop_rx.clone();
+    let ingress_server = tokio::spawn(async move {
+        axum::serve(ingress_listener, ingress_router)
+            .with_graceful_shutdown(async move {
+                let _ = ingress_stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    let admin_router = admin::router(AdminState { live: live.clone() });
+    let mut admin_stop = server_stop_rx.clone();
+    let admin_server = tokio::spawn(async move {
+        axum::serve(admin_listener, admin_router)
+            .with_graceful_shutdown(async move {
+                let _ = admin_stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    let reloader = tokio::spawn(reload::run(
+        live.clone(),
+        watch,
+        opts.reload_interval,
+        server_stop_rx.clone(),
+    ));
+
+    let _ = stop.wait_for(|s| *s).await;
+    tracing::info!("Shutting down: ingress stops accepting events.");
+    live.ready.store(false, Ordering::SeqCst);
+    live.ingress.start_draining();
+    let _ = server_stop_tx.send(true);
+    let deadline = opts.shutdown_grace;
+    let _ = tokio::time::timeout(deadline, ingress_server).await;
+    let _ = reloader.await;
+    let unfinished = live.dispatcher.shutdown(deadline).await;
+    if unfinished > 0 {
+        tracing::warn!(
+            unfinished,
+            "Shutdown grace period over; unfinished deliveries stay queued and are redelivered at restart."
+        );
+    }
+    live.channel
+        .flush()
+        .await
+        .context("flushing acknowledgements")?;
+    live.channel.close().await.context("closing the store")?;
+    let _ = tokio::time::timeout(Duration::from_secs(1), admin_server).await;
+    tracing::info!("Shutdown complete.");
+    Ok(())
+}

@@ -1,0 +1,17 @@
+//! # switchyard
+//!
+//! App wiring of the `switchyard` binary: the only place that reads files, environment and signals.
+//!
+//! - [`app`]: starts a broker process (store, ingress, dispatcher, admin) on given listeners and shuts it
+//!   down in order with a deadline.
+//! - [`admin`]: health, readiness, metrics and the dead-letter API.
+//! - [`reload`]: watches the config files and applies valid changes without a restart.
+//! - [`bench`]: the load tool (`switchyard bench`) with its in-run baselines.
+
+#![warn(missing_docs)]
+
+pub mod admin;
+pub mod app;
+pub mod bench;
+pub mod reload;
+pub mod util;
