@@ -139,10 +139,14 @@ pub async fn start(opts: ServeOptions) -> Result<RunningApp, StartError> {
     let metrics = Arc::new(Metrics::new());
     let live = Arc::new(Live {
         ingress: Ingress::new(dyn_channel.clone(), metrics.clone(), opts.limits.clone()),
-        dispatcher: Dispatcher::new(dyn_channel, metrics.clone(), DispatcherOptions {
-            max_response_bytes: opts.limits.max_event_bytes,
-            ..DispatcherOptions::default()
-        }),
+        dispatcher: Dispatcher::new(
+            dyn_channel,
+            metrics.clone(),
+            DispatcherOptions {
+                max_response_bytes: opts.limits.max_event_bytes,
+                ..DispatcherOptions::default()
+            },
+        ),
         channel,
         topology: ArcSwap::from_pointee(Topology::default()),
         metrics,

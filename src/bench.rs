@@ -2,4 +2,6 @@
 #![allow(missing_docs)]
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {}
-pub async fn run(_a: BenchArgs) -> anyhow::Result<()> { Ok(()) }
+pub async fn run(_a: BenchArgs) -> anyhow::Result<()> {
+    Ok(())
+}

@@ -29,7 +29,12 @@ enum Command {
 struct ServeArgs {
     /// Knative manifests (Broker, Trigger, ConfigMap): a YAML file (multi-document) or a directory of
     /// them. Repeatable. Changes are applied without a restart.
-    #[arg(long = "config", env = "SWITCHYARD_CONFIG", value_delimiter = ',', required = true)]
+    #[arg(
+        long = "config",
+        env = "SWITCHYARD_CONFIG",
+        value_delimiter = ',',
+        required = true
+    )]
     configs: Vec<PathBuf>,
     /// Directory of the embedded event store.
     #[arg(long, env = "SWITCHYARD_DATA_DIR", default_value = "./switchyard-data")]
@@ -38,7 +43,11 @@ struct ServeArgs {
     #[arg(long, env = "SWITCHYARD_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// Address of the admin endpoints (/healthz, /readyz, /metrics, /api/v1/...).
-    #[arg(long, env = "SWITCHYARD_ADMIN_LISTEN", default_value = "127.0.0.1:9090")]
+    #[arg(
+        long,
+        env = "SWITCHYARD_ADMIN_LISTEN",
+        default_value = "127.0.0.1:9090"
+    )]
     admin_listen: SocketAddr,
     /// Largest accepted event request in bytes (413 above). At least 65536.
     #[arg(long, env = "SWITCHYARD_MAX_EVENT_BYTES", default_value_t = 1024 * 1024,
@@ -68,7 +77,10 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -48,16 +48,36 @@ pub struct DeliverySpec {
 mod stub {
     use super::*;
     #[derive(Debug, Clone, PartialEq)]
-    pub struct RetryPolicy { pub retries: u32, pub backoff_policy: BackoffPolicy, pub backoff_delay: Duration,
-        pub backoff_max: Option<Duration>, pub timeout: Duration, pub retry_after_max: Option<Duration> }
+    pub struct RetryPolicy {
+        pub retries: u32,
+        pub backoff_policy: BackoffPolicy,
+        pub backoff_delay: Duration,
+        pub backoff_max: Option<Duration>,
+        pub timeout: Duration,
+        pub retry_after_max: Option<Duration>,
+    }
     impl RetryPolicy {
-        pub fn from_spec(spec: Option<&DeliverySpec>) -> RetryPolicy { unimplemented!() }
-        pub fn backoff(&self, n: u32) -> Duration { unimplemented!() }
-        pub fn wait(&self, n: u32, retry_after: Option<Duration>) -> Duration { unimplemented!() }
+        pub fn from_spec(spec: Option<&DeliverySpec>) -> RetryPolicy {
+            unimplemented!()
+        }
+        pub fn backoff(&self, n: u32) -> Duration {
+            unimplemented!()
+        }
+        pub fn wait(&self, n: u32, retry_after: Option<Duration>) -> Duration {
+            unimplemented!()
+        }
     }
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub enum Classification { Success, Retry, Fail }
-    pub fn classify(status: Option<u16>) -> Classification { unimplemented!() }
-    pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> { unimplemented!() }
+    pub enum Classification {
+        Success,
+        Retry,
+        Fail,
+    }
+    pub fn classify(status: Option<u16>) -> Classification {
+        unimplemented!()
+    }
+    pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+        unimplemented!()
+    }
 }
 pub use stub::*;

@@ -3,8 +3,6 @@
 //! Matching is a pure function of the filter and the event: no IO, no allocation for string attributes.
 //! CESQL has a slot ([`Filter::Cesql`]) that the CESQL engine fills in its own issue.
 
-
-
 /// A compiled filter.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Filter {

@@ -173,9 +173,7 @@ async fn attempt(
         .client
         .post(&ctx.subscriber, headers, body, ctx.policy.timeout)
         .await;
-    ctx.metrics
-        .latency
-        .observe(started.elapsed().as_secs_f64());
+    ctx.metrics.latency.observe(started.elapsed().as_secs_f64());
     let resp = match result {
         Ok(r) => r,
         Err(e) => return Attempt::Failed(Failure::from_send(&e)),
@@ -297,9 +295,7 @@ async fn send_to_dead_letter_sink(
             .client
             .post(dls_uri, &headers, body.clone(), ctx.policy.timeout)
             .await;
-        ctx.metrics
-            .latency
-            .observe(started.elapsed().as_secs_f64());
+        ctx.metrics.latency.observe(started.elapsed().as_secs_f64());
         let f = match result {
             Ok(resp) => match classify(Some(resp.status.as_u16())) {
                 Classification::Success => return true,

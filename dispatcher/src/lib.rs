@@ -139,7 +139,11 @@ impl Dispatcher {
         }
     }
 
-    fn build_ctx(&self, topology: &Topology, key: &TriggerKey) -> Result<Option<TriggerCtx>, DispatchError> {
+    fn build_ctx(
+        &self,
+        topology: &Topology,
+        key: &TriggerKey,
+    ) -> Result<Option<TriggerCtx>, DispatchError> {
         let Some(spec) = topology.triggers.get(key) else {
             return Ok(None);
         };

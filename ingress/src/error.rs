@@ -15,7 +15,9 @@ pub enum IngressError {
     #[error("{0}")]
     UnsupportedMediaType(FormatError),
     /// The TTL reached zero: an event loop was detected.
-    #[error("knativebrokerttl exhausted: the event has been routed through brokers too many times")]
+    #[error(
+        "knativebrokerttl exhausted: the event has been routed through brokers too many times"
+    )]
     TtlExhausted,
     /// The path does not name a broker.
     #[error("no broker at {0}: the path must be /{{namespace}}/{{broker}}")]

@@ -1,0 +1,388 @@
+//! Shared test tooling: a real HTTP subscriber that records what it receives and answers as scripted,
+//! a broker started in-process (port 0) or as the real binary, and polling with a deadline.
+#![allow(dead_code)]
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use parking_lot::Mutex;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use switchyard::app::{self, RunningApp, ServeOptions};
+use switchyard_ingress::Limits;
+
+/// How long tests wait for something that should happen (env `SWITCHYARD_TEST_PATIENCE_MS`).
+pub fn patience() -> Duration {
+    std::env::var("SWITCHYARD_TEST_PATIENCE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(Duration::from_secs(20))
+}
+
+/// Polls `f` until it returns `Some`, or panics with `what` after the patience deadline.
+pub async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + patience();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One request received by a subscriber.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub at: Instant,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    }
+}
+
+/// A scripted response.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn status(status: u16) -> Reply {
+        Reply {
+            status,
+            headers: vec![],
+            body: vec![],
+        }
+    }
+    pub fn header(mut self, k: &str, v: &str) -> Reply {
+        self.headers.push((k.to_owned(), v.to_owned()));
+        self
+    }
+    pub fn body(mut self, b: impl Into<Vec<u8>>) -> Reply {
+        self.body = b.into();
+        self
+    }
+}
+
+#[derive(Default)]
+struct SubState {
+    received: Mutex<Vec<Received>>,
+    script: Mutex<VecDeque<Reply>>,
+    default: Mutex<Option<Reply>>,
+}
+
+/// A real HTTP subscriber on 127.0.0.1:0.
+#[derive(Clone)]
+pub struct Subscriber {
+    pub addr: SocketAddr,
+    state: Arc<SubState>,
+}
+
+impl Subscriber {
+    pub async fn start() -> Subscriber {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(listener).await
+    }
+
+    pub async fn start_on(listener: tokio::net::TcpListener) -> Subscriber {
+        let state = Arc::new(SubState::default());
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new().fallback(handle).with_state(state.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Subscriber { addr, state }
+    }
+
+    /// URL of a path on this subscriber.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Next responses, in order; after them the default (202).
+    pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.state.script.lock().extend(replies);
+    }
+
+    /// Response used when the script is empty.
+    pub fn set_default(&self, reply: Reply) {
+        *self.state.default.lock() = Some(reply);
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.received.lock().clone()
+    }
+
+    pub fn received_on(&self, path: &str) -> Vec<Received> {
+        self.received()
+            .into_iter()
+            .filter(|r| r.path == path)
+            .collect()
+    }
+
+    /// Waits until at least `n` requests arrived on `path`.
+    pub async fn wait_for(&self, path: &str, n: usize) -> Vec<Received> {
+        let what = format!("{n} requests on {path}");
+        eventually(&what, || async {
+            let r = self.received_on(path);
+            (r.len() >= n).then_some(r)
+        })
+        .await
+    }
+}
+
+async fn handle(
+    State(state): State<Arc<SubState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    state.received.lock().push(Received {
+        path: uri.path().to_owned(),
+        headers,
+        body,
+        at: Instant::now(),
+    });
+    let reply = state
+        .script
+        .lock()
+        .pop_front()
+        .or_else(|| state.default.lock().clone())
+        .unwrap_or(Reply::status(202));
+    let mut resp = (StatusCode::from_u16(reply.status).unwrap(), reply.body).into_response();
+    for (k, v) in reply.headers {
+        resp.headers_mut().insert(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(&v).unwrap(),
+        );
+    }
+    resp
+}
+
+/// A plain HTTP response seen by a test client.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Resp {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    }
+}
+
+/// Sends a request with a fresh client.
+pub async fn request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Resp {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut req = http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = client
+        .request(req.body(Full::new(body.into())).unwrap())
+        .await
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let (parts, body) = resp.into_parts();
+    Resp {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes(),
+    }
+}
+
+pub async fn post(url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Resp {
+    request("POST", url, headers, body).await
+}
+
+/// Binary-mode headers for a simple event.
+pub fn ce_headers<'a>(id: &'a str, ty: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("ce-specversion", "1.0"),
+        ("ce-id", id),
+        ("ce-source", "/test"),
+        ("ce-type", ty),
+        ("content-type", "application/json"),
+    ]
+}
+
+/// A broker started in-process on port 0.
+pub struct TestBroker {
+    pub app: Option<RunningApp>,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+impl TestBroker {
+    pub async fn start(yaml: &str) -> TestBroker {
+        Self::start_with(yaml, Limits::default()).await
+    }
+
+    pub async fn start_with(yaml: &str, limits: Limits) -> TestBroker {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.yaml");
+        std::fs::write(&config, yaml).unwrap();
+        let app = app::start(ServeOptions {
+            configs: vec![config.clone()],
+            data_dir: Some(dir.path().join("data")),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            admin_listen: "127.0.0.1:0".parse().unwrap(),
+            limits,
+            shutdown_grace: Duration::from_secs(5),
+            reload_interval: Duration::from_millis(100),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("broker failed to start: {e}"));
+        TestBroker {
+            app: Some(app),
+            dir,
+            config,
+        }
+    }
+
+    pub fn ingress(&self, path: &str) -> String {
+        format!("http://{}{}", self.app.as_ref().unwrap().ingress_addr, path)
+    }
+
+    pub fn admin(&self, path: &str) -> String {
+        format!("http://{}{}", self.app.as_ref().unwrap().admin_addr, path)
+    }
+
+    pub async fn metrics(&self) -> String {
+        let r = request("GET", &self.admin("/metrics"), &[], Bytes::new()).await;
+        String::from_utf8(r.body.to_vec()).unwrap()
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(app) = self.app.take() {
+            app.shutdown().await.unwrap();
+        }
+    }
+}
+
+/// The real binary, started as a child process.
+pub struct Process {
+    pub child: Child,
+    pub ingress: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+impl Process {
+    pub fn spawn(config: &Path, data_dir: &Path, extra: &[&str]) -> Process {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .arg("serve")
+            .arg("--config")
+            .arg(config)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn switchyard");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let mut ingress = None;
+        let mut admin = None;
+        for part in line.split_whitespace() {
+            if let Some(a) = part.strip_prefix("ingress=") {
+                ingress = a.parse().ok();
+            }
+            if let Some(a) = part.strip_prefix("admin=") {
+                admin = a.parse().ok();
+            }
+        }
+        let (Some(ingress), Some(admin)) = (ingress, admin) else {
+            let _ = child.kill();
+            panic!("switchyard did not report its addresses; first line was {line:?}");
+        };
+        Process {
+            child,
+            ingress,
+            admin,
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
+    }
+
+    pub fn sigterm(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Config with one broker `default/default` and the given triggers (YAML documents).
+pub fn config(broker_extra: &str, triggers: &[String]) -> String {
+    let mut s = format!(
+        "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: default\n{broker_extra}"
+    );
+    for t in triggers {
+        s.push_str("---\n");
+        s.push_str(t);
+    }
+    s
+}
+
+/// A trigger document.
+pub fn trigger(name: &str, spec_extra: &str, subscriber: &str) -> String {
+    format!(
+        "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: {name}\nspec:\n  broker: default\n{spec_extra}  subscriber:\n    uri: {subscriber}\n"
+    )
+}

@@ -1,0 +1,390 @@
+//! Delivery behaviour against real HTTP subscribers: headers, retries and their timing, Retry-After,
+//! dead-letter sinks and their extensions, parking and redrive, replies and loop termination.
+
+mod common;
+use base64::Engine;
+use common::*;
+use std::time::Duration;
+
+fn ingress_url(b: &TestBroker) -> String {
+    b.ingress("/default/default")
+}
+
+#[tokio::test]
+async fn subscriber_gets_knative_headers_and_no_ttl() {
+    let sub = Subscriber::start().await;
+    let b = TestBroker::start(&config("", &[trigger("t", "", &sub.url("/s"))])).await;
+    let mut h = ce_headers("1", "t");
+    h.push((
+        "ce-traceparent",
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    ));
+    h.push(("ce-knativebrokerttl", "10"));
+    assert_eq!(post(&ingress_url(&b), &h, "{}").await.status, 202);
+    let got = sub.wait_for("/s", 1).await;
+    let r = &got[0];
+    assert_eq!(r.header("prefer").as_deref(), Some("reply"));
+    assert_eq!(r.header("kn-namespace").as_deref(), Some("default"));
+    assert_eq!(
+        r.header("traceparent").as_deref(),
+        Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+    );
+    assert!(
+        r.header("ce-knativebrokerttl").is_none(),
+        "TTL must be removed before delivery"
+    );
+    assert!(r.header("ce-knativearrivaltime").is_some());
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("application/json")
+    );
+    assert!(r.header("ce-datacontenttype").is_none());
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn format_json_delivers_structured_mode() {
+    let sub = Subscriber::start().await;
+    let t = trigger("t", "  delivery:\n    format: json\n", &sub.url("/s"));
+    let b = TestBroker::start(&config("", &[t])).await;
+    assert_eq!(
+        post(&ingress_url(&b), &ce_headers("1", "t"), "{\"a\":1}")
+            .await
+            .status,
+        202
+    );
+    let got = sub.wait_for("/s", 1).await;
+    assert!(got[0]
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/cloudevents+json"));
+    let v: serde_json::Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(v["id"], "1");
+    assert_eq!(v["data"]["a"], 1);
+    assert!(v.get("knativebrokerttl").is_none());
+    b.shutdown().await;
+}
+
+/// Linear backoff PT0.1S with 3 retries: waits 100, 200, 300 ms (decision 1).
+#[tokio::test]
+async fn retry_timings_follow_linear_backoff() {
+    let sub = Subscriber::start().await;
+    sub.script([Reply::status(503), Reply::status(500), Reply::status(429)]);
+    let t = trigger(
+        "t",
+        "  delivery:\n    retry: 3\n    backoffPolicy: linear\n    backoffDelay: PT0.1S\n",
+        &sub.url("/s"),
+    );
+    let b = TestBroker::start(&config("", &[t])).await;
+    assert_eq!(
+        post(&ingress_url(&b), &ce_headers("1", "t"), "{}")
+            .await
+            .status,
+        202
+    );
+    let got = sub.wait_for("/s", 4).await;
+    let gaps: Vec<Duration> = got.windows(2).map(|w| w[1].at - w[0].at).collect();
+    for (gap, expected_ms) in gaps.iter().zip([100u64, 200, 300]) {
+        let expected = Duration::from_millis(expected_ms);
+        assert!(*gap >= expected, "gap {gap:?} shorter than {expected:?}");
+        assert!(
+            *gap < expected + Duration::from_millis(250),
+            "gap {gap:?} much longer than {expected:?}"
+        );
+    }
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let sub = Subscriber::start().await;
+    sub.script([Reply::status(429).header("retry-after", "1")]);
+    let t = trigger(
+        "t",
+        "  delivery:\n    retry: 1\n    backoffPolicy: linear\n    backoffDelay: PT0.01S\n",
+        &sub.url("/s"),
+    );
+    let b = TestBroker::start(&config("", &[t])).await;
+    assert_eq!(
+        post(&ingress_url(&b), &ce_headers("1", "t"), "{}")
+            .await
+            .status,
+        202
+    );
+    let got = sub.wait_for("/s", 2).await;
+    assert!(got[1].at - got[0].at >= Duration::from_secs(1));
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn non_retryable_status_goes_to_dead_letter_sink_with_extensions() {
+    let sub = Subscriber::start().await;
+    sub.script([Reply::status(422)
+        .header("kne-reason", "Bad order")
+        .body("order is invalid")]);
+    let t = trigger(
+        "t",
+        &format!(
+            "  delivery:\n    retry: 5\n    backoffDelay: PT0.01S\n    deadLetterSink:\n      uri: {}\n",
+            sub.url("/dls")
+        ),
+        &sub.url("/s"),
+    );
+    let b = TestBroker::start(&config("", &[t])).await;
+    assert_eq!(
+        post(&ingress_url(&b), &ce_headers("1", "t"), "{}")
+            .await
+            .status,
+        202
+    );
+    let dl = sub.wait_for("/dls", 1).await;
+    assert_eq!(sub.received_on("/s").len(), 1, "422 is not retried");
+    let d = &dl[0];
+    assert_eq!(d.header("ce-id").as_deref(), Some("1"));
+    assert_eq!(d.header("ce-knativeerrordest"), Some(sub.url("/s")));
+    assert_eq!(d.header("ce-knativeerrorcode").as_deref(), Some("422"));
+    let data = base64::engine::general_purpose::STANDARD.encode("order is invalid");
+    assert_eq!(d.header("ce-knativeerrordata"), Some(data));
+    assert_eq!(d.header("ce-reason").as_deref(), Some("Bad%20order"));
+    assert!(d.header("ce-knativebrokerttl").is_none());
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn unreachable_subscriber_dead_letters_without_error_code() {
+    let sub = Subscriber::start().await;
+    // A port with nothing listening.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}/nowhere", dead.local_addr().unwrap());
+    drop(dead);
+    let t = trigger(
+        "t",
+        &format!(
+            "  delivery:\n    retry: 1\n    backoffDelay: PT0.01S\n    deadLetterSink:\n      uri: {}\n",
+            sub.url("/dls")
+        ),
+        &dead_url,
+    );
+    let b = TestBroker::start(&config("", &[t])).await;
+    assert_eq!(
+        post(&ingress_url(&b), &ce_headers("1", "t"), "{}")
+            .await
+            .status,
+        202
+    );
+    let dl = sub.wait_for("/dls", 1).await;
+    assert_eq!(dl[0].header("ce-knativeerrordest"), Some(dead_url));
+    assert!(dl[0].header("ce-knativeerrorcode").is_none());
+    assert!(dl[0].header("ce-knativeerrordata").is_some());
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn trigger_delivery_replaces_broker_delivery_as_a_whole() {
+    let sub = Subscriber::start().await;
+    sub.set_default(Reply::status(500));
+    let broker_delivery = format!(
+        "spec:\n  delivery:\n    retry: 0\n    deadLetterSink:\n      uri: {}\n",
+        sub.url("/broker-dls")
+    );
+    let t = trigger(
+        "t",
+        &format!(
+            "  delivery:\n    retry: 2\n    backoffDelay: PT0.01S\n    deadLetterSink:\n      uri: {}\n",
+            sub.url("/trigger-dls")
+        ),
+        &sub.url("/s"),
+    );
+    let b = TestBroker::start(&config(&broker_delivery, &[t])).await;
+    assert_eq!(
+        post(&ingress_url(&b), &ce_headers("1", "t"), "{}")
+            .await
+            .status,
+        202
+    );
+    sub.wait_for("/trigger-dls", 1).await;
+    assert_eq!(
+        sub.received_on("/s").len(),
+        3,
+        "1 attempt + 2 retries from the trigger spec"
+    );
+    assert!(sub.received_on("/broker-dls").is_empty());
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_sink_event_is_parked_listed_and_redriven() {
+    let sub = Subscriber::start().await;
+    sub.script([Reply::status(400).body("nope")]);
+    let t = trigger("t", "  delivery:\n    retry: 0\n", &sub.url("/s"));
+    let b = TestBroker::start(&config("", &[t])).await;
+    assert_eq!(
+        post(&ingress_url(&b), &ce_headers("parked-1", "t"), "{\"k\":1}")
+            .await
+            .status,
+        202
+    );
+    let list = eventually("a parked event", || async {
+        let r = request("GET", &b.admin("/api/v1/deadletters"), &[], "").await;
+        let v = r.json();
+        let items = v["deadLetters"].as_array().unwrap().clone();
+        (!items.is_empty()).then_some(items)
+    })
+    .await;
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["trigger"], "default/t");
+    assert_eq!(list[0]["errorCode"], 400);
+    assert_eq!(list[0]["reason"], "non-retryable");
+    assert_eq!(list[0]["event"]["id"], "parked-1");
+    assert!(b
+        .metrics()
+        .await
+        .contains("switchyard_parked_total{trigger=\"default/t\"} 1"));
+    // Redrive: the subscriber now accepts (script exhausted → 202).
+    let id = list[0]["id"].as_u64().unwrap();
+    let r = post(
+        &b.admin(&format!("/api/v1/deadletters/{id}/redrive")),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 202);
+    let got = sub.wait_for("/s", 2).await;
+    assert_eq!(got[1].header("ce-id").as_deref(), Some("parked-1"));
+    assert_eq!(&got[1].body[..], b"{\"k\":1}");
+    let r = request("GET", &b.admin("/api/v1/deadletters"), &[], "").await;
+    assert!(r.json()["deadLetters"].as_array().unwrap().is_empty());
+    let r = post(
+        &b.admin(&format!("/api/v1/deadletters/{id}/redrive")),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn dead_letter_sink_failing_too_parks_the_event() {
+    let sub = Subscriber::start().await;
+    sub.set_default(Reply::status(500));
+    let t = trigger(
+        "t",
+        &format!(
+            "  delivery:\n    retry: 1\n    backoffDelay: PT0.01S\n    deadLetterSink:\n      uri: {}\n",
+            sub.url("/dls")
+        ),
+        &sub.url("/s"),
+    );
+    let b = TestBroker::start(&config("", &[t])).await;
+    assert_eq!(
+        post(&ingress_url(&b), &ce_headers("1", "t"), "{}")
+            .await
+            .status,
+        202
+    );
+    let list = eventually("a parked event", || async {
+        let v = request("GET", &b.admin("/api/v1/deadletters"), &[], "")
+            .await
+            .json();
+        let items = v["deadLetters"].as_array().unwrap().clone();
+        (!items.is_empty()).then_some(items)
+    })
+    .await;
+    assert_eq!(list[0]["reason"], "dead-letter-sink-failed");
+    assert_eq!(sub.received_on("/dls").len(), 2);
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn body_of_202_is_not_a_reply_and_invalid_reply_is_a_failure() {
+    let sub = Subscriber::start().await;
+    let ce_reply = |status: u16| {
+        Reply::status(status)
+            .header("ce-specversion", "1.0")
+            .header("ce-id", "r")
+            .header("ce-source", "/r")
+            .header("ce-type", "reply.type")
+            .body("x")
+    };
+    sub.script([
+        ce_reply(202),                           // event 1: 202 body ignored
+        Reply::status(200).body("not an event"), // event 2: invalid reply → retried
+        Reply::status(200),                      // event 2 retry: ok, no reply
+    ]);
+    let yaml = config(
+        "",
+        &[
+            trigger(
+                "t",
+                "  filter:\n    attributes:\n      type: t\n  delivery:\n    retry: 2\n    backoffDelay: PT0.01S\n",
+                &sub.url("/s"),
+            ),
+            trigger(
+                "replies",
+                "  filter:\n    attributes:\n      type: reply.type\n",
+                &sub.url("/replies"),
+            ),
+        ],
+    );
+    let b = TestBroker::start(&yaml).await;
+    assert_eq!(
+        post(&ingress_url(&b), &ce_headers("1", "t"), "{}")
+            .await
+            .status,
+        202
+    );
+    sub.wait_for("/s", 1).await;
+    assert_eq!(
+        post(&ingress_url(&b), &ce_headers("2", "t"), "{}")
+            .await
+            .status,
+        202
+    );
+    let got = sub.wait_for("/s", 3).await;
+    assert_eq!(got[2].header("ce-id").as_deref(), Some("2"));
+    // A sentinel through the replies trigger proves no reply of event 1 was routed before it.
+    let sentinel = ce_headers("sentinel", "reply.type");
+    assert_eq!(post(&ingress_url(&b), &sentinel, "{}").await.status, 202);
+    let replies = sub.wait_for("/replies", 1).await;
+    assert_eq!(replies[0].header("ce-id").as_deref(), Some("sentinel"));
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn reply_loop_is_stopped_by_ttl_and_parked() {
+    let sub = Subscriber::start().await;
+    // Always reply with an event the same trigger matches: a loop.
+    sub.set_default(
+        Reply::status(200)
+            .header("ce-specversion", "1.0")
+            .header("ce-id", "again")
+            .header("ce-source", "/loop")
+            .header("ce-type", "loop"),
+    );
+    let t = trigger(
+        "t",
+        "  filter:\n    attributes:\n      type: loop\n",
+        &sub.url("/s"),
+    );
+    let b = TestBroker::start(&config("", &[t])).await;
+    let mut h = ce_headers("1", "loop");
+    h.push(("ce-knativebrokerttl", "5"));
+    assert_eq!(post(&ingress_url(&b), &h, "{}").await.status, 202);
+    let list = eventually("the looping reply parked", || async {
+        let v = request("GET", &b.admin("/api/v1/deadletters"), &[], "")
+            .await
+            .json();
+        let items = v["deadLetters"].as_array().unwrap().clone();
+        (!items.is_empty()).then_some(items)
+    })
+    .await;
+    assert_eq!(list[0]["reason"], "ttl-exhausted");
+    // ttl 5 → stored 4, replies stored with 3, 2, 1; the reply that would get 0 is the loop.
+    assert_eq!(sub.received_on("/s").len(), 4);
+    assert!(b
+        .metrics()
+        .await
+        .contains("switchyard_reply_loops_total{trigger=\"default/t\"} 1"));
+    b.shutdown().await;
+}
