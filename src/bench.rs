@@ -1,7 +1,567 @@
-//! The load tool (`switchyard bench`). (Filled in later.)
-#![allow(missing_docs)]
-#[derive(Debug, clap::Args)]
-pub struct BenchArgs {}
-pub async fn run(_a: BenchArgs) -> anyhow::Result<()> {
+//! The load tool: `switchyard bench`.
+//!
+//! It drives N binary-mode events of S bytes over C connections at an ingress, with a counting sink, and
+//! reports accepted/s, delivered/s and latency percentiles (202 latency at the ingress; end-to-end from the
+//! POST to the sink's arrival). In the same run it measures two baselines on the same machine:
+//! - **bare-202**: an HTTP server that answers 202 without storing anything;
+//! - **relay**: an HTTP server that forwards each POST to the same sink and answers after it.
+//!
+//! The broker and the baselines each run as a child process (this binary, `serve` or the hidden
+//! `baseline` subcommand) so that their RSS can be read from `/proc`; the load generator and the sink
+//! run in this process.
+
+use anyhow::{bail, Context};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::Router;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// `switchyard bench` options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Events per throughput run.
+    #[arg(long, default_value_t = 20_000)]
+    pub events: usize,
+    /// Event data size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    pub size: usize,
+    /// Concurrent connections of the load generator.
+    #[arg(long, default_value_t = 32)]
+    pub connections: usize,
+    /// Rate (events/s) of the fixed-rate latency run.
+    #[arg(long, default_value_t = 1000)]
+    pub rate: u64,
+    /// Duration of the fixed-rate latency run, in seconds.
+    #[arg(long, default_value_t = 5)]
+    pub rate_seconds: u64,
+    /// Trigger count of the fan-out run (each event matches 1% of them).
+    #[arg(long, default_value_t = 1000)]
+    pub triggers: usize,
+    /// Skip the baselines (only measure Switchyard).
+    #[arg(long)]
+    pub no_baselines: bool,
+}
+
+/// Hidden `switchyard baseline` options: the servers the bench compares against.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BaselineArgs {
+    /// `ok` answers 202 to everything; `relay` forwards to `--target` first.
+    #[arg(long)]
+    pub kind: String,
+    /// Relay target URL.
+    #[arg(long)]
+    pub target: Option<String>,
+}
+
+// === the sink ===
+
+struct Sink {
+    base: Instant,
+    /// Arrival time (ns since `base`, +1 so that 0 means "not yet") per event index.
+    arrivals: Vec<AtomicU64>,
+    count: AtomicU64,
+}
+
+async fn sink_handler(State(sink): State<Arc<Sink>>, headers: HeaderMap) -> StatusCode {
+    let now = sink.base.elapsed().as_nanos() as u64 + 1;
+    if let Some(i) = headers
+        .get("ce-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        if let Some(slot) = sink.arrivals.get(i) {
+            let _ = slot.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+    sink.count.fetch_add(1, Ordering::Relaxed);
+    StatusCode::ACCEPTED
+}
+
+// === baselines (child process) ===
+
+/// Runs a baseline server on 127.0.0.1:0 and prints its address.
+pub async fn baseline(args: BaselineArgs) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    println!("baseline ready ingress={}", listener.local_addr()?);
+    let app = match args.kind.as_str() {
+        "ok" => Router::new().fallback(|_body: Bytes| async { StatusCode::ACCEPTED }),
+        "relay" => {
+            let target: http::Uri = args
+                .target
+                .context("--target is required for a relay")?
+                .parse()?;
+            let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(256)
+                .build_http();
+            let state = Arc::new((client, target));
+            Router::new()
+                .fallback(
+                    |State(s): State<Arc<(Client<_, Full<Bytes>>, http::Uri)>>,
+                     headers: HeaderMap,
+                     body: Bytes| async move {
+                        let mut req = http::Request::post(s.1.clone())
+                            .body(Full::new(body))
+                            .expect("valid request");
+                        *req.headers_mut() = headers;
+                        match s.0.request(req).await {
+                            Ok(resp) => {
+                                let _ = resp.into_body().collect().await;
+                                StatusCode::ACCEPTED
+                            }
+                            Err(_) => StatusCode::BAD_GATEWAY,
+                        }
+                    },
+                )
+                .with_state(state)
+        }
+        other => bail!("unknown baseline kind {other:?}"),
+    };
+    axum::serve(listener, app).await?;
     Ok(())
+}
+
+struct ChildServer {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl ChildServer {
+    fn spawn(args: &[&str]) -> anyhow::Result<ChildServer> {
+        let exe = std::env::current_exe().context("locating the switchyard binary")?;
+        let mut child = Command::new(exe)
+            .args(args)
+            .env("SWITCHYARD_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("spawning a child server")?;
+        let stdout = child.stdout.take().context("child stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let addr = line
+            .split_whitespace()
+            .find_map(|p| p.strip_prefix("ingress="))
+            .and_then(|a| a.parse().ok())
+            .with_context(|| format!("child did not report its address: {line:?}"))?;
+        Ok(ChildServer { child, addr })
+    }
+
+    /// Peak resident set size (VmHWM) in MiB.
+    fn peak_rss_mib(&self) -> Option<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let kb: f64 = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        Some(kb / 1024.0)
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// === load generation ===
+
+#[derive(Debug, Default, Clone)]
+struct RunResult {
+    accepted_per_s: f64,
+    delivered_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    e2e_p50_ms: f64,
+    e2e_p99_ms: f64,
+    errors: usize,
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i] as f64 / 1e6
+}
+
+async fn connect(
+    addr: SocketAddr,
+) -> anyhow::Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    Ok(send)
+}
+
+#[allow(clippy::too_many_arguments)]
+/// Sends events `range` over `connections` connections; optionally paced at `rate` events/s in total.
+async fn drive(
+    addr: SocketAddr,
+    path: &str,
+    args: &BenchArgs,
+    count: usize,
+    id_offset: usize,
+    types: &[String],
+    rate: Option<u64>,
+    sink: &Arc<Sink>,
+    sends: &Arc<Vec<AtomicU64>>,
+) -> anyhow::Result<(Duration, Vec<u64>, usize)> {
+    let body = Bytes::from(vec![b'x'; args.size]);
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    let conns = if rate.is_some() {
+        args.connections.min(16)
+    } else {
+        args.connections
+    };
+    for _ in 0..conns {
+        let mut send = connect(addr).await?;
+        let next = next.clone();
+        let body = body.clone();
+        let path = path.to_owned();
+        let types = types.to_vec();
+        let sink = sink.clone();
+        let sends = sends.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(count / conns + 1);
+            let mut errors = 0usize;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                if i >= count {
+                    break;
+                }
+                if let Some(r) = rate {
+                    let due = started + Duration::from_nanos(i as u64 * 1_000_000_000 / r);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let id = (i + id_offset).to_string();
+                let req = http::Request::post(path.as_str())
+                    .header("host", "bench")
+                    .header("ce-specversion", "1.0")
+                    .header("ce-id", &id)
+                    .header("ce-source", "/bench")
+                    .header("ce-type", &types[i % types.len()])
+                    .header("content-type", "application/octet-stream")
+                    .body(Full::new(body.clone()))
+                    .expect("valid request");
+                let t0 = Instant::now();
+                if let Some(slot) = sends.get(i + id_offset) {
+                    slot.store(sink.base.elapsed().as_nanos() as u64 + 1, Ordering::Relaxed);
+                }
+                match send.send_request(req).await {
+                    Ok(resp) => {
+                        let ok = resp.status() == StatusCode::ACCEPTED;
+                        let _ = resp.into_body().collect().await;
+                        if ok {
+                            lat.push(t0.elapsed().as_nanos() as u64);
+                        } else {
+                            errors += 1;
+                        }
+                    }
+                    Err(_) => {
+                        errors += 1;
+                        match connect(addr).await {
+                            Ok(s) => send = s,
+                            Err(_) => break,
+                        }
+                    }
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut all = Vec::with_capacity(count);
+    let mut errors = 0;
+    for t in tasks {
+        let (lat, e) = t.await?;
+        all.extend(lat);
+        errors += e;
+    }
+    Ok((started.elapsed(), all, errors))
+}
+
+/// One measured run: ingress numbers, then waits for `expect_deliveries` at the sink.
+#[allow(clippy::too_many_arguments)]
+async fn run_once(
+    addr: SocketAddr,
+    path: &str,
+    args: &BenchArgs,
+    count: usize,
+    id_offset: usize,
+    types: &[String],
+    rate: Option<u64>,
+    sink: &Arc<Sink>,
+    sends: &Arc<Vec<AtomicU64>>,
+    expect_deliveries: u64,
+) -> anyhow::Result<RunResult> {
+    let before = sink.count.load(Ordering::Relaxed);
+    let t0 = Instant::now();
+    let (elapsed, mut lat, errors) =
+        drive(addr, path, args, count, id_offset, types, rate, sink, sends).await?;
+    let mut delivered_at = None;
+    if expect_deliveries > 0 {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while sink.count.load(Ordering::Relaxed) - before < expect_deliveries {
+            if Instant::now() > deadline {
+                bail!(
+                    "only {} of {expect_deliveries} deliveries arrived within 120 s",
+                    sink.count.load(Ordering::Relaxed) - before
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        delivered_at = Some(t0.elapsed());
+    }
+    lat.sort_unstable();
+    let mut e2e: Vec<u64> = (id_offset..id_offset + count)
+        .filter_map(|i| {
+            let s = sends[i].load(Ordering::Relaxed);
+            let a = sink.arrivals[i].load(Ordering::Relaxed);
+            (s > 0 && a >= s).then(|| a - s)
+        })
+        .collect();
+    e2e.sort_unstable();
+    Ok(RunResult {
+        accepted_per_s: lat.len() as f64 / elapsed.as_secs_f64(),
+        delivered_per_s: delivered_at
+            .map(|d| expect_deliveries as f64 / d.as_secs_f64())
+            .unwrap_or(f64::NAN),
+        p50_ms: percentile(&lat, 0.50),
+        p99_ms: percentile(&lat, 0.99),
+        e2e_p50_ms: percentile(&e2e, 0.50),
+        e2e_p99_ms: percentile(&e2e, 0.99),
+        errors,
+    })
+}
+
+fn broker_config(
+    dir: &Path,
+    sink: SocketAddr,
+    triggers: usize,
+    types: usize,
+) -> anyhow::Result<std::path::PathBuf> {
+    let mut yaml = String::from(
+        "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: bench\n",
+    );
+    for i in 0..triggers {
+        let filter = if triggers == 1 {
+            String::new()
+        } else {
+            format!(
+                "  filter:\n    attributes:\n      type: bench.type{}\n",
+                i % types
+            )
+        };
+        yaml.push_str(&format!(
+            "---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: t{i}\nspec:\n  broker: bench\n{filter}  subscriber:\n    uri: http://{sink}/t{i}\n"
+        ));
+    }
+    let path = dir.join(format!("bench-{triggers}.yaml"));
+    std::fs::write(&path, yaml)?;
+    Ok(path)
+}
+
+fn spawn_broker(dir: &Path, config: &Path, name: &str) -> anyhow::Result<ChildServer> {
+    let data = dir.join(name);
+    ChildServer::spawn(&[
+        "serve",
+        "--config",
+        config.to_str().context("utf-8 path")?,
+        "--data-dir",
+        data.to_str().context("utf-8 path")?,
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--max-backlog",
+        "100000000",
+    ])
+}
+
+/// Runs the whole benchmark and prints a Markdown table.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let total_ids = args.events * 4 + (args.rate * args.rate_seconds) as usize + 16;
+    let sink = Arc::new(Sink {
+        base: Instant::now(),
+        arrivals: (0..total_ids).map(|_| AtomicU64::new(0)).collect(),
+        count: AtomicU64::new(0),
+    });
+    let sends: Arc<Vec<AtomicU64>> = Arc::new((0..total_ids).map(|_| AtomicU64::new(0)).collect());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let sink_addr = listener.local_addr()?;
+    let app = Router::new()
+        .fallback(sink_handler)
+        .with_state(sink.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let dir = tempfile_dir()?;
+    let one_type = vec!["bench.type0".to_owned()];
+    let n = args.events;
+    let mut offset = 0;
+    let mut rows: Vec<(String, RunResult, Option<f64>)> = Vec::new();
+
+    let (bare, relay) = if args.no_baselines {
+        (None, None)
+    } else {
+        eprintln!("bench: bare-202 baseline ...");
+        let s = ChildServer::spawn(&["baseline", "--kind", "ok"])?;
+        let bare = run_once(
+            s.addr, "/", &args, n, offset, &one_type, None, &sink, &sends, 0,
+        )
+        .await?;
+        offset += n;
+        rows.push(("bare-202 baseline".into(), bare.clone(), s.peak_rss_mib()));
+        drop(s);
+        eprintln!("bench: relay baseline ...");
+        let target = format!("http://{sink_addr}/relay");
+        let s = ChildServer::spawn(&["baseline", "--kind", "relay", "--target", &target])?;
+        let relay = run_once(
+            s.addr, "/", &args, n, offset, &one_type, None, &sink, &sends, n as u64,
+        )
+        .await?;
+        offset += n;
+        rows.push(("relay baseline".into(), relay.clone(), s.peak_rss_mib()));
+        drop(s);
+        (Some(bare), Some(relay))
+    };
+
+    eprintln!("bench: switchyard, 1 trigger ...");
+    let cfg1 = broker_config(&dir, sink_addr, 1, 1)?;
+    let broker = spawn_broker(&dir, &cfg1, "data-1")?;
+    let sy = run_once(
+        broker.addr,
+        "/default/bench",
+        &args,
+        n,
+        offset,
+        &one_type,
+        None,
+        &sink,
+        &sends,
+        n as u64,
+    )
+    .await?;
+    offset += n;
+    rows.push((
+        "switchyard, 1 trigger".into(),
+        sy.clone(),
+        broker.peak_rss_mib(),
+    ));
+
+    eprintln!("bench: switchyard, fixed rate {} ev/s ...", args.rate);
+    let rate_n = (args.rate * args.rate_seconds) as usize;
+    let fixed = run_once(
+        broker.addr,
+        "/default/bench",
+        &args,
+        rate_n,
+        offset,
+        &one_type,
+        Some(args.rate),
+        &sink,
+        &sends,
+        rate_n as u64,
+    )
+    .await?;
+    offset += rate_n;
+    rows.push((
+        format!("switchyard, 1 trigger, {} ev/s", args.rate),
+        fixed.clone(),
+        broker.peak_rss_mib(),
+    ));
+    drop(broker);
+
+    eprintln!(
+        "bench: switchyard, {} triggers, 1% matching ...",
+        args.triggers
+    );
+    let types = (args.triggers / 10).max(1); // 10 triggers per type → each event matches 1%
+    let matching = (args.triggers / types) as u64;
+    let cfg_many = broker_config(&dir, sink_addr, args.triggers, types)?;
+    let broker = spawn_broker(&dir, &cfg_many, "data-many")?;
+    let many_types: Vec<String> = (0..types).map(|i| format!("bench.type{i}")).collect();
+    let many = run_once(
+        broker.addr,
+        "/default/bench",
+        &args,
+        n,
+        offset,
+        &many_types,
+        None,
+        &sink,
+        &sends,
+        n as u64 * matching,
+    )
+    .await?;
+    rows.push((
+        format!(
+            "switchyard, {} triggers ({} match each event)",
+            args.triggers, matching
+        ),
+        many.clone(),
+        broker.peak_rss_mib(),
+    ));
+    drop(broker);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    println!("\n| run | accepted/s | delivered/s | 202 p50 ms | 202 p99 ms | e2e p50 ms | e2e p99 ms | errors | peak RSS MiB |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (name, r, rss) in &rows {
+        println!(
+            "| {name} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} |",
+            r.accepted_per_s,
+            r.delivered_per_s,
+            r.p50_ms,
+            r.p99_ms,
+            r.e2e_p50_ms,
+            r.e2e_p99_ms,
+            r.errors,
+            rss.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into())
+        );
+    }
+    println!("\n| ratio | value | target |");
+    println!("|---|---|---|");
+    if let (Some(bare), Some(relay)) = (bare, relay) {
+        println!(
+            "| durable ingress accepted/s ÷ bare-202 | {:.2} | ≥ 0.5 |",
+            sy.accepted_per_s / bare.accepted_per_s
+        );
+        println!(
+            "| end-to-end delivered/s ÷ relay | {:.2} | ≥ 0.5 |",
+            sy.delivered_per_s / relay.delivered_per_s
+        );
+    }
+    println!(
+        "| p99 end-to-end latency at {} ev/s | {:.2} ms | ≤ 10 ms |",
+        args.rate, fixed.e2e_p99_ms
+    );
+    println!(
+        "| {} triggers (1% match) delivered events/s ÷ 1 trigger | {:.2} | ≥ 0.8 |",
+        args.triggers,
+        (many.delivered_per_s / matching as f64) / sy.delivered_per_s
+    );
+    Ok(())
+}
+
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("switchyard-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }

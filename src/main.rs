@@ -23,6 +23,9 @@ enum Command {
     Serve(ServeArgs),
     /// Load tool: drives the ingress with N events and measures against in-run baselines.
     Bench(switchyard::bench::BenchArgs),
+    /// Baseline servers used by `bench` (not for users).
+    #[command(hide = true)]
+    Baseline(switchyard::bench::BaselineArgs),
 }
 
 #[derive(Debug, Args)]
@@ -89,6 +92,13 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Baseline(args) => match runtime.block_on(switchyard::bench::baseline(args)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        },
         Command::Bench(args) => match runtime.block_on(switchyard::bench::run(args)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
