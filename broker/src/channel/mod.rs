@@ -107,7 +107,8 @@ pub trait Channel: Send + Sync + 'static {
     fn apply_topology(&self, topology: Arc<Topology>) -> BoxFuture<'_, Result<()>>;
 
     /// Appends a batch to a broker durably, routing each event to the matching triggers.
-    fn append<'a>(&'a self, broker: &'a BrokerKey, events: Vec<Event>) -> BoxFuture<'a, Result<()>>;
+    fn append<'a>(&'a self, broker: &'a BrokerKey, events: Vec<Event>)
+        -> BoxFuture<'a, Result<()>>;
 
     /// Opens the consumer of a trigger's queue (starting with entries left from before a restart).
     fn subscribe(&self, trigger: &TriggerKey) -> Result<Box<dyn Subscription>>;
