@@ -484,7 +484,7 @@ spec:
         );
         assert_err(
             &format!("{BROKER}extra: 1\n"),
-            "",
+            "(document)",
             "unknown field \"extra\"",
         );
     }

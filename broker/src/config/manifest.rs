@@ -25,6 +25,8 @@ pub const DEFAULT_BROKER_CLASS: &str = "MTChannelBasedBroker";
 /// Namespace of a manifest without `metadata.namespace`.
 pub const DEFAULT_NAMESPACE: &str = "default";
 
+/// Path used for problems with the document as a whole (not one field).
+const TOP_PATH: &str = "(document)";
 const KEY_REGEX: &str = "^[a-z][a-z0-9]*$";
 const REF_UNSUPPORTED: &str = "ref is resolved only in Kubernetes mode; use uri in standalone mode";
 const DIALECTS: [&str; 7] = ["exact", "prefix", "suffix", "all", "any", "not", "cesql"];
@@ -192,7 +194,7 @@ fn check_url(ctx: &mut Ctx<'_>, path: &str, s: &str) -> Option<String> {
 pub(crate) fn decode_document(ctx: &mut Ctx<'_>, v: &Value) -> Option<Document> {
     let Value::Mapping(map) = v else {
         ctx.err(
-            "(document)",
+            TOP_PATH,
             format!(
                 "must be an object (a Kubernetes manifest), got {}",
                 kind_of(v)
@@ -321,7 +323,7 @@ fn positive_annotation(ctx: &mut Ctx<'_>, meta: &Meta<'_>, key: &str) -> Option<
 const TOP_FIELDS: [&str; 5] = ["apiVersion", "kind", "metadata", "spec", "status"];
 
 fn decode_broker(ctx: &mut Ctx<'_>, v: &Value) -> Option<Document> {
-    let top = Obj::new(ctx, "", v, &TOP_FIELDS)?;
+    let top = Obj::new(ctx, TOP_PATH, v, &TOP_FIELDS)?;
     let meta = decode_metadata(ctx, top.map);
 
     let mut class = DEFAULT_BROKER_CLASS.to_owned();
@@ -432,7 +434,7 @@ fn decode_config_ref(ctx: &mut Ctx<'_>, v: &Value, default_ns: &str) -> Option<(
 fn decode_configmap(ctx: &mut Ctx<'_>, v: &Value) -> Option<Document> {
     let top = Obj::new(
         ctx,
-        "",
+        TOP_PATH,
         v,
         &[
             "apiVersion",
@@ -474,7 +476,7 @@ fn decode_configmap(ctx: &mut Ctx<'_>, v: &Value) -> Option<Document> {
 }
 
 fn decode_trigger(ctx: &mut Ctx<'_>, v: &Value) -> Option<TriggerSpec> {
-    let top = Obj::new(ctx, "", v, &TOP_FIELDS)?;
+    let top = Obj::new(ctx, TOP_PATH, v, &TOP_FIELDS)?;
     let meta = decode_metadata(ctx, top.map);
     let max_inflight = meta
         .as_ref()
