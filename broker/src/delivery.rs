@@ -43,41 +43,353 @@ pub struct DeliverySpec {
     pub format: Option<Format>,
 }
 
-// TEMPORARY STUB (replaced on merge).
-#[allow(missing_docs, unused_variables)]
-mod stub {
-    use super::*;
-    #[derive(Debug, Clone, PartialEq)]
-    pub struct RetryPolicy {
-        pub retries: u32,
-        pub backoff_policy: BackoffPolicy,
-        pub backoff_delay: Duration,
-        pub backoff_max: Option<Duration>,
-        pub timeout: Duration,
-        pub retry_after_max: Option<Duration>,
-    }
-    impl RetryPolicy {
-        pub fn from_spec(spec: Option<&DeliverySpec>) -> RetryPolicy {
-            unimplemented!()
-        }
-        pub fn backoff(&self, n: u32) -> Duration {
-            unimplemented!()
-        }
-        pub fn wait(&self, n: u32, retry_after: Option<Duration>) -> Duration {
-            unimplemented!()
-        }
-    }
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub enum Classification {
-        Success,
-        Retry,
-        Fail,
-    }
-    pub fn classify(status: Option<u16>) -> Classification {
-        unimplemented!()
-    }
-    pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
-        unimplemented!()
+/// Knative's broker default retry count (`config-br-defaults`), used when no delivery spec is set at all.
+pub const DEFAULT_RETRY: u32 = 10;
+/// Default `backoffDelay` (`PT0.2S`).
+pub const DEFAULT_BACKOFF_DELAY: Duration = Duration::from_millis(200);
+/// Default per-attempt timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl DeliverySpec {
+    /// True when no field is set (an empty `delivery: {}` counts as "no delivery spec").
+    pub fn is_empty(&self) -> bool {
+        self == &DeliverySpec::default()
     }
 }
-pub use stub::*;
+
+/// The resolved policy for one trigger (defaults applied).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt (total attempts = retries + 1).
+    pub retries: u32,
+    /// Backoff shape.
+    pub backoff_policy: BackoffPolicy,
+    /// Base delay of the backoff schedule.
+    pub backoff_delay: Duration,
+    /// Cap on any single backoff wait.
+    pub backoff_max: Option<Duration>,
+    /// Per-attempt timeout.
+    pub timeout: Duration,
+    /// Cap on a subscriber's Retry-After; `None` = honour it uncapped, `Some(ZERO)` = ignore it.
+    pub retry_after_max: Option<Duration>,
+}
+
+impl RetryPolicy {
+    /// From the effective DeliverySpec (None = neither trigger nor broker set one).
+    ///
+    /// - `None`: Knative's broker defaults: 10 retries, exponential, `PT0.2S`.
+    /// - `Some(spec)`: `retry` defaults to 0; an unset `backoffPolicy` is exponential and an unset
+    ///   `backoffDelay` is `PT0.2S` (Switchyard decision 1).
+    ///
+    /// In both cases the timeout defaults to 30 s and Retry-After is honoured uncapped.
+    pub fn from_spec(spec: Option<&DeliverySpec>) -> RetryPolicy {
+        match spec {
+            None => RetryPolicy {
+                retries: DEFAULT_RETRY,
+                backoff_policy: BackoffPolicy::Exponential,
+                backoff_delay: DEFAULT_BACKOFF_DELAY,
+                backoff_max: None,
+                timeout: DEFAULT_TIMEOUT,
+                retry_after_max: None,
+            },
+            Some(s) => RetryPolicy {
+                retries: s.retry.unwrap_or(0),
+                backoff_policy: s.backoff_policy.unwrap_or(BackoffPolicy::Exponential),
+                backoff_delay: s.backoff_delay.unwrap_or(DEFAULT_BACKOFF_DELAY),
+                backoff_max: s.backoff_max,
+                timeout: s.timeout.unwrap_or(DEFAULT_TIMEOUT),
+                retry_after_max: s.retry_after_max,
+            },
+        }
+    }
+
+    /// Wait before retry n (n = 1 for the first retry): linear delay×n, exponential delay×2^n, capped by
+    /// backoff_max. Saturating, never panics.
+    pub fn backoff(&self, n: u32) -> Duration {
+        let raw = match self.backoff_policy {
+            BackoffPolicy::Linear => self.backoff_delay.saturating_mul(n),
+            BackoffPolicy::Exponential => match 2u32.checked_pow(n) {
+                Some(factor) => self.backoff_delay.saturating_mul(factor),
+                None if self.backoff_delay.is_zero() => Duration::ZERO,
+                None => Duration::MAX,
+            },
+        };
+        match self.backoff_max {
+            Some(max) => raw.min(max),
+            None => raw,
+        }
+    }
+
+    /// Wait before retry n given an optional Retry-After from a 429/503: max(Retry-After capped by
+    /// retry_after_max, backoff); retry_after_max == Some(0) disables Retry-After.
+    pub fn wait(&self, n: u32, retry_after: Option<Duration>) -> Duration {
+        let backoff = self.backoff(n);
+        let retry_after = match (retry_after, self.retry_after_max) {
+            (None, _) => return backoff,
+            (Some(_), Some(max)) if max.is_zero() => return backoff,
+            (Some(ra), Some(max)) => ra.min(max),
+            (Some(ra), None) => ra,
+        };
+        retry_after.max(backoff)
+    }
+}
+
+/// What to do with a delivery attempt's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Classification {
+    /// Delivered (2xx).
+    Success,
+    /// Retryable failure: retry if attempts remain, then dead-letter.
+    Retry,
+    /// Permanent failure: dead-letter without retrying.
+    Fail,
+}
+
+/// status None = transport error/timeout. 2xx Success; 404, 408, 409, 429, 5xx, transport → Retry; other
+/// (1xx, 3xx, other 4xx) → Fail.
+///
+/// Codes outside 100–599 are not in the Knative status table, which says they SHOULD be treated as
+/// retriable: they are classified `Retry`.
+pub fn classify(status: Option<u16>) -> Classification {
+    match status {
+        None => Classification::Retry,
+        Some(200..=299) => Classification::Success,
+        Some(404 | 408 | 409 | 429) => Classification::Retry,
+        Some(100..=499) => Classification::Fail,
+        Some(_) => Classification::Retry,
+    }
+}
+
+/// Retry-After: delta-seconds or HTTP-date (relative to `now`). A date in the past gives zero; anything
+/// unparsable gives `None`.
+pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if value.is_empty() {
+        return None;
+    }
+    if value.bytes().all(|b| b.is_ascii_digit()) {
+        // Too many digits to fit u64: saturate rather than ignore the header.
+        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::SystemTime;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn policy(p: BackoffPolicy, delay: Duration, max: Option<Duration>) -> RetryPolicy {
+        RetryPolicy {
+            retries: 5,
+            backoff_policy: p,
+            backoff_delay: delay,
+            backoff_max: max,
+            timeout: DEFAULT_TIMEOUT,
+            retry_after_max: None,
+        }
+    }
+
+    #[test]
+    fn defaults_without_any_spec_are_knative_broker_defaults() {
+        let p = RetryPolicy::from_spec(None);
+        assert_eq!(
+            p,
+            RetryPolicy {
+                retries: 10,
+                backoff_policy: BackoffPolicy::Exponential,
+                backoff_delay: ms(200),
+                backoff_max: None,
+                timeout: Duration::from_secs(30),
+                retry_after_max: None,
+            }
+        );
+    }
+
+    #[test]
+    fn defaults_with_a_spec() {
+        // An empty-ish spec (only a DLS): no retries.
+        let spec = DeliverySpec {
+            dead_letter_sink: Some("http://dls".into()),
+            ..Default::default()
+        };
+        let p = RetryPolicy::from_spec(Some(&spec));
+        assert_eq!(p.retries, 0);
+        assert_eq!(p.timeout, Duration::from_secs(30));
+        // retry only: exponential, PT0.2S.
+        let spec = DeliverySpec {
+            retry: Some(3),
+            ..Default::default()
+        };
+        let p = RetryPolicy::from_spec(Some(&spec));
+        assert_eq!(p.retries, 3);
+        assert_eq!(p.backoff_policy, BackoffPolicy::Exponential);
+        assert_eq!(p.backoff_delay, ms(200));
+        // Everything set: taken as is.
+        let spec = DeliverySpec {
+            retry: Some(2),
+            backoff_policy: Some(BackoffPolicy::Linear),
+            backoff_delay: Some(ms(50)),
+            backoff_max: Some(ms(120)),
+            timeout: Some(ms(700)),
+            retry_after_max: Some(Duration::from_secs(5)),
+            dead_letter_sink: None,
+            format: Some(Format::Json),
+        };
+        let p = RetryPolicy::from_spec(Some(&spec));
+        assert_eq!(
+            p,
+            RetryPolicy {
+                retries: 2,
+                backoff_policy: BackoffPolicy::Linear,
+                backoff_delay: ms(50),
+                backoff_max: Some(ms(120)),
+                timeout: ms(700),
+                retry_after_max: Some(Duration::from_secs(5)),
+            }
+        );
+        assert!(DeliverySpec::default().is_empty());
+        assert!(!spec.is_empty());
+    }
+
+    #[test]
+    fn linear_schedule() {
+        let p = policy(BackoffPolicy::Linear, ms(200), None);
+        let waits: Vec<_> = (1..=4).map(|n| p.backoff(n)).collect();
+        assert_eq!(waits, vec![ms(200), ms(400), ms(600), ms(800)]);
+    }
+
+    #[test]
+    fn exponential_schedule_and_knative_default_total() {
+        let p = RetryPolicy::from_spec(None);
+        let waits: Vec<_> = (1..=4).map(|n| p.backoff(n)).collect();
+        assert_eq!(waits, vec![ms(400), ms(800), ms(1600), ms(3200)]);
+        // 10 retries with the defaults: 0.2 × (2 + 4 + … + 1024) = 409.2 s.
+        let total: Duration = (1..=p.retries).map(|n| p.backoff(n)).sum();
+        assert_eq!(total, ms(409_200));
+    }
+
+    #[test]
+    fn backoff_max_caps_every_wait() {
+        let p = policy(BackoffPolicy::Exponential, ms(200), Some(ms(1000)));
+        let waits: Vec<_> = (1..=5).map(|n| p.backoff(n)).collect();
+        assert_eq!(waits, vec![ms(400), ms(800), ms(1000), ms(1000), ms(1000)]);
+        let p = policy(BackoffPolicy::Linear, ms(300), Some(ms(500)));
+        assert_eq!(p.backoff(1), ms(300));
+        assert_eq!(p.backoff(2), ms(500));
+    }
+
+    #[test]
+    fn backoff_saturates() {
+        let p = policy(BackoffPolicy::Exponential, ms(200), None);
+        assert_eq!(p.backoff(u32::MAX), Duration::MAX);
+        assert_eq!(p.backoff(40), Duration::MAX);
+        let p = policy(
+            BackoffPolicy::Exponential,
+            ms(200),
+            Some(Duration::from_secs(60)),
+        );
+        assert_eq!(p.backoff(u32::MAX), Duration::from_secs(60));
+        let p = policy(BackoffPolicy::Linear, Duration::MAX, None);
+        assert_eq!(p.backoff(u32::MAX), Duration::MAX);
+        let p = policy(BackoffPolicy::Exponential, Duration::ZERO, None);
+        assert_eq!(p.backoff(100), Duration::ZERO);
+    }
+
+    #[test]
+    fn retry_after_is_max_of_header_and_backoff() {
+        let mut p = policy(BackoffPolicy::Linear, ms(200), None);
+        assert_eq!(p.wait(1, None), ms(200));
+        assert_eq!(
+            p.wait(1, Some(Duration::from_secs(3))),
+            Duration::from_secs(3)
+        );
+        assert_eq!(p.wait(1, Some(ms(100))), ms(200));
+        // Capped by retryAfterMax.
+        p.retry_after_max = Some(Duration::from_secs(2));
+        assert_eq!(
+            p.wait(1, Some(Duration::from_secs(3))),
+            Duration::from_secs(2)
+        );
+        // Cap below the backoff: backoff wins.
+        p.retry_after_max = Some(ms(100));
+        assert_eq!(p.wait(2, Some(Duration::from_secs(3))), ms(400));
+        // PT0S disables Retry-After.
+        p.retry_after_max = Some(Duration::ZERO);
+        assert_eq!(p.wait(1, Some(Duration::from_secs(3))), ms(200));
+    }
+
+    #[test]
+    fn parses_retry_after() {
+        let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").expect("date");
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:50:07 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        // A date in the past: retry now.
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            parse_retry_after("99999999999999999999999", now),
+            Some(Duration::from_secs(u64::MAX))
+        );
+        for bad in ["", "-5", "1.5", "soon", "Sun, 06 Nov 1994"] {
+            assert_eq!(
+                parse_retry_after(bad, SystemTime::UNIX_EPOCH),
+                None,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn classification_table() {
+        use Classification::*;
+        let table: &[(Option<u16>, Classification)] = &[
+            (None, Retry),
+            (Some(100), Fail),
+            (Some(199), Fail),
+            (Some(200), Success),
+            (Some(201), Success),
+            (Some(202), Success),
+            (Some(204), Success),
+            (Some(299), Success),
+            (Some(301), Fail),
+            (Some(304), Fail),
+            (Some(400), Fail),
+            (Some(401), Fail),
+            (Some(403), Fail),
+            (Some(404), Retry),
+            (Some(405), Fail),
+            (Some(408), Retry),
+            (Some(409), Retry),
+            (Some(410), Fail),
+            (Some(413), Fail),
+            (Some(422), Fail),
+            (Some(429), Retry),
+            (Some(499), Fail),
+            (Some(500), Retry),
+            (Some(502), Retry),
+            (Some(503), Retry),
+            (Some(504), Retry),
+            (Some(599), Retry),
+            (Some(600), Retry),
+            (Some(0), Retry),
+        ];
+        for (status, want) in table {
+            assert_eq!(classify(*status), *want, "status {status:?}");
+        }
+    }
+}
