@@ -320,8 +320,17 @@ impl StoreChannel {
 
     /// Same store in memory (redb `InMemoryBackend`) — identical semantics, for unit tests.
     pub fn in_memory(options: StoreOptions) -> Result<StoreChannel, ChannelError> {
+        StoreChannel::with_backend(redb::backends::InMemoryBackend::new(), options)
+    }
+
+    /// Same store on any redb storage backend (used by tests to inject IO failures).
+    #[doc(hidden)]
+    pub fn with_backend(
+        backend: impl redb::StorageBackend,
+        options: StoreOptions,
+    ) -> Result<StoreChannel, ChannelError> {
         let db = Database::builder()
-            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .create_with_backend(backend)
             .map_err(storage)?;
         StoreChannel::start(db, options)
     }
@@ -387,9 +396,21 @@ impl StoreChannel {
         };
         let db = shared.db.load_full().ok_or(ChannelError::Closed)?;
         let txn = db.begin_read().map_err(storage)?;
-        stats.events = txn.open_table(EVENTS).map_err(storage)?.len().map_err(storage)?;
-        stats.refs = txn.open_table(REFS).map_err(storage)?.len().map_err(storage)?;
-        stats.queue_entries = txn.open_table(QUEUE).map_err(storage)?.len().map_err(storage)?;
+        stats.events = txn
+            .open_table(EVENTS)
+            .map_err(storage)?
+            .len()
+            .map_err(storage)?;
+        stats.refs = txn
+            .open_table(REFS)
+            .map_err(storage)?
+            .len()
+            .map_err(storage)?;
+        stats.queue_entries = txn
+            .open_table(QUEUE)
+            .map_err(storage)?
+            .len()
+            .map_err(storage)?;
         stats.dead_letters = txn
             .open_table(DEADLETTERS)
             .map_err(storage)?
@@ -404,10 +425,7 @@ impl StoreChannel {
     }
 
     /// Sends a command built around a fresh responder and waits for the writer's answer.
-    async fn call(
-        &self,
-        build: impl FnOnce(oneshot::Sender<Result<()>>) -> Command,
-    ) -> Result<()> {
+    async fn call(&self, build: impl FnOnce(oneshot::Sender<Result<()>>) -> Command) -> Result<()> {
         if self.inner.shared.closed.load(Ordering::Acquire) {
             return Err(ChannelError::Closed);
         }
@@ -429,7 +447,11 @@ impl Channel for StoreChannel {
         Box::pin(self.call(move |respond| Command::ApplyTopology { topology, respond }))
     }
 
-    fn append<'a>(&'a self, broker: &'a BrokerKey, events: Vec<Event>) -> BoxFuture<'a, Result<()>> {
+    fn append<'a>(
+        &'a self,
+        broker: &'a BrokerKey,
+        events: Vec<Event>,
+    ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             if events.is_empty() {
                 return Ok(());

@@ -215,7 +215,11 @@ pub(crate) fn recover(db: &Database) -> Result<Recovered> {
         if let Some(k) = last_event {
             counters.seq = counters.seq.max(k + 1);
         }
-        let last_deadletter = t.deadletters.last().map_err(storage)?.map(|(k, _)| k.value());
+        let last_deadletter = t
+            .deadletters
+            .last()
+            .map_err(storage)?
+            .map(|(k, _)| k.value());
         if let Some(k) = last_deadletter {
             counters.deadletter_id = counters.deadletter_id.max(k + 1);
         }
@@ -659,12 +663,7 @@ impl Writer {
                             .map_err(storage)?;
                         next.insert(
                             key.clone(),
-                            Arc::new(TriggerState::new(
-                                id,
-                                key.clone(),
-                                spec.broker.clone(),
-                                0,
-                            )),
+                            Arc::new(TriggerState::new(id, key.clone(), spec.broker.clone(), 0)),
                         );
                     }
                 }
@@ -716,7 +715,9 @@ impl Writer {
     fn finish(mut self, respond: Option<Responder>) {
         let mut result = Ok(());
         if self.nondurable_streak > 0 {
-            result = self.begin(true).and_then(|txn| txn.commit().map_err(storage));
+            result = self
+                .begin(true)
+                .and_then(|txn| txn.commit().map_err(storage));
             if result.is_ok() {
                 self.count_commit(true);
             }
