@@ -47,7 +47,11 @@
 //! until a page comes back short; buffer entries below the next expected seq are then skipped (they were
 //! already delivered from the database). Each delivery therefore comes exactly once per subscription, in
 //! seq order. A new subscription starts by reading the database, so it picks up entries left over from
-//! before a restart. Database reads on this path are short blocking reads on the calling task.
+//! before a restart. Database reads on this path are short blocking reads on the calling task; if a read
+//! fails, the subscription logs it and retries with backoff (it has no error channel).
+//!
+//! `Subscription::next` is cancel-safe (it can be used in `tokio::select!`): an entry is taken from the
+//! buffer or the page only in the same poll that returns it.
 //!
 //! Only one subscription per trigger is live: [`Channel::subscribe`] again ends the previous one (its `next`
 //! returns `None`), and the new one starts from the oldest un-acked entry, so the previous subscription's
@@ -568,11 +572,20 @@ impl Channel for StoreChannel {
         let txn = db.begin_read().map_err(storage)?;
         let table = txn.open_table(DEADLETTERS).map_err(storage)?;
         let mut out = Vec::new();
-        for item in table.iter().map_err(storage)?.take(limit) {
+        for item in table.iter().map_err(storage)? {
+            if out.len() >= limit {
+                break;
+            }
             let (id, bytes) = item.map_err(storage)?;
             let id = id.value();
-            let entry = codec::decode_park(bytes.value())
-                .map_err(|e| corrupt(format_args!("dead letter {id}: {e}")))?;
+            let entry = match codec::decode_park(bytes.value()) {
+                Ok(entry) => entry,
+                // One bad record must not hide the others from the admin API.
+                Err(e) => {
+                    tracing::error!(id, error = %e, "undecodable dead letter; not listed");
+                    continue;
+                }
+            };
             out.push(ParkedEvent {
                 id,
                 trigger: entry.trigger,
