@@ -1,72 +1,734 @@
-//! TEMPORARY STUB (replaced on merge).
-#![allow(missing_docs, unused_variables)]
-use super::*;
-#[derive(Debug, Clone)]
+//! The embedded channel: a [redb](https://docs.rs/redb) database written by one thread with group commit.
+//!
+//! # Tables
+//!
+//! | table | key | value | meaning |
+//! |---|---|---|---|
+//! | `events` | `u64` seq | encoded event | every stored event, once, however many triggers it was routed to |
+//! | `refs` | `u64` seq | `u32` | queue entries still referencing the event; at 0 the event and its row go |
+//! | `queue` | `(u64 trigger id, u64 seq)` | `()` | one entry per (trigger, event) still to deliver |
+//! | `triggers` | `"ns/name"` | `(u64 trigger id, "ns/broker")` | trigger identity; a new id = a fresh queue |
+//! | `meta` | name | `u64` | `next_seq`, `next_trigger_id`, `next_deadletter_id` |
+//! | `deadletters` | `u64` id | encoded record | trigger key, `parked_at_ms`, [`ParkRecord`] with its event |
+//!
+//! Sequence numbers are allocated by the writer in commit order, so `queue` iterated over one trigger's key
+//! range is that trigger's queue in append order. An event that matches no trigger is not stored at all.
+//! A trigger is identified by a numeric id rather than its name so that removing a trigger and adding one
+//! with the same name (or re-pointing it to another broker) starts from an empty queue without having to
+//! delete the old entries first.
+//!
+//! # Writer
+//!
+//! One `std::thread` owns the write side. Commands arrive on a bounded queue (`queue_depth`, giving
+//! back-pressure to callers). The writer blocks for the first command, then drains whatever else is queued,
+//! up to `max_batch_events` events / `max_batch_bytes` encoded bytes, into ONE write transaction (group
+//! commit). The transaction is committed with `Durability::Immediate` (fsync) if it holds an append, park,
+//! redrive or flush; a batch of acks only is committed with `Durability::None` (a lost ack only causes a
+//! redelivery), except that every 64th consecutive ack-only commit is made durable so that the freed pages
+//! of non-durable commits are recycled and the window of acks that a crash can lose stays bounded.
+//! Topology changes and close are never mixed with other commands: they run in a transaction of their own,
+//! which keeps the writer's state rollback trivial.
+//!
+//! Every waiter is answered only after the commit; if the commit (or any storage operation in the batch)
+//! fails, the transaction is aborted and every waiter of the batch gets [`ChannelError::Storage`]: nothing is
+//! half-applied. Validation errors (unknown broker, unknown trigger, dead letter not found) are per command
+//! and do not affect the other commands of the batch. Events are encoded by the calling task (in parallel),
+//! and routing happens in the writer at commit time with the topology the writer holds, so an append is
+//! ordered with respect to topology changes.
+//!
+//! # Consumers
+//!
+//! After a commit, each routed entry is pushed as a [`Delivery`] (one `Arc<Event>` shared by all the
+//! triggers it was routed to) into the trigger's in-memory buffer (bounded by `trigger_buffer`). If the
+//! buffer is full, the writer sets the trigger's *overflow* flag instead and pushes nothing more until the
+//! consumer clears it. A subscription delivers from the buffer; when the buffer is empty and the flag is set,
+//! it clears the flag (under the buffer lock, which orders it after the writer's commit) and reads the
+//! `queue` table in pages (`trigger_buffer` entries, at least 64) from its next expected seq, page after page
+//! until a page comes back short; buffer entries below the next expected seq are then skipped (they were
+//! already delivered from the database). Each delivery therefore comes exactly once per subscription, in
+//! seq order. A new subscription starts by reading the database, so it picks up entries left over from
+//! before a restart. Database reads on this path are short blocking reads on the calling task; if a read
+//! fails, the subscription logs it and retries with backoff (it has no error channel).
+//!
+//! `Subscription::next` is cancel-safe (it can be used in `tokio::select!`): an entry is taken from the
+//! buffer or the page only in the same poll that returns it.
+//!
+//! Only one subscription per trigger is live: [`Channel::subscribe`] again ends the previous one (its `next`
+//! returns `None`), and the new one starts from the oldest un-acked entry, so the previous subscription's
+//! un-acked entries are delivered again. A subscription also ends when its trigger is removed (or re-pointed
+//! to another broker) or the channel is closed.
+//!
+//! # Acks, parking, redrive
+//!
+//! An ack deletes the queue entry and decrements the event's `refs`; at 0 the event is deleted (space
+//! reclaim). Acking an entry that does not exist, or an entry of a trigger that no longer exists, is a no-op
+//! (idempotent: redelivery after a crash may ack twice). Parking does the same removal and inserts the
+//! dead-letter record in the same durable transaction; parking an entry that no longer exists is a no-op
+//! (so a duplicate park does not create a second dead letter); parking for a trigger that no longer exists is
+//! [`ChannelError::UnknownTrigger`]. A redrive appends the parked event as a new seq with a queue entry for
+//! that trigger only, and deletes the dead letter.
+//!
+//! # Backlog
+//!
+//! Per-trigger `AtomicU64` counters, initialised at open by counting the `queue` table, +1 per routed entry
+//! at commit, −1 per ack/park that removed an entry. `backlog(broker)` sums the broker's triggers.
+//!
+//! # Recovery
+//!
+//! At open the writer reads `meta` and `triggers`; every `queue` entry is delivered again to the trigger's
+//! next subscriber (at-least-once). The first topology applied keeps the queues of triggers that still exist
+//! on the same broker and drops the others.
+//!
+//! # How future features fit
+//!
+//! - Retention after delivery: keep events whose `refs` reached 0, add a time index
+//!   `(arrival_ms, seq)` and delete from `events` when the index says they expired.
+//! - Replay from a timestamp: a time index `(broker id, arrival_ms, seq)`; a replay inserts queue entries
+//!   for one trigger from that index (needs retention, above).
+//! - Pausing a trigger: stop its consumer; its entries simply stay in `queue` (the backlog grows).
+//! - Dedup on `source` + `id`: an index table `(hash(source, id)) → (seq, expiry)` checked in the writer at
+//!   commit time, plus an expiry index swept by the writer.
+//! - A delivery journal: a `(seq, trigger id) → attempts` table written with the acks.
+//! - Ordered delivery per key: the queue is already in seq order per trigger; the dispatcher would hold back
+//!   entries whose key has one in flight.
+
+mod codec;
+mod writer;
+
+use crate::channel::{
+    BoxFuture, Channel, ChannelError, Delivery, ParkRecord, ParkedEvent, Result, Subscription,
+};
+use crate::config::{BrokerKey, Topology, TriggerKey};
+use crate::event::Event;
+use arc_swap::{ArcSwap, ArcSwapOption};
+use parking_lot::Mutex;
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use tokio::sync::{mpsc, oneshot, Notify};
+use writer::Command;
+
+// Until `crate::format::codec` lands, the private codec stands in for it (same names).
+use codec::{decode, encode};
+
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+const REFS: TableDefinition<u64, u32> = TableDefinition::new("refs");
+const QUEUE: TableDefinition<(u64, u64), ()> = TableDefinition::new("queue");
+const TRIGGERS: TableDefinition<&str, (u64, &str)> = TableDefinition::new("triggers");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const DEADLETTERS: TableDefinition<u64, &[u8]> = TableDefinition::new("deadletters");
+
+/// File name of the database inside the directory given to [`StoreChannel::open`].
+pub const DB_FILE: &str = "switchyard.redb";
+
+/// Tuning of the embedded store.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreOptions {
+    /// Max events per write transaction (group commit). Default 4096.
     pub max_batch_events: usize,
+    /// Max encoded bytes per write transaction. Default 8 MiB.
     pub max_batch_bytes: usize,
+    /// In-memory entries buffered per trigger before its consumer falls back to reading the database.
+    /// Default 1024.
     pub trigger_buffer: usize,
+    /// Capacity of the writer's command queue (callers wait when it is full). Default 8192.
     pub queue_depth: usize,
 }
+
 impl Default for StoreOptions {
     fn default() -> Self {
-        unimplemented!()
+        StoreOptions {
+            max_batch_events: 4096,
+            max_batch_bytes: 8 << 20,
+            trigger_buffer: 1024,
+            queue_depth: 8192,
+        }
     }
 }
-#[derive(Debug, Clone)]
-pub struct StoreChannel;
+
+/// Counters and table sizes, for tests and diagnostics.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoreStats {
+    /// Write transactions committed since open.
+    pub commits: u64,
+    /// Durable (`Immediate`) commits since open.
+    pub durable_commits: u64,
+    /// Append commands committed since open.
+    pub appends: u64,
+    /// Rows in `events`.
+    pub events: u64,
+    /// Rows in `refs`.
+    pub refs: u64,
+    /// Rows in `queue`.
+    pub queue_entries: u64,
+    /// Rows in `deadletters`.
+    pub dead_letters: u64,
+    /// Rows in `triggers`.
+    pub triggers: u64,
+}
+
+/// The embedded redb channel. Cheap to clone (all clones share one store and one writer thread).
+///
+/// See the module docs for the storage layout and the consumer protocol.
+#[derive(Clone)]
+pub struct StoreChannel {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for StoreChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreChannel")
+            .field("options", &self.inner.shared.options)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    /// `None` only during drop.
+    tx: Option<mpsc::Sender<Command>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the command queue makes the writer finish (durably) and release the database file.
+        self.tx = None;
+        if let Some(handle) = self.thread.lock().take() {
+            if handle.join().is_err() {
+                tracing::error!("channel store writer thread panicked");
+            }
+        }
+    }
+}
+
+/// State shared by the handle, the writer thread and the subscriptions.
+pub(crate) struct Shared {
+    /// The database for readers; `None` once closed.
+    db: ArcSwapOption<Database>,
+    /// Triggers known to the store (replaced by the writer on topology changes).
+    registry: ArcSwap<Registry>,
+    closed: AtomicBool,
+    options: StoreOptions,
+    /// Entries read from the database per page by a consumer.
+    page: usize,
+    commits: AtomicU64,
+    durable_commits: AtomicU64,
+    appends: AtomicU64,
+}
+
+impl Shared {
+    fn all_triggers(&self) -> Vec<Arc<TriggerState>> {
+        self.registry.load().by_key.values().cloned().collect()
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Registry {
+    by_key: HashMap<TriggerKey, Arc<TriggerState>>,
+    by_broker: HashMap<BrokerKey, Vec<Arc<TriggerState>>>,
+}
+
+impl Registry {
+    fn new(by_key: HashMap<TriggerKey, Arc<TriggerState>>) -> Registry {
+        let mut by_broker: HashMap<BrokerKey, Vec<Arc<TriggerState>>> = HashMap::new();
+        for state in by_key.values() {
+            by_broker
+                .entry(state.broker.clone())
+                .or_default()
+                .push(state.clone());
+        }
+        Registry { by_key, by_broker }
+    }
+}
+
+/// In-memory side of one trigger's queue.
+pub(crate) struct TriggerState {
+    id: u64,
+    key: TriggerKey,
+    broker: BrokerKey,
+    buffer: Mutex<Buffer>,
+    notify: Notify,
+    backlog: AtomicU64,
+    removed: AtomicBool,
+    /// Bumped by every `subscribe`; older subscriptions see a different value and end.
+    generation: AtomicU64,
+}
+
+#[derive(Default)]
+struct Buffer {
+    entries: VecDeque<Delivery>,
+    /// Entries were committed without being buffered: the consumer must read the database.
+    overflow: bool,
+}
+
+impl TriggerState {
+    fn new(id: u64, key: TriggerKey, broker: BrokerKey, backlog: u64) -> TriggerState {
+        TriggerState {
+            id,
+            key,
+            broker,
+            buffer: Mutex::new(Buffer::default()),
+            notify: Notify::new(),
+            backlog: AtomicU64::new(backlog),
+            removed: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// Wakes the consumer so that it notices it has ended.
+    fn wake_to_end(&self) {
+        self.notify.notify_waiters();
+        self.notify.notify_one();
+    }
+}
+
+fn storage<E: Into<redb::Error>>(e: E) -> ChannelError {
+    ChannelError::Storage(e.into().to_string())
+}
+
+fn corrupt(what: impl std::fmt::Display) -> ChannelError {
+    ChannelError::Storage(format!("corrupt store: {what}"))
+}
+
+fn trigger_row_key(key: &TriggerKey) -> String {
+    format!("{}/{}", key.namespace, key.name)
+}
+
+fn parse_key(s: &str) -> Option<(String, String)> {
+    let (ns, name) = s.split_once('/')?;
+    Some((ns.to_owned(), name.to_owned()))
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 impl StoreChannel {
-    pub fn open(
-        dir: &std::path::Path,
+    /// Opens (creating) `dir/switchyard.redb`. Spawns the writer thread.
+    pub fn open(dir: &Path, options: StoreOptions) -> Result<StoreChannel, ChannelError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| ChannelError::Storage(format!("creating {}: {e}", dir.display())))?;
+        let path = dir.join(DB_FILE);
+        let db = Database::builder()
+            .create(&path)
+            .map_err(|e| ChannelError::Storage(format!("opening {}: {e}", path.display())))?;
+        StoreChannel::start(db, options)
+    }
+
+    /// Same store in memory (redb `InMemoryBackend`) — identical semantics, for unit tests.
+    pub fn in_memory(options: StoreOptions) -> Result<StoreChannel, ChannelError> {
+        StoreChannel::with_backend(redb::backends::InMemoryBackend::new(), options)
+    }
+
+    /// Same store on any redb storage backend (used by tests to inject IO failures).
+    #[doc(hidden)]
+    pub fn with_backend(
+        backend: impl redb::StorageBackend,
         options: StoreOptions,
     ) -> Result<StoreChannel, ChannelError> {
-        unimplemented!()
+        let db = Database::builder()
+            .create_with_backend(backend)
+            .map_err(storage)?;
+        StoreChannel::start(db, options)
     }
-    pub fn in_memory(options: StoreOptions) -> Result<StoreChannel, ChannelError> {
-        unimplemented!()
+
+    fn start(db: Database, options: StoreOptions) -> Result<StoreChannel> {
+        let options = StoreOptions {
+            max_batch_events: options.max_batch_events.max(1),
+            max_batch_bytes: options.max_batch_bytes.max(1),
+            trigger_buffer: options.trigger_buffer.max(1),
+            queue_depth: options.queue_depth.max(1),
+        };
+        let recovered = writer::recover(&db)?;
+        let by_key: HashMap<_, _> = recovered
+            .triggers
+            .iter()
+            .map(|t| (t.key.clone(), t.clone()))
+            .collect();
+        let db = Arc::new(db);
+        let shared = Arc::new(Shared {
+            db: ArcSwapOption::from(Some(db.clone())),
+            registry: ArcSwap::from_pointee(Registry::new(by_key.clone())),
+            closed: AtomicBool::new(false),
+            page: options.trigger_buffer.clamp(64, 4096),
+            options,
+            commits: AtomicU64::new(0),
+            durable_commits: AtomicU64::new(0),
+            appends: AtomicU64::new(0),
+        });
+        let (tx, rx) = mpsc::channel(shared.options.queue_depth);
+        let writer = writer::Writer::new(db, shared.clone(), rx, recovered.counters, by_key);
+        let thread = std::thread::Builder::new()
+            .name("switchyard-store".into())
+            .spawn(move || writer.run())
+            .map_err(|e| ChannelError::Storage(format!("spawning the store writer: {e}")))?;
+        Ok(StoreChannel {
+            inner: Arc::new(Inner {
+                shared,
+                tx: Some(tx),
+                thread: Mutex::new(Some(thread)),
+            }),
+        })
     }
+
+    /// Stops the writer after flushing (idempotent). Subscriptions then return None.
     pub fn close(&self) -> BoxFuture<'_, Result<()>> {
-        unimplemented!()
+        Box::pin(async move {
+            match self.call(|respond| Command::Close { respond }).await {
+                Ok(()) | Err(ChannelError::Closed) => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    /// Commit counters and table sizes (for tests and diagnostics).
+    #[doc(hidden)]
+    pub fn stats(&self) -> Result<StoreStats> {
+        let shared = &self.inner.shared;
+        let mut stats = StoreStats {
+            commits: shared.commits.load(Ordering::Relaxed),
+            durable_commits: shared.durable_commits.load(Ordering::Relaxed),
+            appends: shared.appends.load(Ordering::Relaxed),
+            ..StoreStats::default()
+        };
+        let db = shared.db.load_full().ok_or(ChannelError::Closed)?;
+        let txn = db.begin_read().map_err(storage)?;
+        stats.events = txn
+            .open_table(EVENTS)
+            .map_err(storage)?
+            .len()
+            .map_err(storage)?;
+        stats.refs = txn
+            .open_table(REFS)
+            .map_err(storage)?
+            .len()
+            .map_err(storage)?;
+        stats.queue_entries = txn
+            .open_table(QUEUE)
+            .map_err(storage)?
+            .len()
+            .map_err(storage)?;
+        stats.dead_letters = txn
+            .open_table(DEADLETTERS)
+            .map_err(storage)?
+            .len()
+            .map_err(storage)?;
+        stats.triggers = txn
+            .open_table(TRIGGERS)
+            .map_err(storage)?
+            .len()
+            .map_err(storage)?;
+        Ok(stats)
+    }
+
+    /// Sends a command built around a fresh responder and waits for the writer's answer.
+    async fn call(&self, build: impl FnOnce(oneshot::Sender<Result<()>>) -> Command) -> Result<()> {
+        if self.inner.shared.closed.load(Ordering::Acquire) {
+            return Err(ChannelError::Closed);
+        }
+        let tx = self.inner.tx.as_ref().ok_or(ChannelError::Closed)?;
+        let (respond, response) = oneshot::channel();
+        tx.send(build(respond))
+            .await
+            .map_err(|_| ChannelError::Closed)?;
+        response.await.unwrap_or(Err(ChannelError::Closed))
+    }
+
+    fn trigger(&self, key: &TriggerKey) -> Option<Arc<TriggerState>> {
+        self.inner.shared.registry.load().by_key.get(key).cloned()
     }
 }
+
 impl Channel for StoreChannel {
     fn apply_topology(&self, topology: Arc<Topology>) -> BoxFuture<'_, Result<()>> {
-        unimplemented!()
+        Box::pin(self.call(move |respond| Command::ApplyTopology { topology, respond }))
     }
+
     fn append<'a>(
         &'a self,
         broker: &'a BrokerKey,
         events: Vec<Event>,
     ) -> BoxFuture<'a, Result<()>> {
-        unimplemented!()
+        Box::pin(async move {
+            if events.is_empty() {
+                return Ok(());
+            }
+            // Encode here, on the caller's task, so that encoding runs in parallel with the writer.
+            let size: usize = events.iter().map(|e| e.approx_size() + 64).sum();
+            let mut encoded = Vec::with_capacity(size);
+            let mut ends = Vec::with_capacity(events.len());
+            for event in &events {
+                encode(event, &mut encoded);
+                ends.push(encoded.len());
+            }
+            self.call(move |respond| Command::Append {
+                broker: broker.clone(),
+                events,
+                encoded,
+                ends,
+                respond,
+            })
+            .await
+        })
     }
+
     fn subscribe(&self, trigger: &TriggerKey) -> Result<Box<dyn Subscription>> {
-        unimplemented!()
+        let shared = &self.inner.shared;
+        if shared.closed.load(Ordering::Acquire) {
+            return Err(ChannelError::Closed);
+        }
+        let state = self
+            .trigger(trigger)
+            .ok_or_else(|| ChannelError::UnknownTrigger(trigger.clone()))?;
+        let generation = state.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        // End the previous subscription, if one is waiting.
+        state.notify.notify_waiters();
+        Ok(Box::new(StoreSubscription {
+            shared: shared.clone(),
+            state,
+            generation,
+            next_seq: 0,
+            local: VecDeque::new(),
+            db_mode: true,
+            read_failures: 0,
+        }))
     }
+
     fn ack<'a>(&'a self, trigger: &'a TriggerKey, seq: u64) -> BoxFuture<'a, Result<()>> {
-        unimplemented!()
+        Box::pin(async move {
+            match self.trigger(trigger) {
+                // The trigger's queue is gone with it: nothing left to ack.
+                None => Ok(()),
+                Some(trigger) => {
+                    self.call(move |respond| Command::Ack {
+                        trigger,
+                        seq,
+                        respond,
+                    })
+                    .await
+                }
+            }
+        })
     }
+
     fn park<'a>(
         &'a self,
         trigger: &'a TriggerKey,
         seq: u64,
         record: ParkRecord,
     ) -> BoxFuture<'a, Result<()>> {
-        unimplemented!()
+        Box::pin(async move {
+            let state = self
+                .trigger(trigger)
+                .ok_or_else(|| ChannelError::UnknownTrigger(trigger.clone()))?;
+            let mut encoded = Vec::with_capacity(record.event.approx_size() + 256);
+            codec::encode_park(trigger, now_ms(), &record, &mut encoded);
+            self.call(move |respond| Command::Park {
+                trigger: state,
+                seq,
+                record: encoded,
+                respond,
+            })
+            .await
+        })
     }
+
     fn backlog(&self, broker: &BrokerKey) -> u64 {
-        unimplemented!()
+        self.inner
+            .shared
+            .registry
+            .load()
+            .by_broker
+            .get(broker)
+            .map_or(0, |ts| {
+                ts.iter().map(|t| t.backlog.load(Ordering::Relaxed)).sum()
+            })
     }
+
     fn trigger_backlog(&self, trigger: &TriggerKey) -> u64 {
-        unimplemented!()
+        self.inner
+            .shared
+            .registry
+            .load()
+            .by_key
+            .get(trigger)
+            .map_or(0, |t| t.backlog.load(Ordering::Relaxed))
     }
+
     fn dead_letters(&self, limit: usize) -> Result<Vec<ParkedEvent>> {
-        unimplemented!()
+        let db = self
+            .inner
+            .shared
+            .db
+            .load_full()
+            .ok_or(ChannelError::Closed)?;
+        let txn = db.begin_read().map_err(storage)?;
+        let table = txn.open_table(DEADLETTERS).map_err(storage)?;
+        let mut out = Vec::new();
+        for item in table.iter().map_err(storage)? {
+            if out.len() >= limit {
+                break;
+            }
+            let (id, bytes) = item.map_err(storage)?;
+            let id = id.value();
+            let entry = match codec::decode_park(bytes.value()) {
+                Ok(entry) => entry,
+                // One bad record must not hide the others from the admin API.
+                Err(e) => {
+                    tracing::error!(id, error = %e, "undecodable dead letter; not listed");
+                    continue;
+                }
+            };
+            out.push(ParkedEvent {
+                id,
+                trigger: entry.trigger,
+                parked_at_ms: entry.parked_at_ms,
+                record: entry.record,
+            });
+        }
+        Ok(out)
     }
+
     fn redrive(&self, id: u64) -> BoxFuture<'_, Result<()>> {
-        unimplemented!()
+        Box::pin(self.call(move |respond| Command::Redrive { id, respond }))
     }
+
     fn flush(&self) -> BoxFuture<'_, Result<()>> {
-        unimplemented!()
+        Box::pin(async move {
+            match self.call(|respond| Command::Flush { respond }).await {
+                // Closing flushed everything.
+                Err(ChannelError::Closed) if self.inner.shared.closed.load(Ordering::Acquire) => {
+                    Ok(())
+                }
+                r => r,
+            }
+        })
+    }
+}
+
+/// A trigger's consumer; see the module docs for the protocol.
+struct StoreSubscription {
+    shared: Arc<Shared>,
+    state: Arc<TriggerState>,
+    generation: u64,
+    /// Smallest seq not yet delivered by this subscription.
+    next_seq: u64,
+    /// Entries read from the database, not yet delivered.
+    local: VecDeque<Delivery>,
+    /// Reading the database page by page until a page comes back short.
+    db_mode: bool,
+    read_failures: u32,
+}
+
+impl StoreSubscription {
+    fn ended(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+            || self.state.removed.load(Ordering::Acquire)
+            || self.state.generation.load(Ordering::Acquire) != self.generation
+    }
+
+    /// Reads up to one page of this trigger's queue from `next_seq`; returns how many entries it saw.
+    fn read_page(&mut self) -> Result<usize> {
+        let Some(db) = self.shared.db.load_full() else {
+            return Ok(0);
+        };
+        let txn = db.begin_read().map_err(storage)?;
+        let queue = txn.open_table(QUEUE).map_err(storage)?;
+        let events = txn.open_table(EVENTS).map_err(storage)?;
+        let id = self.state.id;
+        let mut seen = 0;
+        for item in queue
+            .range((id, self.next_seq)..=(id, u64::MAX))
+            .map_err(storage)?
+            .take(self.shared.page)
+        {
+            let (key, _) = item.map_err(storage)?;
+            let (_, seq) = key.value();
+            seen += 1;
+            let event = match events.get(seq).map_err(storage)? {
+                Some(bytes) => decode(bytes.value()),
+                None => {
+                    tracing::error!(trigger = %self.state.key, seq, "queue entry without event; skipped");
+                    continue;
+                }
+            };
+            match event {
+                Ok(event) => self.local.push_back(Delivery {
+                    seq,
+                    event: Arc::new(event),
+                }),
+                // A corrupt entry stays in the queue (and in the backlog) but must not block the others.
+                Err(e) => {
+                    tracing::error!(trigger = %self.state.key, seq, error = %e, "undecodable event; skipped")
+                }
+            }
+        }
+        Ok(seen)
+    }
+
+    async fn next_delivery(&mut self) -> Option<Delivery> {
+        loop {
+            if self.ended() {
+                return None;
+            }
+            while let Some(d) = self.local.pop_front() {
+                if d.seq >= self.next_seq {
+                    self.next_seq = d.seq + 1;
+                    return Some(d);
+                }
+            }
+            if self.db_mode {
+                match self.read_page() {
+                    Ok(seen) => {
+                        self.read_failures = 0;
+                        if seen < self.shared.page {
+                            self.db_mode = false;
+                        }
+                    }
+                    Err(e) => {
+                        // Storage trouble: back off and retry (the subscription has no error channel).
+                        self.read_failures = self.read_failures.saturating_add(1);
+                        let wait_ms = 50u64 << self.read_failures.min(6);
+                        tracing::warn!(trigger = %self.state.key, error = %e, wait_ms, "queue read failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
+                    }
+                }
+                continue;
+            }
+            let notified = self.state.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut buffer = self.state.buffer.lock();
+                while let Some(d) = buffer.entries.pop_front() {
+                    if d.seq >= self.next_seq {
+                        self.next_seq = d.seq + 1;
+                        return Some(d);
+                    }
+                }
+                if buffer.overflow {
+                    buffer.overflow = false;
+                    self.db_mode = true;
+                    continue;
+                }
+            }
+            if self.ended() {
+                return None;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Subscription for StoreSubscription {
+    fn next(&mut self) -> BoxFuture<'_, Option<Delivery>> {
+        Box::pin(self.next_delivery())
     }
 }

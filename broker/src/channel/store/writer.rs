@@ -1,0 +1,764 @@
+//! The writer thread: group commit, routing at commit time, topology changes, recovery at open.
+
+use super::codec::decode_park;
+use super::{
+    corrupt, parse_key, storage, trigger_row_key, Registry, Shared, TriggerState, DEADLETTERS,
+    EVENTS, META, QUEUE, REFS, TRIGGERS,
+};
+use crate::channel::{ChannelError, Delivery, Result};
+use crate::config::{BrokerKey, Topology, TriggerKey};
+use crate::event::Event;
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table, WriteTransaction};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// Answer channel of a command.
+pub(crate) type Responder = oneshot::Sender<Result<()>>;
+
+/// Every `DURABLE_EVERY`-th consecutive ack-only commit is made durable anyway.
+const DURABLE_EVERY: u32 = 64;
+
+const META_NEXT_SEQ: &str = "next_seq";
+const META_NEXT_TRIGGER_ID: &str = "next_trigger_id";
+const META_NEXT_DEADLETTER_ID: &str = "next_deadletter_id";
+
+/// A request to the writer.
+pub(crate) enum Command {
+    /// Append a batch (all-or-nothing) to a broker.
+    Append {
+        broker: BrokerKey,
+        events: Vec<Event>,
+        /// The events' storage encodings, back to back.
+        encoded: Vec<u8>,
+        /// End offset in `encoded` of each event.
+        ends: Vec<usize>,
+        respond: Responder,
+    },
+    /// Remove a delivered entry.
+    Ack {
+        trigger: Arc<TriggerState>,
+        seq: u64,
+        respond: Responder,
+    },
+    /// Move an entry to the dead letters (`record` is the encoded dead-letter record).
+    Park {
+        trigger: Arc<TriggerState>,
+        seq: u64,
+        record: Vec<u8>,
+        respond: Responder,
+    },
+    /// Put a dead letter back into its trigger's queue.
+    Redrive { id: u64, respond: Responder },
+    /// Make everything durable.
+    Flush { respond: Responder },
+    /// Install a topology (runs alone in its transaction).
+    ApplyTopology {
+        topology: Arc<Topology>,
+        respond: Responder,
+    },
+    /// Flush and stop.
+    Close { respond: Responder },
+}
+
+impl Command {
+    /// (events, bytes) this command adds to a batch.
+    fn weight(&self) -> (usize, usize) {
+        match self {
+            Command::Append {
+                events, encoded, ..
+            } => (events.len(), encoded.len()),
+            Command::Park { record, .. } => (1, record.len()),
+            _ => (1, 0),
+        }
+    }
+
+    /// Commands that run alone (never batched with others).
+    fn is_exclusive(&self) -> bool {
+        matches!(self, Command::ApplyTopology { .. } | Command::Close { .. })
+    }
+
+    /// Whether a batch holding this command must be committed durably.
+    fn needs_durability(&self) -> bool {
+        !matches!(self, Command::Ack { .. })
+    }
+
+    fn into_responder(self) -> Responder {
+        match self {
+            Command::Append { respond, .. }
+            | Command::Ack { respond, .. }
+            | Command::Park { respond, .. }
+            | Command::Redrive { respond, .. }
+            | Command::Flush { respond }
+            | Command::ApplyTopology { respond, .. }
+            | Command::Close { respond } => respond,
+        }
+    }
+}
+
+/// Persistent counters (mirrored in `meta`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Counters {
+    seq: u64,
+    trigger_id: u64,
+    deadletter_id: u64,
+}
+
+/// What [`recover`] found in the database.
+pub(crate) struct Recovered {
+    pub counters: Counters,
+    pub triggers: Vec<Arc<TriggerState>>,
+}
+
+/// The tables of one write transaction.
+struct Tables<'t> {
+    events: Table<'t, u64, &'static [u8]>,
+    refs: Table<'t, u64, u32>,
+    queue: Table<'t, (u64, u64), ()>,
+    triggers: Table<'t, &'static str, (u64, &'static str)>,
+    meta: Table<'t, &'static str, u64>,
+    deadletters: Table<'t, u64, &'static [u8]>,
+}
+
+impl<'t> Tables<'t> {
+    fn open(txn: &'t WriteTransaction) -> Result<Tables<'t>> {
+        Ok(Tables {
+            events: txn.open_table(EVENTS).map_err(storage)?,
+            refs: txn.open_table(REFS).map_err(storage)?,
+            queue: txn.open_table(QUEUE).map_err(storage)?,
+            triggers: txn.open_table(TRIGGERS).map_err(storage)?,
+            meta: txn.open_table(META).map_err(storage)?,
+            deadletters: txn.open_table(DEADLETTERS).map_err(storage)?,
+        })
+    }
+
+    fn write_counters(&mut self, old: Counters, new: Counters) -> Result<()> {
+        if new.seq != old.seq {
+            self.meta.insert(META_NEXT_SEQ, new.seq).map_err(storage)?;
+        }
+        if new.trigger_id != old.trigger_id {
+            self.meta
+                .insert(META_NEXT_TRIGGER_ID, new.trigger_id)
+                .map_err(storage)?;
+        }
+        if new.deadletter_id != old.deadletter_id {
+            self.meta
+                .insert(META_NEXT_DEADLETTER_ID, new.deadletter_id)
+                .map_err(storage)?;
+        }
+        Ok(())
+    }
+
+    /// Drops one reference to event `seq`; deletes the event when none is left.
+    fn release(&mut self, seq: u64) -> Result<()> {
+        let refs = self.refs.get(seq).map_err(storage)?.map(|g| g.value());
+        match refs {
+            Some(n) if n > 1 => {
+                self.refs.insert(seq, n - 1).map_err(storage)?;
+            }
+            _ => {
+                self.refs.remove(seq).map_err(storage)?;
+                self.events.remove(seq).map_err(storage)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a queue entry (and its reference); `false` if there was none.
+    fn remove_entry(&mut self, trigger_id: u64, seq: u64) -> Result<bool> {
+        if self
+            .queue
+            .remove((trigger_id, seq))
+            .map_err(storage)?
+            .is_none()
+        {
+            return Ok(false);
+        }
+        self.release(seq)?;
+        Ok(true)
+    }
+
+    /// Removes every queue entry of a trigger, reclaiming events no other trigger references.
+    fn purge(&mut self, trigger_id: u64) -> Result<()> {
+        let mut seqs = Vec::new();
+        for item in self
+            .queue
+            .extract_from_if((trigger_id, 0)..=(trigger_id, u64::MAX), |_, _| true)
+            .map_err(storage)?
+        {
+            let (key, _) = item.map_err(storage)?;
+            seqs.push(key.value().1);
+        }
+        for seq in seqs {
+            self.release(seq)?;
+        }
+        Ok(())
+    }
+}
+
+/// Creates the tables if needed and loads counters, triggers and backlog counts.
+pub(crate) fn recover(db: &Database) -> Result<Recovered> {
+    let txn = db.begin_write().map_err(storage)?;
+    let mut counters = Counters::default();
+    {
+        let t = Tables::open(&txn)?;
+        let get = |name: &str| -> Result<u64> {
+            Ok(t.meta.get(name).map_err(storage)?.map_or(0, |g| g.value()))
+        };
+        counters.seq = get(META_NEXT_SEQ)?;
+        counters.trigger_id = get(META_NEXT_TRIGGER_ID)?;
+        counters.deadletter_id = get(META_NEXT_DEADLETTER_ID)?;
+        // Defensive: never reuse a key that is still present.
+        let last_event = t.events.last().map_err(storage)?.map(|(k, _)| k.value());
+        if let Some(k) = last_event {
+            counters.seq = counters.seq.max(k + 1);
+        }
+        let last_deadletter = t
+            .deadletters
+            .last()
+            .map_err(storage)?
+            .map(|(k, _)| k.value());
+        if let Some(k) = last_deadletter {
+            counters.deadletter_id = counters.deadletter_id.max(k + 1);
+        }
+    }
+    txn.commit().map_err(storage)?;
+
+    let txn = db.begin_read().map_err(storage)?;
+    let mut counts: HashMap<u64, u64> = HashMap::new();
+    let queue = txn.open_table(QUEUE).map_err(storage)?;
+    for item in queue.iter().map_err(storage)? {
+        let (key, _) = item.map_err(storage)?;
+        *counts.entry(key.value().0).or_default() += 1;
+    }
+    let mut triggers = Vec::new();
+    let table = txn.open_table(TRIGGERS).map_err(storage)?;
+    for item in table.iter().map_err(storage)? {
+        let (key, value) = item.map_err(storage)?;
+        let key = key.value();
+        let (id, broker) = value.value();
+        let (Some((ns, name)), Some((bns, bname))) = (parse_key(key), parse_key(broker)) else {
+            return Err(corrupt(format_args!("trigger row {key:?} → {broker:?}")));
+        };
+        counters.trigger_id = counters.trigger_id.max(id + 1);
+        triggers.push(Arc::new(TriggerState::new(
+            id,
+            TriggerKey::new(ns, name),
+            BrokerKey::new(bns, bname),
+            counts.get(&id).copied().unwrap_or(0),
+        )));
+    }
+    Ok(Recovered { counters, triggers })
+}
+
+/// Owns the write side of the database; see the module docs of `store`.
+pub(crate) struct Writer {
+    db: Arc<Database>,
+    shared: Arc<Shared>,
+    rx: mpsc::Receiver<Command>,
+    counters: Counters,
+    topology: Arc<Topology>,
+    triggers: HashMap<TriggerKey, Arc<TriggerState>>,
+    /// Per broker, the trigger states aligned with `RoutingTable::triggers()`.
+    routes: HashMap<BrokerKey, Vec<Option<Arc<TriggerState>>>>,
+    /// An exclusive command drained while filling a batch, to run next.
+    pending: Option<Command>,
+    nondurable_streak: u32,
+    // Reused per batch.
+    batch: Vec<Command>,
+    scratch: Vec<usize>,
+    pushes: Vec<(Arc<TriggerState>, Delivery)>,
+    removals: Vec<Arc<TriggerState>>,
+    replies: Vec<(Responder, Result<()>)>,
+}
+
+impl Writer {
+    pub(crate) fn new(
+        db: Arc<Database>,
+        shared: Arc<Shared>,
+        rx: mpsc::Receiver<Command>,
+        counters: Counters,
+        triggers: HashMap<TriggerKey, Arc<TriggerState>>,
+    ) -> Writer {
+        Writer {
+            db,
+            shared,
+            rx,
+            counters,
+            topology: Arc::new(Topology::default()),
+            triggers,
+            routes: HashMap::new(),
+            pending: None,
+            nondurable_streak: 0,
+            batch: Vec::new(),
+            scratch: Vec::new(),
+            pushes: Vec::new(),
+            removals: Vec::new(),
+            replies: Vec::new(),
+        }
+    }
+
+    /// The thread's main loop.
+    pub(crate) fn run(mut self) {
+        loop {
+            let first = match self.pending.take() {
+                Some(cmd) => cmd,
+                None => match self.rx.blocking_recv() {
+                    Some(cmd) => cmd,
+                    // Every handle is gone.
+                    None => return self.finish(None),
+                },
+            };
+            match first {
+                Command::Close { respond } => return self.finish(Some(respond)),
+                Command::ApplyTopology { topology, respond } => {
+                    let result = self.apply_topology(topology);
+                    let _ = respond.send(result);
+                }
+                first => {
+                    let mut batch = std::mem::take(&mut self.batch);
+                    let (mut events, mut bytes) = first.weight();
+                    batch.push(first);
+                    let opts = &self.shared.options;
+                    while events < opts.max_batch_events && bytes < opts.max_batch_bytes {
+                        match self.rx.try_recv() {
+                            Ok(cmd) if cmd.is_exclusive() => {
+                                self.pending = Some(cmd);
+                                break;
+                            }
+                            Ok(cmd) => {
+                                let (e, b) = cmd.weight();
+                                events += e;
+                                bytes += b;
+                                batch.push(cmd);
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.run_batch(&mut batch);
+                    self.batch = batch;
+                }
+            }
+        }
+    }
+
+    /// Applies a batch in one transaction, then publishes its effects and answers its waiters.
+    fn run_batch(&mut self, batch: &mut Vec<Command>) {
+        let durable = self.nondurable_streak + 1 >= DURABLE_EVERY
+            || batch.iter().any(Command::needs_durability);
+        let mut counters = self.counters;
+        let mut appends = 0u64;
+        let outcome = self.apply_batch(batch, &mut counters, durable, &mut appends);
+        match outcome {
+            Ok(()) => {
+                self.counters = counters;
+                self.count_commit(durable);
+                self.shared.appends.fetch_add(appends, Ordering::Relaxed);
+                self.publish();
+                for (respond, result) in self.replies.drain(..) {
+                    let _ = respond.send(result);
+                }
+            }
+            Err(e) => {
+                let message = match e {
+                    ChannelError::Storage(m) => m,
+                    other => other.to_string(),
+                };
+                tracing::error!(error = %message, "channel store batch failed; aborted");
+                self.pushes.clear();
+                self.removals.clear();
+                for (respond, result) in self.replies.drain(..) {
+                    let _ = respond.send(result.and(Err(ChannelError::Storage(message.clone()))));
+                }
+            }
+        }
+    }
+
+    fn count_commit(&mut self, durable: bool) {
+        self.shared.commits.fetch_add(1, Ordering::Relaxed);
+        if durable {
+            self.nondurable_streak = 0;
+            self.shared.durable_commits.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.nondurable_streak += 1;
+        }
+    }
+
+    /// Writes the batch into one transaction and commits it. Every command's responder ends up in
+    /// `self.replies`; an `Err` means nothing was committed.
+    fn apply_batch(
+        &mut self,
+        batch: &mut Vec<Command>,
+        counters: &mut Counters,
+        durable: bool,
+        appends: &mut u64,
+    ) -> Result<()> {
+        let txn = match self.begin(durable) {
+            Ok(txn) => txn,
+            Err(e) => {
+                self.replies
+                    .extend(batch.drain(..).map(|c| (c.into_responder(), Ok(()))));
+                return Err(e);
+            }
+        };
+        let mut failure = None;
+        {
+            let mut t = match Tables::open(&txn) {
+                Ok(t) => t,
+                Err(e) => {
+                    self.replies
+                        .extend(batch.drain(..).map(|c| (c.into_responder(), Ok(()))));
+                    return Err(e);
+                }
+            };
+            for cmd in batch.drain(..) {
+                if failure.is_some() {
+                    self.replies.push((cmd.into_responder(), Ok(())));
+                    continue;
+                }
+                let (respond, outcome) = self.apply_command(&mut t, counters, cmd, appends);
+                match outcome {
+                    Ok(answer) => self.replies.push((respond, answer)),
+                    Err(e) => {
+                        self.replies.push((respond, Ok(())));
+                        failure = Some(e);
+                    }
+                }
+            }
+            if failure.is_none() {
+                if let Err(e) = t.write_counters(self.counters, *counters) {
+                    failure = Some(e);
+                }
+            }
+        }
+        if let Some(e) = failure {
+            let _ = txn.abort();
+            return Err(e);
+        }
+        txn.commit().map_err(storage)
+    }
+
+    fn begin(&self, durable: bool) -> Result<WriteTransaction> {
+        let mut txn = self.db.begin_write().map_err(storage)?;
+        txn.set_durability(if durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        })
+        .map_err(storage)?;
+        Ok(txn)
+    }
+
+    /// Applies one command. The outer `Err` aborts the batch; the inner result is the command's answer.
+    fn apply_command(
+        &mut self,
+        t: &mut Tables<'_>,
+        counters: &mut Counters,
+        cmd: Command,
+        appends: &mut u64,
+    ) -> (Responder, Result<Result<()>>) {
+        match cmd {
+            Command::Append {
+                broker,
+                events,
+                encoded,
+                ends,
+                respond,
+            } => {
+                *appends += 1;
+                let r = self.append(t, counters, &broker, events, &encoded, &ends);
+                (respond, r)
+            }
+            Command::Ack {
+                trigger,
+                seq,
+                respond,
+            } => {
+                let r = t.remove_entry(trigger.id, seq).map(|removed| {
+                    if removed {
+                        self.removals.push(trigger);
+                    }
+                    Ok(())
+                });
+                (respond, r)
+            }
+            Command::Park {
+                trigger,
+                seq,
+                record,
+                respond,
+            } => {
+                let r = (|| {
+                    if t.remove_entry(trigger.id, seq)? {
+                        t.deadletters
+                            .insert(counters.deadletter_id, record.as_slice())
+                            .map_err(storage)?;
+                        counters.deadletter_id += 1;
+                        self.removals.push(trigger);
+                    }
+                    Ok(Ok(()))
+                })();
+                (respond, r)
+            }
+            Command::Redrive { id, respond } => {
+                let r = self.redrive(t, counters, id);
+                (respond, r)
+            }
+            Command::Flush { respond } => (respond, Ok(Ok(()))),
+            // Exclusive commands never reach a batch; answer them sensibly anyway.
+            Command::ApplyTopology { respond, .. } | Command::Close { respond } => (
+                respond,
+                Ok(Err(ChannelError::Storage(
+                    "internal: exclusive command in a batch".into(),
+                ))),
+            ),
+        }
+    }
+
+    fn append(
+        &mut self,
+        t: &mut Tables<'_>,
+        counters: &mut Counters,
+        broker: &BrokerKey,
+        events: Vec<Event>,
+        encoded: &[u8],
+        ends: &[usize],
+    ) -> Result<Result<()>> {
+        let Writer {
+            topology,
+            routes,
+            scratch,
+            pushes,
+            ..
+        } = self;
+        let (true, Some(table), Some(states)) = (
+            topology.brokers.contains_key(broker),
+            topology.routes.get(broker),
+            routes.get(broker),
+        ) else {
+            return Ok(Err(ChannelError::UnknownBroker(broker.clone())));
+        };
+        let mut start = 0;
+        for (event, &end) in events.into_iter().zip(ends) {
+            let bytes = encoded
+                .get(start..end)
+                .ok_or_else(|| corrupt("append framing"))?;
+            start = end;
+            scratch.clear();
+            table.route(&event, scratch);
+            scratch.dedup();
+            scratch.retain(|&i| matches!(states.get(i), Some(Some(_))));
+            if scratch.is_empty() {
+                // Nothing to deliver: not stored.
+                continue;
+            }
+            let seq = counters.seq;
+            counters.seq += 1;
+            t.events.insert(seq, bytes).map_err(storage)?;
+            let refs = u32::try_from(scratch.len()).unwrap_or(u32::MAX);
+            t.refs.insert(seq, refs).map_err(storage)?;
+            let event = Arc::new(event);
+            for state in scratch.iter().filter_map(|&i| states.get(i)).flatten() {
+                t.queue.insert((state.id, seq), ()).map_err(storage)?;
+                pushes.push((
+                    state.clone(),
+                    Delivery {
+                        seq,
+                        event: event.clone(),
+                    },
+                ));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    fn redrive(
+        &mut self,
+        t: &mut Tables<'_>,
+        counters: &mut Counters,
+        id: u64,
+    ) -> Result<Result<()>> {
+        let Some(bytes) = t
+            .deadletters
+            .get(id)
+            .map_err(storage)?
+            .map(|g| g.value().to_vec())
+        else {
+            return Ok(Err(ChannelError::DeadLetterNotFound(id)));
+        };
+        let entry = match decode_park(&bytes) {
+            Ok(entry) => entry,
+            Err(e) => return Ok(Err(corrupt(format_args!("dead letter {id}: {e}")))),
+        };
+        let Some(state) = self.triggers.get(&entry.trigger) else {
+            return Ok(Err(ChannelError::UnknownTrigger(entry.trigger)));
+        };
+        let seq = counters.seq;
+        counters.seq += 1;
+        t.events.insert(seq, entry.event_bytes).map_err(storage)?;
+        t.refs.insert(seq, 1).map_err(storage)?;
+        t.queue.insert((state.id, seq), ()).map_err(storage)?;
+        t.deadletters.remove(id).map_err(storage)?;
+        self.pushes.push((
+            state.clone(),
+            Delivery {
+                seq,
+                event: Arc::new(entry.record.event),
+            },
+        ));
+        Ok(Ok(()))
+    }
+
+    /// After a commit: buffers new entries for the consumers and updates the backlog counters.
+    fn publish(&mut self) {
+        let cap = self.shared.options.trigger_buffer;
+        for (state, delivery) in self.pushes.drain(..) {
+            state.backlog.fetch_add(1, Ordering::Relaxed);
+            {
+                let mut buffer = state.buffer.lock();
+                if buffer.overflow || buffer.entries.len() >= cap {
+                    buffer.overflow = true;
+                } else {
+                    buffer.entries.push_back(delivery);
+                }
+            }
+            state.notify.notify_one();
+        }
+        for state in self.removals.drain(..) {
+            let _ = state
+                .backlog
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    Some(n.saturating_sub(1))
+                });
+        }
+    }
+
+    /// Installs a topology in a transaction of its own (see `Channel::apply_topology`).
+    fn apply_topology(&mut self, topology: Arc<Topology>) -> Result<()> {
+        let mut counters = self.counters;
+        let mut next: HashMap<TriggerKey, Arc<TriggerState>> =
+            HashMap::with_capacity(topology.triggers.len());
+        let mut removed = Vec::new();
+        let txn = self.begin(true)?;
+        let written = (|| {
+            let mut t = Tables::open(&txn)?;
+            for (key, spec) in &topology.triggers {
+                match self.triggers.get(key) {
+                    Some(state) if state.broker == spec.broker => {
+                        next.insert(key.clone(), state.clone());
+                    }
+                    old => {
+                        if let Some(state) = old {
+                            // Re-pointed to another broker: start fresh.
+                            t.purge(state.id)?;
+                            removed.push(state.clone());
+                        }
+                        let id = counters.trigger_id;
+                        counters.trigger_id += 1;
+                        let broker = format!("{}/{}", spec.broker.namespace, spec.broker.name);
+                        t.triggers
+                            .insert(trigger_row_key(key).as_str(), (id, broker.as_str()))
+                            .map_err(storage)?;
+                        next.insert(
+                            key.clone(),
+                            Arc::new(TriggerState::new(id, key.clone(), spec.broker.clone(), 0)),
+                        );
+                    }
+                }
+            }
+            for (key, state) in &self.triggers {
+                if !topology.triggers.contains_key(key) {
+                    t.purge(state.id)?;
+                    t.triggers
+                        .remove(trigger_row_key(key).as_str())
+                        .map_err(storage)?;
+                    removed.push(state.clone());
+                }
+            }
+            t.write_counters(self.counters, counters)
+        })();
+        if let Err(e) = written {
+            let _ = txn.abort();
+            return Err(e);
+        }
+        txn.commit().map_err(storage)?;
+        self.counters = counters;
+        self.count_commit(true);
+
+        self.routes = topology
+            .routes
+            .iter()
+            .map(|(broker, table)| {
+                let states = table
+                    .triggers()
+                    .iter()
+                    .map(|spec| next.get(&spec.key).cloned())
+                    .collect();
+                (broker.clone(), states)
+            })
+            .collect();
+        self.shared
+            .registry
+            .store(Arc::new(Registry::new(next.clone())));
+        self.triggers = next;
+        self.topology = topology;
+        for state in removed {
+            state.removed.store(true, Ordering::Release);
+            state.wake_to_end();
+        }
+        Ok(())
+    }
+
+    /// Makes everything durable, ends the subscriptions, releases the database and answers `respond`.
+    fn finish(mut self, respond: Option<Responder>) {
+        let mut result = Ok(());
+        if self.nondurable_streak > 0 {
+            result = self
+                .begin(true)
+                .and_then(|txn| txn.commit().map_err(storage));
+            if result.is_ok() {
+                self.count_commit(true);
+            }
+        }
+        self.shared.closed.store(true, Ordering::Release);
+        // Answer whatever is still queued.
+        self.rx.close();
+        if let Some(cmd) = self.pending.take() {
+            let _ = cmd.into_responder().send(Err(ChannelError::Closed));
+        }
+        while let Ok(cmd) = self.rx.try_recv() {
+            let _ = cmd.into_responder().send(Err(ChannelError::Closed));
+        }
+        for state in self.shared.all_triggers() {
+            state.wake_to_end();
+        }
+        self.shared.db.store(None);
+        // Readers hold the database only for the length of a read; wait for them to finish so that the
+        // file is released when `close` returns.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut db = self.db;
+        loop {
+            match Arc::try_unwrap(db) {
+                Ok(db) => {
+                    if let Err(e) = db.close() {
+                        result = result.and(Err(storage(e)));
+                    }
+                    break;
+                }
+                Err(shared) if Instant::now() < deadline => {
+                    db = shared;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(_) => {
+                    tracing::warn!("channel store still in use by a reader at close");
+                    break;
+                }
+            }
+        }
+        if let Some(respond) = respond {
+            let _ = respond.send(result);
+        }
+    }
+}
