@@ -303,3 +303,233 @@ pub fn write_structured(event: &Event, headers: &mut HeaderMap) -> Bytes {
     json::write_event(event, &mut out);
     Bytes::from(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &[u8])]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_bytes(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn binary_base() -> Vec<(&'static str, &'static [u8])> {
+        vec![
+            ("CE-SpecVersion", b"1.0"),
+            ("Ce-Id", b"A234-1234-1234"),
+            ("ce-source", b"/mycontext"),
+            ("CE-TYPE", b"com.example.someevent"),
+        ]
+    }
+
+    fn single(m: Message) -> Event {
+        match m {
+            Message::Single(e) => e,
+            Message::Batch(_) => panic!("expected a single event"),
+        }
+    }
+
+    fn err_field(h: &HeaderMap, body: &'static [u8]) -> String {
+        let e = parse_request(h, Bytes::from_static(body)).unwrap_err();
+        assert_eq!(e.kind, FormatErrorKind::Invalid, "{e}");
+        e.field.unwrap_or_default()
+    }
+
+    #[test]
+    fn binary_mode_case_insensitive_names() {
+        let mut pairs = binary_base();
+        pairs.push(("Ce-MyExt", b"Euro%20%E2%82%ac"));
+        pairs.push(("content-type", b"text/plain; charset=utf-8"));
+        pairs.push(("ce-time", b"2018-04-05T17:31:00Z"));
+        let e = single(parse_request(&headers(&pairs), Bytes::from_static(b"hello")).unwrap());
+        assert_eq!(e.id, "A234-1234-1234");
+        assert_eq!(e.ty, "com.example.someevent");
+        assert_eq!(e.extension("myext"), Some(&ExtValue::String("Euro €".into())));
+        assert_eq!(e.datacontenttype.as_deref(), Some("text/plain; charset=utf-8"));
+        assert_eq!(e.data, Data::Text(Bytes::from_static(b"hello")));
+        // Empty body and no Content-Type: no data.
+        let e = single(parse_request(&headers(&binary_base()), Bytes::new()).unwrap());
+        assert_eq!(e.data, Data::None);
+        assert_eq!(e.datacontenttype, None);
+    }
+
+    #[test]
+    fn binary_mode_errors() {
+        let without = |name: &str| {
+            headers(
+                &binary_base()
+                    .into_iter()
+                    .filter(|(k, _)| !k.eq_ignore_ascii_case(name))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(err_field(&without("ce-id"), b""), "ce-id");
+        assert_eq!(err_field(&without("ce-source"), b""), "ce-source");
+        assert_eq!(err_field(&without("ce-type"), b""), "ce-type");
+        assert_eq!(err_field(&without("ce-specversion"), b"x"), "ce-specversion");
+        let with = |extra: (&'static str, &'static [u8])| {
+            let mut p = binary_base();
+            p.push(extra);
+            headers(&p)
+        };
+        assert_eq!(err_field(&with(("ce-id", b"again")), b""), "ce-id");
+        assert_eq!(err_field(&with(("ce-subject", b"\xe2\x82")), b""), "ce-subject");
+        assert_eq!(err_field(&with(("ce-subject", b"%C0%A0")), b""), "ce-subject");
+        assert_eq!(
+            err_field(&with(("ce-datacontenttype", b"text/plain")), b""),
+            "ce-datacontenttype"
+        );
+        assert_eq!(err_field(&with(("ce-time", b"2018-04-05T18:31Z")), b""), "ce-time");
+        assert_eq!(err_field(&with(("ce-subject", b"")), b""), "ce-subject");
+        assert_eq!(err_field(&with(("content-type", b"xyz")), b"x"), "content-type");
+        assert_eq!(err_field(&with(("ce-my_ext", b"x")), b""), "ce-my_ext");
+        let mut p = binary_base();
+        p[0] = ("ce-specversion", b"19.0");
+        assert_eq!(err_field(&headers(&p), b""), "ce-specversion");
+    }
+
+    #[test]
+    fn v03_binary_mode() {
+        let mut p = binary_base();
+        p[0] = ("ce-specversion", b"0.3");
+        p.push(("ce-schemaurl", b"https://example.com/schema"));
+        let e = single(parse_request(&headers(&p), Bytes::new()).unwrap());
+        assert_eq!(e.specversion, SpecVersion::V03);
+        assert_eq!(e.dataschema.as_deref(), Some("https://example.com/schema"));
+        let mut h = HeaderMap::new();
+        write_binary(&e, &mut h);
+        assert_eq!(h["ce-schemaurl"], "https://example.com/schema");
+        assert!(!h.contains_key("ce-dataschema"));
+    }
+
+    #[test]
+    fn mode_detection() {
+        let one = br#"{"specversion":"1.0","id":"1","source":"/s","type":"t"}"#;
+        for ct in [
+            "application/cloudevents+json",
+            "Application/CloudEvents+JSON; charset=UTF-8",
+        ] {
+            let h = headers(&[("content-type", ct.as_bytes())]);
+            let e = single(parse_request(&h, Bytes::from_static(one)).unwrap());
+            assert_eq!(e.id, "1");
+        }
+        let h = headers(&[("content-type", b"application/cloudevents-batch+json")]);
+        let m = parse_request(&h, Bytes::from(format!("[{}]", std::str::from_utf8(one).unwrap())));
+        assert!(matches!(m, Ok(Message::Batch(v)) if v.len() == 1));
+        for ct in [
+            "application/cloudevents+avro",
+            "application/cloudevents+xml",
+            "application/cloudevents",
+            "application/cloudevents-batch+avro",
+        ] {
+            let h = headers(&[("content-type", ct.as_bytes())]);
+            let e = parse_request(&h, Bytes::from_static(one)).unwrap_err();
+            assert_eq!(e.kind, FormatErrorKind::UnsupportedMediaType, "{ct}");
+        }
+        // Structured mode takes attributes from the body, not from ce- headers.
+        let h = headers(&[
+            ("content-type", b"application/cloudevents+json"),
+            ("ce-id", b"header"),
+        ]);
+        assert_eq!(single(parse_request(&h, Bytes::from_static(one)).unwrap()).id, "1");
+    }
+
+    fn sample_events() -> Vec<Event> {
+        let mut e = Event::new("id €/1", "https://example.com/a b", "com.example.t");
+        e.subject = Some("\"quoted\" 100%".into());
+        e.time = Some("2018-04-05T17:31:00.123+01:00".into());
+        e.dataschema = Some("https://example.com/schema".into());
+        e.set_extension("knativebrokerttl", ExtValue::String("255".into()));
+        e.set_extension("emoji", ExtValue::String("😀".into()));
+        let mut with_text = e.clone();
+        with_text.datacontenttype = Some("text/plain; charset=utf-8".into());
+        with_text.data = Data::Text(Bytes::from_static(b"some text"));
+        let mut bytes = e.clone();
+        bytes.datacontenttype = Some("application/octet-stream".into());
+        bytes.data = Data::Text(Bytes::from_static(&[0, 1, 255]));
+        let mut ct_no_data = e.clone();
+        ct_no_data.datacontenttype = Some("text/plain".into());
+        vec![e, with_text, bytes, ct_no_data]
+    }
+
+    #[test]
+    fn binary_round_trip() {
+        for e in sample_events() {
+            let mut h = HeaderMap::new();
+            let body = write_binary(&e, &mut h);
+            assert!(!h.contains_key("ce-datacontenttype"));
+            for (_, v) in &h {
+                assert!(v.to_str().is_ok());
+            }
+            assert_eq!(single(parse_request(&h, body).unwrap()), e);
+        }
+        let mut h = HeaderMap::new();
+        write_binary(&sample_events()[0], &mut h);
+        assert_eq!(h["ce-id"], "id%20%E2%82%AC/1");
+        assert_eq!(h["ce-subject"], "%22quoted%22%20100%25");
+    }
+
+    #[test]
+    fn binary_json_data_gets_application_json() {
+        let mut e = Event::new("1", "/s", "t");
+        e.data = Data::Json(Bytes::from_static(b"\"I'm just a string\""));
+        let mut h = HeaderMap::new();
+        let body = write_binary(&e, &mut h);
+        assert_eq!(h[CONTENT_TYPE], "application/json");
+        assert_eq!(&body[..], b"\"I'm just a string\"");
+        e.set_extension("i", ExtValue::Int(5));
+        e.set_extension("b", ExtValue::Bool(true));
+        write_binary(&e, &mut h);
+        assert_eq!(h["ce-i"], "5");
+        assert_eq!(h["ce-b"], "true");
+    }
+
+    #[test]
+    fn structured_round_trip() {
+        let mut events = sample_events();
+        // Binary-mode `Text` data with a non-text type becomes `data_base64`; model it as such.
+        events[2].data = Data::Binary(Bytes::from_static(&[0, 1, 255]));
+        let mut json = events[0].clone();
+        json.datacontenttype = Some("application/json".into());
+        json.data = Data::Json(Bytes::from_static(br#"{"a":[1,true,null]}"#));
+        events.push(json);
+        let mut v03 = events[2].clone();
+        v03.specversion = SpecVersion::V03;
+        events.push(v03);
+        let mut typed = Event::new("1", "/s", "t");
+        typed.set_extension("i", ExtValue::Int(-7));
+        typed.set_extension("b", ExtValue::Bool(false));
+        events.push(typed);
+        for e in events {
+            let mut h = HeaderMap::new();
+            let body = write_structured(&e, &mut h);
+            assert_eq!(h[CONTENT_TYPE], STRUCTURED_JSON);
+            assert_eq!(single(parse_request(&h, body).unwrap()), e);
+        }
+    }
+
+    #[test]
+    fn responses() {
+        let none = parse_response(&HeaderMap::new(), Bytes::new()).unwrap();
+        assert_eq!(none, None);
+        let h = headers(&[("content-type", b"text/plain")]);
+        assert!(parse_response(&h, Bytes::from_static(b"ok")).is_err());
+        assert!(parse_response(&HeaderMap::new(), Bytes::from_static(b"{}")).is_err());
+        let e = parse_response(&headers(&binary_base()), Bytes::new()).unwrap();
+        assert_eq!(e.map(|e| e.id), Some("A234-1234-1234".to_owned()));
+        let mut h = HeaderMap::new();
+        let body = write_structured(&sample_events()[1], &mut h);
+        assert_eq!(parse_response(&h, body).unwrap(), Some(sample_events()[1].clone()));
+        let h = headers(&[("content-type", b"application/cloudevents-batch+json")]);
+        assert!(parse_response(&h, Bytes::from_static(b"[]")).is_err());
+        let mut p = binary_base();
+        p.remove(1);
+        assert!(parse_response(&headers(&p), Bytes::new()).is_err());
+    }
+}

@@ -612,3 +612,187 @@ pub fn write_event(event: &Event, out: &mut Vec<u8>) {
 fn is_json(bytes: &[u8]) -> bool {
     serde_json::from_slice::<IgnoredAny>(bytes).is_ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::FormatErrorKind;
+
+    fn field(r: Result<Event, FormatError>) -> String {
+        let e = r.expect_err("expected an error");
+        assert_eq!(e.kind, FormatErrorKind::Invalid);
+        e.field.unwrap_or_default()
+    }
+
+    #[test]
+    fn parses_all_members() {
+        let ev = parse_event(
+            br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","subject":"sub",
+                "time":"2018-04-05T17:31:00Z","dataschema":"https://x/s","datacontenttype":"application/json",
+                "zed":"z","alpha":true,"num":-5,"gone":null,"data":{"a":[1,2]}}"#,
+        )
+        .unwrap();
+        assert_eq!(ev.subject.as_deref(), Some("sub"));
+        assert_eq!(ev.dataschema.as_deref(), Some("https://x/s"));
+        assert_eq!(
+            ev.extensions,
+            vec![
+                ("alpha".to_owned(), ExtValue::Bool(true)),
+                ("num".to_owned(), ExtValue::Int(-5)),
+                ("zed".to_owned(), ExtValue::String("z".into())),
+            ]
+        );
+        assert_eq!(ev.data, Data::Json(Bytes::from_static(br#"{"a":[1,2]}"#)));
+    }
+
+    #[test]
+    fn data_kinds() {
+        let base = r#""specversion":"1.0","id":"1","source":"/s","type":"t""#;
+        let p = |extra: &str| parse_event(format!("{{{base}{extra}}}").as_bytes());
+        assert_eq!(p("").unwrap().data, Data::None);
+        assert_eq!(p(r#","data":null"#).unwrap().data, Data::Json(Bytes::from_static(b"null")));
+        assert_eq!(p(r#","data":"s""#).unwrap().data, Data::Json(Bytes::from_static(b"\"s\"")));
+        assert_eq!(
+            p(r#","datacontenttype":"text/vnd.x+JSON; charset=utf-8","data":1.5"#).unwrap().data,
+            Data::Json(Bytes::from_static(b"1.5"))
+        );
+        assert_eq!(
+            p(r#","datacontenttype":"text/plain","data":"a\nb""#).unwrap().data,
+            Data::Text(Bytes::from_static(b"a\nb"))
+        );
+        assert_eq!(
+            p(r#","data_base64":"TWE=""#).unwrap().data,
+            Data::Binary(Bytes::from_static(b"Ma"))
+        );
+        assert_eq!(field(p(r#","data_base64":"!!""#)), "data_base64");
+        assert_eq!(field(p(r#","data":1,"data_base64":"TWE=""#)), "data_base64");
+    }
+
+    #[test]
+    fn zero_copy_data_slices_the_body() {
+        let body = Bytes::from_static(
+            br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","data":{"k":"v"}}"#,
+        );
+        let ev = parse_event_bytes(&body).unwrap();
+        let Data::Json(d) = &ev.data else { panic!() };
+        assert_eq!(&d[..], br#"{"k":"v"}"#);
+        let range = body.as_ptr() as usize..body.as_ptr() as usize + body.len();
+        assert!(range.contains(&(d.as_ptr() as usize)));
+    }
+
+    #[test]
+    fn rejects_bad_members() {
+        let base = r#""specversion":"1.0","id":"1","source":"/s","type":"t""#;
+        let p = |extra: &str| parse_event(format!("{{{base}{extra}}}").as_bytes());
+        assert_eq!(field(p(r#","id":"2""#)), "id");
+        assert_eq!(field(p(r#","x":1,"x":null"#)), "x");
+        assert_eq!(field(p(r#","x":1.0"#)), "x");
+        assert_eq!(field(p(r#","x":2147483648"#)), "x");
+        assert_eq!(field(p(r#","x":{}"#)), "x");
+        assert_eq!(field(p(r#","x":[]"#)), "x");
+        assert_eq!(field(p(r#","subject":5"#)), "subject");
+        assert_eq!(field(p(r#","my_ext":"v""#)), "my_ext");
+        assert_eq!(field(p(r#","data":1,"data":2"#)), "data");
+        assert!(p(r#","x":-2147483648"#).is_ok());
+        assert!(parse_event(b"[]").is_err());
+        assert!(parse_event(b"\"x\"").is_err());
+        assert!(parse_event(b"{").is_err());
+        assert!(parse_event(format!("{{{base}}} x").as_bytes()).is_err());
+        assert_eq!(
+            field(parse_event(br#"{"specversion":"19.0","id":"1","source":"/s","type":"t"}"#)),
+            "specversion"
+        );
+    }
+
+    #[test]
+    fn v03_events() {
+        let ev = parse_event(
+            br#"{"specversion":"0.3","id":"1","source":"/s","type":"t","schemaurl":"https://x/s",
+                "datacontentencoding":"base64","datacontenttype":"application/octet-stream","data":"TWE="}"#,
+        )
+        .unwrap();
+        assert_eq!(ev.specversion, SpecVersion::V03);
+        assert_eq!(ev.dataschema.as_deref(), Some("https://x/s"));
+        assert_eq!(ev.data, Data::Binary(Bytes::from_static(b"Ma")));
+        assert!(ev.extensions.is_empty());
+        let mut out = Vec::new();
+        write_event(&ev, &mut out);
+        let text = std::str::from_utf8(&out).unwrap();
+        assert!(text.contains(r#""schemaurl":"https://x/s""#), "{text}");
+        assert!(text.contains(r#""datacontentencoding":"base64","data":"TWE=""#), "{text}");
+        assert_eq!(parse_event(&out).unwrap(), ev);
+        // In 1.0, schemaurl is just an extension.
+        let ev = parse_event(
+            br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","schemaurl":"u"}"#,
+        )
+        .unwrap();
+        assert_eq!(ev.extension("schemaurl"), Some(&ExtValue::String("u".into())));
+    }
+
+    #[test]
+    fn batches() {
+        assert_eq!(parse_batch(b"[]").unwrap(), vec![]);
+        let one = r#"{"specversion":"1.0","id":"1","source":"/s","type":"t"}"#;
+        assert_eq!(parse_batch(format!("[{one},{one}]").as_bytes()).unwrap().len(), 2);
+        let e = parse_batch(format!("[{one},{one},{{\"specversion\":\"1.0\",\"id\":\"1\",\"type\":\"t\"}}]").as_bytes())
+            .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("[2].source"));
+        let v03 = one.replace("1.0", "0.3");
+        let e = parse_batch(format!("[{one},{v03}]").as_bytes()).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("[1].specversion"));
+        let e = parse_batch(format!("[{one}, 5]").as_bytes()).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("[1]"));
+        assert!(parse_batch(one.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn writes_and_reparses() {
+        let mut e = Event::new("i\"d", "/s", "t");
+        e.subject = Some("line\nbreak \u{1}".into());
+        e.time = Some("2018-04-05T17:31:00Z".into());
+        e.set_extension("b", ExtValue::Bool(false));
+        e.set_extension("n", ExtValue::Int(i32::MIN));
+        e.set_extension("s", ExtValue::String("€".into()));
+        for data in [
+            Data::None,
+            Data::Json(Bytes::from_static(b"[1,{\"a\":null}]")),
+            Data::Binary(Bytes::from_static(&[0, 1, 2, 255])),
+        ] {
+            e.data = data;
+            let mut out = Vec::new();
+            write_event(&e, &mut out);
+            let back: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(back["n"], serde_json::json!(i32::MIN));
+            assert_eq!(back["subject"], "line\nbreak \u{1}");
+        }
+        // A control character is not a valid String value, so strip it for the parse round-trip.
+        e.subject = Some("line".into());
+        e.datacontenttype = Some("text/plain".into());
+        e.data = Data::Text(Bytes::from_static("héllo".as_bytes()));
+        let mut out = Vec::new();
+        write_event(&e, &mut out);
+        assert_eq!(parse_event(&out).unwrap(), e);
+    }
+
+    #[test]
+    fn text_data_encoding_choice() {
+        let write = |ct: Option<&str>, body: &'static [u8]| {
+            let mut e = Event::new("1", "/s", "t");
+            e.datacontenttype = ct.map(str::to_owned);
+            e.data = Data::Text(Bytes::from_static(body));
+            let mut out = Vec::new();
+            write_event(&e, &mut out);
+            serde_json::from_slice::<serde_json::Value>(&out).unwrap()
+        };
+        let v = write(Some("application/json"), b"{\"a\":1}");
+        assert_eq!(v["data"], serde_json::json!({"a":1}));
+        let v = write(Some("application/json"), b"not json");
+        assert_eq!(v["data_base64"], "bm90IGpzb24=");
+        let v = write(Some("text/plain"), b"hi");
+        assert_eq!(v["data"], "hi");
+        let v = write(Some("text/plain"), b"\xff");
+        assert_eq!(v["data_base64"], "/w==");
+        let v = write(None, b"{ \"xyz\": 123 }");
+        assert_eq!(v["data_base64"], "eyAieHl6IjogMTIzIH0=");
+    }
+}
