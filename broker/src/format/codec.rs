@@ -335,9 +335,15 @@ mod tests {
     #[test]
     fn corrupt_input_is_an_error_not_a_panic() {
         assert_eq!(decode(&[9]), Err(CodecError::UnsupportedVersion(9)));
-        assert!(matches!(decode(&[1, 7]), Err(CodecError::InvalidTag { .. })));
+        assert!(matches!(
+            decode(&[1, 7]),
+            Err(CodecError::InvalidTag { .. })
+        ));
         // Huge length prefix.
-        assert_eq!(decode(&[1, 1, 0xff, 0xff, 0xff, 0xff, 0x0f]), Err(CodecError::Truncated));
+        assert_eq!(
+            decode(&[1, 1, 0xff, 0xff, 0xff, 0xff, 0x0f]),
+            Err(CodecError::Truncated)
+        );
         assert_eq!(
             decode(&[1, 1, 0xff, 0xff, 0xff, 0xff, 0x7f]),
             Err(CodecError::InvalidLength)

@@ -16,6 +16,8 @@ pub const STRUCTURED_JSON: &str = "application/cloudevents+json";
 pub const BATCH_JSON: &str = "application/cloudevents-batch+json";
 
 /// A parsed HTTP request: one event (binary or structured mode) or a batch.
+// Single events are the common case: boxing them would add an allocation per request.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
     /// A single event.
@@ -201,9 +203,9 @@ fn parse_binary(headers: &HeaderMap, body: Bytes) -> Result<Event, FormatError> 
     event.data = if body.is_empty() {
         Data::None
     } else if base64_body {
-        let decoded = BASE64.decode(&body).map_err(|e| {
-            FormatError::invalid("data", format!("body is not valid base64: {e}"))
-        })?;
+        let decoded = BASE64
+            .decode(&body)
+            .map_err(|e| FormatError::invalid("data", format!("body is not valid base64: {e}")))?;
         Data::Binary(Bytes::from(decoded))
     } else {
         Data::Text(body)
@@ -218,7 +220,10 @@ fn parse_binary(headers: &HeaderMap, body: Bytes) -> Result<Event, FormatError> 
 }
 
 /// The one value of a header; two or more values for one attribute are invalid (rule 6).
-fn single_value<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h HeaderValue>, FormatError> {
+fn single_value<'h>(
+    headers: &'h HeaderMap,
+    name: &str,
+) -> Result<Option<&'h HeaderValue>, FormatError> {
     let mut all = headers.get_all(name).iter();
     let first = all.next();
     if all.next().is_some() {
@@ -255,9 +260,24 @@ pub fn write_binary(event: &Event, headers: &mut HeaderMap) -> Bytes {
         HeaderName::from_static(CE_SPECVERSION),
         HeaderValue::from_static(event.specversion.as_str()),
     );
-    insert_encoded(headers, HeaderName::from_static("ce-id"), &event.id, &mut buf);
-    insert_encoded(headers, HeaderName::from_static("ce-source"), &event.source, &mut buf);
-    insert_encoded(headers, HeaderName::from_static("ce-type"), &event.ty, &mut buf);
+    insert_encoded(
+        headers,
+        HeaderName::from_static("ce-id"),
+        &event.id,
+        &mut buf,
+    );
+    insert_encoded(
+        headers,
+        HeaderName::from_static("ce-source"),
+        &event.source,
+        &mut buf,
+    );
+    insert_encoded(
+        headers,
+        HeaderName::from_static("ce-type"),
+        &event.ty,
+        &mut buf,
+    );
     if let Some(v) = &event.subject {
         insert_encoded(headers, HeaderName::from_static("ce-subject"), v, &mut buf);
     }
@@ -350,8 +370,14 @@ mod tests {
         let e = single(parse_request(&headers(&pairs), Bytes::from_static(b"hello")).unwrap());
         assert_eq!(e.id, "A234-1234-1234");
         assert_eq!(e.ty, "com.example.someevent");
-        assert_eq!(e.extension("myext"), Some(&ExtValue::String("Euro €".into())));
-        assert_eq!(e.datacontenttype.as_deref(), Some("text/plain; charset=utf-8"));
+        assert_eq!(
+            e.extension("myext"),
+            Some(&ExtValue::String("Euro €".into()))
+        );
+        assert_eq!(
+            e.datacontenttype.as_deref(),
+            Some("text/plain; charset=utf-8")
+        );
         assert_eq!(e.data, Data::Text(Bytes::from_static(b"hello")));
         // Empty body and no Content-Type: no data.
         let e = single(parse_request(&headers(&binary_base()), Bytes::new()).unwrap());
@@ -372,22 +398,37 @@ mod tests {
         assert_eq!(err_field(&without("ce-id"), b""), "ce-id");
         assert_eq!(err_field(&without("ce-source"), b""), "ce-source");
         assert_eq!(err_field(&without("ce-type"), b""), "ce-type");
-        assert_eq!(err_field(&without("ce-specversion"), b"x"), "ce-specversion");
+        assert_eq!(
+            err_field(&without("ce-specversion"), b"x"),
+            "ce-specversion"
+        );
         let with = |extra: (&'static str, &'static [u8])| {
             let mut p = binary_base();
             p.push(extra);
             headers(&p)
         };
         assert_eq!(err_field(&with(("ce-id", b"again")), b""), "ce-id");
-        assert_eq!(err_field(&with(("ce-subject", b"\xe2\x82")), b""), "ce-subject");
-        assert_eq!(err_field(&with(("ce-subject", b"%C0%A0")), b""), "ce-subject");
+        assert_eq!(
+            err_field(&with(("ce-subject", b"\xe2\x82")), b""),
+            "ce-subject"
+        );
+        assert_eq!(
+            err_field(&with(("ce-subject", b"%C0%A0")), b""),
+            "ce-subject"
+        );
         assert_eq!(
             err_field(&with(("ce-datacontenttype", b"text/plain")), b""),
             "ce-datacontenttype"
         );
-        assert_eq!(err_field(&with(("ce-time", b"2018-04-05T18:31Z")), b""), "ce-time");
+        assert_eq!(
+            err_field(&with(("ce-time", b"2018-04-05T18:31Z")), b""),
+            "ce-time"
+        );
         assert_eq!(err_field(&with(("ce-subject", b"")), b""), "ce-subject");
-        assert_eq!(err_field(&with(("content-type", b"xyz")), b"x"), "content-type");
+        assert_eq!(
+            err_field(&with(("content-type", b"xyz")), b"x"),
+            "content-type"
+        );
         assert_eq!(err_field(&with(("ce-my_ext", b"x")), b""), "ce-my_ext");
         let mut p = binary_base();
         p[0] = ("ce-specversion", b"19.0");
@@ -420,7 +461,10 @@ mod tests {
             assert_eq!(e.id, "1");
         }
         let h = headers(&[("content-type", b"application/cloudevents-batch+json")]);
-        let m = parse_request(&h, Bytes::from(format!("[{}]", std::str::from_utf8(one).unwrap())));
+        let m = parse_request(
+            &h,
+            Bytes::from(format!("[{}]", std::str::from_utf8(one).unwrap())),
+        );
         assert!(matches!(m, Ok(Message::Batch(v)) if v.len() == 1));
         for ct in [
             "application/cloudevents+avro",
@@ -437,7 +481,10 @@ mod tests {
             ("content-type", b"application/cloudevents+json"),
             ("ce-id", b"header"),
         ]);
-        assert_eq!(single(parse_request(&h, Bytes::from_static(one)).unwrap()).id, "1");
+        assert_eq!(
+            single(parse_request(&h, Bytes::from_static(one)).unwrap()).id,
+            "1"
+        );
     }
 
     fn sample_events() -> Vec<Event> {
@@ -525,7 +572,10 @@ mod tests {
         assert_eq!(e.map(|e| e.id), Some("A234-1234-1234".to_owned()));
         let mut h = HeaderMap::new();
         let body = write_structured(&sample_events()[1], &mut h);
-        assert_eq!(parse_response(&h, body).unwrap(), Some(sample_events()[1].clone()));
+        assert_eq!(
+            parse_response(&h, body).unwrap(),
+            Some(sample_events()[1].clone())
+        );
         let h = headers(&[("content-type", b"application/cloudevents-batch+json")]);
         assert!(parse_response(&h, Bytes::from_static(b"[]")).is_err());
         let mut p = binary_base();

@@ -301,7 +301,6 @@ struct Members<'de> {
     others: Vec<(Cow<'de, str>, Val<'de>)>,
 }
 
-
 fn duplicate(name: &str) -> FormatError {
     FormatError::invalid(name, format!("member '{name}' appears more than once"))
 }
@@ -360,9 +359,8 @@ impl<'de> Visitor<'de> for EventSeed<'_> {
 }
 
 fn required(name: &str, v: Option<Cow<'_, str>>) -> Result<String, FormatError> {
-    v.map(Cow::into_owned).ok_or_else(|| {
-        FormatError::invalid(name, format!("missing required attribute '{name}'"))
-    })
+    v.map(Cow::into_owned)
+        .ok_or_else(|| FormatError::invalid(name, format!("missing required attribute '{name}'")))
 }
 
 /// Slices `s` out of `backing` when it points into it, else copies.
@@ -425,7 +423,9 @@ fn build(mut m: Members<'_>, backing: Option<&Bytes>) -> Result<Event, FormatErr
                 if !super::validate::is_valid_attribute_name(&name) {
                     return Err(FormatError::invalid(
                         name.as_ref(),
-                        format!("invalid attribute name '{name}': must be [a-z0-9]+ and not 'data'"),
+                        format!(
+                            "invalid attribute name '{name}': must be [a-z0-9]+ and not 'data'"
+                        ),
                     ));
                 }
                 if let Some(value) = ext_value(&name, v)? {
@@ -650,14 +650,24 @@ mod tests {
         let base = r#""specversion":"1.0","id":"1","source":"/s","type":"t""#;
         let p = |extra: &str| parse_event(format!("{{{base}{extra}}}").as_bytes());
         assert_eq!(p("").unwrap().data, Data::None);
-        assert_eq!(p(r#","data":null"#).unwrap().data, Data::Json(Bytes::from_static(b"null")));
-        assert_eq!(p(r#","data":"s""#).unwrap().data, Data::Json(Bytes::from_static(b"\"s\"")));
         assert_eq!(
-            p(r#","datacontenttype":"text/vnd.x+JSON; charset=utf-8","data":1.5"#).unwrap().data,
+            p(r#","data":null"#).unwrap().data,
+            Data::Json(Bytes::from_static(b"null"))
+        );
+        assert_eq!(
+            p(r#","data":"s""#).unwrap().data,
+            Data::Json(Bytes::from_static(b"\"s\""))
+        );
+        assert_eq!(
+            p(r#","datacontenttype":"text/vnd.x+JSON; charset=utf-8","data":1.5"#)
+                .unwrap()
+                .data,
             Data::Json(Bytes::from_static(b"1.5"))
         );
         assert_eq!(
-            p(r#","datacontenttype":"text/plain","data":"a\nb""#).unwrap().data,
+            p(r#","datacontenttype":"text/plain","data":"a\nb""#)
+                .unwrap()
+                .data,
             Data::Text(Bytes::from_static(b"a\nb"))
         );
         assert_eq!(
@@ -699,7 +709,9 @@ mod tests {
         assert!(parse_event(b"{").is_err());
         assert!(parse_event(format!("{{{base}}} x").as_bytes()).is_err());
         assert_eq!(
-            field(parse_event(br#"{"specversion":"19.0","id":"1","source":"/s","type":"t"}"#)),
+            field(parse_event(
+                br#"{"specversion":"19.0","id":"1","source":"/s","type":"t"}"#
+            )),
             "specversion"
         );
     }
@@ -719,23 +731,37 @@ mod tests {
         write_event(&ev, &mut out);
         let text = std::str::from_utf8(&out).unwrap();
         assert!(text.contains(r#""schemaurl":"https://x/s""#), "{text}");
-        assert!(text.contains(r#""datacontentencoding":"base64","data":"TWE=""#), "{text}");
+        assert!(
+            text.contains(r#""datacontentencoding":"base64","data":"TWE=""#),
+            "{text}"
+        );
         assert_eq!(parse_event(&out).unwrap(), ev);
         // In 1.0, schemaurl is just an extension.
         let ev = parse_event(
             br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","schemaurl":"u"}"#,
         )
         .unwrap();
-        assert_eq!(ev.extension("schemaurl"), Some(&ExtValue::String("u".into())));
+        assert_eq!(
+            ev.extension("schemaurl"),
+            Some(&ExtValue::String("u".into()))
+        );
     }
 
     #[test]
     fn batches() {
         assert_eq!(parse_batch(b"[]").unwrap(), vec![]);
         let one = r#"{"specversion":"1.0","id":"1","source":"/s","type":"t"}"#;
-        assert_eq!(parse_batch(format!("[{one},{one}]").as_bytes()).unwrap().len(), 2);
-        let e = parse_batch(format!("[{one},{one},{{\"specversion\":\"1.0\",\"id\":\"1\",\"type\":\"t\"}}]").as_bytes())
-            .unwrap_err();
+        assert_eq!(
+            parse_batch(format!("[{one},{one}]").as_bytes())
+                .unwrap()
+                .len(),
+            2
+        );
+        let e = parse_batch(
+            format!("[{one},{one},{{\"specversion\":\"1.0\",\"id\":\"1\",\"type\":\"t\"}}]")
+                .as_bytes(),
+        )
+        .unwrap_err();
         assert_eq!(e.field.as_deref(), Some("[2].source"));
         let v03 = one.replace("1.0", "0.3");
         let e = parse_batch(format!("[{one},{v03}]").as_bytes()).unwrap_err();

@@ -47,9 +47,8 @@ pub fn decode_header_value(raw: &[u8]) -> Result<String, FormatError> {
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| {
-        FormatError::invalid_message("header value does not decode to valid UTF-8")
-    })
+    String::from_utf8(out)
+        .map_err(|_| FormatError::invalid_message("header value does not decode to valid UTF-8"))
 }
 
 /// RFC 7230 quoted-string content (between the quotes): `\x` stands for `x`; a bare `"` or a trailing
@@ -131,7 +130,10 @@ mod tests {
         // One round only.
         assert_eq!(decode_header_value(b"%2541").unwrap(), "%41");
         // Quoted-string unescape first, then percent-decoding.
-        assert_eq!(decode_header_value(br#""a\"b\\c%20d""#).unwrap(), "a\"b\\c d");
+        assert_eq!(
+            decode_header_value(br#""a\"b\\c%20d""#).unwrap(),
+            "a\"b\\c d"
+        );
         assert_eq!(decode_header_value(br#""""#).unwrap(), "");
     }
 

@@ -41,7 +41,11 @@ pub fn rfc3339_instant(s: &str) -> Option<(i64, u32)> {
     let hour = num(11, 2)?;
     let minute = num(14, 2)?;
     let second = num(17, 2)?;
-    if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') || b[13] != b':' || b[16] != b':'
+    if b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't')
+        || b[13] != b':'
+        || b[16] != b':'
     {
         return None;
     }
@@ -229,7 +233,10 @@ pub fn is_valid_string(s: &str) -> bool {
     }
     !s.chars().any(|c| {
         let u = c as u32;
-        u < 0x20 || (0x7f..=0x9f).contains(&u) || (0xfdd0..=0xfdef).contains(&u) || u & 0xfffe == 0xfffe
+        u < 0x20
+            || (0x7f..=0x9f).contains(&u)
+            || (0xfdd0..=0xfdef).contains(&u)
+            || u & 0xfffe == 0xfffe
     })
 }
 
@@ -363,7 +370,10 @@ mod tests {
         assert_eq!(a, rfc3339_instant("2018-04-05T18:31:00+01:00"));
         assert_eq!(a, rfc3339_instant("2018-04-05T16:31:00-01:00"));
         assert_eq!(a, rfc3339_instant("2018-04-05T17:31:00.000000000Z"));
-        assert_eq!(rfc3339_instant("1970-01-01T00:00:01.5Z"), Some((1, 500_000_000)));
+        assert_eq!(
+            rfc3339_instant("1970-01-01T00:00:01.5Z"),
+            Some((1, 500_000_000))
+        );
         assert_eq!(a, Some((1_522_949_460, 0)));
     }
 
@@ -379,17 +389,36 @@ mod tests {
         ] {
             assert!(is_media_type(ok), "{ok}");
         }
-        for bad in ["", "xyz", "text/", "/plain", "text/plain; charset", "text/pl ain", "tëxt/plain"] {
+        for bad in [
+            "",
+            "xyz",
+            "text/",
+            "/plain",
+            "text/plain; charset",
+            "text/pl ain",
+            "tëxt/plain",
+        ] {
             assert!(!is_media_type(bad), "{bad}");
         }
     }
 
     #[test]
     fn json_declaration() {
-        for yes in ["application/json", "text/json; charset=utf-8", "application/cloudevents+JSON", "APPLICATION/JSON"] {
+        for yes in [
+            "application/json",
+            "text/json; charset=utf-8",
+            "application/cloudevents+JSON",
+            "APPLICATION/JSON",
+        ] {
             assert!(declares_json(yes), "{yes}");
         }
-        for no in ["text/plain", "application/jsonx", "application/xjson", "json", "application/json-seq"] {
+        for no in [
+            "text/plain",
+            "application/jsonx",
+            "application/xjson",
+            "json",
+            "application/json-seq",
+        ] {
             assert!(!declares_json(no), "{no}");
         }
     }
@@ -416,18 +445,30 @@ mod tests {
         assert_eq!(validate_event(&e).unwrap_err().field.as_deref(), Some("id"));
         let mut e = Event::new("1", "/s", "t");
         e.subject = Some(String::new());
-        assert_eq!(validate_event(&e).unwrap_err().field.as_deref(), Some("subject"));
+        assert_eq!(
+            validate_event(&e).unwrap_err().field.as_deref(),
+            Some("subject")
+        );
         let mut e = Event::new("1", "/s", "t");
         e.set_extension("Bad", ExtValue::Int(1));
-        assert_eq!(validate_event(&e).unwrap_err().field.as_deref(), Some("Bad"));
+        assert_eq!(
+            validate_event(&e).unwrap_err().field.as_deref(),
+            Some("Bad")
+        );
         let mut e = Event::new("1", "/s", "t");
         e.set_extension("ok", ExtValue::String("tab\there".into()));
         assert_eq!(validate_event(&e).unwrap_err().field.as_deref(), Some("ok"));
         let mut e = Event::new("1", "/s", "t");
         e.dataschema = Some("relative/path".into());
-        assert_eq!(validate_event(&e).unwrap_err().field.as_deref(), Some("dataschema"));
+        assert_eq!(
+            validate_event(&e).unwrap_err().field.as_deref(),
+            Some("dataschema")
+        );
         let mut e = Event::new("1", "/s", "t");
         e.time = Some("2018-04-05T18:31Z".into());
-        assert_eq!(validate_event(&e).unwrap_err().field.as_deref(), Some("time"));
+        assert_eq!(
+            validate_event(&e).unwrap_err().field.as_deref(),
+            Some("time")
+        );
     }
 }
