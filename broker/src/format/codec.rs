@@ -10,7 +10,8 @@
 //! ```
 //!
 //! Decoding checks every length against the remaining input before slicing, validates UTF-8, requires
-//! extensions strictly sorted and rejects trailing bytes, so corrupt input yields a [`CodecError`],
+//! minimal varints and strictly sorted extensions and rejects trailing bytes (so decode∘encode is the
+//! identity on valid records), so corrupt input yields a [`CodecError`],
 //! never a panic or an oversized allocation.
 
 use crate::event::{Data, Event, ExtValue, SpecVersion};
@@ -157,6 +158,10 @@ impl<'a> Reader<'a> {
             let b = self.u8()?;
             n |= u64::from(b & 0x7f) << shift;
             if b & 0x80 == 0 {
+                // Only minimal encodings are valid, so that decoding and encoding are inverse.
+                if b == 0 && shift != 0 {
+                    return Err(CodecError::InvalidLength);
+                }
                 return usize::try_from(u32::try_from(n).map_err(|_| CodecError::InvalidLength)?)
                     .map_err(|_| CodecError::InvalidLength);
             }
@@ -348,6 +353,8 @@ mod tests {
             decode(&[1, 1, 0xff, 0xff, 0xff, 0xff, 0x7f]),
             Err(CodecError::InvalidLength)
         );
+        // Non-minimal varint.
+        assert_eq!(decode(&[1, 1, 0x81, 0x00]), Err(CodecError::InvalidLength));
         // Invalid UTF-8 id.
         assert_eq!(decode(&[1, 1, 1, 0xff]), Err(CodecError::InvalidUtf8));
         // Unsorted extensions.

@@ -6,7 +6,7 @@ use super::percent::{decode_header_value, encode_header_value};
 use super::validate::validate_event;
 use super::{FormatError, FormatErrorKind};
 use crate::event::{Data, Event, ExtValue, SpecVersion};
-use ::http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+use ::http::header::{AsHeaderName, HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use base64::Engine;
 use bytes::Bytes;
 
@@ -130,7 +130,7 @@ fn parse_binary(headers: &HeaderMap, body: Bytes) -> Result<Event, FormatError> 
         let Some(attr) = name.as_str().strip_prefix("ce-") else {
             continue;
         };
-        let value = single_value(headers, name.as_str())?
+        let value = single_value(headers, name)?
             .ok_or_else(|| FormatError::invalid(name.as_str(), "header has no value"))?;
         let field = name.as_str();
         match attr {
@@ -189,7 +189,7 @@ fn parse_binary(headers: &HeaderMap, body: Bytes) -> Result<Event, FormatError> 
             ));
         }
     }
-    if let Some(ct) = single_value(headers, CONTENT_TYPE.as_str())? {
+    if let Some(ct) = single_value(headers, &CONTENT_TYPE)? {
         match ct.to_str() {
             Ok(s) => event.datacontenttype = Some(s.trim().to_owned()),
             Err(_) => {
@@ -220,13 +220,14 @@ fn parse_binary(headers: &HeaderMap, body: Bytes) -> Result<Event, FormatError> 
 }
 
 /// The one value of a header; two or more values for one attribute are invalid (rule 6).
-fn single_value<'h>(
+fn single_value<'h, K: AsHeaderName + Copy + AsRef<str>>(
     headers: &'h HeaderMap,
-    name: &str,
+    name: K,
 ) -> Result<Option<&'h HeaderValue>, FormatError> {
     let mut all = headers.get_all(name).iter();
     let first = all.next();
     if all.next().is_some() {
+        let name = name.as_ref();
         return Err(FormatError::invalid(
             name,
             format!("header '{name}' appears more than once"),
