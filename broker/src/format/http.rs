@@ -220,10 +220,10 @@ fn parse_binary(headers: &HeaderMap, body: Bytes) -> Result<Event, FormatError> 
 }
 
 /// The one value of a header; two or more values for one attribute are invalid (rule 6).
-fn single_value<'h, K: AsHeaderName + Copy + AsRef<str>>(
-    headers: &'h HeaderMap,
+fn single_value<K: AsHeaderName + Copy + AsRef<str>>(
+    headers: &HeaderMap,
     name: K,
-) -> Result<Option<&'h HeaderValue>, FormatError> {
+) -> Result<Option<&HeaderValue>, FormatError> {
     let mut all = headers.get_all(name).iter();
     let first = all.next();
     if all.next().is_some() {
