@@ -1,55 +1,74 @@
-//! TEMPORARY STUB (replaced by the real format module on merge).
-#![allow(missing_docs, unused_variables)]
+//! CloudEvents encodings: the JSON event format ([`json`]), the HTTP protocol binding ([`http`]),
+//! header value percent-encoding ([`percent`]), attribute validation ([`validate`]) and the compact
+//! binary storage encoding ([`codec`]).
+//!
+//! Every parser validates the CloudEvents MUST rules (see `cloudevents-rules.md` Part A) and returns a
+//! [`FormatError`] naming the offending attribute or field; nothing here panics on bad input.
+
+pub mod codec;
+pub mod http;
+pub mod json;
+pub mod percent;
+pub mod validate;
+
+/// What kind of problem; the ingress maps Invalid→400, UnsupportedMediaType→415.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FormatErrorKind {
+    /// The message is not a valid CloudEvent (or batch) in a supported encoding.
     Invalid,
+    /// The message uses a structured or batch format other than JSON.
     UnsupportedMediaType,
 }
+
+/// An encoding/validation error naming the problem and, where there is one, the attribute/field
+/// (e.g. field "time", "ce-id", "[2].source" for the third event of a batch, "data_base64").
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct FormatError {
+    /// What kind of problem.
     pub kind: FormatErrorKind,
+    /// Human-readable description of the problem (safe to return to the client).
     pub message: String,
+    /// The attribute, header or member concerned, if there is one.
     pub field: Option<String>,
 }
-pub mod http {
-    use super::FormatError;
-    use crate::event::Event;
-    pub enum Message {
-        Single(Event),
-        Batch(Vec<Event>),
+
+impl FormatError {
+    /// An [`FormatErrorKind::Invalid`] error about `field`.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> FormatError {
+        FormatError {
+            kind: FormatErrorKind::Invalid,
+            message: message.into(),
+            field: Some(field.into()),
+        }
     }
-    pub fn parse_request(
-        headers: &http::HeaderMap,
-        body: bytes::Bytes,
-    ) -> Result<Message, FormatError> {
-        unimplemented!()
+
+    /// An [`FormatErrorKind::Invalid`] error that concerns no single field.
+    pub fn invalid_message(message: impl Into<String>) -> FormatError {
+        FormatError {
+            kind: FormatErrorKind::Invalid,
+            message: message.into(),
+            field: None,
+        }
     }
-    pub fn parse_response(
-        headers: &http::HeaderMap,
-        body: bytes::Bytes,
-    ) -> Result<Option<Event>, FormatError> {
-        unimplemented!()
+
+    /// An [`FormatErrorKind::UnsupportedMediaType`] error.
+    pub fn unsupported(message: impl Into<String>) -> FormatError {
+        FormatError {
+            kind: FormatErrorKind::UnsupportedMediaType,
+            message: message.into(),
+            field: Some("content-type".to_owned()),
+        }
     }
-    pub fn write_binary(event: &Event, headers: &mut http::HeaderMap) -> bytes::Bytes {
-        unimplemented!()
-    }
-    pub fn write_structured(event: &Event, headers: &mut http::HeaderMap) -> bytes::Bytes {
-        unimplemented!()
-    }
-}
-pub mod json {
-    use super::FormatError;
-    use crate::event::Event;
-    pub fn parse_event(bytes: &[u8]) -> Result<Event, FormatError> {
-        unimplemented!()
-    }
-    pub fn write_event(event: &Event, out: &mut Vec<u8>) {
-        unimplemented!()
-    }
-}
-pub mod validate {
-    pub fn is_valid_attribute_name(name: &str) -> bool {
-        unimplemented!()
+
+    /// Prefixes the field (e.g. `"[2]."` for a batch element); an error without a field gets the bare
+    /// prefix without its trailing dot.
+    pub(crate) fn prefixed(mut self, prefix: &str) -> FormatError {
+        self.field = Some(match self.field.take() {
+            Some(f) => format!("{prefix}.{f}"),
+            None => prefix.to_owned(),
+        });
+        self.message = format!("{prefix}: {}", self.message);
+        self
     }
 }

@@ -1,0 +1,586 @@
+//! The CloudEvents HTTP protocol binding: binary, structured and batched content modes, for requests
+//! (ingress), subscriber responses (replies) and egress.
+
+use super::json::{self, BASE64};
+use super::percent::{decode_header_value, encode_header_value};
+use super::validate::validate_event;
+use super::{FormatError, FormatErrorKind};
+use crate::event::{Data, Event, ExtValue, SpecVersion};
+use ::http::header::{AsHeaderName, HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+use base64::Engine;
+use bytes::Bytes;
+
+/// Media type of a structured-mode JSON event.
+pub const STRUCTURED_JSON: &str = "application/cloudevents+json";
+/// Media type of a JSON batch.
+pub const BATCH_JSON: &str = "application/cloudevents-batch+json";
+
+/// A parsed HTTP request: one event (binary or structured mode) or a batch.
+// Single events are the common case: boxing them would add an allocation per request.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// A single event.
+    Single(Event),
+    /// A batched-mode request (possibly empty).
+    Batch(Vec<Event>),
+}
+
+/// The content mode a `Content-Type` selects (rule 30).
+enum Mode {
+    Binary,
+    Structured,
+    Batch,
+}
+
+fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
+    s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)
+}
+
+/// The media type without parameters, trimmed.
+fn essence(ct: &[u8]) -> &[u8] {
+    let end = ct.iter().position(|&b| b == b';').unwrap_or(ct.len());
+    ct[..end].trim_ascii()
+}
+
+fn mode(headers: &HeaderMap) -> Result<Mode, FormatError> {
+    let Some(ct) = headers.get(CONTENT_TYPE) else {
+        return Ok(Mode::Binary);
+    };
+    let ct = ct.as_bytes().trim_ascii_start();
+    // Batch prefix first: it also starts with "application/cloudevents".
+    if starts_with_ignore_case(ct, b"application/cloudevents-batch") {
+        if essence(ct).eq_ignore_ascii_case(BATCH_JSON.as_bytes()) {
+            return Ok(Mode::Batch);
+        }
+        return Err(FormatError::unsupported(format!(
+            "unsupported batch format '{}': only {BATCH_JSON} is supported",
+            String::from_utf8_lossy(essence(ct))
+        )));
+    }
+    if starts_with_ignore_case(ct, b"application/cloudevents") {
+        if essence(ct).eq_ignore_ascii_case(STRUCTURED_JSON.as_bytes()) {
+            return Ok(Mode::Structured);
+        }
+        return Err(FormatError::unsupported(format!(
+            "unsupported event format '{}': only {STRUCTURED_JSON} is supported",
+            String::from_utf8_lossy(essence(ct))
+        )));
+    }
+    Ok(Mode::Binary)
+}
+
+/// Ingress: mode detection by Content-Type (batch prefix first, case-insensitive), binary mode from ce-* headers.
+pub fn parse_request(headers: &HeaderMap, body: Bytes) -> Result<Message, FormatError> {
+    match mode(headers)? {
+        Mode::Batch => json::parse_batch_bytes(&body).map(Message::Batch),
+        Mode::Structured => json::parse_event_bytes(&body).map(Message::Single),
+        Mode::Binary => parse_binary(headers, body).map(Message::Single),
+    }
+}
+
+/// Subscriber response → reply event: Ok(None) when the body is empty and there is no ce-specversion
+/// header; Err when there is a non-empty body that is not a valid CloudEvent (or a batch); Ok(Some) otherwise.
+pub fn parse_response(headers: &HeaderMap, body: Bytes) -> Result<Option<Event>, FormatError> {
+    if body.is_empty() && !headers.contains_key(CE_SPECVERSION) {
+        return Ok(None);
+    }
+    match mode(headers) {
+        Ok(Mode::Batch) => Err(FormatError {
+            kind: FormatErrorKind::Invalid,
+            message: "a reply must be a single event, not a batch".to_owned(),
+            field: Some("content-type".to_owned()),
+        }),
+        Ok(Mode::Structured) => json::parse_event_bytes(&body).map(Some),
+        Ok(Mode::Binary) => parse_binary(headers, body).map(Some),
+        Err(e) => Err(e),
+    }
+}
+
+const CE_SPECVERSION: &str = "ce-specversion";
+
+fn header_field(attr: &str) -> String {
+    if attr == "datacontenttype" {
+        "content-type".to_owned()
+    } else {
+        format!("ce-{attr}")
+    }
+}
+
+fn parse_binary(headers: &HeaderMap, body: Bytes) -> Result<Event, FormatError> {
+    let sv_raw = single_value(headers, CE_SPECVERSION)?.ok_or_else(|| {
+        FormatError::invalid(
+            CE_SPECVERSION,
+            "missing required header 'ce-specversion' (not a CloudEvent)",
+        )
+    })?;
+    let sv = decode(CE_SPECVERSION, sv_raw.as_bytes())?;
+    let specversion = SpecVersion::parse(&sv).ok_or_else(|| {
+        FormatError::invalid(
+            CE_SPECVERSION,
+            format!("unsupported specversion '{sv}' (supported: 1.0, 0.3)"),
+        )
+    })?;
+    let mut event = Event::new(String::new(), String::new(), String::new());
+    event.specversion = specversion;
+    let (mut has_id, mut has_source, mut has_type) = (false, false, false);
+    let mut base64_body = false;
+    for name in headers.keys() {
+        // `HeaderName`s are always lower case, so `CE-ID` and `Ce-Id` arrive as `ce-id`.
+        let Some(attr) = name.as_str().strip_prefix("ce-") else {
+            continue;
+        };
+        let value = single_value(headers, name)?
+            .ok_or_else(|| FormatError::invalid(name.as_str(), "header has no value"))?;
+        let field = name.as_str();
+        match attr {
+            "specversion" => continue,
+            "datacontenttype" => {
+                return Err(FormatError::invalid(
+                    field,
+                    "ce-datacontenttype is not allowed in binary mode: use Content-Type",
+                ))
+            }
+            _ => {}
+        }
+        let v = decode(field, value.as_bytes())?;
+        match attr {
+            "id" => {
+                event.id = v;
+                has_id = true;
+            }
+            "source" => {
+                event.source = v;
+                has_source = true;
+            }
+            "type" => {
+                event.ty = v;
+                has_type = true;
+            }
+            "subject" => event.subject = Some(v),
+            "time" => event.time = Some(v),
+            "dataschema" if specversion == SpecVersion::V10 => event.dataschema = Some(v),
+            "schemaurl" if specversion == SpecVersion::V03 => event.dataschema = Some(v),
+            "datacontentencoding" if specversion == SpecVersion::V03 => {
+                if !v.eq_ignore_ascii_case("base64") {
+                    return Err(FormatError::invalid(
+                        field,
+                        format!("unsupported datacontentencoding '{v}'"),
+                    ));
+                }
+                base64_body = true;
+            }
+            _ => {
+                if !super::validate::is_valid_attribute_name(attr) {
+                    return Err(FormatError::invalid(
+                        field,
+                        format!("invalid attribute name '{attr}': must be [a-z0-9]+"),
+                    ));
+                }
+                event.set_extension(attr, ExtValue::String(v));
+            }
+        }
+    }
+    for (present, attr) in [(has_id, "id"), (has_source, "source"), (has_type, "type")] {
+        if !present {
+            return Err(FormatError::invalid(
+                format!("ce-{attr}"),
+                format!("missing required header 'ce-{attr}'"),
+            ));
+        }
+    }
+    if let Some(ct) = single_value(headers, &CONTENT_TYPE)? {
+        match ct.to_str() {
+            Ok(s) => event.datacontenttype = Some(s.trim().to_owned()),
+            Err(_) => {
+                return Err(FormatError::invalid(
+                    "content-type",
+                    "Content-Type is not visible ASCII",
+                ))
+            }
+        }
+    }
+    event.data = if body.is_empty() {
+        Data::None
+    } else if base64_body {
+        let decoded = BASE64
+            .decode(&body)
+            .map_err(|e| FormatError::invalid("data", format!("body is not valid base64: {e}")))?;
+        Data::Binary(Bytes::from(decoded))
+    } else {
+        Data::Text(body)
+    };
+    validate_event(&event).map_err(|mut e| {
+        if let Some(f) = e.field.take() {
+            e.field = Some(header_field(&f));
+        }
+        e
+    })?;
+    Ok(event)
+}
+
+/// The one value of a header; two or more values for one attribute are invalid (rule 6).
+fn single_value<K: AsHeaderName + Copy + AsRef<str>>(
+    headers: &HeaderMap,
+    name: K,
+) -> Result<Option<&HeaderValue>, FormatError> {
+    let mut all = headers.get_all(name).iter();
+    let first = all.next();
+    if all.next().is_some() {
+        let name = name.as_ref();
+        return Err(FormatError::invalid(
+            name,
+            format!("header '{name}' appears more than once"),
+        ));
+    }
+    Ok(first)
+}
+
+fn decode(field: &str, raw: &[u8]) -> Result<String, FormatError> {
+    decode_header_value(raw).map_err(|mut e| {
+        e.message = format!("header '{field}': {}", e.message);
+        e.field = Some(field.to_owned());
+        e
+    })
+}
+
+fn insert_encoded(headers: &mut HeaderMap, name: HeaderName, value: &str, buf: &mut String) {
+    buf.clear();
+    encode_header_value(value, buf);
+    // The encoding is visible ASCII only, so this cannot fail.
+    if let Ok(v) = HeaderValue::from_str(buf) {
+        headers.insert(name, v);
+    }
+}
+
+/// Egress binary mode: inserts ce-* headers (percent-encoded per rule 35), Content-Type from datacontenttype
+/// (application/json when data is Data::Json and there is no datacontenttype); returns the body.
+pub fn write_binary(event: &Event, headers: &mut HeaderMap) -> Bytes {
+    let mut buf = String::with_capacity(64);
+    headers.insert(
+        HeaderName::from_static(CE_SPECVERSION),
+        HeaderValue::from_static(event.specversion.as_str()),
+    );
+    insert_encoded(
+        headers,
+        HeaderName::from_static("ce-id"),
+        &event.id,
+        &mut buf,
+    );
+    insert_encoded(
+        headers,
+        HeaderName::from_static("ce-source"),
+        &event.source,
+        &mut buf,
+    );
+    insert_encoded(
+        headers,
+        HeaderName::from_static("ce-type"),
+        &event.ty,
+        &mut buf,
+    );
+    if let Some(v) = &event.subject {
+        insert_encoded(headers, HeaderName::from_static("ce-subject"), v, &mut buf);
+    }
+    if let Some(v) = &event.time {
+        insert_encoded(headers, HeaderName::from_static("ce-time"), v, &mut buf);
+    }
+    if let Some(v) = &event.dataschema {
+        let name = match event.specversion {
+            SpecVersion::V10 => HeaderName::from_static("ce-dataschema"),
+            SpecVersion::V03 => HeaderName::from_static("ce-schemaurl"),
+        };
+        insert_encoded(headers, name, v, &mut buf);
+    }
+    let mut name_buf = String::with_capacity(32);
+    for (name, value) in &event.extensions {
+        name_buf.clear();
+        name_buf.push_str("ce-");
+        name_buf.push_str(name);
+        if let Ok(hn) = HeaderName::from_bytes(name_buf.as_bytes()) {
+            insert_encoded(headers, hn, &value.to_canonical(), &mut buf);
+        }
+    }
+    let ct = match (&event.datacontenttype, &event.data) {
+        (Some(ct), _) => HeaderValue::from_str(ct).ok(),
+        (None, Data::Json(_)) => Some(HeaderValue::from_static("application/json")),
+        (None, _) => None,
+    };
+    match ct {
+        Some(v) => {
+            headers.insert(CONTENT_TYPE, v);
+        }
+        None => {
+            headers.remove(CONTENT_TYPE);
+        }
+    }
+    event.data.bytes().cloned().unwrap_or_default()
+}
+
+/// Egress structured mode: sets Content-Type application/cloudevents+json; returns the body.
+pub fn write_structured(event: &Event, headers: &mut HeaderMap) -> Bytes {
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(STRUCTURED_JSON));
+    let mut out = Vec::with_capacity(event.approx_size() + 192);
+    json::write_event(event, &mut out);
+    Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &[u8])]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_bytes(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn binary_base() -> Vec<(&'static str, &'static [u8])> {
+        vec![
+            ("CE-SpecVersion", b"1.0"),
+            ("Ce-Id", b"A234-1234-1234"),
+            ("ce-source", b"/mycontext"),
+            ("CE-TYPE", b"com.example.someevent"),
+        ]
+    }
+
+    fn single(m: Message) -> Event {
+        match m {
+            Message::Single(e) => e,
+            Message::Batch(_) => panic!("expected a single event"),
+        }
+    }
+
+    fn err_field(h: &HeaderMap, body: &'static [u8]) -> String {
+        let e = parse_request(h, Bytes::from_static(body)).unwrap_err();
+        assert_eq!(e.kind, FormatErrorKind::Invalid, "{e}");
+        e.field.unwrap_or_default()
+    }
+
+    #[test]
+    fn binary_mode_case_insensitive_names() {
+        let mut pairs = binary_base();
+        pairs.push(("Ce-MyExt", b"Euro%20%E2%82%ac"));
+        pairs.push(("content-type", b"text/plain; charset=utf-8"));
+        pairs.push(("ce-time", b"2018-04-05T17:31:00Z"));
+        let e = single(parse_request(&headers(&pairs), Bytes::from_static(b"hello")).unwrap());
+        assert_eq!(e.id, "A234-1234-1234");
+        assert_eq!(e.ty, "com.example.someevent");
+        assert_eq!(
+            e.extension("myext"),
+            Some(&ExtValue::String("Euro €".into()))
+        );
+        assert_eq!(
+            e.datacontenttype.as_deref(),
+            Some("text/plain; charset=utf-8")
+        );
+        assert_eq!(e.data, Data::Text(Bytes::from_static(b"hello")));
+        // Empty body and no Content-Type: no data.
+        let e = single(parse_request(&headers(&binary_base()), Bytes::new()).unwrap());
+        assert_eq!(e.data, Data::None);
+        assert_eq!(e.datacontenttype, None);
+    }
+
+    #[test]
+    fn binary_mode_errors() {
+        let without = |name: &str| {
+            headers(
+                &binary_base()
+                    .into_iter()
+                    .filter(|(k, _)| !k.eq_ignore_ascii_case(name))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(err_field(&without("ce-id"), b""), "ce-id");
+        assert_eq!(err_field(&without("ce-source"), b""), "ce-source");
+        assert_eq!(err_field(&without("ce-type"), b""), "ce-type");
+        assert_eq!(
+            err_field(&without("ce-specversion"), b"x"),
+            "ce-specversion"
+        );
+        let with = |extra: (&'static str, &'static [u8])| {
+            let mut p = binary_base();
+            p.push(extra);
+            headers(&p)
+        };
+        assert_eq!(err_field(&with(("ce-id", b"again")), b""), "ce-id");
+        assert_eq!(
+            err_field(&with(("ce-subject", b"\xe2\x82")), b""),
+            "ce-subject"
+        );
+        assert_eq!(
+            err_field(&with(("ce-subject", b"%C0%A0")), b""),
+            "ce-subject"
+        );
+        assert_eq!(
+            err_field(&with(("ce-datacontenttype", b"text/plain")), b""),
+            "ce-datacontenttype"
+        );
+        assert_eq!(
+            err_field(&with(("ce-time", b"2018-04-05T18:31Z")), b""),
+            "ce-time"
+        );
+        assert_eq!(err_field(&with(("ce-subject", b"")), b""), "ce-subject");
+        assert_eq!(
+            err_field(&with(("content-type", b"xyz")), b"x"),
+            "content-type"
+        );
+        assert_eq!(err_field(&with(("ce-my_ext", b"x")), b""), "ce-my_ext");
+        let mut p = binary_base();
+        p[0] = ("ce-specversion", b"19.0");
+        assert_eq!(err_field(&headers(&p), b""), "ce-specversion");
+    }
+
+    #[test]
+    fn v03_binary_mode() {
+        let mut p = binary_base();
+        p[0] = ("ce-specversion", b"0.3");
+        p.push(("ce-schemaurl", b"https://example.com/schema"));
+        let e = single(parse_request(&headers(&p), Bytes::new()).unwrap());
+        assert_eq!(e.specversion, SpecVersion::V03);
+        assert_eq!(e.dataschema.as_deref(), Some("https://example.com/schema"));
+        let mut h = HeaderMap::new();
+        write_binary(&e, &mut h);
+        assert_eq!(h["ce-schemaurl"], "https://example.com/schema");
+        assert!(!h.contains_key("ce-dataschema"));
+    }
+
+    #[test]
+    fn mode_detection() {
+        let one = br#"{"specversion":"1.0","id":"1","source":"/s","type":"t"}"#;
+        for ct in [
+            "application/cloudevents+json",
+            "Application/CloudEvents+JSON; charset=UTF-8",
+        ] {
+            let h = headers(&[("content-type", ct.as_bytes())]);
+            let e = single(parse_request(&h, Bytes::from_static(one)).unwrap());
+            assert_eq!(e.id, "1");
+        }
+        let h = headers(&[("content-type", b"application/cloudevents-batch+json")]);
+        let m = parse_request(
+            &h,
+            Bytes::from(format!("[{}]", std::str::from_utf8(one).unwrap())),
+        );
+        assert!(matches!(m, Ok(Message::Batch(v)) if v.len() == 1));
+        for ct in [
+            "application/cloudevents+avro",
+            "application/cloudevents+xml",
+            "application/cloudevents",
+            "application/cloudevents-batch+avro",
+        ] {
+            let h = headers(&[("content-type", ct.as_bytes())]);
+            let e = parse_request(&h, Bytes::from_static(one)).unwrap_err();
+            assert_eq!(e.kind, FormatErrorKind::UnsupportedMediaType, "{ct}");
+        }
+        // Structured mode takes attributes from the body, not from ce- headers.
+        let h = headers(&[
+            ("content-type", b"application/cloudevents+json"),
+            ("ce-id", b"header"),
+        ]);
+        assert_eq!(
+            single(parse_request(&h, Bytes::from_static(one)).unwrap()).id,
+            "1"
+        );
+    }
+
+    fn sample_events() -> Vec<Event> {
+        let mut e = Event::new("id €/1", "https://example.com/a b", "com.example.t");
+        e.subject = Some("\"quoted\" 100%".into());
+        e.time = Some("2018-04-05T17:31:00.123+01:00".into());
+        e.dataschema = Some("https://example.com/schema".into());
+        e.set_extension("knativebrokerttl", ExtValue::String("255".into()));
+        e.set_extension("emoji", ExtValue::String("😀".into()));
+        let mut with_text = e.clone();
+        with_text.datacontenttype = Some("text/plain; charset=utf-8".into());
+        with_text.data = Data::Text(Bytes::from_static(b"some text"));
+        let mut bytes = e.clone();
+        bytes.datacontenttype = Some("application/octet-stream".into());
+        bytes.data = Data::Text(Bytes::from_static(&[0, 1, 255]));
+        let mut ct_no_data = e.clone();
+        ct_no_data.datacontenttype = Some("text/plain".into());
+        vec![e, with_text, bytes, ct_no_data]
+    }
+
+    #[test]
+    fn binary_round_trip() {
+        for e in sample_events() {
+            let mut h = HeaderMap::new();
+            let body = write_binary(&e, &mut h);
+            assert!(!h.contains_key("ce-datacontenttype"));
+            for (_, v) in &h {
+                assert!(v.to_str().is_ok());
+            }
+            assert_eq!(single(parse_request(&h, body).unwrap()), e);
+        }
+        let mut h = HeaderMap::new();
+        write_binary(&sample_events()[0], &mut h);
+        assert_eq!(h["ce-id"], "id%20%E2%82%AC/1");
+        assert_eq!(h["ce-subject"], "%22quoted%22%20100%25");
+    }
+
+    #[test]
+    fn binary_json_data_gets_application_json() {
+        let mut e = Event::new("1", "/s", "t");
+        e.data = Data::Json(Bytes::from_static(b"\"I'm just a string\""));
+        let mut h = HeaderMap::new();
+        let body = write_binary(&e, &mut h);
+        assert_eq!(h[CONTENT_TYPE], "application/json");
+        assert_eq!(&body[..], b"\"I'm just a string\"");
+        e.set_extension("i", ExtValue::Int(5));
+        e.set_extension("b", ExtValue::Bool(true));
+        write_binary(&e, &mut h);
+        assert_eq!(h["ce-i"], "5");
+        assert_eq!(h["ce-b"], "true");
+    }
+
+    #[test]
+    fn structured_round_trip() {
+        let mut events = sample_events();
+        // Binary-mode `Text` data with a non-text type becomes `data_base64`; model it as such.
+        events[2].data = Data::Binary(Bytes::from_static(&[0, 1, 255]));
+        let mut json = events[0].clone();
+        json.datacontenttype = Some("application/json".into());
+        json.data = Data::Json(Bytes::from_static(br#"{"a":[1,true,null]}"#));
+        events.push(json);
+        let mut v03 = events[2].clone();
+        v03.specversion = SpecVersion::V03;
+        events.push(v03);
+        let mut typed = Event::new("1", "/s", "t");
+        typed.set_extension("i", ExtValue::Int(-7));
+        typed.set_extension("b", ExtValue::Bool(false));
+        events.push(typed);
+        for e in events {
+            let mut h = HeaderMap::new();
+            let body = write_structured(&e, &mut h);
+            assert_eq!(h[CONTENT_TYPE], STRUCTURED_JSON);
+            assert_eq!(single(parse_request(&h, body).unwrap()), e);
+        }
+    }
+
+    #[test]
+    fn responses() {
+        let none = parse_response(&HeaderMap::new(), Bytes::new()).unwrap();
+        assert_eq!(none, None);
+        let h = headers(&[("content-type", b"text/plain")]);
+        assert!(parse_response(&h, Bytes::from_static(b"ok")).is_err());
+        assert!(parse_response(&HeaderMap::new(), Bytes::from_static(b"{}")).is_err());
+        let e = parse_response(&headers(&binary_base()), Bytes::new()).unwrap();
+        assert_eq!(e.map(|e| e.id), Some("A234-1234-1234".to_owned()));
+        let mut h = HeaderMap::new();
+        let body = write_structured(&sample_events()[1], &mut h);
+        assert_eq!(
+            parse_response(&h, body).unwrap(),
+            Some(sample_events()[1].clone())
+        );
+        let h = headers(&[("content-type", b"application/cloudevents-batch+json")]);
+        assert!(parse_response(&h, Bytes::from_static(b"[]")).is_err());
+        let mut p = binary_base();
+        p.remove(1);
+        assert!(parse_response(&headers(&p), Bytes::new()).is_err());
+    }
+}
