@@ -1,8 +1,6 @@
 //! Binary encodings private to the store.
 //!
-//! - `encode` / `decode`: a TEMPORARY event codec with the same names and shapes as
-//!   `crate::format::codec::{encode, decode}` (written in parallel on another branch). When that codec
-//!   lands, delete the event part of this file and import `crate::format::codec::{encode, decode}`.
+//! - `encode` / `decode`: the event codec, `crate::format::codec` (re-exported with the store's error type).
 //! - `encode_park` / `decode_park`: the dead-letter record (trigger key, park time, [`ParkRecord`]).
 //!
 //! Layout: little-endian integers, strings and byte strings prefixed by a `u32` length, options by a
@@ -10,8 +8,7 @@
 
 use crate::channel::ParkRecord;
 use crate::config::TriggerKey;
-use crate::event::{Data, Event, ExtValue, SpecVersion};
-use bytes::Bytes;
+use crate::event::Event;
 
 /// Decoding failure: the stored bytes are not a valid record.
 #[derive(Debug, thiserror::Error)]
@@ -22,12 +19,14 @@ pub(crate) enum CodecError {
     /// A tag or version byte has an unknown value.
     #[error("invalid tag {0} in {1}")]
     BadTag(u8, &'static str),
+    /// The embedded event is not a valid storage encoding.
+    #[error("invalid event encoding: {0}")]
+    Event(crate::format::codec::CodecError),
     /// A string field is not UTF-8.
     #[error("invalid UTF-8 in {0}")]
     Utf8(&'static str),
 }
 
-const EVENT_VERSION: u8 = 1;
 const PARK_VERSION: u8 = 1;
 
 struct Writer<'a>(&'a mut Vec<u8>);
@@ -112,110 +111,12 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Appends the storage encoding of `event` to `out`.
-pub(crate) fn encode(event: &Event, out: &mut Vec<u8>) {
-    let mut w = Writer(out);
-    w.u8(EVENT_VERSION);
-    w.u8(match event.specversion {
-        SpecVersion::V03 => 0,
-        SpecVersion::V10 => 1,
-    });
-    w.str(&event.id);
-    w.str(&event.source);
-    w.str(&event.ty);
-    w.opt_str(event.datacontenttype.as_deref());
-    w.opt_str(event.dataschema.as_deref());
-    w.opt_str(event.subject.as_deref());
-    w.opt_str(event.time.as_deref());
-    w.u32(u32::try_from(event.extensions.len()).unwrap_or(u32::MAX));
-    for (name, value) in event.extensions.iter().take(u32::MAX as usize) {
-        w.str(name);
-        match value {
-            ExtValue::Bool(b) => {
-                w.u8(0);
-                w.u8(u8::from(*b));
-            }
-            ExtValue::Int(i) => {
-                w.u8(1);
-                w.u32(*i as u32);
-            }
-            ExtValue::String(s) => {
-                w.u8(2);
-                w.str(s);
-            }
-        }
-    }
-    match &event.data {
-        Data::None => w.u8(0),
-        Data::Json(b) => {
-            w.u8(1);
-            w.bytes(b);
-        }
-        Data::Binary(b) => {
-            w.u8(2);
-            w.bytes(b);
-        }
-        Data::Text(b) => {
-            w.u8(3);
-            w.bytes(b);
-        }
-    }
-}
-
-fn decode_from(r: &mut Reader<'_>) -> Result<Event, CodecError> {
-    match r.u8()? {
-        EVENT_VERSION => {}
-        t => return Err(CodecError::BadTag(t, "event version")),
-    }
-    let specversion = match r.u8()? {
-        0 => SpecVersion::V03,
-        1 => SpecVersion::V10,
-        t => return Err(CodecError::BadTag(t, "specversion")),
-    };
-    let id = r.string("id")?;
-    let source = r.string("source")?;
-    let ty = r.string("type")?;
-    let datacontenttype = r.opt_string("datacontenttype")?;
-    let dataschema = r.opt_string("dataschema")?;
-    let subject = r.opt_string("subject")?;
-    let time = r.opt_string("time")?;
-    let count = r.u32()? as usize;
-    // Each extension takes at least 6 bytes: never pre-allocate more than the input can hold.
-    let mut extensions = Vec::with_capacity(count.min(r.0.len() / 6));
-    for _ in 0..count {
-        let name = r.string("extension name")?;
-        let value = match r.u8()? {
-            0 => ExtValue::Bool(r.u8()? != 0),
-            1 => ExtValue::Int(r.u32()? as i32),
-            2 => ExtValue::String(r.string("extension value")?),
-            t => return Err(CodecError::BadTag(t, "extension")),
-        };
-        extensions.push((name, value));
-    }
-    let data = match r.u8()? {
-        0 => Data::None,
-        1 => Data::Json(Bytes::copy_from_slice(r.bytes()?)),
-        2 => Data::Binary(Bytes::copy_from_slice(r.bytes()?)),
-        3 => Data::Text(Bytes::copy_from_slice(r.bytes()?)),
-        t => return Err(CodecError::BadTag(t, "data")),
-    };
-    Ok(Event {
-        specversion,
-        id,
-        source,
-        ty,
-        datacontenttype,
-        dataschema,
-        subject,
-        time,
-        extensions,
-        data,
-    })
-}
+/// The event encoding is the shared storage codec.
+pub(crate) use crate::format::codec::encode;
 
 /// Decodes an event written by [`encode`].
 pub(crate) fn decode(bytes: &[u8]) -> Result<Event, CodecError> {
-    decode_from(&mut Reader(bytes))
+    crate::format::codec::decode(bytes).map_err(CodecError::Event)
 }
 
 /// A decoded dead-letter record. `event_bytes` is the stored encoding of the event (so that a redrive
