@@ -191,6 +191,8 @@ pub(crate) fn decode_park(bytes: &[u8]) -> Result<ParkEntry<'_>, CodecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::{Data, ExtValue, SpecVersion};
+    use bytes::Bytes;
 
     fn sample() -> Event {
         let mut e = Event::new("id-1", "/src", "com.example.t");
