@@ -103,12 +103,10 @@ pub async fn baseline(args: BaselineArgs) -> anyhow::Result<()> {
             let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
                 .pool_max_idle_per_host(256)
                 .build_http();
-            let state = Arc::new((client, target));
+            let state: Arc<Relay> = Arc::new((client, target));
             Router::new()
                 .fallback(
-                    |State(s): State<Arc<(Client<_, Full<Bytes>>, http::Uri)>>,
-                     headers: HeaderMap,
-                     body: Bytes| async move {
+                    |State(s): State<Arc<Relay>>, headers: HeaderMap, body: Bytes| async move {
                         let mut req = http::Request::post(s.1.clone())
                             .body(Full::new(body))
                             .expect("valid request");
@@ -129,6 +127,11 @@ pub async fn baseline(args: BaselineArgs) -> anyhow::Result<()> {
     axum::serve(listener, app).await?;
     Ok(())
 }
+
+type Relay = (
+    Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    http::Uri,
+);
 
 struct ChildServer {
     child: Child,
