@@ -355,3 +355,80 @@ async fn park(shared: &Shared, ctx: &TriggerCtx, seq: u64, event: Event, failure
             "Could not park a dead-lettered event; it stays queued and will be redelivered."),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> Event {
+        let mut e = Event::new("1", "/s", "t");
+        e.set_extension(TTL_EXTENSION, ExtValue::Int(9));
+        e.set_extension("traceparent", ExtValue::String("00-abc-def-01".into()));
+        e
+    }
+
+    #[test]
+    fn egress_removes_ttl_and_propagates_traceparent() {
+        let (headers, _) = encode(&event(), Format::Binary);
+        assert!(headers.get("ce-knativebrokerttl").is_none());
+        assert_eq!(headers.get("ce-id").unwrap(), "1");
+        assert_eq!(headers.get("traceparent").unwrap(), "00-abc-def-01");
+        let (headers, body) = encode(&event(), Format::Json);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(v.get("knativebrokerttl").is_none());
+        assert_eq!(
+            headers.get("content-type").unwrap(),
+            "application/cloudevents+json"
+        );
+    }
+
+    #[test]
+    fn failure_from_response_keeps_code_truncated_base64_body_and_kne_headers() {
+        let mut headers = HeaderMap::new();
+        headers.insert("kne-Reason", HeaderValue::from_static("bad"));
+        headers.insert("kne-not_valid", HeaderValue::from_static("x"));
+        headers.insert("retry-after", HeaderValue::from_static("3"));
+        let resp = Response {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            headers,
+            body: Bytes::from(vec![b'a'; 2000]),
+        };
+        let f = Failure::from_response(&resp, true, "retryable-status");
+        assert_eq!(f.code, Some(503));
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(f.data.as_ref().unwrap())
+            .unwrap();
+        assert_eq!(decoded.len(), ERROR_DATA_BYTES);
+        assert_eq!(f.kne, vec![("reason".to_owned(), "bad".to_owned())]);
+        assert_eq!(f.retry_after, Some(Duration::from_secs(3)));
+
+        let dl = dead_letter_event(&event(), "http://sub/", &f);
+        assert_eq!(
+            dl.extension("knativeerrordest"),
+            Some(&ExtValue::String("http://sub/".into()))
+        );
+        assert_eq!(
+            dl.extension("knativeerrorcode"),
+            Some(&ExtValue::String("503".into()))
+        );
+        assert_eq!(
+            dl.extension("reason"),
+            Some(&ExtValue::String("bad".into()))
+        );
+        assert!(dl.extension(TTL_EXTENSION).is_none());
+    }
+
+    #[test]
+    fn transport_failure_has_no_code_and_error_text_as_data() {
+        let f = Failure::from_send(&SendError::Transport("connection refused".into()));
+        assert!(f.retryable);
+        let dl = dead_letter_event(&event(), "http://sub/", &f);
+        assert!(dl.extension("knativeerrorcode").is_none());
+        assert_eq!(
+            dl.extension("knativeerrordata"),
+            Some(&ExtValue::String(
+                "dispatch error: connection refused".into()
+            ))
+        );
+    }
+}
