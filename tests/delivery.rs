@@ -224,13 +224,7 @@ async fn without_sink_event_is_parked_listed_and_redriven() {
             .status,
         202
     );
-    let list = eventually("a parked event", || async {
-        let r = request("GET", &b.admin("/api/v1/deadletters"), &[], "").await;
-        let v = r.json();
-        let items = v["deadLetters"].as_array().unwrap().clone();
-        (!items.is_empty()).then_some(items)
-    })
-    .await;
+    let list = parked(&b).await;
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["trigger"], "default/t");
     assert_eq!(list[0]["errorCode"], 400);
@@ -252,8 +246,7 @@ async fn without_sink_event_is_parked_listed_and_redriven() {
     let got = sub.wait_for("/s", 2).await;
     assert_eq!(got[1].header("ce-id").as_deref(), Some("parked-1"));
     assert_eq!(&got[1].body[..], b"{\"k\":1}");
-    let r = request("GET", &b.admin("/api/v1/deadletters"), &[], "").await;
-    assert!(r.json()["deadLetters"].as_array().unwrap().is_empty());
+    assert!(b.dead_letters().await.is_empty());
     let r = post(
         &b.admin(&format!("/api/v1/deadletters/{id}/redrive")),
         &[],
@@ -283,14 +276,7 @@ async fn dead_letter_sink_failing_too_parks_the_event() {
             .status,
         202
     );
-    let list = eventually("a parked event", || async {
-        let v = request("GET", &b.admin("/api/v1/deadletters"), &[], "")
-            .await
-            .json();
-        let items = v["deadLetters"].as_array().unwrap().clone();
-        (!items.is_empty()).then_some(items)
-    })
-    .await;
+    let list = parked(&b).await;
     assert_eq!(list[0]["reason"], "dead-letter-sink-failed");
     assert_eq!(sub.received_on("/dls").len(), 2);
     b.shutdown().await;
@@ -371,14 +357,7 @@ async fn reply_loop_is_stopped_by_ttl_and_parked() {
     let mut h = ce_headers("1", "loop");
     h.push(("ce-knativebrokerttl", "5"));
     assert_eq!(post(&ingress_url(&b), &h, "{}").await.status, 202);
-    let list = eventually("the looping reply parked", || async {
-        let v = request("GET", &b.admin("/api/v1/deadletters"), &[], "")
-            .await
-            .json();
-        let items = v["deadLetters"].as_array().unwrap().clone();
-        (!items.is_empty()).then_some(items)
-    })
-    .await;
+    let list = parked(&b).await;
     assert_eq!(list[0]["reason"], "ttl-exhausted");
     // ttl 5 → stored 4, replies stored with 3, 2, 1; the reply that would get 0 is the loop.
     assert_eq!(sub.received_on("/s").len(), 4);

@@ -187,6 +187,15 @@ async fn handle(
     resp
 }
 
+/// Waits until the broker has parked at least one event and returns the list.
+pub async fn parked(b: &TestBroker) -> Vec<serde_json::Value> {
+    eventually("a parked event", || async {
+        let items = b.dead_letters().await;
+        (!items.is_empty()).then_some(items)
+    })
+    .await
+}
+
 /// A plain HTTP response seen by a test client.
 #[derive(Debug)]
 pub struct Resp {
@@ -295,6 +304,14 @@ impl TestBroker {
     pub async fn metrics(&self) -> String {
         let r = request("GET", &self.admin("/metrics"), &[], Bytes::new()).await;
         String::from_utf8(r.body.to_vec()).unwrap()
+    }
+
+    /// Parked events from the admin API.
+    pub async fn dead_letters(&self) -> Vec<serde_json::Value> {
+        let v = request("GET", &self.admin("/api/v1/deadletters"), &[], Bytes::new())
+            .await
+            .json();
+        v["deadLetters"].as_array().unwrap().clone()
     }
 
     pub async fn shutdown(mut self) {
