@@ -95,12 +95,19 @@ enum Attempt {
 /// Encodes an event for egress: the TTL extension is removed (decision 6).
 pub(crate) fn encode(event: &Event, format: Format) -> (HeaderMap, Bytes) {
     let mut headers = HeaderMap::new();
-    let body = if event.extension(TTL_EXTENSION).is_some() {
-        let mut e = event.clone();
-        e.remove_extension(TTL_EXTENSION);
-        write(&e, format, &mut headers)
-    } else {
-        write(event, format, &mut headers)
+    let body = match format {
+        // Binary mode: write the stored event as it is and drop the TTL header (no event copy).
+        Format::Binary => {
+            let body = write_binary(event, &mut headers);
+            headers.remove("ce-knativebrokerttl");
+            body
+        }
+        Format::Json if event.extension(TTL_EXTENSION).is_some() => {
+            let mut e = event.clone();
+            e.remove_extension(TTL_EXTENSION);
+            write_structured(&e, &mut headers)
+        }
+        Format::Json => write_structured(event, &mut headers),
     };
     if let Some(ExtValue::String(tp)) = event.extension("traceparent") {
         if let Ok(v) = HeaderValue::from_str(tp) {
@@ -113,13 +120,6 @@ pub(crate) fn encode(event: &Event, format: Format) -> (HeaderMap, Bytes) {
         }
     }
     (headers, body)
-}
-
-fn write(event: &Event, format: Format, headers: &mut HeaderMap) -> Bytes {
-    match format {
-        Format::Binary => write_binary(event, headers),
-        Format::Json => write_structured(event, headers),
-    }
 }
 
 /// Delivers one queue entry to the trigger's subscriber and finishes it: ack, dead-letter sink, or park.
