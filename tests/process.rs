@@ -66,7 +66,7 @@ async fn sigterm_drains_and_exits_zero() {
     let url = format!("http://{}/default/default", p.ingress);
     assert_eq!(post(&url, &ce_headers("1", "t"), "{}").await.status, 202);
     sub.wait_for("/s", 1).await;
-    let status = p.sigterm();
+    let status = p.sigterm().await;
     assert!(status.success(), "exit status {status:?}");
 }
 

@@ -72,6 +72,7 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    pub delay: Option<Duration>,
 }
 
 impl Reply {
@@ -80,7 +81,13 @@ impl Reply {
             status,
             headers: vec![],
             body: vec![],
+            delay: None,
         }
+    }
+    /// Answer only after `d` (a slow subscriber).
+    pub fn delay(mut self, d: Duration) -> Reply {
+        self.delay = Some(d);
+        self
     }
     pub fn header(mut self, k: &str, v: &str) -> Reply {
         self.headers.push((k.to_owned(), v.to_owned()));
@@ -95,6 +102,8 @@ impl Reply {
 #[derive(Default)]
 struct SubState {
     received: Mutex<Vec<Received>>,
+    inflight: std::sync::atomic::AtomicUsize,
+    max_inflight: std::sync::atomic::AtomicUsize,
     script: Mutex<VecDeque<Reply>>,
     default: Mutex<Option<Reply>>,
 }
@@ -137,6 +146,13 @@ impl Subscriber {
         *self.state.default.lock() = Some(reply);
     }
 
+    /// Highest number of requests this subscriber was handling at the same time.
+    pub fn max_concurrency(&self) -> usize {
+        self.state
+            .max_inflight
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     pub fn received(&self) -> Vec<Received> {
         self.state.received.lock().clone()
     }
@@ -171,12 +187,19 @@ async fn handle(
         body,
         at: Instant::now(),
     });
+    use std::sync::atomic::Ordering::SeqCst;
+    let now = state.inflight.fetch_add(1, SeqCst) + 1;
+    state.max_inflight.fetch_max(now, SeqCst);
     let reply = state
         .script
         .lock()
         .pop_front()
         .or_else(|| state.default.lock().clone())
         .unwrap_or(Reply::status(202));
+    if let Some(d) = reply.delay {
+        tokio::time::sleep(d).await;
+    }
+    state.inflight.fetch_sub(1, SeqCst);
     let mut resp = (StatusCode::from_u16(reply.status).unwrap(), reply.body).into_response();
     for (k, v) in reply.headers {
         resp.headers_mut().insert(
@@ -371,10 +394,15 @@ impl Process {
         let _ = self.child.wait();
     }
 
-    pub fn sigterm(&mut self) -> std::process::ExitStatus {
+    /// Sends SIGTERM and waits (without blocking the test's runtime) for the exit status.
+    pub async fn sigterm(&mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        self.child.wait().unwrap()
+        eventually("the process to exit after SIGTERM", || {
+            let status = self.child.try_wait().unwrap();
+            async move { status }
+        })
+        .await
     }
 }
 
