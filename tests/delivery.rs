@@ -65,14 +65,14 @@ async fn format_json_delivers_structured_mode() {
     b.shutdown().await;
 }
 
-/// Linear backoff PT0.1S with 3 retries: waits 100, 200, 300 ms (decision 1).
+/// Linear backoff PT0.2S with 3 retries: waits 200, 400, 600 ms (decision 1).
 #[tokio::test]
 async fn retry_timings_follow_linear_backoff() {
     let sub = Subscriber::start().await;
     sub.script([Reply::status(503), Reply::status(500), Reply::status(429)]);
     let t = trigger(
         "t",
-        "  delivery:\n    retry: 3\n    backoffPolicy: linear\n    backoffDelay: PT0.1S\n",
+        "  delivery:\n    retry: 3\n    backoffPolicy: linear\n    backoffDelay: PT0.2S\n",
         &sub.url("/s"),
     );
     let b = TestBroker::start(&config("", &[t])).await;
@@ -84,11 +84,11 @@ async fn retry_timings_follow_linear_backoff() {
     );
     let got = sub.wait_for("/s", 4).await;
     let gaps: Vec<Duration> = got.windows(2).map(|w| w[1].at - w[0].at).collect();
-    for (gap, expected_ms) in gaps.iter().zip([100u64, 200, 300]) {
+    for (gap, expected_ms) in gaps.iter().zip([200u64, 400, 600]) {
         let expected = Duration::from_millis(expected_ms);
         assert!(*gap >= expected, "gap {gap:?} shorter than {expected:?}");
         assert!(
-            *gap < expected + Duration::from_millis(250),
+            *gap < expected + Duration::from_millis(300),
             "gap {gap:?} much longer than {expected:?}"
         );
     }
