@@ -5,11 +5,15 @@
 //! | table | key | value | meaning |
 //! |---|---|---|---|
 //! | `events` | `u64` seq | encoded event | every stored event, once, however many triggers it was routed to |
-//! | `refs` | `u64` seq | `u32` | queue entries still referencing the event; at 0 the event and its row go |
+//! | `refs` | `u64` seq | `u32` | queue entries still referencing the event, only while ≥ 2 (no row = 1) |
 //! | `queue` | `(u64 trigger id, u64 seq)` | `()` | one entry per (trigger, event) still to deliver |
 //! | `triggers` | `"ns/name"` | `(u64 trigger id, "ns/broker")` | trigger identity; a new id = a fresh queue |
-//! | `meta` | name | `u64` | `next_seq`, `next_trigger_id`, `next_deadletter_id` |
+//! | `meta` | name | `u64` | `next_seq` (a high-water mark, see below), `next_trigger_id`, `next_deadletter_id` |
 //! | `deadletters` | `u64` id | encoded record | trigger key, `parked_at_ms`, [`ParkRecord`] with its event |
+//!
+//! Most events go to exactly one trigger, so an append of one event costs one `events` and one `queue`
+//! insert, and its ack one `queue` and one `events` delete: a `refs` row exists only for an event routed to
+//! several triggers, and goes when its count would drop to 1.
 //!
 //! Sequence numbers are allocated by the writer in commit order, so `queue` iterated over one trigger's key
 //! range is that trigger's queue in append order. An event that matches no trigger is not stored at all.
@@ -74,6 +78,11 @@
 //! at commit, −1 per ack/park that removed an entry. `backlog(broker)` sums the broker's triggers.
 //!
 //! # Recovery
+//!
+//! `meta.next_seq` is not rewritten by every commit: it is a high-water mark above every seq ever allocated,
+//! raised by `SEQ_RESERVE` (65 536) in the commit whose allocations would pass it. At open the next seq is
+//! that mark (or the last `events` key + 1 if larger), so seqs stay unique and increasing across restarts
+//! even when every event had been deleted; a restart skips at most `SEQ_RESERVE` seqs.
 //!
 //! At open the writer reads `meta` and `triggers`; every `queue` entry is delivered again to the trigger's
 //! next subscriber (at-least-once). The first topology applied keeps the queues of triggers that still exist

@@ -21,6 +21,10 @@ pub(crate) type Responder = oneshot::Sender<Result<()>>;
 /// Every `DURABLE_EVERY`-th consecutive ack-only commit is made durable anyway.
 const DURABLE_EVERY: u32 = 64;
 
+/// Sequence numbers reserved in `meta` at a time: `next_seq` there is a high-water mark (every seq ever
+/// allocated is below it), rewritten only once per `SEQ_RESERVE` allocations instead of every commit.
+const SEQ_RESERVE: u64 = 1 << 16;
+
 const META_NEXT_SEQ: &str = "next_seq";
 const META_NEXT_TRIGGER_ID: &str = "next_trigger_id";
 const META_NEXT_DEADLETTER_ID: &str = "next_deadletter_id";
@@ -101,7 +105,10 @@ impl Command {
 /// Persistent counters (mirrored in `meta`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Counters {
+    /// Next seq to allocate.
     seq: u64,
+    /// The high-water mark persisted as `next_seq` in `meta`: every allocated seq is below it.
+    seq_limit: u64,
     trigger_id: u64,
     deadletter_id: u64,
 }
@@ -134,9 +141,15 @@ impl<'t> Tables<'t> {
         })
     }
 
-    fn write_counters(&mut self, old: Counters, new: Counters) -> Result<()> {
-        if new.seq != old.seq {
-            self.meta.insert(META_NEXT_SEQ, new.seq).map_err(storage)?;
+    /// Persists what changed between `old` and `new` (raising the seq high-water mark when needed).
+    fn write_counters(&mut self, old: Counters, new: &mut Counters) -> Result<()> {
+        if new.seq > new.seq_limit {
+            new.seq_limit = new.seq.saturating_add(SEQ_RESERVE);
+        }
+        if new.seq_limit != old.seq_limit {
+            self.meta
+                .insert(META_NEXT_SEQ, new.seq_limit)
+                .map_err(storage)?;
         }
         if new.trigger_id != old.trigger_id {
             self.meta
@@ -151,15 +164,23 @@ impl<'t> Tables<'t> {
         Ok(())
     }
 
-    /// Drops one reference to event `seq`; deletes the event when none is left.
+    /// Drops one reference to event `seq`; deletes the event when none is left. A missing `refs` row
+    /// means one reference.
     fn release(&mut self, seq: u64) -> Result<()> {
         let refs = self.refs.get(seq).map_err(storage)?.map(|g| g.value());
         match refs {
-            Some(n) if n > 1 => {
+            Some(n) if n > 2 => {
                 self.refs.insert(seq, n - 1).map_err(storage)?;
             }
-            _ => {
+            // Down to one reference: the row goes (absent = 1).
+            Some(2) => {
                 self.refs.remove(seq).map_err(storage)?;
+            }
+            Some(_) => {
+                self.refs.remove(seq).map_err(storage)?;
+                self.events.remove(seq).map_err(storage)?;
+            }
+            None => {
                 self.events.remove(seq).map_err(storage)?;
             }
         }
@@ -208,6 +229,7 @@ pub(crate) fn recover(db: &Database) -> Result<Recovered> {
             Ok(t.meta.get(name).map_err(storage)?.map_or(0, |g| g.value()))
         };
         counters.seq = get(META_NEXT_SEQ)?;
+        counters.seq_limit = counters.seq;
         counters.trigger_id = get(META_NEXT_TRIGGER_ID)?;
         counters.deadletter_id = get(META_NEXT_DEADLETTER_ID)?;
         // Defensive: never reuse a key that is still present.
@@ -428,7 +450,7 @@ impl Writer {
                 }
             }
             if failure.is_none() {
-                if let Err(e) = t.write_counters(self.counters, *counters) {
+                if let Err(e) = t.write_counters(self.counters, counters) {
                     failure = Some(e);
                 }
             }
@@ -557,8 +579,10 @@ impl Writer {
             let seq = counters.seq;
             counters.seq += 1;
             t.events.insert(seq, bytes).map_err(storage)?;
-            let refs = u32::try_from(scratch.len()).unwrap_or(u32::MAX);
-            t.refs.insert(seq, refs).map_err(storage)?;
+            if scratch.len() > 1 {
+                let refs = u32::try_from(scratch.len()).unwrap_or(u32::MAX);
+                t.refs.insert(seq, refs).map_err(storage)?;
+            }
             let event = Arc::new(event);
             for state in scratch.iter().filter_map(|&i| states.get(i)).flatten() {
                 t.queue.insert((state.id, seq), ()).map_err(storage)?;
@@ -598,7 +622,6 @@ impl Writer {
         let seq = counters.seq;
         counters.seq += 1;
         t.events.insert(seq, entry.event_bytes).map_err(storage)?;
-        t.refs.insert(seq, 1).map_err(storage)?;
         t.queue.insert((state.id, seq), ()).map_err(storage)?;
         t.deadletters.remove(id).map_err(storage)?;
         self.pushes.push((
@@ -677,7 +700,7 @@ impl Writer {
                     removed.push(state.clone());
                 }
             }
-            t.write_counters(self.counters, counters)
+            t.write_counters(self.counters, &mut counters)
         })();
         if let Err(e) = written {
             let _ = txn.abort();
