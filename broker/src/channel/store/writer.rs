@@ -12,7 +12,9 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table, WriteTr
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
 /// Answer channel of a command.
@@ -24,6 +26,10 @@ const DURABLE_EVERY: u32 = 64;
 /// Sequence numbers reserved in `meta` at a time: `next_seq` there is a high-water mark (every seq ever
 /// allocated is below it), rewritten only once per `SEQ_RESERVE` allocations instead of every commit.
 const SEQ_RESERVE: u64 = 1 << 16;
+
+/// Upper bound of how long a batch waits for appenders of the previous batch to come back.
+const MAX_LINGER: Duration = Duration::from_micros(LINGER_US);
+const LINGER_US: u64 = 400;
 
 const META_NEXT_SEQ: &str = "next_seq";
 const META_NEXT_TRIGGER_ID: &str = "next_trigger_id";
@@ -288,6 +294,12 @@ pub(crate) struct Writer {
     /// An exclusive command drained while filling a batch, to run next.
     pending: Option<Command>,
     nondurable_streak: u32,
+    /// Append commands in the previous batch: how many appenders are likely to come back.
+    last_appends: usize,
+    /// How long the last durable commit took.
+    last_commit: Duration,
+    /// Wakes this thread when a command arrives while lingering.
+    waker: Option<Waker>,
     // Reused per batch.
     batch: Vec<Command>,
     scratch: Vec<usize>,
@@ -314,6 +326,9 @@ impl Writer {
             routes: HashMap::new(),
             pending: None,
             nondurable_streak: 0,
+            last_appends: 0,
+            last_commit: Duration::ZERO,
+            waker: None,
             batch: Vec::new(),
             scratch: Vec::new(),
             pushes: Vec::new(),
@@ -341,28 +356,68 @@ impl Writer {
                 }
                 first => {
                     let mut batch = std::mem::take(&mut self.batch);
-                    let (mut events, mut bytes) = first.weight();
-                    batch.push(first);
-                    let opts = &self.shared.options;
-                    while events < opts.max_batch_events && bytes < opts.max_batch_bytes {
-                        match self.rx.try_recv() {
-                            Ok(cmd) if cmd.is_exclusive() => {
-                                self.pending = Some(cmd);
-                                break;
-                            }
-                            Ok(cmd) => {
-                                let (e, b) = cmd.weight();
-                                events += e;
-                                bytes += b;
-                                batch.push(cmd);
-                            }
-                            Err(_) => break,
-                        }
-                    }
+                    self.fill_batch(&mut batch, first);
                     self.run_batch(&mut batch);
                     self.batch = batch;
                 }
             }
+        }
+    }
+
+    /// Drains queued commands after `first` into `batch`, up to the batch limits. If the previous batch
+    /// held more appends than are queued now, waits a little (at most half the last durable commit, and
+    /// `MAX_LINGER`) for those appenders to come back, so that concurrent appenders share one fsync
+    /// instead of splitting into groups that alternate.
+    fn fill_batch(&mut self, batch: &mut Vec<Command>, first: Command) {
+        let max_events = self.shared.options.max_batch_events;
+        let max_bytes = self.shared.options.max_batch_bytes;
+        let (mut events, mut bytes) = first.weight();
+        let mut appends = usize::from(matches!(first, Command::Append { .. }));
+        batch.push(first);
+        let target = self.last_appends;
+        let mut deadline = None;
+        while events < max_events && bytes < max_bytes {
+            let cmd = match self.rx.try_recv() {
+                Ok(cmd) => cmd,
+                Err(TryRecvError::Empty) if appends < target => {
+                    let linger = (self.last_commit / 2).min(MAX_LINGER);
+                    let deadline = *deadline.get_or_insert_with(|| Instant::now() + linger);
+                    match self.recv_until(deadline) {
+                        Some(cmd) => cmd,
+                        None => break,
+                    }
+                }
+                Err(_) => break,
+            };
+            if cmd.is_exclusive() {
+                self.pending = Some(cmd);
+                break;
+            }
+            let (e, b) = cmd.weight();
+            events += e;
+            bytes += b;
+            appends += usize::from(matches!(cmd, Command::Append { .. }));
+            batch.push(cmd);
+        }
+        self.last_appends = appends;
+    }
+
+    /// The next command, waiting until `deadline` at most (`None` on timeout or when every sender is gone).
+    fn recv_until(&mut self, deadline: Instant) -> Option<Command> {
+        let waker = self
+            .waker
+            .get_or_insert_with(|| Waker::from(Arc::new(ThreadWaker(std::thread::current()))))
+            .clone();
+        let mut cx = Context::from_waker(&waker);
+        loop {
+            if let Poll::Ready(cmd) = self.rx.poll_recv(&mut cx) {
+                return cmd;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            std::thread::park_timeout(deadline - now);
         }
     }
 
@@ -372,7 +427,11 @@ impl Writer {
             || batch.iter().any(Command::needs_durability);
         let mut counters = self.counters;
         let mut appends = 0u64;
+        let started = Instant::now();
         let outcome = self.apply_batch(batch, &mut counters, durable, &mut appends);
+        if durable {
+            self.last_commit = started.elapsed();
+        }
         match outcome {
             Ok(()) => {
                 self.counters = counters;
@@ -783,5 +842,18 @@ impl Writer {
         if let Some(respond) = respond {
             let _ = respond.send(result);
         }
+    }
+}
+
+/// Unparks the writer thread (the waker of [`Writer::recv_until`]).
+struct ThreadWaker(std::thread::Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
     }
 }
