@@ -304,6 +304,57 @@ async fn reference_rows_exist_only_for_events_shared_by_several_triggers() {
     assert_eq!((stats.events, stats.refs, stats.queue_entries), (0, 0, 0));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_acks_in_any_order_remove_exactly_the_acked_entries() {
+    let ch = two_triggers().await;
+    let mut s1 = ch.subscribe(&tkey("t1")).expect("sub t1");
+    let mut s2 = ch.subscribe(&tkey("t2")).expect("sub t2");
+    ch.append(&bkey("b"), evs(0..300)).await.expect("append");
+    let d1 = next_n(&mut s1, 300).await;
+    let d2 = next_n(&mut s2, 300).await;
+    // t1 acks two thirds (odd positions first, then every third even one, some twice); t2 acks all of
+    // them newest first. All at once, so that they land in a few batches in mixed order.
+    let mut acks = Vec::new();
+    for (i, d) in d1.iter().enumerate().filter(|(i, _)| i % 2 == 1) {
+        acks.push(("t1", d.seq));
+        if i % 7 == 0 {
+            acks.push(("t1", d.seq));
+        }
+    }
+    for (_, d) in d1.iter().enumerate().filter(|(i, _)| i % 6 == 0) {
+        acks.push(("t1", d.seq));
+    }
+    for d in d2.iter().rev() {
+        acks.push(("t2", d.seq));
+    }
+    let tasks: Vec<_> = acks
+        .into_iter()
+        .map(|(t, seq)| {
+            let ch = ch.clone();
+            tokio::spawn(async move { ch.ack(&tkey(t), seq).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("task").expect("ack");
+    }
+    let kept: Vec<usize> = (0..300).filter(|i| i % 2 == 0 && i % 6 != 0).collect();
+    assert_eq!(ch.trigger_backlog(&tkey("t1")), kept.len() as u64);
+    assert_eq!(ch.trigger_backlog(&tkey("t2")), 0);
+    let stats = ch.stats().expect("stats");
+    assert_eq!(
+        (stats.events, stats.refs, stats.queue_entries),
+        (kept.len() as u64, 0, kept.len() as u64),
+        "{stats:?}"
+    );
+    // A new subscription reads exactly the un-acked entries from the database.
+    let mut s1 = ch.subscribe(&tkey("t1")).expect("resubscribe");
+    let again = next_n(&mut s1, kept.len()).await;
+    assert_eq!(
+        ids(&again),
+        kept.iter().map(|i| format!("e{i}")).collect::<Vec<_>>()
+    );
+}
+
 #[tokio::test]
 async fn dropping_the_last_handle_releases_the_file_durably() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -68,7 +68,10 @@
 //! # Acks, parking, redrive
 //!
 //! An ack deletes the queue entry and decrements the event's `refs`; at 0 the event is deleted (space
-//! reclaim). Acking an entry that does not exist, or an entry of a trigger that no longer exists, is a no-op
+//! reclaim). The acks of a batch are applied together, sorted by (trigger, seq), at the end of the batch
+//! (or before a park in the same batch, so that ack-then-park keeps its meaning): seqs at most 64 apart
+//! are removed in one `retain_in` range scan, which rewrites each B-tree leaf once rather than once per
+//! removed key; the same goes for the events they free. Acking an entry that does not exist, or an entry of a trigger that no longer exists, is a no-op
 //! (idempotent: redelivery after a crash may ack twice). Parking does the same removal and inserts the
 //! dead-letter record in the same durable transaction; parking an entry that no longer exists is a no-op
 //! (so a duplicate park does not create a second dead letter); parking for a trigger that no longer exists is

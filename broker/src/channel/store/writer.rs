@@ -31,6 +31,12 @@ const SEQ_RESERVE: u64 = 1 << 16;
 const MAX_LINGER: Duration = Duration::from_micros(LINGER_US);
 const LINGER_US: u64 = 400;
 
+/// Acked seqs at most this far apart are removed in one range scan rather than one by one.
+const RUN_GAP: u64 = 64;
+
+/// An ack waiting for the end of its batch: (trigger id, seq, trigger).
+type PendingAck = (u64, u64, Arc<TriggerState>);
+
 const META_NEXT_SEQ: &str = "next_seq";
 const META_NEXT_TRIGGER_ID: &str = "next_trigger_id";
 const META_NEXT_DEADLETTER_ID: &str = "next_deadletter_id";
@@ -170,25 +176,128 @@ impl<'t> Tables<'t> {
         Ok(())
     }
 
-    /// Drops one reference to event `seq`; deletes the event when none is left. A missing `refs` row
-    /// means one reference.
-    fn release(&mut self, seq: u64) -> Result<()> {
+    /// Drops one reference to event `seq`; `true` if none is left (the event must go). A missing `refs`
+    /// row means one reference.
+    fn drop_ref(&mut self, seq: u64) -> Result<bool> {
         let refs = self.refs.get(seq).map_err(storage)?.map(|g| g.value());
         match refs {
             Some(n) if n > 2 => {
                 self.refs.insert(seq, n - 1).map_err(storage)?;
+                Ok(false)
             }
             // Down to one reference: the row goes (absent = 1).
             Some(2) => {
                 self.refs.remove(seq).map_err(storage)?;
+                Ok(false)
             }
             Some(_) => {
                 self.refs.remove(seq).map_err(storage)?;
-                self.events.remove(seq).map_err(storage)?;
+                Ok(true)
             }
-            None => {
-                self.events.remove(seq).map_err(storage)?;
+            None => Ok(true),
+        }
+    }
+
+    /// Drops one reference to event `seq`; deletes the event when none is left.
+    fn release(&mut self, seq: u64) -> Result<()> {
+        if self.drop_ref(seq)? {
+            self.events.remove(seq).map_err(storage)?;
+        }
+        Ok(())
+    }
+
+    /// Applies the acks gathered in `acks` (emptied): removes the queue entries that exist (one
+    /// `removals` push each) and the events no entry references any more. Acks are sorted so that nearby
+    /// seqs go in one range scan, which rewrites each B-tree leaf once instead of once per key.
+    fn remove_entries(
+        &mut self,
+        acks: &mut Vec<PendingAck>,
+        removals: &mut Vec<Arc<TriggerState>>,
+        removed: &mut Vec<u64>,
+        dead: &mut Vec<u64>,
+    ) -> Result<()> {
+        if acks.is_empty() {
+            return Ok(());
+        }
+        acks.sort_unstable_by_key(|&(id, seq, _)| (id, seq));
+        acks.dedup_by_key(|&mut (id, seq, _)| (id, seq));
+        removed.clear();
+        dead.clear();
+        let mut start = 0;
+        while let Some((id, lo, state)) = acks.get(start) {
+            let (id, lo) = (*id, *lo);
+            let mut end = start + 1;
+            while let (Some(prev), Some(next)) = (acks.get(end - 1), acks.get(end)) {
+                if next.0 != id || next.1 - prev.1 > RUN_GAP {
+                    break;
+                }
+                end += 1;
             }
+            let run = acks.get(start..end).unwrap_or_default();
+            let before = removed.len();
+            match run {
+                [_] => {
+                    if self.queue.remove((id, lo)).map_err(storage)?.is_some() {
+                        removed.push(lo);
+                    }
+                }
+                [.., (_, hi, _)] => {
+                    let mut i = 0;
+                    self.queue
+                        .retain_in((id, lo)..=(id, *hi), |(_, seq), ()| {
+                            while run.get(i).is_some_and(|a| a.1 < seq) {
+                                i += 1;
+                            }
+                            let acked = run.get(i).is_some_and(|a| a.1 == seq);
+                            if acked {
+                                removed.push(seq);
+                            }
+                            !acked
+                        })
+                        .map_err(storage)?;
+                }
+                [] => {}
+            }
+            for _ in before..removed.len() {
+                removals.push(state.clone());
+            }
+            start = end;
+        }
+        acks.clear();
+        for &seq in removed.iter() {
+            if self.drop_ref(seq)? {
+                dead.push(seq);
+            }
+        }
+        dead.sort_unstable();
+        dead.dedup();
+        let mut start = 0;
+        while let Some(&lo) = dead.get(start) {
+            let mut end = start + 1;
+            while let (Some(prev), Some(next)) = (dead.get(end - 1), dead.get(end)) {
+                if next - prev > RUN_GAP {
+                    break;
+                }
+                end += 1;
+            }
+            match dead.get(start..end).unwrap_or_default() {
+                [_] => {
+                    self.events.remove(lo).map_err(storage)?;
+                }
+                run @ [.., hi] => {
+                    let mut i = 0;
+                    self.events
+                        .retain_in(lo..=*hi, |seq, _| {
+                            while run.get(i).is_some_and(|&d| d < seq) {
+                                i += 1;
+                            }
+                            run.get(i) != Some(&seq)
+                        })
+                        .map_err(storage)?;
+                }
+                [] => {}
+            }
+            start = end;
         }
         Ok(())
     }
@@ -306,6 +415,9 @@ pub(crate) struct Writer {
     pushes: Vec<(Arc<TriggerState>, Delivery)>,
     removals: Vec<Arc<TriggerState>>,
     replies: Vec<(Responder, Result<()>)>,
+    acks: Vec<PendingAck>,
+    removed: Vec<u64>,
+    dead: Vec<u64>,
 }
 
 impl Writer {
@@ -334,6 +446,9 @@ impl Writer {
             pushes: Vec::new(),
             removals: Vec::new(),
             replies: Vec::new(),
+            acks: Vec::new(),
+            removed: Vec::new(),
+            dead: Vec::new(),
         }
     }
 
@@ -450,6 +565,7 @@ impl Writer {
                 tracing::error!(error = %message, "channel store batch failed; aborted");
                 self.pushes.clear();
                 self.removals.clear();
+                self.acks.clear();
                 for (respond, result) in self.replies.drain(..) {
                     let _ = respond.send(result.and(Err(ChannelError::Storage(message.clone()))));
                 }
@@ -485,6 +601,7 @@ impl Writer {
             }
         };
         let mut failure = None;
+        self.acks.clear();
         {
             let mut t = match Tables::open(&txn) {
                 Ok(t) => t,
@@ -509,7 +626,10 @@ impl Writer {
                 }
             }
             if failure.is_none() {
-                if let Err(e) = t.write_counters(self.counters, counters) {
+                if let Err(e) = self
+                    .flush_acks(&mut t)
+                    .and_then(|()| t.write_counters(self.counters, counters))
+                {
                     failure = Some(e);
                 }
             }
@@ -519,6 +639,16 @@ impl Writer {
             return Err(e);
         }
         txn.commit().map_err(storage)
+    }
+
+    /// Applies the acks gathered so far in this batch.
+    fn flush_acks(&mut self, t: &mut Tables<'_>) -> Result<()> {
+        t.remove_entries(
+            &mut self.acks,
+            &mut self.removals,
+            &mut self.removed,
+            &mut self.dead,
+        )
     }
 
     fn begin(&self, durable: bool) -> Result<WriteTransaction> {
@@ -557,13 +687,9 @@ impl Writer {
                 seq,
                 respond,
             } => {
-                let r = t.remove_entry(trigger.id, seq).map(|removed| {
-                    if removed {
-                        self.removals.push(trigger);
-                    }
-                    Ok(())
-                });
-                (respond, r)
+                // Applied with the batch's other acks (before any park, and at the end).
+                self.acks.push((trigger.id, seq, trigger));
+                (respond, Ok(Ok(())))
             }
             Command::Park {
                 trigger,
@@ -572,6 +698,8 @@ impl Writer {
                 respond,
             } => {
                 let r = (|| {
+                    // Earlier acks of the batch first, so that ack-then-park stays a no-op park.
+                    self.flush_acks(t)?;
                     if t.remove_entry(trigger.id, seq)? {
                         t.deadletters
                             .insert(counters.deadletter_id, record.as_slice())
