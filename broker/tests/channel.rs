@@ -245,6 +245,117 @@ async fn restart_redelivers_unacked_entries_only() {
 }
 
 #[tokio::test]
+async fn sequence_numbers_keep_increasing_across_restarts_after_everything_was_acked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let topo = topology(&["b"], &[("t1", "b")]);
+    let mut last_seq = None;
+    for round in 0..3 {
+        let ch = StoreChannel::open(dir.path(), StoreOptions::default()).expect("open");
+        ch.apply_topology(topo.clone()).await.expect("topology");
+        ch.append(&bkey("b"), evs(round * 3..round * 3 + 3))
+            .await
+            .expect("append");
+        let mut s = ch.subscribe(&tkey("t1")).expect("sub");
+        let d = next_n(&mut s, 3).await;
+        assert_eq!(ids(&d), names(round * 3..round * 3 + 3));
+        if let Some(last) = last_seq {
+            assert!(d[0].seq > last, "round {round}: {} after {last}", d[0].seq);
+        }
+        last_seq = Some(d[2].seq);
+        for d in &d {
+            ch.ack(&tkey("t1"), d.seq).await.expect("ack");
+        }
+        // Nothing is left that would tell the next open which seqs were used.
+        let stats = ch.stats().expect("stats");
+        assert_eq!((stats.events, stats.queue_entries), (0, 0), "{stats:?}");
+        ch.close().await.expect("close");
+    }
+}
+
+#[tokio::test]
+async fn reference_rows_exist_only_for_events_shared_by_several_triggers() {
+    let single = mem();
+    single
+        .apply_topology(topology(&["b"], &[("t1", "b")]))
+        .await
+        .expect("topology");
+    single.append(&bkey("b"), evs(0..3)).await.expect("append");
+    let stats = single.stats().expect("stats");
+    assert_eq!((stats.events, stats.refs), (3, 0), "{stats:?}");
+
+    let ch = two_triggers().await;
+    let mut s1 = ch.subscribe(&tkey("t1")).expect("sub t1");
+    let mut s2 = ch.subscribe(&tkey("t2")).expect("sub t2");
+    ch.append(&bkey("b"), evs(0..2)).await.expect("append");
+    // Two triggers each: one refs row per event.
+    assert_eq!(ch.stats().expect("stats").refs, 2);
+    let d1 = next_n(&mut s1, 2).await;
+    let d2 = next_n(&mut s2, 2).await;
+    ch.ack(&tkey("t1"), d1[0].seq).await.expect("ack");
+    // Down to one reference: the row goes, the event stays.
+    let stats = ch.stats().expect("stats");
+    assert_eq!((stats.events, stats.refs), (2, 1), "{stats:?}");
+    ch.ack(&tkey("t2"), d2[0].seq).await.expect("ack");
+    let stats = ch.stats().expect("stats");
+    assert_eq!((stats.events, stats.refs), (1, 1), "{stats:?}");
+    ch.ack(&tkey("t2"), d2[1].seq).await.expect("ack");
+    ch.ack(&tkey("t1"), d1[1].seq).await.expect("ack");
+    let stats = ch.stats().expect("stats");
+    assert_eq!((stats.events, stats.refs, stats.queue_entries), (0, 0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_acks_in_any_order_remove_exactly_the_acked_entries() {
+    let ch = two_triggers().await;
+    let mut s1 = ch.subscribe(&tkey("t1")).expect("sub t1");
+    let mut s2 = ch.subscribe(&tkey("t2")).expect("sub t2");
+    ch.append(&bkey("b"), evs(0..300)).await.expect("append");
+    let d1 = next_n(&mut s1, 300).await;
+    let d2 = next_n(&mut s2, 300).await;
+    // t1 acks two thirds (odd positions first, then every third even one, some twice); t2 acks all of
+    // them newest first. All at once, so that they land in a few batches in mixed order.
+    let mut acks = Vec::new();
+    for (i, d) in d1.iter().enumerate().filter(|(i, _)| i % 2 == 1) {
+        acks.push(("t1", d.seq));
+        if i % 7 == 0 {
+            acks.push(("t1", d.seq));
+        }
+    }
+    for (_, d) in d1.iter().enumerate().filter(|(i, _)| i % 6 == 0) {
+        acks.push(("t1", d.seq));
+    }
+    for d in d2.iter().rev() {
+        acks.push(("t2", d.seq));
+    }
+    let tasks: Vec<_> = acks
+        .into_iter()
+        .map(|(t, seq)| {
+            let ch = ch.clone();
+            tokio::spawn(async move { ch.ack(&tkey(t), seq).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("task").expect("ack");
+    }
+    let kept: Vec<usize> = (0..300).filter(|i| i % 2 == 0 && i % 6 != 0).collect();
+    assert_eq!(ch.trigger_backlog(&tkey("t1")), kept.len() as u64);
+    assert_eq!(ch.trigger_backlog(&tkey("t2")), 0);
+    let stats = ch.stats().expect("stats");
+    assert_eq!(
+        (stats.events, stats.refs, stats.queue_entries),
+        (kept.len() as u64, 0, kept.len() as u64),
+        "{stats:?}"
+    );
+    // A new subscription reads exactly the un-acked entries from the database.
+    let mut s1 = ch.subscribe(&tkey("t1")).expect("resubscribe");
+    let again = next_n(&mut s1, kept.len()).await;
+    assert_eq!(
+        ids(&again),
+        kept.iter().map(|i| format!("e{i}")).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
 async fn dropping_the_last_handle_releases_the_file_durably() {
     let dir = tempfile::tempdir().expect("tempdir");
     let topo = topology(&["b"], &[("t1", "b")]);

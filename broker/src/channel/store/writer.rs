@@ -12,7 +12,9 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table, WriteTr
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
 /// Answer channel of a command.
@@ -20,6 +22,20 @@ pub(crate) type Responder = oneshot::Sender<Result<()>>;
 
 /// Every `DURABLE_EVERY`-th consecutive ack-only commit is made durable anyway.
 const DURABLE_EVERY: u32 = 64;
+
+/// Sequence numbers reserved in `meta` at a time: `next_seq` there is a high-water mark (every seq ever
+/// allocated is below it), rewritten only once per `SEQ_RESERVE` allocations instead of every commit.
+const SEQ_RESERVE: u64 = 1 << 16;
+
+/// Upper bound of how long a batch waits for appenders of the previous batch to come back.
+const MAX_LINGER: Duration = Duration::from_micros(LINGER_US);
+const LINGER_US: u64 = 400;
+
+/// Acked seqs at most this far apart are removed in one range scan rather than one by one.
+const RUN_GAP: u64 = 64;
+
+/// An ack waiting for the end of its batch: (trigger id, seq, trigger).
+type PendingAck = (u64, u64, Arc<TriggerState>);
 
 const META_NEXT_SEQ: &str = "next_seq";
 const META_NEXT_TRIGGER_ID: &str = "next_trigger_id";
@@ -101,7 +117,10 @@ impl Command {
 /// Persistent counters (mirrored in `meta`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Counters {
+    /// Next seq to allocate.
     seq: u64,
+    /// The high-water mark persisted as `next_seq` in `meta`: every allocated seq is below it.
+    seq_limit: u64,
     trigger_id: u64,
     deadletter_id: u64,
 }
@@ -134,9 +153,15 @@ impl<'t> Tables<'t> {
         })
     }
 
-    fn write_counters(&mut self, old: Counters, new: Counters) -> Result<()> {
-        if new.seq != old.seq {
-            self.meta.insert(META_NEXT_SEQ, new.seq).map_err(storage)?;
+    /// Persists what changed between `old` and `new` (raising the seq high-water mark when needed).
+    fn write_counters(&mut self, old: Counters, new: &mut Counters) -> Result<()> {
+        if new.seq > new.seq_limit {
+            new.seq_limit = new.seq.saturating_add(SEQ_RESERVE);
+        }
+        if new.seq_limit != old.seq_limit {
+            self.meta
+                .insert(META_NEXT_SEQ, new.seq_limit)
+                .map_err(storage)?;
         }
         if new.trigger_id != old.trigger_id {
             self.meta
@@ -151,17 +176,128 @@ impl<'t> Tables<'t> {
         Ok(())
     }
 
-    /// Drops one reference to event `seq`; deletes the event when none is left.
-    fn release(&mut self, seq: u64) -> Result<()> {
+    /// Drops one reference to event `seq`; `true` if none is left (the event must go). A missing `refs`
+    /// row means one reference.
+    fn drop_ref(&mut self, seq: u64) -> Result<bool> {
         let refs = self.refs.get(seq).map_err(storage)?.map(|g| g.value());
         match refs {
-            Some(n) if n > 1 => {
+            Some(n) if n > 2 => {
                 self.refs.insert(seq, n - 1).map_err(storage)?;
+                Ok(false)
             }
-            _ => {
+            // Down to one reference: the row goes (absent = 1).
+            Some(2) => {
                 self.refs.remove(seq).map_err(storage)?;
-                self.events.remove(seq).map_err(storage)?;
+                Ok(false)
             }
+            Some(_) => {
+                self.refs.remove(seq).map_err(storage)?;
+                Ok(true)
+            }
+            None => Ok(true),
+        }
+    }
+
+    /// Drops one reference to event `seq`; deletes the event when none is left.
+    fn release(&mut self, seq: u64) -> Result<()> {
+        if self.drop_ref(seq)? {
+            self.events.remove(seq).map_err(storage)?;
+        }
+        Ok(())
+    }
+
+    /// Applies the acks gathered in `acks` (emptied): removes the queue entries that exist (one
+    /// `removals` push each) and the events no entry references any more. Acks are sorted so that nearby
+    /// seqs go in one range scan, which rewrites each B-tree leaf once instead of once per key.
+    fn remove_entries(
+        &mut self,
+        acks: &mut Vec<PendingAck>,
+        removals: &mut Vec<Arc<TriggerState>>,
+        removed: &mut Vec<u64>,
+        dead: &mut Vec<u64>,
+    ) -> Result<()> {
+        if acks.is_empty() {
+            return Ok(());
+        }
+        acks.sort_unstable_by_key(|&(id, seq, _)| (id, seq));
+        acks.dedup_by_key(|&mut (id, seq, _)| (id, seq));
+        removed.clear();
+        dead.clear();
+        let mut start = 0;
+        while let Some((id, lo, state)) = acks.get(start) {
+            let (id, lo) = (*id, *lo);
+            let mut end = start + 1;
+            while let (Some(prev), Some(next)) = (acks.get(end - 1), acks.get(end)) {
+                if next.0 != id || next.1 - prev.1 > RUN_GAP {
+                    break;
+                }
+                end += 1;
+            }
+            let run = acks.get(start..end).unwrap_or_default();
+            let before = removed.len();
+            match run {
+                [_] => {
+                    if self.queue.remove((id, lo)).map_err(storage)?.is_some() {
+                        removed.push(lo);
+                    }
+                }
+                [.., (_, hi, _)] => {
+                    let mut i = 0;
+                    self.queue
+                        .retain_in((id, lo)..=(id, *hi), |(_, seq), ()| {
+                            while run.get(i).is_some_and(|a| a.1 < seq) {
+                                i += 1;
+                            }
+                            let acked = run.get(i).is_some_and(|a| a.1 == seq);
+                            if acked {
+                                removed.push(seq);
+                            }
+                            !acked
+                        })
+                        .map_err(storage)?;
+                }
+                [] => {}
+            }
+            for _ in before..removed.len() {
+                removals.push(state.clone());
+            }
+            start = end;
+        }
+        acks.clear();
+        for &seq in removed.iter() {
+            if self.drop_ref(seq)? {
+                dead.push(seq);
+            }
+        }
+        dead.sort_unstable();
+        dead.dedup();
+        let mut start = 0;
+        while let Some(&lo) = dead.get(start) {
+            let mut end = start + 1;
+            while let (Some(prev), Some(next)) = (dead.get(end - 1), dead.get(end)) {
+                if next - prev > RUN_GAP {
+                    break;
+                }
+                end += 1;
+            }
+            match dead.get(start..end).unwrap_or_default() {
+                [_] => {
+                    self.events.remove(lo).map_err(storage)?;
+                }
+                run @ [.., hi] => {
+                    let mut i = 0;
+                    self.events
+                        .retain_in(lo..=*hi, |seq, _| {
+                            while run.get(i).is_some_and(|&d| d < seq) {
+                                i += 1;
+                            }
+                            run.get(i) != Some(&seq)
+                        })
+                        .map_err(storage)?;
+                }
+                [] => {}
+            }
+            start = end;
         }
         Ok(())
     }
@@ -208,6 +344,7 @@ pub(crate) fn recover(db: &Database) -> Result<Recovered> {
             Ok(t.meta.get(name).map_err(storage)?.map_or(0, |g| g.value()))
         };
         counters.seq = get(META_NEXT_SEQ)?;
+        counters.seq_limit = counters.seq;
         counters.trigger_id = get(META_NEXT_TRIGGER_ID)?;
         counters.deadletter_id = get(META_NEXT_DEADLETTER_ID)?;
         // Defensive: never reuse a key that is still present.
@@ -266,12 +403,21 @@ pub(crate) struct Writer {
     /// An exclusive command drained while filling a batch, to run next.
     pending: Option<Command>,
     nondurable_streak: u32,
+    /// Append commands in the previous batch: how many appenders are likely to come back.
+    last_appends: usize,
+    /// How long the last durable commit took.
+    last_commit: Duration,
+    /// Wakes this thread when a command arrives while lingering.
+    waker: Option<Waker>,
     // Reused per batch.
     batch: Vec<Command>,
     scratch: Vec<usize>,
     pushes: Vec<(Arc<TriggerState>, Delivery)>,
     removals: Vec<Arc<TriggerState>>,
     replies: Vec<(Responder, Result<()>)>,
+    acks: Vec<PendingAck>,
+    removed: Vec<u64>,
+    dead: Vec<u64>,
 }
 
 impl Writer {
@@ -292,11 +438,17 @@ impl Writer {
             routes: HashMap::new(),
             pending: None,
             nondurable_streak: 0,
+            last_appends: 0,
+            last_commit: Duration::ZERO,
+            waker: None,
             batch: Vec::new(),
             scratch: Vec::new(),
             pushes: Vec::new(),
             removals: Vec::new(),
             replies: Vec::new(),
+            acks: Vec::new(),
+            removed: Vec::new(),
+            dead: Vec::new(),
         }
     }
 
@@ -319,28 +471,68 @@ impl Writer {
                 }
                 first => {
                     let mut batch = std::mem::take(&mut self.batch);
-                    let (mut events, mut bytes) = first.weight();
-                    batch.push(first);
-                    let opts = &self.shared.options;
-                    while events < opts.max_batch_events && bytes < opts.max_batch_bytes {
-                        match self.rx.try_recv() {
-                            Ok(cmd) if cmd.is_exclusive() => {
-                                self.pending = Some(cmd);
-                                break;
-                            }
-                            Ok(cmd) => {
-                                let (e, b) = cmd.weight();
-                                events += e;
-                                bytes += b;
-                                batch.push(cmd);
-                            }
-                            Err(_) => break,
-                        }
-                    }
+                    self.fill_batch(&mut batch, first);
                     self.run_batch(&mut batch);
                     self.batch = batch;
                 }
             }
+        }
+    }
+
+    /// Drains queued commands after `first` into `batch`, up to the batch limits. If the previous batch
+    /// held more appends than are queued now, waits a little (at most half the last durable commit, and
+    /// `MAX_LINGER`) for those appenders to come back, so that concurrent appenders share one fsync
+    /// instead of splitting into groups that alternate.
+    fn fill_batch(&mut self, batch: &mut Vec<Command>, first: Command) {
+        let max_events = self.shared.options.max_batch_events;
+        let max_bytes = self.shared.options.max_batch_bytes;
+        let (mut events, mut bytes) = first.weight();
+        let mut appends = usize::from(matches!(first, Command::Append { .. }));
+        batch.push(first);
+        let target = self.last_appends;
+        let mut deadline = None;
+        while events < max_events && bytes < max_bytes {
+            let cmd = match self.rx.try_recv() {
+                Ok(cmd) => cmd,
+                Err(TryRecvError::Empty) if appends < target => {
+                    let linger = (self.last_commit / 2).min(MAX_LINGER);
+                    let deadline = *deadline.get_or_insert_with(|| Instant::now() + linger);
+                    match self.recv_until(deadline) {
+                        Some(cmd) => cmd,
+                        None => break,
+                    }
+                }
+                Err(_) => break,
+            };
+            if cmd.is_exclusive() {
+                self.pending = Some(cmd);
+                break;
+            }
+            let (e, b) = cmd.weight();
+            events += e;
+            bytes += b;
+            appends += usize::from(matches!(cmd, Command::Append { .. }));
+            batch.push(cmd);
+        }
+        self.last_appends = appends;
+    }
+
+    /// The next command, waiting until `deadline` at most (`None` on timeout or when every sender is gone).
+    fn recv_until(&mut self, deadline: Instant) -> Option<Command> {
+        let waker = self
+            .waker
+            .get_or_insert_with(|| Waker::from(Arc::new(ThreadWaker(std::thread::current()))))
+            .clone();
+        let mut cx = Context::from_waker(&waker);
+        loop {
+            if let Poll::Ready(cmd) = self.rx.poll_recv(&mut cx) {
+                return cmd;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            std::thread::park_timeout(deadline - now);
         }
     }
 
@@ -350,7 +542,11 @@ impl Writer {
             || batch.iter().any(Command::needs_durability);
         let mut counters = self.counters;
         let mut appends = 0u64;
+        let started = Instant::now();
         let outcome = self.apply_batch(batch, &mut counters, durable, &mut appends);
+        if durable {
+            self.last_commit = started.elapsed();
+        }
         match outcome {
             Ok(()) => {
                 self.counters = counters;
@@ -369,6 +565,7 @@ impl Writer {
                 tracing::error!(error = %message, "channel store batch failed; aborted");
                 self.pushes.clear();
                 self.removals.clear();
+                self.acks.clear();
                 for (respond, result) in self.replies.drain(..) {
                     let _ = respond.send(result.and(Err(ChannelError::Storage(message.clone()))));
                 }
@@ -404,6 +601,7 @@ impl Writer {
             }
         };
         let mut failure = None;
+        self.acks.clear();
         {
             let mut t = match Tables::open(&txn) {
                 Ok(t) => t,
@@ -428,7 +626,10 @@ impl Writer {
                 }
             }
             if failure.is_none() {
-                if let Err(e) = t.write_counters(self.counters, *counters) {
+                if let Err(e) = self
+                    .flush_acks(&mut t)
+                    .and_then(|()| t.write_counters(self.counters, counters))
+                {
                     failure = Some(e);
                 }
             }
@@ -438,6 +639,16 @@ impl Writer {
             return Err(e);
         }
         txn.commit().map_err(storage)
+    }
+
+    /// Applies the acks gathered so far in this batch.
+    fn flush_acks(&mut self, t: &mut Tables<'_>) -> Result<()> {
+        t.remove_entries(
+            &mut self.acks,
+            &mut self.removals,
+            &mut self.removed,
+            &mut self.dead,
+        )
     }
 
     fn begin(&self, durable: bool) -> Result<WriteTransaction> {
@@ -476,13 +687,9 @@ impl Writer {
                 seq,
                 respond,
             } => {
-                let r = t.remove_entry(trigger.id, seq).map(|removed| {
-                    if removed {
-                        self.removals.push(trigger);
-                    }
-                    Ok(())
-                });
-                (respond, r)
+                // Applied with the batch's other acks (before any park, and at the end).
+                self.acks.push((trigger.id, seq, trigger));
+                (respond, Ok(Ok(())))
             }
             Command::Park {
                 trigger,
@@ -491,6 +698,8 @@ impl Writer {
                 respond,
             } => {
                 let r = (|| {
+                    // Earlier acks of the batch first, so that ack-then-park stays a no-op park.
+                    self.flush_acks(t)?;
                     if t.remove_entry(trigger.id, seq)? {
                         t.deadletters
                             .insert(counters.deadletter_id, record.as_slice())
@@ -557,8 +766,10 @@ impl Writer {
             let seq = counters.seq;
             counters.seq += 1;
             t.events.insert(seq, bytes).map_err(storage)?;
-            let refs = u32::try_from(scratch.len()).unwrap_or(u32::MAX);
-            t.refs.insert(seq, refs).map_err(storage)?;
+            if scratch.len() > 1 {
+                let refs = u32::try_from(scratch.len()).unwrap_or(u32::MAX);
+                t.refs.insert(seq, refs).map_err(storage)?;
+            }
             let event = Arc::new(event);
             for state in scratch.iter().filter_map(|&i| states.get(i)).flatten() {
                 t.queue.insert((state.id, seq), ()).map_err(storage)?;
@@ -598,7 +809,6 @@ impl Writer {
         let seq = counters.seq;
         counters.seq += 1;
         t.events.insert(seq, entry.event_bytes).map_err(storage)?;
-        t.refs.insert(seq, 1).map_err(storage)?;
         t.queue.insert((state.id, seq), ()).map_err(storage)?;
         t.deadletters.remove(id).map_err(storage)?;
         self.pushes.push((
@@ -677,7 +887,7 @@ impl Writer {
                     removed.push(state.clone());
                 }
             }
-            t.write_counters(self.counters, counters)
+            t.write_counters(self.counters, &mut counters)
         })();
         if let Err(e) = written {
             let _ = txn.abort();
@@ -760,5 +970,18 @@ impl Writer {
         if let Some(respond) = respond {
             let _ = respond.send(result);
         }
+    }
+}
+
+/// Unparks the writer thread (the waker of [`Writer::recv_until`]).
+struct ThreadWaker(std::thread::Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
     }
 }
