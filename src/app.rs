@@ -193,6 +193,10 @@ async fn run(
     let (server_stop_tx, server_stop_rx) = watch::channel(false);
     let ingress_router = switchyard_ingress::router(live.ingress.clone());
     let mut ingress_stop = server_stop_rx.clone();
+    let ingress_listener = switchyard_ingress::listener::LimitedListener::new(
+        ingress_listener,
+        opts.limits.max_connections,
+    );
     let ingress_server = tokio::spawn(async move {
         axum::serve(ingress_listener, ingress_router)
             .with_graceful_shutdown(async move {

@@ -63,6 +63,9 @@ struct ServeArgs {
     /// `switchyard.dev/max-backlog` overrides it per broker).
     #[arg(long, env = "SWITCHYARD_MAX_BACKLOG", default_value_t = 1_000_000)]
     max_backlog: u64,
+    /// Max open ingress connections; more wait in the kernel's accept queue.
+    #[arg(long, env = "SWITCHYARD_MAX_CONNECTIONS", default_value_t = 10_000)]
+    max_connections: usize,
     /// Time allowed for in-flight deliveries on SIGTERM/SIGINT (e.g. 30s, 500ms).
     #[arg(long, env = "SWITCHYARD_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
     shutdown_grace: Duration,
@@ -119,6 +122,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
             max_event_bytes: args.max_event_bytes as usize,
             max_batch_bytes: args.max_batch_bytes as usize,
             max_backlog: args.max_backlog,
+            max_connections: args.max_connections,
         },
         shutdown_grace: args.shutdown_grace,
         reload_interval: args.reload_interval,

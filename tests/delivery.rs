@@ -367,3 +367,35 @@ async fn reply_loop_is_stopped_by_ttl_and_parked() {
         .contains("switchyard_reply_loops_total{trigger=\"default/t\"} 1"));
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn slow_subscriber_times_out_and_is_retried_then_dead_lettered() {
+    let sub = Subscriber::start().await;
+    sub.script([
+        Reply::status(202).delay(Duration::from_secs(3)),
+        Reply::status(202).delay(Duration::from_secs(3)),
+    ]);
+    let t = trigger(
+        "t",
+        &format!(
+            "  delivery:\n    retry: 1\n    backoffDelay: PT0.01S\n    timeout: PT0.3S\n    deadLetterSink:\n      uri: {}\n",
+            sub.url("/dls")
+        ),
+        &sub.url("/s"),
+    );
+    let b = TestBroker::start(&config("", &[t])).await;
+    assert_eq!(
+        post(&ingress_url(&b), &ce_headers("1", "t"), "{}")
+            .await
+            .status,
+        202
+    );
+    let dl = sub.wait_for("/dls", 1).await;
+    assert_eq!(sub.received_on("/s").len(), 2, "a timeout is retried");
+    assert!(dl[0].header("ce-knativeerrorcode").is_none());
+    let data = dl[0].header("ce-knativeerrordata").unwrap();
+    assert!(data.contains("no%20response%20within"), "{data}");
+    // The dead letter arrived long before the subscriber's 3 s answer would have.
+    assert!(dl[0].at - sub.received_on("/s")[0].at < Duration::from_secs(2));
+    b.shutdown().await;
+}

@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 mod error;
+pub mod listener;
 
 pub use error::IngressError;
 
@@ -39,6 +40,8 @@ pub struct Limits {
     pub max_batch_bytes: usize,
     /// Default per-broker backlog limit (undelivered queue entries) before 429.
     pub max_backlog: u64,
+    /// Max open ingress connections (more wait in the kernel's accept backlog).
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -47,6 +50,7 @@ impl Default for Limits {
             max_event_bytes: 1024 * 1024,
             max_batch_bytes: 8 * 1024 * 1024,
             max_backlog: 1_000_000,
+            max_connections: 10_000,
         }
     }
 }
