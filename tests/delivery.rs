@@ -62,6 +62,12 @@ async fn format_json_delivers_structured_mode() {
     assert_eq!(v["id"], "1");
     assert_eq!(v["data"]["a"], 1);
     assert!(v.get("knativebrokerttl").is_none());
+    // The official Rust SDK reads what we send.
+    use cloudevents::AttributesReader;
+    let ce: cloudevents::Event = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(ce.id(), "1");
+    assert_eq!(ce.ty(), "t");
+    assert_eq!(ce.source().as_str(), "/test");
     b.shutdown().await;
 }
 
