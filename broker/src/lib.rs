@@ -18,6 +18,7 @@ pub mod channel;
 pub mod config;
 pub mod delivery;
 pub mod event;
+pub mod explain;
 pub mod filter;
 pub mod format;
 pub mod metrics;

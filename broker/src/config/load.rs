@@ -788,10 +788,10 @@ spec:
                 Filter::Suffix(kv(&[("subject", ".png")])),
             ])
         );
-        // A single item is unwrapped.
+        // A single item stays inside the top-level `all` (explain relies on it).
         assert_eq!(
             filter_of("  filters:\n    - exact: {type: t1}\n"),
-            Filter::Exact(kv(&[("type", "t1")]))
+            Filter::All(vec![Filter::Exact(kv(&[("type", "t1")]))])
         );
         let f = filter_of(
             "  filters:\n    - any:\n        - exact: {type: a}\n        - not:\n            prefix: {type: b}\n    - all:\n        - suffix: {type: c}\n",
@@ -885,7 +885,7 @@ spec:
         let f = filter_of(
             "  filter:\n    attributes: {type: legacy}\n  filters:\n    - exact: {type: new}\n",
         );
-        assert_eq!(f, Filter::Exact(kv(&[("type", "new")])));
+        assert_eq!(f, Filter::All(vec![Filter::Exact(kv(&[("type", "new")]))]));
         assert!(f.matches(&Event::new("1", "/s", "new")));
         assert!(!f.matches(&Event::new("1", "/s", "legacy")));
     }

@@ -624,10 +624,12 @@ fn decode_trigger_filter(ctx: &mut Ctx<'_>, spec: &Obj<'_>) -> Option<Filter> {
     if ctx.errors.len() != errors_before {
         return None;
     }
-    Some(match filters.len() {
-        0 => legacy,
-        1 => filters.pop().unwrap_or(Filter::True),
-        _ => Filter::All(filters),
+    // Invariant relied on by `explain`: a non-empty `spec.filters` always compiles to `Filter::All(list)`
+    // (one element per list item), and the legacy filter to `Filter::Attributes` or `Filter::True`.
+    Some(if filters.is_empty() {
+        legacy
+    } else {
+        Filter::All(filters)
     })
 }
 
