@@ -27,6 +27,7 @@ pub(crate) fn router(state: AdminState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/v1/brokers", get(brokers))
+        .route("/api/v1/brokers/{namespace}/{name}/explain", post(explain))
         .route("/api/v1/deadletters", get(dead_letters))
         .route("/api/v1/deadletters/{id}/redrive", post(redrive))
         .with_state(state)
@@ -84,6 +85,26 @@ async fn brokers(State(s): State<AdminState>) -> Json<Value> {
         })
         .collect();
     Json(json!({ "brokers": brokers }))
+}
+
+async fn explain(
+    State(s): State<AdminState>,
+    Path((namespace, name)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    let (event, _) = match crate::explain::event_from_json(&body) {
+        Ok(e) => e,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let topology = s.live.topology.load_full();
+    let key = switchyard_broker::config::BrokerKey::new(namespace, name);
+    match switchyard_broker::explain::explain(&topology, &key, &event) {
+        Some(x) => Json(x).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("broker {key} does not exist"),
+        ),
+    }
 }
 
 #[derive(Deserialize)]

@@ -7,11 +7,13 @@
 //! - [`admin`]: health, readiness, metrics and the dead-letter API.
 //! - [`reload`]: watches the config files and applies valid changes without a restart.
 //! - [`bench`]: the load tool (`switchyard bench`) with its in-run baselines.
+//! - [`explain`]: routing dry-runs (`switchyard explain`).
 
 #![warn(missing_docs)]
 
 pub mod admin;
 pub mod app;
 pub mod bench;
+pub mod explain;
 pub mod reload;
 pub mod util;

@@ -21,6 +21,8 @@ struct Cli {
 enum Command {
     /// Run a broker: HTTP ingress, durable embedded store, trigger dispatcher and admin endpoints.
     Serve(ServeArgs),
+    /// Routing dry-run: for every trigger of a broker, MATCH or NO MATCH for an event, and why.
+    Explain(switchyard::explain::ExplainArgs),
     /// Load tool: drives the ingress with N events and measures against in-run baselines.
     Bench(switchyard::bench::BenchArgs),
     /// Baseline servers used by `bench` (not for users).
@@ -95,6 +97,16 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Explain(args) => match switchyard::explain::run(&args) {
+            Ok(out) => {
+                print!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Command::Baseline(args) => match runtime.block_on(switchyard::bench::baseline(args)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -73,9 +73,8 @@ impl Explanation {
 pub fn explain_filter(filter: &Filter, event: &Event) -> Result<String, String> {
     match filter {
         Filter::True => Ok("no filter: every event matches".to_owned()),
-        Filter::Attributes(_) => {
-            check(filter, "filter.attributes", event).map(|()| "filter.attributes matched".to_owned())
-        }
+        Filter::Attributes(_) => check(filter, "filter.attributes", event)
+            .map(|()| "filter.attributes matched".to_owned()),
         // `spec.filters` always compiles to a top-level `All` (see config::manifest).
         Filter::All(items) => {
             for (i, f) in items.iter().enumerate() {
@@ -107,7 +106,10 @@ fn kv_check(
             None => return Err(format!("{path}{dialect}: attribute {k:?} is missing")),
             Some(a) => {
                 if !ok(&a.to_canonical(), v) {
-                    return Err(format!("{path}{dialect}: {k} {} {verb} {v:?}", describe(&a)));
+                    return Err(format!(
+                        "{path}{dialect}: {k} {} {verb} {v:?}",
+                        describe(&a)
+                    ));
                 }
             }
         }
@@ -161,13 +163,18 @@ fn check(filter: &Filter, path: &str, event: &Event) -> Result<(), String> {
                     Err(r) => reasons.push(r),
                 }
             }
-            Err(format!("{path}.any: no filter matched ({})", reasons.join("; ")))
+            Err(format!(
+                "{path}.any: no filter matched ({})",
+                reasons.join("; ")
+            ))
         }
         Filter::Not(inner) => match check(inner, &format!("{path}.not"), event) {
             Ok(()) => Err(format!("{path}.not: the negated filter matched")),
             Err(_) => Ok(()),
         },
-        Filter::Cesql(_) => Err(format!("{path}.cesql: CESQL is not supported by this version")),
+        Filter::Cesql(_) => Err(format!(
+            "{path}.cesql: CESQL is not supported by this version"
+        )),
     }
 }
 
@@ -205,7 +212,10 @@ mod tests {
             .iter()
             .map(|t| (t.name.as_str(), t.matched, t.reason.as_str()))
             .collect();
-        assert_eq!(r[0], ("a-legacy", false, "filter.attributes: type \"x\" != \"y\""));
+        assert_eq!(
+            r[0],
+            ("a-legacy", false, "filter.attributes: type \"x\" != \"y\"")
+        );
         assert_eq!(
             r[1],
             (
@@ -216,10 +226,17 @@ mod tests {
         );
         assert!(r[2].1, "{:?}", r[2]);
         assert_eq!(r[3], ("d-none", true, "no filter: every event matches"));
-        assert_eq!(r[4], ("e-not", false, "filters[0].not: the negated filter matched"));
+        assert_eq!(
+            r[4],
+            ("e-not", false, "filters[0].not: the negated filter matched")
+        );
         assert_eq!(
             r[5],
-            ("f-missing", false, "filters[0].exact: attribute \"myext\" is missing")
+            (
+                "f-missing",
+                false,
+                "filters[0].exact: attribute \"myext\" is missing"
+            )
         );
         assert!(x.to_text().contains("NO MATCH a-legacy: filter.attributes"));
         assert!(explain(&t, &BrokerKey::new("default", "nope"), &e).is_none());
