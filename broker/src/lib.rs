@@ -6,6 +6,7 @@
 //! - [`format`]: CloudEvents JSON format, HTTP binding (binary/structured/batch), validation and the
 //!   storage codec.
 //! - [`config`]: Knative manifests → validated, compiled [`config::Topology`].
+//! - [`cesql`]: the CESQL v1 expression engine (parse once, evaluate per event).
 //! - [`filter`] and [`routing`]: trigger filters and per-broker routing tables (evaluate each event once per
 //!   broker).
 //! - [`delivery`]: `DeliverySpec`, backoff schedule, response classification (pure).
@@ -14,6 +15,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cesql;
 pub mod channel;
 pub mod config;
 pub mod delivery;
