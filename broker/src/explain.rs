@@ -172,9 +172,17 @@ fn check(filter: &Filter, path: &str, event: &Event) -> Result<(), String> {
             Ok(()) => Err(format!("{path}.not: the negated filter matched")),
             Err(_) => Ok(()),
         },
-        Filter::Cesql(_) => Err(format!(
-            "{path}.cesql: CESQL is not supported by this version"
-        )),
+        Filter::Cesql(e) => match e.evaluate(event) {
+            (_, Some(err)) => Err(format!("{path}.cesql: {err}")),
+            (crate::cesql::Value::Bool(true), None) => Ok(()),
+            (crate::cesql::Value::Bool(false), None) => {
+                Err(format!("{path}.cesql: {:?} evaluated to false", e.source()))
+            }
+            (other, None) => Err(format!(
+                "{path}.cesql: {:?} evaluated to {other:?}, not a Boolean",
+                e.source()
+            )),
+        },
     }
 }
 
@@ -203,6 +211,8 @@ mod tests {
             trigger("d-none", ""),
             trigger("e-not", "  filters:\n    - not:\n        exact:\n          type: x\n"),
             trigger("f-missing", "  filters:\n    - exact:\n        myext: v\n"),
+            trigger("g-cesql", "  filters:\n    - cesql: \"myext = 'v'\"\n"),
+            trigger("h-cesql", "  filters:\n    - any:\n      - cesql: \"type = 'nope'\"\n      - cesql: \"source LIKE 'https://%'\"\n"),
         ].concat());
         let mut e = Event::new("1", "https://a", "x");
         e.subject = Some("s".into());
@@ -238,6 +248,15 @@ mod tests {
                 "filters[0].exact: attribute \"myext\" is missing"
             )
         );
+        assert_eq!(
+            r[6],
+            (
+                "g-cesql",
+                false,
+                "filters[0].cesql: missing attribute \"myext\""
+            )
+        );
+        assert!(r[7].1, "{:?}", r[7]);
         assert!(x.to_text().contains("NO MATCH a-legacy: filter.attributes"));
         assert!(explain(&t, &BrokerKey::new("default", "nope"), &e).is_none());
     }

@@ -1,7 +1,7 @@
 //! Trigger filters: legacy `filter.attributes` and the Subscriptions API dialects (`spec.filters`).
 //!
 //! Matching is a pure function of the filter and the event: no IO, no allocation for string attributes.
-//! CESQL has a slot ([`Filter::Cesql`]) that the CESQL engine fills in its own issue.
+//! CESQL expressions ([`Filter::Cesql`]) are compiled once at config load and evaluated per event.
 
 use crate::event::{AttrValue, Event};
 use std::io::Write as _;
@@ -26,9 +26,9 @@ pub enum Filter {
     Any(Vec<Filter>),
     /// `not`: the child does not match.
     Not(Box<Filter>),
-    /// `cesql`: the expression text; evaluated by the CESQL engine (its own issue). Until then a config
-    /// with a `cesql` filter is rejected at load time, so this variant never reaches matching.
-    Cesql(String),
+    /// `cesql`: a CESQL v1 expression, parsed when the config loads; matches only on Boolean `true`
+    /// with no evaluation error.
+    Cesql(std::sync::Arc<crate::cesql::Expression>),
 }
 
 impl Filter {
@@ -37,7 +37,7 @@ impl Filter {
     /// - `Attributes`: every key present; a non-empty value must be equal, an empty one matches any value.
     /// - `Exact` / `Prefix` / `Suffix`: every key present and its canonical string equal to / starting
     ///   with / ending with the value (case-sensitive). A missing attribute never matches.
-    /// - `All` / `Any` / `Not`: as usual. `True` matches everything; `Cesql` (not supported yet) nothing.
+    /// - `All` / `Any` / `Not`: as usual. `True` matches everything; `Cesql` only on Boolean `true` without error.
     pub fn matches(&self, event: &Event) -> bool {
         match self {
             Filter::True => true,
@@ -52,7 +52,7 @@ impl Filter {
             Filter::All(fs) => fs.iter().all(|f| f.matches(event)),
             Filter::Any(fs) => fs.iter().any(|f| f.matches(event)),
             Filter::Not(f) => !f.matches(event),
-            Filter::Cesql(_) => false,
+            Filter::Cesql(e) => e.matches(event),
         }
     }
 }
@@ -108,9 +108,19 @@ mod tests {
     }
 
     #[test]
-    fn true_matches_and_cesql_never_does() {
+    fn true_matches_and_cesql_matches_only_on_true() {
         assert!(Filter::True.matches(&event()));
-        assert!(!Filter::Cesql("TRUE".into()).matches(&event()));
+        let cesql = |s: &str| {
+            Filter::Cesql(std::sync::Arc::new(
+                crate::cesql::Expression::parse(s).unwrap(),
+            ))
+        };
+        assert!(cesql("TRUE").matches(&event()));
+        assert!(!cesql("missing = 'x'").matches(&event()));
+        assert!(
+            !cesql("42").matches(&event()),
+            "a non-Boolean result does not match"
+        );
     }
 
     #[test]

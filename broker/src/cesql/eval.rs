@@ -55,7 +55,7 @@ impl Fault<'_> {
         let (kind, message) = match self {
             Fault::MissingAttribute(name) => (
                 ErrorKind::MissingAttribute,
-                format!("missing attribute {name}"),
+                format!("missing attribute {name:?}"),
             ),
             Fault::DivisionByZero => (ErrorKind::Math, "division by zero".to_owned()),
             Fault::ModuloByZero => (ErrorKind::Math, "modulo by zero".to_owned()),

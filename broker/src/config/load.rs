@@ -820,8 +820,12 @@ spec:
             vec!["c.yaml doc 2: spec.filters[0]: no dialect found; expected one of exact, prefix, suffix, all, any, not, cesql"]
         );
         assert_eq!(
-            errs(&f("    - exact: {type: a}\n    - cesql: \"type = 'a'\"\n")),
-            vec!["c.yaml doc 2: spec.filters[1].cesql: the cesql filter dialect is not supported yet"]
+            errs(&f("    - exact: {type: a}\n    - cesql: \"type = 'a' AND source LIKE 123\"\n")),
+            vec!["c.yaml doc 2: spec.filters[1].cesql: invalid CESQL expression: at 27: expected a string literal after LIKE, found 123"]
+        );
+        assert_eq!(
+            errs(&f("    - cesql: 42\n")),
+            vec!["c.yaml doc 2: spec.filters[0].cesql: must be a CESQL expression string, got a number"]
         );
         assert_eq!(
             errs(&f("    - all:\n        - exact: {type: a}\n        - prefix: {Type: b}\n")),
@@ -874,7 +878,7 @@ spec:
         );
         // Every error is reported, deep ones included.
         let e = errs(&f(
-            "    - exact: {A: x}\n    - any: []\n    - not: {cesql: x}\n",
+            "    - exact: {A: x}\n    - any: []\n    - not: {cesql: \"x LIKE\"}\n",
         ));
         assert_eq!(e.len(), 3, "{e:?}");
     }

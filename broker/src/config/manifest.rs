@@ -713,8 +713,20 @@ fn decode_filter(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> Option<Filter> {
         }
         "not" => decode_filter(ctx, &dpath, value).map(|f| Filter::Not(Box::new(f))),
         _ => {
-            ctx.err(&dpath, "the cesql filter dialect is not supported yet");
-            None
+            let Value::String(text) = value else {
+                ctx.err(
+                    &dpath,
+                    format!("must be a CESQL expression string, got {}", kind_of(value)),
+                );
+                return None;
+            };
+            match crate::cesql::Expression::parse(text) {
+                Ok(e) => Some(Filter::Cesql(std::sync::Arc::new(e))),
+                Err(e) => {
+                    ctx.err(&dpath, format!("invalid CESQL expression: {e}"));
+                    None
+                }
+            }
         }
     }
 }
