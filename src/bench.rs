@@ -50,6 +50,10 @@ pub struct BenchArgs {
     /// Skip the baselines (only measure Switchyard).
     #[arg(long)]
     pub no_baselines: bool,
+    /// Only the baselines and the 1-trigger throughput run (skips the fixed-rate, many-trigger and
+    /// fan-out runs): a quicker loop when working on the per-event cost.
+    #[arg(long)]
+    pub quick: bool,
 }
 
 /// Hidden `switchyard baseline` options: the servers the bench compares against.
@@ -159,6 +163,18 @@ impl ChildServer {
         Ok(ChildServer { child, addr })
     }
 
+    /// CPU time (user + system, all threads) the process has used so far, in seconds.
+    fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+        let rest = &stat[stat.rfind(')')? + 1..];
+        let mut fields = rest.split_whitespace().skip(11);
+        let utime: f64 = fields.next()?.parse().ok()?;
+        let stime: f64 = fields.next()?.parse().ok()?;
+        // Clock ticks: USER_HZ is 100 on every Linux platform this runs on.
+        Some((utime + stime) / 100.0)
+    }
+
     /// Peak resident set size (VmHWM) in MiB.
     fn peak_rss_mib(&self) -> Option<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
@@ -191,6 +207,8 @@ struct RunResult {
     e2e_p50_ms: f64,
     e2e_p99_ms: f64,
     errors: usize,
+    /// CPU time of the server process per event sent (µs), over the run until the last delivery.
+    cpu_us_per_event: f64,
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -302,7 +320,7 @@ async fn drive(
 /// One measured run: ingress numbers, then waits for `expect_deliveries` at the sink.
 #[allow(clippy::too_many_arguments)]
 async fn run_once(
-    addr: SocketAddr,
+    server: &ChildServer,
     path: &str,
     args: &BenchArgs,
     count: usize,
@@ -313,6 +331,8 @@ async fn run_once(
     sends: &Arc<Vec<AtomicU64>>,
     expect_deliveries: u64,
 ) -> anyhow::Result<RunResult> {
+    let addr = server.addr;
+    let cpu_before = server.cpu_seconds();
     let before = sink.count.load(Ordering::Relaxed);
     let t0 = Instant::now();
     let (elapsed, mut lat, errors) =
@@ -331,6 +351,10 @@ async fn run_once(
         }
         delivered_at = Some(t0.elapsed());
     }
+    let cpu_us_per_event = match (cpu_before, server.cpu_seconds()) {
+        (Some(b), Some(a)) if count > 0 => (a - b) * 1e6 / count as f64,
+        _ => f64::NAN,
+    };
     lat.sort_unstable();
     let mut e2e: Vec<u64> = (id_offset..id_offset + count)
         .filter_map(|i| {
@@ -350,6 +374,7 @@ async fn run_once(
         e2e_p50_ms: percentile(&e2e, 0.50),
         e2e_p99_ms: percentile(&e2e, 0.99),
         errors,
+        cpu_us_per_event,
     })
 }
 
@@ -420,15 +445,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut offset = 0;
     let mut rows: Vec<(String, RunResult, Option<f64>)> = Vec::new();
 
-    let (bare, relay) = if args.no_baselines {
+    let (bare, relay): (Option<RunResult>, Option<RunResult>) = if args.no_baselines {
         (None, None)
     } else {
         eprintln!("bench: bare-202 baseline ...");
         let s = ChildServer::spawn(&["baseline", "--kind", "ok"])?;
-        let bare = run_once(
-            s.addr, "/", &args, n, offset, &one_type, None, &sink, &sends, 0,
-        )
-        .await?;
+        let bare = run_once(&s, "/", &args, n, offset, &one_type, None, &sink, &sends, 0).await?;
         offset += n;
         rows.push(("bare-202 baseline".into(), bare.clone(), s.peak_rss_mib()));
         drop(s);
@@ -436,7 +458,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let target = format!("http://{sink_addr}/relay");
         let s = ChildServer::spawn(&["baseline", "--kind", "relay", "--target", &target])?;
         let relay = run_once(
-            s.addr, "/", &args, n, offset, &one_type, None, &sink, &sends, n as u64,
+            &s, "/", &args, n, offset, &one_type, None, &sink, &sends, n as u64,
         )
         .await?;
         offset += n;
@@ -449,7 +471,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let cfg1 = broker_config(&dir, sink_addr, 1, 1)?;
     let broker = spawn_broker(&dir, &cfg1, "data-1")?;
     let sy = run_once(
-        broker.addr,
+        &broker,
         "/default/bench",
         &args,
         n,
@@ -468,10 +490,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         broker.peak_rss_mib(),
     ));
 
+    if args.quick {
+        drop(broker);
+        let _ = std::fs::remove_dir_all(&dir);
+        print_results(&rows, bare.as_ref(), relay.as_ref(), &sy, None, None, &args);
+        return Ok(());
+    }
     eprintln!("bench: switchyard, fixed rate {} ev/s ...", args.rate);
     let rate_n = (args.rate * args.rate_seconds) as usize;
     let fixed = run_once(
-        broker.addr,
+        &broker,
         "/default/bench",
         &args,
         rate_n,
@@ -504,7 +532,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .map(|i| format!("bench.type{}", i * 100))
         .collect();
     let many = run_once(
-        broker.addr,
+        &broker,
         "/default/bench",
         &args,
         n,
@@ -533,7 +561,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let fan_types: Vec<String> = (0..types).map(|i| format!("bench.type{i}")).collect();
     let fan_n = n / 4;
     let fan = run_once(
-        broker.addr,
+        &broker,
         "/default/bench",
         &args,
         fan_n,
@@ -556,11 +584,33 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     drop(broker);
     let _ = std::fs::remove_dir_all(&dir);
 
-    println!("\n| run | accepted/s | delivered/s | 202 p50 ms | 202 p99 ms | e2e p50 ms | e2e p99 ms | errors | peak RSS MiB |");
-    println!("|---|---|---|---|---|---|---|---|---|");
-    for (name, r, rss) in &rows {
+    print_results(
+        &rows,
+        bare.as_ref(),
+        relay.as_ref(),
+        &sy,
+        Some(&fixed),
+        Some(&many),
+        &args,
+    );
+    Ok(())
+}
+
+/// Prints the Markdown tables; `fixed` and `many` are `None` in a `--quick` run.
+fn print_results(
+    rows: &[(String, RunResult, Option<f64>)],
+    bare: Option<&RunResult>,
+    relay: Option<&RunResult>,
+    sy: &RunResult,
+    fixed: Option<&RunResult>,
+    many: Option<&RunResult>,
+    args: &BenchArgs,
+) {
+    println!("\n| run | accepted/s | delivered/s | 202 p50 ms | 202 p99 ms | e2e p50 ms | e2e p99 ms | errors | peak RSS MiB | server CPU µs/event |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for (name, r, rss) in rows {
         println!(
-            "| {name} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} |",
+            "| {name} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {:.0} |",
             r.accepted_per_s,
             r.delivered_per_s,
             r.p50_ms,
@@ -568,7 +618,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             r.e2e_p50_ms,
             r.e2e_p99_ms,
             r.errors,
-            rss.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into())
+            rss.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into()),
+            r.cpu_us_per_event
         );
     }
     println!("\n| ratio | value | target |");
@@ -583,16 +634,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             sy.delivered_per_s / relay.delivered_per_s
         );
     }
-    println!(
-        "| p99 end-to-end latency at {} ev/s | {:.2} ms | ≤ 10 ms |",
-        args.rate, fixed.e2e_p99_ms
-    );
-    println!(
-        "| {} triggers (1% matching) delivered events/s ÷ 1 trigger | {:.2} | ≥ 0.8 |",
-        args.triggers,
-        many.delivered_per_s / sy.delivered_per_s
-    );
-    Ok(())
+    if let Some(fixed) = fixed {
+        println!(
+            "| p99 end-to-end latency at {} ev/s | {:.2} ms | ≤ 10 ms |",
+            args.rate, fixed.e2e_p99_ms
+        );
+    }
+    if let Some(many) = many {
+        println!(
+            "| {} triggers (1% matching) delivered events/s ÷ 1 trigger | {:.2} | ≥ 0.8 |",
+            args.triggers,
+            many.delivered_per_s / sy.delivered_per_s
+        );
+    }
 }
 
 fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {

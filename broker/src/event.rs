@@ -55,6 +55,24 @@ pub enum ExtValue {
 }
 
 impl ExtValue {
+    /// Length in bytes of [`ExtValue::to_canonical`], without building the string.
+    pub fn canonical_len(&self) -> usize {
+        match self {
+            ExtValue::Bool(true) => 4,
+            ExtValue::Bool(false) => 5,
+            ExtValue::Int(i) => {
+                let mut n = usize::from(*i < 0) + 1;
+                let mut v = i.unsigned_abs();
+                while v >= 10 {
+                    v /= 10;
+                    n += 1;
+                }
+                n
+            }
+            ExtValue::String(s) => s.len(),
+        }
+    }
+
     /// Canonical string form (what a binary-mode header carries).
     pub fn to_canonical(&self) -> Cow<'_, str> {
         match self {
@@ -231,6 +249,8 @@ impl Event {
         if ttl <= 0 {
             return false;
         }
+        // Room for the two stamped extensions in one growth rather than two.
+        self.extensions.reserve(2);
         self.set_extension(TTL_EXTENSION, ExtValue::Int(ttl));
         self.set_extension(ARRIVAL_TIME_EXTENSION, ExtValue::String(arrival.to_owned()));
         true
@@ -249,7 +269,7 @@ impl Event {
             + self
                 .extensions
                 .iter()
-                .map(|(k, v)| k.len() + v.to_canonical().len())
+                .map(|(k, v)| k.len() + v.canonical_len())
                 .sum::<usize>()
             + self.data.bytes().map_or(0, |b| b.len())
     }
@@ -277,6 +297,25 @@ mod tests {
         assert_eq!(e.attribute("a"), None);
         assert_eq!(e.attribute("type"), Some(AttrValue::Str("t")));
         assert_eq!(e.attribute("subject"), None);
+    }
+
+    #[test]
+    fn canonical_len_matches_the_canonical_string() {
+        for v in [
+            ExtValue::Bool(true),
+            ExtValue::Bool(false),
+            ExtValue::Int(0),
+            ExtValue::Int(9),
+            ExtValue::Int(10),
+            ExtValue::Int(255),
+            ExtValue::Int(-1),
+            ExtValue::Int(-10),
+            ExtValue::Int(i32::MAX),
+            ExtValue::Int(i32::MIN),
+            ExtValue::String("héllo".into()),
+        ] {
+            assert_eq!(v.canonical_len(), v.to_canonical().len(), "{v:?}");
+        }
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! host (hyper), a per-attempt timeout covering the whole exchange, and a bounded response body.
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, StatusCode, Uri};
+use http::{HeaderMap, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Body as _;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -68,15 +69,26 @@ impl HttpClient {
         body: Bytes,
         timeout: Duration,
     ) -> Result<Response, SendError> {
+        self.send(uri, headers.clone(), body, timeout).await
+    }
+
+    /// [`HttpClient::post`] taking the headers by value: they move into the request without a copy.
+    pub async fn send(
+        &self,
+        uri: &Uri,
+        headers: HeaderMap,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<Response, SendError> {
         if uri.scheme_str() != Some("http") {
             return Err(SendError::Destination(format!(
                 "{uri}: only http:// destinations are supported by this build"
             )));
         }
-        let mut req = Request::post(uri.clone())
-            .body(Full::new(body))
-            .map_err(|e| SendError::Destination(e.to_string()))?;
-        *req.headers_mut() = headers.clone();
+        let mut req = Request::new(Full::new(body));
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = uri.clone();
+        *req.headers_mut() = headers;
         let limit = self.max_response_bytes;
         let exchange = async {
             let resp = self
@@ -85,19 +97,24 @@ impl HttpClient {
                 .await
                 .map_err(|e| SendError::Transport(error_chain(&e)))?;
             let (parts, body) = resp.into_parts();
-            let body = Limited::new(body, limit)
-                .collect()
-                .await
-                .map_err(|e| {
-                    if e.downcast_ref::<http_body_util::LengthLimitError>()
-                        .is_some()
-                    {
-                        SendError::BodyTooLarge(limit)
-                    } else {
-                        SendError::Transport(e.to_string())
-                    }
-                })?
-                .to_bytes();
+            // The common answer (a 202 without a body) needs no collection.
+            let body = if body.is_end_stream() {
+                Bytes::new()
+            } else {
+                Limited::new(body, limit)
+                    .collect()
+                    .await
+                    .map_err(|e| {
+                        if e.downcast_ref::<http_body_util::LengthLimitError>()
+                            .is_some()
+                        {
+                            SendError::BodyTooLarge(limit)
+                        } else {
+                            SendError::Transport(e.to_string())
+                        }
+                    })?
+                    .to_bytes()
+            };
             Ok(Response {
                 status: parts.status,
                 headers: parts.headers,

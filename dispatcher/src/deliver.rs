@@ -6,12 +6,12 @@ use crate::client::{Response, SendError};
 use crate::{Shared, TriggerCtx};
 use base64::Engine;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use std::time::{Duration, Instant, SystemTime};
 use switchyard_broker::channel::{Delivery, ParkRecord};
 use switchyard_broker::delivery::{classify, parse_retry_after, Classification, Format};
 use switchyard_broker::event::{Event, ExtValue, DEFAULT_TTL, TTL_EXTENSION};
-use switchyard_broker::format::http::{parse_response, write_binary, write_structured};
+use switchyard_broker::format::http::{parse_response, write_binary_egress, write_structured};
 use switchyard_broker::format::validate::is_valid_attribute_name;
 
 /// Max bytes of a response body copied into `knativeerrordata` (before base64).
@@ -96,12 +96,8 @@ enum Attempt {
 pub(crate) fn encode(event: &Event, format: Format) -> (HeaderMap, Bytes) {
     let mut headers = HeaderMap::new();
     let body = match format {
-        // Binary mode: write the stored event as it is and drop the TTL header (no event copy).
-        Format::Binary => {
-            let body = write_binary(event, &mut headers);
-            headers.remove("ce-knativebrokerttl");
-            body
-        }
+        // Binary mode: write the stored event without its TTL header (no event copy).
+        Format::Binary => write_binary_egress(event, &mut headers),
         Format::Json if event.extension(TTL_EXTENSION).is_some() => {
             let mut e = event.clone();
             e.remove_extension(TTL_EXTENSION);
@@ -111,12 +107,12 @@ pub(crate) fn encode(event: &Event, format: Format) -> (HeaderMap, Bytes) {
     };
     if let Some(ExtValue::String(tp)) = event.extension("traceparent") {
         if let Ok(v) = HeaderValue::from_str(tp) {
-            headers.insert("traceparent", v);
+            headers.insert(HeaderName::from_static("traceparent"), v);
         }
     }
     if let Some(ExtValue::String(ts)) = event.extension("tracestate") {
         if let Ok(v) = HeaderValue::from_str(ts) {
-            headers.insert("tracestate", v);
+            headers.insert(HeaderName::from_static("tracestate"), v);
         }
     }
     (headers, body)
@@ -127,13 +123,26 @@ pub(crate) fn encode(event: &Event, format: Format) -> (HeaderMap, Bytes) {
 /// redelivered after restart).
 pub(crate) async fn deliver(shared: &Shared, ctx: &TriggerCtx, delivery: Delivery) {
     let event = &delivery.event;
-    let (mut headers, body) = encode(event, ctx.format);
-    headers.insert("prefer", HeaderValue::from_static("reply"));
-    headers.insert("kn-namespace", ctx.namespace_header.clone());
+    // Each attempt's request owns its headers: the first is built here, a retry (rare) encodes again
+    // rather than every attempt copying a kept header map.
+    let request = || {
+        let (mut headers, body) = encode(event, ctx.format);
+        headers.insert(
+            HeaderName::from_static("prefer"),
+            HeaderValue::from_static("reply"),
+        );
+        headers.insert(
+            HeaderName::from_static("kn-namespace"),
+            ctx.namespace_header.clone(),
+        );
+        (headers, body)
+    };
+    let mut next = Some(request());
 
     let mut retry = 0u32;
     let failure = loop {
-        match attempt(shared, ctx, &delivery, &headers, body.clone()).await {
+        let (headers, body) = next.take().unwrap_or_else(request);
+        match attempt(shared, ctx, &delivery, headers, body).await {
             Attempt::Done => {
                 finish(shared, ctx, delivery.seq).await;
                 return;
@@ -165,13 +174,13 @@ async fn attempt(
     shared: &Shared,
     ctx: &TriggerCtx,
     delivery: &Delivery,
-    headers: &HeaderMap,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Attempt {
     let started = Instant::now();
     let result = shared
         .client
-        .post(&ctx.subscriber, headers, body, ctx.policy.timeout)
+        .send(&ctx.subscriber, headers, body, ctx.policy.timeout)
         .await;
     ctx.metrics.latency.observe(started.elapsed().as_secs_f64());
     let resp = match result {

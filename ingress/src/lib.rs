@@ -138,16 +138,11 @@ impl Ingress {
             (Some(ns), Some(name), None) if !ns.is_empty() && !name.is_empty() => (ns, name),
             _ => return Err(IngressError::NotFound(path.to_owned())),
         };
-        let brokers = self.brokers.load();
-        let label_len = ns.len() + 1 + name.len();
-        let mut label = String::with_capacity(label_len);
-        label.push_str(ns);
-        label.push('/');
-        label.push_str(name);
-        let Some(broker) = brokers.get(&label).cloned() else {
-            return Err(IngressError::UnknownBroker(label));
+        // Exactly two non-empty segments: `trimmed` is `"ns/name"`, the map's key (no label built).
+        debug_assert_eq!(trimmed.len(), ns.len() + 1 + name.len());
+        let Some(broker) = self.brokers.load().get(trimmed).cloned() else {
+            return Err(IngressError::UnknownBroker(trimmed.to_owned()));
         };
-        drop(brokers);
         let result = self.accept(&broker, req).await;
         match &result {
             Ok(n) => {

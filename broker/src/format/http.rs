@@ -256,6 +256,40 @@ fn insert_encoded(headers: &mut HeaderMap, name: HeaderName, value: &str, buf: &
 /// Egress binary mode: inserts ce-* headers (percent-encoded per rule 35), Content-Type from datacontenttype
 /// (application/json when data is Data::Json and there is no datacontenttype); returns the body.
 pub fn write_binary(event: &Event, headers: &mut HeaderMap) -> Bytes {
+    write_binary_impl(event, headers, None)
+}
+
+/// [`write_binary`] without the `knativebrokerttl` extension, which never leaves the broker (Switchyard
+/// decision 6): the dispatcher's egress encoding, with no header inserted only to be removed again.
+pub fn write_binary_egress(event: &Event, headers: &mut HeaderMap) -> Bytes {
+    write_binary_impl(event, headers, Some(crate::event::TTL_EXTENSION))
+}
+
+/// The `ce-` header name of an extension; the ones Switchyard itself stamps or forwards on every event
+/// are static (no allocation), the others are built.
+fn extension_header(name: &str, buf: &mut String) -> Option<HeaderName> {
+    let known = match name {
+        "knativearrivaltime" => "ce-knativearrivaltime",
+        "knativebrokerttl" => "ce-knativebrokerttl",
+        "traceparent" => "ce-traceparent",
+        "tracestate" => "ce-tracestate",
+        "partitionkey" => "ce-partitionkey",
+        "knativeerrordest" => "ce-knativeerrordest",
+        "knativeerrorcode" => "ce-knativeerrorcode",
+        "knativeerrordata" => "ce-knativeerrordata",
+        _ => {
+            buf.clear();
+            buf.push_str("ce-");
+            buf.push_str(name);
+            return HeaderName::from_bytes(buf.as_bytes()).ok();
+        }
+    };
+    Some(HeaderName::from_static(known))
+}
+
+fn write_binary_impl(event: &Event, headers: &mut HeaderMap, skip: Option<&str>) -> Bytes {
+    // Core attributes, extensions, Content-Type, and room for the dispatcher's few own headers.
+    headers.reserve(8 + event.extensions.len());
     let mut buf = String::with_capacity(64);
     headers.insert(
         HeaderName::from_static(CE_SPECVERSION),
@@ -292,12 +326,12 @@ pub fn write_binary(event: &Event, headers: &mut HeaderMap) -> Bytes {
         };
         insert_encoded(headers, name, v, &mut buf);
     }
-    let mut name_buf = String::with_capacity(32);
+    let mut name_buf = String::new();
     for (name, value) in &event.extensions {
-        name_buf.clear();
-        name_buf.push_str("ce-");
-        name_buf.push_str(name);
-        if let Ok(hn) = HeaderName::from_bytes(name_buf.as_bytes()) {
+        if skip == Some(name.as_str()) {
+            continue;
+        }
+        if let Some(hn) = extension_header(name, &mut name_buf) {
             insert_encoded(headers, hn, &value.to_canonical(), &mut buf);
         }
     }
@@ -505,6 +539,41 @@ mod tests {
         ct_no_data.datacontenttype = Some("text/plain".into());
         vec![e, with_text, bytes, ct_no_data]
     }
+
+    #[test]
+    fn egress_binary_is_binary_without_the_ttl() {
+        for mut e in sample_events() {
+            for name in [
+                "knativearrivaltime",
+                "traceparent",
+                "tracestate",
+                "partitionkey",
+                "knativeerrordest",
+                "knativeerrorcode",
+                "knativeerrordata",
+            ] {
+                e.set_extension(name, ExtValue::String(format!("v-{name}")));
+            }
+            let mut full = HeaderMap::new();
+            let full_body = write_binary(&e, &mut full);
+            let mut egress = HeaderMap::new();
+            let egress_body = write_binary_egress(&e, &mut egress);
+            assert_eq!(full_body, egress_body);
+            assert!(egress.get("ce-knativebrokerttl").is_none());
+            assert_eq!(full["ce-knativebrokerttl"], "255");
+            full.remove("ce-knativebrokerttl");
+            assert_eq!(full, egress);
+            assert_eq!(egress["ce-traceparent"], "v-traceparent");
+            let mut expected = e.clone();
+            expected.remove_extension(TTL_EXTENSION_NAME);
+            assert_eq!(
+                single(parse_request(&egress, egress_body).unwrap()),
+                expected
+            );
+        }
+    }
+
+    const TTL_EXTENSION_NAME: &str = crate::event::TTL_EXTENSION;
 
     #[test]
     fn binary_round_trip() {
