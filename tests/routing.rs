@@ -160,3 +160,61 @@ async fn reply_chain_reaches_second_trigger() {
         .is_none());
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn cesql_filters_route_events() {
+    let sub = Subscriber::start().await;
+    let yaml = config(
+        "",
+        &[
+            trigger(
+                "shop-orders",
+                "  filters:\n    - cesql: \"type = 'com.example.order' AND source LIKE 'https://shop/%'\"\n",
+                &sub.url("/orders"),
+            ),
+            trigger(
+                "big",
+                "  filters:\n    - cesql: \"INT(amount) > 100 AND NOT EXISTS subject\"\n",
+                &sub.url("/big"),
+            ),
+            trigger("sentinel", "", &sub.url("/sentinel")),
+        ],
+    );
+    let b = TestBroker::start(&yaml).await;
+    let url = b.ingress("/default/default");
+    let send =
+        |id: &'static str, ty: &'static str, source: &'static str, amount: Option<&'static str>| {
+            let url = url.clone();
+            async move {
+                let mut h = vec![
+                    ("ce-specversion", "1.0"),
+                    ("ce-id", id),
+                    ("ce-source", source),
+                    ("ce-type", ty),
+                ];
+                if let Some(a) = amount {
+                    h.push(("ce-amount", a));
+                }
+                assert_eq!(post(&url, &h, "").await.status, 202);
+            }
+        };
+    send("1", "com.example.order", "https://shop/eu", Some("50")).await;
+    send("2", "com.example.order", "https://other/eu", Some("500")).await;
+    send("3", "com.example.refund", "https://shop/eu", None).await; // amount missing → error → no match
+    sub.wait_for("/sentinel", 3).await;
+    let orders = sub.wait_for("/orders", 1).await;
+    let big = sub.wait_for("/big", 1).await;
+    // A sentinel for each proves nothing else was routed to them.
+    send("4", "com.example.order", "https://shop/us", Some("1000")).await;
+    sub.wait_for("/sentinel", 4).await;
+    let orders = sub.wait_for("/orders", orders.len() + 1).await;
+    let big = sub.wait_for("/big", big.len() + 1).await;
+    let ids = |v: &[Received]| {
+        v.iter()
+            .filter_map(|r| r.header("ce-id"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&orders), vec!["1", "4"]);
+    assert_eq!(ids(&big), vec!["2", "4"]);
+    b.shutdown().await;
+}
