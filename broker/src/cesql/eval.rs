@@ -7,7 +7,7 @@
 //! an [`EvalError`] message only by [`Expression::evaluate`](super::Expression::evaluate), so a filter that
 //! fails (say, on a missing attribute) does not allocate.
 
-use super::parser::{BinOp, Func, Lit, Node, Ty};
+use super::parser::{AttrName, BinOp, Core, Func, Lit, Node, Ty};
 use super::{ErrorKind, EvalError, Value};
 use crate::event::{AttrValue, Event};
 use std::borrow::Cow;
@@ -110,6 +110,7 @@ fn cast_fail<'a>(ty: Ty) -> impl FnOnce(Fault<'a>) -> (Val<'a>, Fault<'a>) {
 
 // === casts (spec §3.7) ===
 
+#[inline]
 fn to_bool(v: Val<'_>) -> Result<bool, Fault<'_>> {
     match v {
         Val::Bool(b) => Ok(b),
@@ -129,6 +130,7 @@ fn to_bool(v: Val<'_>) -> Result<bool, Fault<'_>> {
     }
 }
 
+#[inline]
 fn to_int(v: Val<'_>) -> Result<i32, Fault<'_>> {
     match v {
         Val::Bool(b) => Ok(i32::from(b)),
@@ -141,6 +143,7 @@ fn to_int(v: Val<'_>) -> Result<i32, Fault<'_>> {
     }
 }
 
+#[inline]
 fn to_str(v: Val<'_>) -> Cow<'_, str> {
     match v {
         Val::Bool(true) => Cow::Borrowed("true"),
@@ -150,6 +153,7 @@ fn to_str(v: Val<'_>) -> Cow<'_, str> {
     }
 }
 
+#[inline]
 fn cast(v: Val<'_>, ty: Ty) -> Result<Val<'_>, Fault<'_>> {
     Ok(match ty {
         Ty::Bool => Val::Bool(to_bool(v)?),
@@ -158,6 +162,7 @@ fn cast(v: Val<'_>, ty: Ty) -> Result<Val<'_>, Fault<'_>> {
     })
 }
 
+#[inline]
 fn type_of(v: &Val<'_>) -> Ty {
     match v {
         Val::Bool(_) => Ty::Bool,
@@ -174,13 +179,13 @@ pub(crate) fn eval<'a>(node: &'a Node, event: &'a Event) -> Res<'a> {
         Node::Lit(Lit::Bool(b)) => Ok(Val::Bool(*b)),
         Node::Lit(Lit::Int(i)) => Ok(Val::Int(*i)),
         Node::Lit(Lit::Str(s)) => Ok(Val::Str(Cow::Borrowed(s))),
-        Node::Attr(name) => match event.attribute(name) {
+        Node::Attr(attr) => match lookup(attr, event) {
             Some(AttrValue::Str(s)) => Ok(Val::Str(Cow::Borrowed(s))),
             Some(AttrValue::Bool(b)) => Ok(Val::Bool(b)),
             Some(AttrValue::Int(i)) => Ok(Val::Int(i)),
-            None => Err((Val::Bool(false), Fault::MissingAttribute(name))),
+            None => Err((Val::Bool(false), Fault::MissingAttribute(&attr.name))),
         },
-        Node::Exists(name) => Ok(Val::Bool(event.attribute(name).is_some())),
+        Node::Exists(attr) => Ok(Val::Bool(lookup(attr, event).is_some())),
         Node::Not(inner) => {
             let v = eval(inner, event).map_err(zeroed(Ty::Bool))?;
             Ok(Val::Bool(!to_bool(v).map_err(cast_fail(Ty::Bool))?))
@@ -228,6 +233,24 @@ pub(crate) fn eval<'a>(node: &'a Node, event: &'a Event) -> Res<'a> {
     }
 }
 
+/// Looks an attribute up: core attributes by field, anything else through [`Event::attribute`]
+/// (extensions, and the 0.3 `schemaurl` alias).
+#[inline]
+fn lookup<'e>(attr: &AttrName, event: &'e Event) -> Option<AttrValue<'e>> {
+    let opt = |v: &'e Option<String>| v.as_deref().map(AttrValue::Str);
+    match attr.core {
+        Some(Core::Specversion) => Some(AttrValue::Str(event.specversion.as_str())),
+        Some(Core::Id) => Some(AttrValue::Str(&event.id)),
+        Some(Core::Source) => Some(AttrValue::Str(&event.source)),
+        Some(Core::Type) => Some(AttrValue::Str(&event.ty)),
+        Some(Core::Subject) => opt(&event.subject),
+        Some(Core::Time) => opt(&event.time),
+        Some(Core::Datacontenttype) => opt(&event.datacontenttype),
+        Some(Core::Dataschema) => opt(&event.dataschema),
+        None => event.attribute(&attr.name),
+    }
+}
+
 /// A left-to-right chain of one precedence level. `ty` is the chain's result type (its last operator's).
 fn eval_chain<'a>(ty: Ty, first: &'a Node, rest: &'a [(BinOp, Node)], event: &'a Event) -> Res<'a> {
     let mut acc = eval(first, event).map_err(zeroed(ty))?;
@@ -256,6 +279,7 @@ fn eval_chain<'a>(ty: Ty, first: &'a Node, rest: &'a [(BinOp, Node)], event: &'a
 }
 
 /// A non-logical binary operator, or XOR, on evaluated operands.
+#[inline]
 fn binary<'a>(op: BinOp, l: Val<'a>, r: Val<'a>) -> Result<Val<'a>, Fault<'a>> {
     Ok(match op {
         BinOp::Xor | BinOp::And | BinOp::Or => {

@@ -149,14 +149,51 @@ impl Func {
     }
 }
 
+/// A core attribute resolved at parse time (looked up without comparing names per event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Core {
+    Specversion,
+    Id,
+    Source,
+    Type,
+    Subject,
+    Time,
+    Datacontenttype,
+    Dataschema,
+}
+
+/// An attribute name (lower-cased), with its core attribute when it names one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AttrName {
+    pub(crate) name: Box<str>,
+    pub(crate) core: Option<Core>,
+}
+
+impl AttrName {
+    fn new(name: Box<str>) -> AttrName {
+        let core = match &*name {
+            "specversion" => Some(Core::Specversion),
+            "id" => Some(Core::Id),
+            "source" => Some(Core::Source),
+            "type" => Some(Core::Type),
+            "subject" => Some(Core::Subject),
+            "time" => Some(Core::Time),
+            "datacontenttype" => Some(Core::Datacontenttype),
+            "dataschema" => Some(Core::Dataschema),
+            _ => None,
+        };
+        AttrName { name, core }
+    }
+}
+
 /// An expression node.
 #[derive(Debug, Clone)]
 pub(crate) enum Node {
     Lit(Lit),
-    /// A context attribute reference (lower-cased name).
-    Attr(Box<str>),
+    /// A context attribute reference.
+    Attr(AttrName),
     /// `EXISTS name`.
-    Exists(Box<str>),
+    Exists(AttrName),
     Not(Box<Node>),
     Neg(Box<Node>),
     /// `first op1 x1 op2 x2 …`, evaluated left to right; all operators are of one precedence level.
@@ -461,7 +498,7 @@ impl Parser<'_> {
                 if name.tok != Tok::Word {
                     return Err(self.unexpected(&name, "an attribute name after EXISTS"));
                 }
-                Node::Exists(self.identifier(&name)?)
+                Node::Exists(AttrName::new(self.identifier(&name)?))
             }
             Tok::Word if self.peek().tok == Tok::LParen => {
                 self.at += 1;
@@ -484,7 +521,7 @@ impl Parser<'_> {
                     },
                 }
             }
-            Tok::Word => Node::Attr(self.identifier(&t)?),
+            Tok::Word => Node::Attr(AttrName::new(self.identifier(&t)?)),
             _ => return Err(self.unexpected(&t, "an expression")),
         })
     }
