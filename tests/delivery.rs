@@ -82,12 +82,7 @@ async fn retry_timings_follow_linear_backoff() {
         &sub.url("/s"),
     );
     let b = TestBroker::start(&config("", &[t])).await;
-    assert_eq!(
-        post(&ingress_url(&b), &ce_headers("1", "t"), "{}")
-            .await
-            .status,
-        202
-    );
+    b.send("1", "t").await;
     let got = sub.wait_for("/s", 4).await;
     let gaps: Vec<Duration> = got.windows(2).map(|w| w[1].at - w[0].at).collect();
     for (gap, expected_ms) in gaps.iter().zip([200u64, 400, 600]) {
@@ -111,12 +106,7 @@ async fn retry_after_is_honoured() {
         &sub.url("/s"),
     );
     let b = TestBroker::start(&config("", &[t])).await;
-    assert_eq!(
-        post(&ingress_url(&b), &ce_headers("1", "t"), "{}")
-            .await
-            .status,
-        202
-    );
+    b.send("1", "t").await;
     let got = sub.wait_for("/s", 2).await;
     assert!(got[1].at - got[0].at >= Duration::from_secs(1));
     b.shutdown().await;
@@ -137,12 +127,7 @@ async fn non_retryable_status_goes_to_dead_letter_sink_with_extensions() {
         &sub.url("/s"),
     );
     let b = TestBroker::start(&config("", &[t])).await;
-    assert_eq!(
-        post(&ingress_url(&b), &ce_headers("1", "t"), "{}")
-            .await
-            .status,
-        202
-    );
+    b.send("1", "t").await;
     let dl = sub.wait_for("/dls", 1).await;
     assert_eq!(sub.received_on("/s").len(), 1, "422 is not retried");
     let d = &dl[0];
@@ -172,12 +157,7 @@ async fn unreachable_subscriber_dead_letters_without_error_code() {
         &dead_url,
     );
     let b = TestBroker::start(&config("", &[t])).await;
-    assert_eq!(
-        post(&ingress_url(&b), &ce_headers("1", "t"), "{}")
-            .await
-            .status,
-        202
-    );
+    b.send("1", "t").await;
     let dl = sub.wait_for("/dls", 1).await;
     assert_eq!(dl[0].header("ce-knativeerrordest"), Some(dead_url));
     assert!(dl[0].header("ce-knativeerrorcode").is_none());
@@ -202,12 +182,7 @@ async fn trigger_delivery_replaces_broker_delivery_as_a_whole() {
         &sub.url("/s"),
     );
     let b = TestBroker::start(&config(&broker_delivery, &[t])).await;
-    assert_eq!(
-        post(&ingress_url(&b), &ce_headers("1", "t"), "{}")
-            .await
-            .status,
-        202
-    );
+    b.send("1", "t").await;
     sub.wait_for("/trigger-dls", 1).await;
     assert_eq!(
         sub.received_on("/s").len(),
@@ -276,12 +251,7 @@ async fn dead_letter_sink_failing_too_parks_the_event() {
         &sub.url("/s"),
     );
     let b = TestBroker::start(&config("", &[t])).await;
-    assert_eq!(
-        post(&ingress_url(&b), &ce_headers("1", "t"), "{}")
-            .await
-            .status,
-        202
-    );
+    b.send("1", "t").await;
     let list = parked(&b).await;
     assert_eq!(list[0]["reason"], "dead-letter-sink-failed");
     assert_eq!(sub.received_on("/dls").len(), 2);
@@ -320,19 +290,9 @@ async fn body_of_202_is_not_a_reply_and_invalid_reply_is_a_failure() {
         ],
     );
     let b = TestBroker::start(&yaml).await;
-    assert_eq!(
-        post(&ingress_url(&b), &ce_headers("1", "t"), "{}")
-            .await
-            .status,
-        202
-    );
+    b.send("1", "t").await;
     sub.wait_for("/s", 1).await;
-    assert_eq!(
-        post(&ingress_url(&b), &ce_headers("2", "t"), "{}")
-            .await
-            .status,
-        202
-    );
+    b.send("2", "t").await;
     let got = sub.wait_for("/s", 3).await;
     assert_eq!(got[2].header("ce-id").as_deref(), Some("2"));
     // A sentinel through the replies trigger proves no reply of event 1 was routed before it.
@@ -390,12 +350,7 @@ async fn slow_subscriber_times_out_and_is_retried_then_dead_lettered() {
         &sub.url("/s"),
     );
     let b = TestBroker::start(&config("", &[t])).await;
-    assert_eq!(
-        post(&ingress_url(&b), &ce_headers("1", "t"), "{}")
-            .await
-            .status,
-        202
-    );
+    b.send("1", "t").await;
     let dl = sub.wait_for("/dls", 1).await;
     assert_eq!(sub.received_on("/s").len(), 2, "a timeout is retried");
     assert!(dl[0].header("ce-knativeerrorcode").is_none());

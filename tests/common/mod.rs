@@ -329,6 +329,12 @@ impl TestBroker {
         String::from_utf8(r.body.to_vec()).unwrap()
     }
 
+    /// Sends a binary-mode event `{}` to `default/default` and asserts 202.
+    pub async fn send(&self, id: &str, ty: &str) {
+        let r = post(&self.ingress("/default/default"), &ce_headers(id, ty), "{}").await;
+        assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    }
+
     /// Parked events from the admin API.
     pub async fn dead_letters(&self) -> Vec<serde_json::Value> {
         let v = request("GET", &self.admin("/api/v1/deadletters"), &[], Bytes::new())
