@@ -367,7 +367,7 @@ spec:
     timeout: PT2S
     retryAfterMax: PT30S
     format: json
-    deadLetterSink: {uri: "https://dls.example/dead"}
+    deadLetterSink: {uri: "http://dls.example/dead"}
 "#);
         let b = &c.topology.brokers[&BrokerKey::new("team", "orders")];
         assert_eq!(b.max_backlog, Some(5000));
@@ -384,7 +384,7 @@ spec:
                 backoff_max: Some(Duration::from_secs(10)),
                 timeout: Some(Duration::from_secs(2)),
                 retry_after_max: Some(Duration::from_secs(30)),
-                dead_letter_sink: Some("https://dls.example/dead".into()),
+                dead_letter_sink: Some("http://dls.example/dead".into()),
                 format: Some(Format::Json),
             })
         );
@@ -559,12 +559,17 @@ spec:
         assert_err(
             &trigger_with("").replace("uri: http://sink.example/path", "uri: /relative"),
             "spec.subscriber.uri",
-            "must be an absolute http or https URL",
+            "must be an absolute http URL",
         );
         assert_err(
             &trigger_with("").replace("uri: http://sink.example/path", "uri: ftp://x/y"),
             "spec.subscriber.uri",
-            "must be an absolute http or https URL",
+            "must be an absolute http URL",
+        );
+        assert_err(
+            &trigger_with("").replace("uri: http://sink.example/path", "uri: https://x/y"),
+            "spec.subscriber.uri",
+            "https destinations are not supported by this build yet",
         );
         assert_err(
             &trigger_with("").replace("uri: http://sink.example/path", "uri: 'http://a b'"),
