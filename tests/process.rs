@@ -182,3 +182,30 @@ async fn hot_reload_applies_valid_changes_and_rejects_invalid_ones() {
     assert_eq!(ids, vec!["1", "2", "3"]);
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn hot_reload_repointing_a_trigger_to_another_broker_keeps_it_delivering() {
+    let sub = Subscriber::start().await;
+    let two_brokers = |trigger_broker: &str| {
+        format!(
+            "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: default\n---\napiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: other\n---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: t\nspec:\n  broker: {trigger_broker}\n  subscriber:\n    uri: {}\n",
+            sub.url("/s")
+        )
+    };
+    let b = TestBroker::start(&two_brokers("default")).await;
+    b.send("1", "t").await;
+    sub.wait_for("/s", 1).await;
+    std::fs::write(&b.config, two_brokers("other")).unwrap();
+    eventually("reload applied", || async {
+        b.metrics()
+            .await
+            .contains("switchyard_config_reloads_total{result=\"success\"} 1")
+            .then_some(())
+    })
+    .await;
+    let r = post(&b.ingress("/default/other"), &ce_headers("2", "t"), "{}").await;
+    assert_eq!(r.status, 202);
+    let got = sub.wait_for("/s", 2).await;
+    assert_eq!(got[1].header("ce-id").as_deref(), Some("2"));
+    b.shutdown().await;
+}

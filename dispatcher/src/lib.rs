@@ -88,6 +88,7 @@ impl Shared {
 }
 
 struct Worker {
+    broker: BrokerKey,
     ctx: watch::Sender<Arc<TriggerCtx>>,
     stop: watch::Sender<bool>,
     inflight: Arc<Semaphore>,
@@ -205,6 +206,16 @@ impl Dispatcher {
         });
         for ctx in ctxs {
             let ctx = Arc::new(ctx);
+            // A trigger re-pointed to another broker has a new, empty queue in the channel (its old
+            // subscription ended); a worker whose subscription ended for any other reason is replaced too.
+            let stale = workers
+                .get(&ctx.key)
+                .is_some_and(|w| w.broker != ctx.broker || w.task.is_finished());
+            if stale {
+                if let Some(w) = workers.remove(&ctx.key) {
+                    let _ = w.stop.send(true);
+                }
+            }
             if let Some(w) = workers.get_mut(&ctx.key) {
                 if ctx.max_inflight > w.max_inflight {
                     w.inflight.add_permits(ctx.max_inflight - w.max_inflight);
@@ -236,6 +247,7 @@ impl Dispatcher {
             workers.insert(
                 ctx.key.clone(),
                 Worker {
+                    broker: ctx.broker.clone(),
                     ctx: ctx_tx,
                     stop: stop_tx,
                     inflight,
