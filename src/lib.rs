@@ -6,7 +6,7 @@
 //!   down in order with a deadline.
 //! - [`admin`]: health, readiness, metrics and the dead-letter API.
 //! - [`reload`]: watches the config files and applies valid changes without a restart.
-//! - [`bench`]: the load tool (`switchyard bench`) with its in-run baselines.
+//! - [`bench`](mod@bench): the load tool (`switchyard bench`) with its in-run baselines.
 //! - [`explain`]: routing dry-runs (`switchyard explain`).
 
 #![warn(missing_docs)]

@@ -3,7 +3,7 @@
 //! The core of Switchyard, free of servers and clusters:
 //!
 //! - [`event`]: the CloudEvent model.
-//! - [`format`]: CloudEvents JSON format, HTTP binding (binary/structured/batch), validation and the
+//! - [`format`](mod@format): CloudEvents JSON format, HTTP binding (binary/structured/batch), validation and the
 //!   storage codec.
 //! - [`config`]: Knative manifests → validated, compiled [`config::Topology`].
 //! - [`cesql`]: the CESQL v1 expression engine (parse once, evaluate per event).

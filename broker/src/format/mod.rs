@@ -21,7 +21,7 @@ pub enum FormatErrorKind {
 }
 
 /// An encoding/validation error naming the problem and, where there is one, the attribute/field
-/// (e.g. field "time", "ce-id", "[2].source" for the third event of a batch, "data_base64").
+/// (e.g. field `time`, `ce-id`, `[2].source` for the third event of a batch, `data_base64`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct FormatError {
