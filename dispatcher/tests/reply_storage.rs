@@ -139,7 +139,7 @@ async fn reply_storage_failure_retries_the_subscriber() {
         "the subscriber was called again"
     );
     assert_eq!(channel.appends.load(Ordering::SeqCst), 2);
-    let stored = channel.stored.lock();
+    let stored = channel.stored.lock().clone();
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].id, "reply");
     assert_eq!(
