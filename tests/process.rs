@@ -145,13 +145,7 @@ async fn hot_reload_applies_valid_changes_and_rejects_invalid_ones() {
         ),
     )
     .unwrap();
-    eventually("reload applied", || async {
-        b.metrics()
-            .await
-            .contains("switchyard_config_reloads_total{result=\"success\"} 1")
-            .then_some(())
-    })
-    .await;
+    b.wait_reloads("success", 1).await;
     assert_eq!(post(&url, &ce_headers("2", "t"), "{}").await.status, 202);
     let got = sub.wait_for("/b", 1).await;
     assert_eq!(got[0].header("ce-id").as_deref(), Some("2"));
@@ -163,13 +157,7 @@ async fn hot_reload_applies_valid_changes_and_rejects_invalid_ones() {
         "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: x\nspec: {}\n",
     )
     .unwrap();
-    eventually("invalid reload counted", || async {
-        b.metrics()
-            .await
-            .contains("switchyard_config_reloads_total{result=\"invalid\"} 1")
-            .then_some(())
-    })
-    .await;
+    b.wait_reloads("invalid", 1).await;
     assert_eq!(post(&url, &ce_headers("3", "t"), "{}").await.status, 202);
     sub.wait_for("/a", 3).await;
     sub.wait_for("/b", 2).await;
@@ -196,13 +184,7 @@ async fn hot_reload_repointing_a_trigger_to_another_broker_keeps_it_delivering()
     b.send("1", "t").await;
     sub.wait_for("/s", 1).await;
     std::fs::write(&b.config, two_brokers("other")).unwrap();
-    eventually("reload applied", || async {
-        b.metrics()
-            .await
-            .contains("switchyard_config_reloads_total{result=\"success\"} 1")
-            .then_some(())
-    })
-    .await;
+    b.wait_reloads("success", 1).await;
     let r = post(&b.ingress("/default/other"), &ce_headers("2", "t"), "{}").await;
     assert_eq!(r.status, 202);
     let got = sub.wait_for("/s", 2).await;

@@ -335,6 +335,15 @@ impl TestBroker {
         assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
     }
 
+    /// Waits until the metrics count `n` config reloads with `result` (`success`, `invalid`).
+    pub async fn wait_reloads(&self, result: &str, n: u64) {
+        let line = format!("switchyard_config_reloads_total{{result=\"{result}\"}} {n}");
+        eventually(&line, || async {
+            self.metrics().await.contains(&line).then_some(())
+        })
+        .await;
+    }
+
     /// Parked events from the admin API.
     pub async fn dead_letters(&self) -> Vec<serde_json::Value> {
         let v = request("GET", &self.admin("/api/v1/deadletters"), &[], Bytes::new())
