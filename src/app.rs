@@ -38,6 +38,8 @@ pub struct ServeOptions {
     pub admin_listen: SocketAddr,
     /// Ingress limits.
     pub limits: Limits,
+    /// Extra trusted CA certificates (DER) for `https` subscribers and dead-letter sinks.
+    pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
     /// Time allowed for in-flight deliveries at shutdown.
     pub shutdown_grace: Duration,
     /// How often config files are checked for changes.
@@ -137,16 +139,19 @@ pub async fn start(opts: ServeOptions) -> Result<RunningApp, StartError> {
     let channel = Arc::new(store);
     let dyn_channel: Arc<dyn Channel> = channel.clone();
     let metrics = Arc::new(Metrics::new());
+    let dispatcher = Dispatcher::new(
+        dyn_channel.clone(),
+        metrics.clone(),
+        DispatcherOptions {
+            max_response_bytes: opts.limits.max_event_bytes,
+            extra_roots: opts.extra_roots.clone(),
+            ..DispatcherOptions::default()
+        },
+    )
+    .context("building the delivery client")?;
     let live = Arc::new(Live {
-        ingress: Ingress::new(dyn_channel.clone(), metrics.clone(), opts.limits.clone()),
-        dispatcher: Dispatcher::new(
-            dyn_channel,
-            metrics.clone(),
-            DispatcherOptions {
-                max_response_bytes: opts.limits.max_event_bytes,
-                ..DispatcherOptions::default()
-            },
-        ),
+        ingress: Ingress::new(dyn_channel, metrics.clone(), opts.limits.clone()),
+        dispatcher,
         channel,
         topology: ArcSwap::from_pointee(Topology::default()),
         metrics,

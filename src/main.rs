@@ -68,6 +68,10 @@ struct ServeArgs {
     /// Max open ingress connections; more wait in the kernel's accept queue.
     #[arg(long, env = "SWITCHYARD_MAX_CONNECTIONS", default_value_t = 10_000)]
     max_connections: usize,
+    /// PEM file of extra CA certificates trusted for `https` subscribers and dead-letter sinks (the
+    /// Mozilla root set is always trusted).
+    #[arg(long, env = "SWITCHYARD_CA_FILE")]
+    ca_file: Option<PathBuf>,
     /// Time allowed for in-flight deliveries on SIGTERM/SIGINT (e.g. 30s, 500ms).
     #[arg(long, env = "SWITCHYARD_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
     shutdown_grace: Duration,
@@ -125,7 +129,18 @@ fn main() -> ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> ExitCode {
+    let extra_roots = match &args.ca_file {
+        None => Vec::new(),
+        Some(path) => match switchyard::util::read_pem_certificates(path) {
+            Ok(certs) => certs,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
     let opts = ServeOptions {
+        extra_roots,
         configs: args.configs,
         data_dir: Some(args.data_dir),
         listen: args.listen,

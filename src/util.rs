@@ -1,6 +1,25 @@
 //! Small parsing helpers for command-line values.
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use std::path::Path;
 use std::time::Duration;
+
+/// Reads every certificate of a PEM file; a file without any is an error.
+pub fn read_pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let iter = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("--ca-file {}: {e}", path.display()))?;
+    let certs: Vec<CertificateDer<'static>> = iter
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("--ca-file {}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "--ca-file {}: no PEM certificate found",
+            path.display()
+        ));
+    }
+    Ok(certs)
+}
 
 /// Parses a human duration: `30s`, `500ms`, `2m`, `1h`, or plain seconds (`30`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -28,6 +47,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ca_file_without_certificates_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ca.pem");
+        std::fs::write(&p, "not a certificate").unwrap();
+        let e = read_pem_certificates(&p).unwrap_err();
+        assert!(e.contains("no PEM certificate"), "{e}");
+        assert!(read_pem_certificates(&dir.path().join("missing.pem")).is_err());
+    }
 
     #[test]
     fn durations() {

@@ -360,3 +360,33 @@ async fn slow_subscriber_times_out_and_is_retried_then_dead_lettered() {
     assert!(dl[0].at - sub.received_on("/s")[0].at < Duration::from_secs(2));
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn https_subscriber_with_a_trusted_private_ca() {
+    let (sub, cert) = Subscriber::start_tls().await;
+    let plain = Subscriber::start().await;
+    let yaml = config(
+        "",
+        &[
+            trigger("secure", "", &sub.tls_url("/s")),
+            trigger(
+                "untrusted",
+                &format!(
+                    "  delivery:\n    retry: 0\n    deadLetterSink:\n      uri: {}\n",
+                    plain.url("/dls")
+                ),
+                // Same TLS server, but reached through a name the certificate does not cover.
+                &format!("https://127.0.0.1:{}/x", sub.addr.port()),
+            ),
+        ],
+    );
+    let b = TestBroker::start_full(&yaml, switchyard_ingress::Limits::default(), vec![cert]).await;
+    b.send("tls-1", "t").await;
+    let got = sub.wait_for("/s", 1).await;
+    assert_eq!(got[0].header("ce-id").as_deref(), Some("tls-1"));
+    // Certificate verification is on: the IP-addressed destination fails and is dead-lettered.
+    let dl = plain.wait_for("/dls", 1).await;
+    assert!(dl[0].header("ce-knativeerrordata").is_some());
+    assert!(sub.received_on("/x").is_empty());
+    b.shutdown().await;
+}

@@ -5,9 +5,12 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body as _;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::CertificateDer;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A subscriber's response (body bounded by the client's limit).
@@ -41,24 +44,52 @@ pub enum SendError {
 /// Pooled HTTP/1.1 client.
 #[derive(Debug, Clone)]
 pub struct HttpClient {
-    inner: Client<HttpConnector, Full<Bytes>>,
+    inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     max_response_bytes: usize,
 }
 
 impl HttpClient {
     /// Creates a client; `max_idle_per_host` bounds the pool, `max_response_bytes` the bodies read.
-    pub fn new(max_idle_per_host: usize, max_response_bytes: usize) -> HttpClient {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(10)));
+    ///
+    /// `https` destinations are verified against the Mozilla root set (webpki-roots) plus `extra_roots`
+    /// (e.g. a private CA given with `--ca-file`).
+    pub fn new(
+        max_idle_per_host: usize,
+        max_response_bytes: usize,
+        extra_roots: &[CertificateDer<'static>],
+    ) -> Result<HttpClient, String> {
+        let mut roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        for cert in extra_roots {
+            roots
+                .add(cert.clone())
+                .map_err(|e| format!("invalid CA certificate: {e}"))?;
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS configuration: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_secs(10)));
+        http.enforce_http(false);
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
         let inner = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(max_idle_per_host)
             .pool_idle_timeout(Duration::from_secs(90))
             .build(connector);
-        HttpClient {
+        Ok(HttpClient {
             inner,
             max_response_bytes,
-        }
+        })
     }
 
     /// POSTs `body` with `headers` to `uri`; the timeout covers connect, response and body.
@@ -80,9 +111,9 @@ impl HttpClient {
         body: Bytes,
         timeout: Duration,
     ) -> Result<Response, SendError> {
-        if uri.scheme_str() != Some("http") {
+        if !matches!(uri.scheme_str(), Some("http" | "https")) {
             return Err(SendError::Destination(format!(
-                "{uri}: only http:// destinations are supported by this build"
+                "{uri}: only http:// and https:// destinations are supported"
             )));
         }
         let mut req = Request::new(Full::new(body));

@@ -35,6 +35,8 @@ pub struct DispatcherOptions {
     pub max_response_bytes: usize,
     /// Idle keep-alive connections kept per subscriber host.
     pub max_idle_per_host: usize,
+    /// Extra trusted CA certificates for `https` destinations (besides the Mozilla root set).
+    pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl Default for DispatcherOptions {
@@ -42,6 +44,7 @@ impl Default for DispatcherOptions {
         DispatcherOptions {
             max_response_bytes: 1024 * 1024,
             max_idle_per_host: 256,
+            extra_roots: Vec::new(),
         }
     }
 }
@@ -120,24 +123,35 @@ pub struct DispatchError {
     pub message: String,
 }
 
+/// The delivery client could not be built (invalid TLS roots).
+#[derive(Debug, thiserror::Error)]
+#[error("delivery client: {0}")]
+pub struct ClientConfigError(pub String);
+
 impl Dispatcher {
     /// Creates a dispatcher over a channel. Call [`Dispatcher::apply`] after the channel has the topology.
     pub fn new(
         channel: Arc<dyn Channel>,
         metrics: Arc<Metrics>,
         options: DispatcherOptions,
-    ) -> Dispatcher {
+    ) -> Result<Dispatcher, ClientConfigError> {
+        let client = HttpClient::new(
+            options.max_idle_per_host,
+            options.max_response_bytes,
+            &options.extra_roots,
+        )
+        .map_err(ClientConfigError)?;
         let (shutdown_tx, shutdown) = watch::channel(false);
-        Dispatcher {
+        Ok(Dispatcher {
             shared: Arc::new(Shared {
                 channel,
-                client: HttpClient::new(options.max_idle_per_host, options.max_response_bytes),
+                client,
                 shutdown,
             }),
             metrics,
             shutdown_tx,
             workers: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     fn build_ctx(

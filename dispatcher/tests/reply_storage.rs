@@ -125,7 +125,8 @@ async fn reply_storage_failure_retries_the_subscriber() {
         channel.clone(),
         Arc::new(Metrics::new()),
         DispatcherOptions::default(),
-    );
+    )
+    .unwrap();
     dispatcher.apply(&topology).unwrap();
 
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -131,6 +131,41 @@ impl Subscriber {
         Subscriber { addr, state }
     }
 
+    /// A subscriber behind TLS (certificate for `localhost` issued by a fresh self-signed CA). Returns the
+    /// subscriber and the certificate to trust.
+    pub async fn start_tls() -> (Subscriber, rustls::pki_types::CertificateDer<'static>) {
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let cert = ck.cert.der().clone();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(
+            rustls::pki_types::PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()),
+        );
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.clone()], key)
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(SubState::default());
+        let app = Router::new().fallback(handle).with_state(state.clone());
+        let tls = TlsListener {
+            inner: listener,
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        };
+        tokio::spawn(async move {
+            let _ = axum::serve(tls, app).await;
+        });
+        (Subscriber { addr, state }, cert)
+    }
+
+    /// `https://localhost:PORT/path` for a TLS subscriber.
+    pub fn tls_url(&self, path: &str) -> String {
+        format!("https://localhost:{}{}", self.addr.port(), path)
+    }
+
     /// URL of a path on this subscriber.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
@@ -172,6 +207,31 @@ impl Subscriber {
             (r.len() >= n).then_some(r)
         })
         .await
+    }
+}
+
+struct TlsListener {
+    inner: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, SocketAddr) {
+        loop {
+            let Ok((tcp, addr)) = self.inner.accept().await else {
+                continue;
+            };
+            if let Ok(tls) = self.acceptor.accept(tcp).await {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.local_addr()
     }
 }
 
@@ -295,6 +355,14 @@ impl TestBroker {
     }
 
     pub async fn start_with(yaml: &str, limits: Limits) -> TestBroker {
+        Self::start_full(yaml, limits, Vec::new()).await
+    }
+
+    pub async fn start_full(
+        yaml: &str,
+        limits: Limits,
+        extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    ) -> TestBroker {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config.yaml");
         std::fs::write(&config, yaml).unwrap();
@@ -304,6 +372,7 @@ impl TestBroker {
             listen: "127.0.0.1:0".parse().unwrap(),
             admin_listen: "127.0.0.1:0".parse().unwrap(),
             limits,
+            extra_roots,
             shutdown_grace: Duration::from_secs(5),
             reload_interval: Duration::from_millis(100),
         })

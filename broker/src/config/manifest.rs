@@ -170,24 +170,17 @@ fn is_attribute_key(s: &str) -> bool {
         && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
-/// An absolute `http` URL (the delivery client has no TLS yet, so `https` is rejected here rather than
-/// failing every delivery later).
+/// An absolute `http`/`https` URL.
 fn check_url(ctx: &mut Ctx<'_>, path: &str, s: &str) -> Option<String> {
     match s.parse::<http::Uri>() {
-        Ok(uri) if uri.scheme_str() == Some("https") => {
-            ctx.err(
-                path,
-                format!("{s:?}: https destinations are not supported by this build yet (no TLS client); use an http URL"),
-            );
-            None
-        }
         Ok(uri)
-            if uri.scheme_str() == Some("http") && uri.host().is_some_and(|h| !h.is_empty()) =>
+            if matches!(uri.scheme_str(), Some("http" | "https"))
+                && uri.host().is_some_and(|h| !h.is_empty()) =>
         {
             Some(s.to_owned())
         }
         Ok(_) => {
-            ctx.err(path, format!("{s:?} must be an absolute http URL"));
+            ctx.err(path, format!("{s:?} must be an absolute http or https URL"));
             None
         }
         Err(e) => {
@@ -589,7 +582,7 @@ fn decode_destination(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> Option<String
         }
         None => {
             if ok {
-                ctx.err(&uri_path, "required (an absolute http URL)");
+                ctx.err(&uri_path, "required (an absolute http or https URL)");
             }
             None
         }
