@@ -422,7 +422,50 @@ fn spawn_broker(dir: &Path, config: &Path, name: &str) -> anyhow::Result<ChildSe
     ])
 }
 
-/// Runs the whole benchmark and prints a Markdown table.
+/// Shared state of one `bench` invocation: the sink, the per-event timestamps, the next free event index,
+/// and the table rows measured so far.
+struct Runs {
+    args: BenchArgs,
+    sink: Arc<Sink>,
+    sends: Arc<Vec<AtomicU64>>,
+    offset: usize,
+    rows: Vec<(String, RunResult, Option<f64>)>,
+}
+
+impl Runs {
+    /// Measures one run against `server`, records it as a row named `label` and returns the result.
+    #[allow(clippy::too_many_arguments)]
+    async fn measure(
+        &mut self,
+        label: String,
+        server: &ChildServer,
+        path: &str,
+        count: usize,
+        types: &[String],
+        rate: Option<u64>,
+        expect_deliveries: u64,
+    ) -> anyhow::Result<RunResult> {
+        eprintln!("bench: {label} ...");
+        let r = run_once(
+            server,
+            path,
+            &self.args,
+            count,
+            self.offset,
+            types,
+            rate,
+            &self.sink,
+            &self.sends,
+            expect_deliveries,
+        )
+        .await?;
+        self.offset += count;
+        self.rows.push((label, r.clone(), server.peak_rss_mib()));
+        Ok(r)
+    }
+}
+
+/// Runs the whole benchmark and prints Markdown tables.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let total_ids = args.events * 5 + (args.rate * args.rate_seconds) as usize + 16;
     let sink = Arc::new(Sink {
@@ -442,150 +485,126 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let dir = tempfile_dir()?;
     let one_type = vec!["bench.type0".to_owned()];
     let n = args.events;
-    let mut offset = 0;
-    let mut rows: Vec<(String, RunResult, Option<f64>)> = Vec::new();
+    let path = "/default/bench";
+    let mut runs = Runs {
+        args: args.clone(),
+        sink,
+        sends,
+        offset: 0,
+        rows: Vec::new(),
+    };
 
-    let (bare, relay): (Option<RunResult>, Option<RunResult>) = if args.no_baselines {
+    let (bare, relay) = if args.no_baselines {
         (None, None)
     } else {
-        eprintln!("bench: bare-202 baseline ...");
         let s = ChildServer::spawn(&["baseline", "--kind", "ok"])?;
-        let bare = run_once(&s, "/", &args, n, offset, &one_type, None, &sink, &sends, 0).await?;
-        offset += n;
-        rows.push(("bare-202 baseline".into(), bare.clone(), s.peak_rss_mib()));
+        let bare = runs
+            .measure("bare-202 baseline".into(), &s, "/", n, &one_type, None, 0)
+            .await?;
         drop(s);
-        eprintln!("bench: relay baseline ...");
         let target = format!("http://{sink_addr}/relay");
         let s = ChildServer::spawn(&["baseline", "--kind", "relay", "--target", &target])?;
-        let relay = run_once(
-            &s, "/", &args, n, offset, &one_type, None, &sink, &sends, n as u64,
-        )
-        .await?;
-        offset += n;
-        rows.push(("relay baseline".into(), relay.clone(), s.peak_rss_mib()));
+        let relay = runs
+            .measure(
+                "relay baseline".into(),
+                &s,
+                "/",
+                n,
+                &one_type,
+                None,
+                n as u64,
+            )
+            .await?;
         drop(s);
         (Some(bare), Some(relay))
     };
 
-    eprintln!("bench: switchyard, 1 trigger ...");
-    let cfg1 = broker_config(&dir, sink_addr, 1, 1)?;
-    let broker = spawn_broker(&dir, &cfg1, "data-1")?;
-    let sy = run_once(
-        &broker,
-        "/default/bench",
-        &args,
-        n,
-        offset,
-        &one_type,
-        None,
-        &sink,
-        &sends,
-        n as u64,
-    )
-    .await?;
-    offset += n;
-    rows.push((
-        "switchyard, 1 trigger".into(),
-        sy.clone(),
-        broker.peak_rss_mib(),
-    ));
-
+    let broker = spawn_broker(&dir, &broker_config(&dir, sink_addr, 1, 1)?, "data-1")?;
+    let sy = runs
+        .measure(
+            "switchyard, 1 trigger".into(),
+            &broker,
+            path,
+            n,
+            &one_type,
+            None,
+            n as u64,
+        )
+        .await?;
     if args.quick {
         drop(broker);
         let _ = std::fs::remove_dir_all(&dir);
-        print_results(&rows, bare.as_ref(), relay.as_ref(), &sy, None, None, &args);
+        print_results(
+            &runs.rows,
+            bare.as_ref(),
+            relay.as_ref(),
+            &sy,
+            None,
+            None,
+            &args,
+        );
         return Ok(());
     }
-    eprintln!("bench: switchyard, fixed rate {} ev/s ...", args.rate);
     let rate_n = (args.rate * args.rate_seconds) as usize;
-    let fixed = run_once(
-        &broker,
-        "/default/bench",
-        &args,
-        rate_n,
-        offset,
-        &one_type,
-        Some(args.rate),
-        &sink,
-        &sends,
-        rate_n as u64,
-    )
-    .await?;
-    offset += rate_n;
-    rows.push((
-        format!("switchyard, 1 trigger, {} ev/s", args.rate),
-        fixed.clone(),
-        broker.peak_rss_mib(),
-    ));
+    let fixed = runs
+        .measure(
+            format!("switchyard, 1 trigger, {} ev/s", args.rate),
+            &broker,
+            path,
+            rate_n,
+            &one_type,
+            Some(args.rate),
+            rate_n as u64,
+        )
+        .await?;
     drop(broker);
 
     // Many triggers, each on its own event type; the traffic uses 1% of the types, so 1% of the triggers
     // match and each event is delivered once, as in the 1-trigger run: what grows is the filter work.
-    eprintln!(
-        "bench: switchyard, {} triggers, 1% matching ...",
-        args.triggers
-    );
     let cfg_many = broker_config(&dir, sink_addr, args.triggers, args.triggers)?;
     let broker = spawn_broker(&dir, &cfg_many, "data-many")?;
     let active = (args.triggers / 100).max(1);
     let many_types: Vec<String> = (0..active)
         .map(|i| format!("bench.type{}", i * 100))
         .collect();
-    let many = run_once(
-        &broker,
-        "/default/bench",
-        &args,
-        n,
-        offset,
-        &many_types,
-        None,
-        &sink,
-        &sends,
-        n as u64,
-    )
-    .await?;
-    offset += n;
-    rows.push((
-        format!("switchyard, {} triggers, {active} matching", args.triggers),
-        many.clone(),
-        broker.peak_rss_mib(),
-    ));
+    let many = runs
+        .measure(
+            format!("switchyard, {} triggers, {active} matching", args.triggers),
+            &broker,
+            path,
+            n,
+            &many_types,
+            None,
+            n as u64,
+        )
+        .await?;
     drop(broker);
 
     // Fan-out: 10 triggers per type, so every event matches 1% of the triggers (10 deliveries each).
-    eprintln!("bench: switchyard, {} triggers, fan-out ...", args.triggers);
     let types = (args.triggers / 10).max(1);
     let matching = (args.triggers / types) as u64;
     let cfg_fan = broker_config(&dir, sink_addr, args.triggers, types)?;
     let broker = spawn_broker(&dir, &cfg_fan, "data-fan")?;
     let fan_types: Vec<String> = (0..types).map(|i| format!("bench.type{i}")).collect();
     let fan_n = n / 4;
-    let fan = run_once(
-        &broker,
-        "/default/bench",
-        &args,
-        fan_n,
-        offset,
-        &fan_types,
-        None,
-        &sink,
-        &sends,
-        fan_n as u64 * matching,
-    )
-    .await?;
-    rows.push((
+    runs.measure(
         format!(
             "switchyard, {} triggers, each event matches {matching} (fan-out)",
             args.triggers
         ),
-        fan,
-        broker.peak_rss_mib(),
-    ));
+        &broker,
+        path,
+        fan_n,
+        &fan_types,
+        None,
+        fan_n as u64 * matching,
+    )
+    .await?;
     drop(broker);
     let _ = std::fs::remove_dir_all(&dir);
 
     print_results(
-        &rows,
+        &runs.rows,
         bare.as_ref(),
         relay.as_ref(),
         &sy,
