@@ -71,7 +71,7 @@ async fn brokers(State(s): State<AdminState>) -> Json<Value> {
                 .map(|t| {
                     json!({
                         "name": t.key.name,
-                        "subscriber": t.subscriber,
+                        "subscriber": t.subscriber.to_string(),
                         "backlog": s.live.channel.trigger_backlog(&t.key),
                     })
                 })

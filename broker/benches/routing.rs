@@ -14,9 +14,10 @@ fn trigger(i: usize, filter: Filter) -> Arc<TriggerSpec> {
         key: TriggerKey::new("default", format!("t{i}")),
         broker: BrokerKey::new("default", "default"),
         filter,
-        subscriber: format!("http://sink/{i}"),
+        subscriber: switchyard_broker::config::Destination::Url(format!("http://sink/{i}")),
         delivery: None,
         max_inflight: DEFAULT_MAX_INFLIGHT,
+        delivery_order: Default::default(),
     })
 }
 

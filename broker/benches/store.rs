@@ -24,14 +24,16 @@ fn topology() -> Arc<Topology> {
             delivery: None,
             max_backlog: None,
             config: BTreeMap::new(),
+            backend: Default::default(),
         }],
         vec![TriggerSpec {
             key: TriggerKey::new("default", "t"),
             broker,
             filter: Filter::True,
-            subscriber: "http://sink.example".into(),
+            subscriber: switchyard_broker::config::Destination::Url("http://sink.example".into()),
             delivery: None,
             max_inflight: 100,
+            delivery_order: Default::default(),
         }],
     ))
 }

@@ -24,14 +24,16 @@ fn topology(broker: &BrokerKey, trigger: &TriggerKey) -> Arc<Topology> {
             delivery: None,
             max_backlog: None,
             config: BTreeMap::new(),
+            backend: Default::default(),
         }],
         vec![TriggerSpec {
             key: trigger.clone(),
             broker: broker.clone(),
             filter: Filter::True,
-            subscriber: "http://sink.example".into(),
+            subscriber: switchyard_broker::config::Destination::Url("http://sink.example".into()),
             delivery: None,
             max_inflight: 100,
+            delivery_order: Default::default(),
         }],
     ))
 }

@@ -110,9 +110,10 @@ mod tests {
             key: TriggerKey::new("default", name),
             broker: BrokerKey::new("default", "b"),
             filter,
-            subscriber: format!("http://sink/{name}"),
+            subscriber: crate::config::Destination::Url(format!("http://sink/{name}")),
             delivery: None,
             max_inflight: DEFAULT_MAX_INFLIGHT,
+            delivery_order: Default::default(),
         })
     }
 

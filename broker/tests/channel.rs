@@ -28,6 +28,7 @@ fn broker(name: &str) -> BrokerSpec {
         delivery: None,
         max_backlog: None,
         config: BTreeMap::new(),
+        backend: Default::default(),
     }
 }
 
@@ -36,9 +37,10 @@ fn trigger(name: &str, broker: &str) -> TriggerSpec {
         key: tkey(name),
         broker: bkey(broker),
         filter: Filter::True,
-        subscriber: format!("http://{name}.example"),
+        subscriber: switchyard_broker::config::Destination::Url(format!("http://{name}.example")),
         delivery: None,
         max_inflight: 10,
+        delivery_order: Default::default(),
     }
 }
 

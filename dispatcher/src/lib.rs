@@ -169,10 +169,13 @@ impl Dispatcher {
             trigger: key.clone(),
             message,
         };
-        let subscriber: Uri = spec
-            .subscriber
+        let subscriber_str = match &spec.subscriber {
+            switchyard_broker::config::Destination::Url(u) => u.clone(),
+            other => return Err(err(format!("subscriber {other} is not supported yet"))),
+        };
+        let subscriber: Uri = subscriber_str
             .parse()
-            .map_err(|e| err(format!("subscriber uri {:?}: {e}", spec.subscriber)))?;
+            .map_err(|e| err(format!("subscriber uri {subscriber_str:?}: {e}")))?;
         let delivery = spec.effective_delivery(broker);
         let dead_letter_sink = match delivery.and_then(|d| d.dead_letter_sink.as_ref()) {
             Some(s) => Some((
@@ -187,7 +190,7 @@ impl Dispatcher {
             key: key.clone(),
             broker: spec.broker.clone(),
             subscriber,
-            subscriber_str: spec.subscriber.clone(),
+            subscriber_str,
             dead_letter_sink,
             policy: RetryPolicy::from_spec(delivery),
             format: delivery.and_then(|d| d.format).unwrap_or_default(),

@@ -75,6 +75,7 @@ fn setup() -> (Arc<FakeChannel>, Arc<Ingress>) {
         delivery: None,
         max_backlog: None,
         config: Default::default(),
+        backend: Default::default(),
     };
     ingress.apply(&Topology::new(vec![broker], vec![]));
     (channel, ingress)

@@ -332,7 +332,10 @@ mod tests {
         assert_eq!(t.key, TriggerKey::new("default", "t"));
         assert_eq!(t.broker, BrokerKey::new("default", "default"));
         assert_eq!(t.filter, Filter::True);
-        assert_eq!(t.subscriber, "http://sink.example/path");
+        assert_eq!(
+            t.subscriber,
+            crate::config::Destination::Url("http://sink.example/path".into())
+        );
         assert_eq!(t.max_inflight, 100);
         assert_eq!(t.delivery, None);
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);

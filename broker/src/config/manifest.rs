@@ -364,6 +364,7 @@ fn decode_broker(ctx: &mut Ctx<'_>, v: &Value) -> Option<Document> {
             delivery,
             max_backlog,
             config: BTreeMap::new(),
+            backend: crate::config::Backend::Embedded,
         },
         config_ref,
     })
@@ -550,9 +551,10 @@ fn decode_trigger(ctx: &mut Ctx<'_>, v: &Value) -> Option<TriggerSpec> {
         broker: BrokerKey::new(meta.namespace.clone(), broker?),
         key: TriggerKey::new(meta.namespace, meta.name),
         filter: filter?,
-        subscriber: subscriber?,
+        subscriber: crate::config::Destination::Url(subscriber?),
         delivery,
         max_inflight,
+        delivery_order: crate::config::DeliveryOrder::Unordered,
     })
 }
 

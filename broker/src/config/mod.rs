@@ -24,6 +24,12 @@ pub const MAX_INFLIGHT_ANNOTATION: &str = "switchyard.dev/max-inflight";
 pub const MAX_BACKLOG_ANNOTATION: &str = "switchyard.dev/max-backlog";
 /// Default per-trigger in-flight deliveries.
 pub const DEFAULT_MAX_INFLIGHT: usize = 100;
+/// Broker class whose events live in a Kafka topic.
+pub const KAFKA_BROKER_CLASS: &str = "Kafka";
+/// Broker annotation naming an existing topic to use instead of `knative-broker-<ns>-<name>`.
+pub const EXTERNAL_TOPIC_ANNOTATION: &str = "kafka.eventing.knative.dev/external.topic";
+/// Trigger annotation: `ordered` or `unordered` (default).
+pub const DELIVERY_ORDER_ANNOTATION: &str = "kafka.eventing.knative.dev/delivery.order";
 
 /// `namespace/name` of a Broker.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -75,6 +81,132 @@ impl fmt::Display for TriggerKey {
     }
 }
 
+/// `namespace/name` of any other object (KafkaSink, KafkaSource, ...).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl ObjectKey {
+    /// Builds a key.
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> ObjectKey {
+        ObjectKey {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Where a broker keeps its events.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// The embedded store (every class except the ones below).
+    #[default]
+    Embedded,
+    /// A Kafka topic (`eventing.knative.dev/broker.class: Kafka`).
+    Kafka(KafkaBrokerConfig),
+}
+
+/// A Kafka-backed broker's settings, from its `spec.config` ConfigMap (keys as Knative's
+/// `kafka-broker-config`) and annotations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaBrokerConfig {
+    /// `bootstrap.servers` (comma-separated host:port list).
+    pub bootstrap_servers: String,
+    /// `knative-broker-<namespace>-<name>`, or the external topic.
+    pub topic: String,
+    /// `kafka.eventing.knative.dev/external.topic` was set: the topic must exist and is never created.
+    pub external_topic: bool,
+    /// `default.topic.partitions` (default 10, as Knative).
+    pub partitions: i32,
+    /// `default.topic.replication.factor` (default 1 here; Knative's default is 3).
+    pub replication_factor: i16,
+}
+
+/// Trigger delivery order (`kafka.eventing.knative.dev/delivery.order`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeliveryOrder {
+    /// Any order, full concurrency (default).
+    #[default]
+    Unordered,
+    /// Events with the same `partitionkey` are delivered one at a time, in channel order.
+    Ordered,
+}
+
+/// A subscriber (or sink) a delivery goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// An absolute http(s) URL.
+    Url(String),
+    /// `ref` to a `KafkaSink` in the same configuration.
+    KafkaSink(ObjectKey),
+}
+
+impl fmt::Display for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Destination::Url(u) => f.write_str(u),
+            Destination::KafkaSink(k) => write!(f, "kafkasink:{k}"),
+        }
+    }
+}
+
+/// How an event is written into a Kafka record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ContentMode {
+    /// Attributes in `ce_` headers, data as the value (default).
+    #[default]
+    Binary,
+    /// The whole event as `application/cloudevents+json` in the value.
+    Structured,
+}
+
+/// A validated `eventing.knative.dev/v1alpha1` KafkaSink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaSinkSpec {
+    /// Identity.
+    pub key: ObjectKey,
+    /// Topic the events are produced to.
+    pub topic: String,
+    /// Comma-separated bootstrap servers.
+    pub bootstrap_servers: String,
+    /// `spec.contentMode`.
+    pub content_mode: ContentMode,
+}
+
+/// Where a source sends what it reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceSink {
+    /// `ref` to a Broker in the configuration: sent through this process's ingress.
+    Broker(BrokerKey),
+    /// An absolute http(s) URL.
+    Url(String),
+}
+
+/// A validated `sources.knative.dev/v1beta1` KafkaSource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaSourceSpec {
+    /// Identity.
+    pub key: ObjectKey,
+    /// Comma-separated bootstrap servers (`spec.bootstrapServers` joined).
+    pub bootstrap_servers: String,
+    /// `spec.topics`.
+    pub topics: Vec<String>,
+    /// `spec.consumerGroup` (default: `knative-kafka-source-<namespace>-<name>`).
+    pub consumer_group: String,
+    /// `spec.sink`.
+    pub sink: SourceSink,
+}
+
 /// A validated Broker.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BrokerSpec {
@@ -88,6 +220,8 @@ pub struct BrokerSpec {
     pub max_backlog: Option<u64>,
     /// Data of the ConfigMap named by `spec.config`, if any (used by non-default broker classes).
     pub config: BTreeMap<String, String>,
+    /// Where its events are stored (from the class and `config`).
+    pub backend: Backend,
 }
 
 /// A validated Trigger with its filter compiled.
@@ -99,12 +233,14 @@ pub struct TriggerSpec {
     pub broker: BrokerKey,
     /// Compiled filter (`spec.filters` when non-empty, otherwise `spec.filter.attributes`).
     pub filter: Filter,
-    /// Absolute subscriber URL.
-    pub subscriber: String,
+    /// The subscriber.
+    pub subscriber: Destination,
     /// The trigger's own `spec.delivery` (replaces the broker's as a whole when present).
     pub delivery: Option<DeliverySpec>,
     /// Max concurrent deliveries for this trigger.
     pub max_inflight: usize,
+    /// `kafka.eventing.knative.dev/delivery.order` (honoured on every backend).
+    pub delivery_order: DeliveryOrder,
 }
 
 impl TriggerSpec {
@@ -123,6 +259,10 @@ pub struct Topology {
     pub triggers: BTreeMap<TriggerKey, Arc<TriggerSpec>>,
     /// Per-broker routing table (built from the triggers that name the broker).
     pub routes: BTreeMap<BrokerKey, RoutingTable>,
+    /// KafkaSinks by key.
+    pub kafka_sinks: BTreeMap<ObjectKey, Arc<KafkaSinkSpec>>,
+    /// KafkaSources by key.
+    pub kafka_sources: BTreeMap<ObjectKey, Arc<KafkaSourceSpec>>,
 }
 
 impl Topology {
@@ -150,6 +290,8 @@ impl Topology {
             brokers,
             triggers,
             routes,
+            kafka_sinks: BTreeMap::new(),
+            kafka_sources: BTreeMap::new(),
         }
     }
 }
