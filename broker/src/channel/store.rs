@@ -456,6 +456,45 @@ impl StoreChannel {
         response.await.unwrap_or(Err(ChannelError::Closed))
     }
 
+    /// Appends events to one trigger's queue, durably, without routing (the trigger must exist in the
+    /// applied topology). Used by other backends to keep a trigger's overflow and redriven events here.
+    pub async fn enqueue(&self, trigger: &TriggerKey, events: Vec<Event>) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let state = self
+            .trigger(trigger)
+            .ok_or_else(|| ChannelError::UnknownTrigger(trigger.clone()))?;
+        let size: usize = events.iter().map(|e| e.approx_size() + 64).sum();
+        let mut encoded = Vec::with_capacity(size);
+        let mut ends = Vec::with_capacity(events.len());
+        for event in &events {
+            encode(event, &mut encoded);
+            ends.push(encoded.len());
+        }
+        self.call(move |respond| Command::Enqueue {
+            trigger: state,
+            events,
+            encoded,
+            ends,
+            respond,
+        })
+        .await
+    }
+
+    /// Stores a dead letter for `trigger` that has no queue entry in this store (parked by another
+    /// backend). It is listed and redriven like any other; a redrive puts it into this store's queue of
+    /// the trigger.
+    pub async fn park_detached(&self, trigger: &TriggerKey, record: ParkRecord) -> Result<()> {
+        let mut encoded = Vec::with_capacity(record.event.approx_size() + 256);
+        codec::encode_park(trigger, now_ms(), &record, &mut encoded);
+        self.call(move |respond| Command::ParkDetached {
+            record: encoded,
+            respond,
+        })
+        .await
+    }
+
     fn trigger(&self, key: &TriggerKey) -> Option<Arc<TriggerState>> {
         self.inner.shared.registry.load().by_key.get(key).cloned()
     }

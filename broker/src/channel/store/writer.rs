@@ -66,6 +66,17 @@ pub(crate) enum Command {
         record: Vec<u8>,
         respond: Responder,
     },
+    /// Append a batch directly to one trigger's queue (no routing): overflow and redrive of other
+    /// backends' triggers.
+    Enqueue {
+        trigger: Arc<TriggerState>,
+        events: Vec<Event>,
+        encoded: Vec<u8>,
+        ends: Vec<usize>,
+        respond: Responder,
+    },
+    /// Add a dead letter that has no queue entry here (parked by another backend).
+    ParkDetached { record: Vec<u8>, respond: Responder },
     /// Put a dead letter back into its trigger's queue.
     Redrive { id: u64, respond: Responder },
     /// Make everything durable.
@@ -85,8 +96,13 @@ impl Command {
         match self {
             Command::Append {
                 events, encoded, ..
+            }
+            | Command::Enqueue {
+                events, encoded, ..
             } => (events.len(), encoded.len()),
-            Command::Park { record, .. } => (1, record.len()),
+            Command::Park { record, .. } | Command::ParkDetached { record, .. } => {
+                (1, record.len())
+            }
             _ => (1, 0),
         }
     }
@@ -104,6 +120,8 @@ impl Command {
     fn into_responder(self) -> Responder {
         match self {
             Command::Append { respond, .. }
+            | Command::Enqueue { respond, .. }
+            | Command::ParkDetached { respond, .. }
             | Command::Ack { respond, .. }
             | Command::Park { respond, .. }
             | Command::Redrive { respond, .. }
@@ -711,6 +729,27 @@ impl Writer {
                 })();
                 (respond, r)
             }
+            Command::Enqueue {
+                trigger,
+                events,
+                encoded,
+                ends,
+                respond,
+            } => {
+                let r = self.enqueue(t, counters, &trigger, events, &encoded, &ends);
+                (respond, r)
+            }
+            Command::ParkDetached { record, respond } => {
+                let r = t
+                    .deadletters
+                    .insert(counters.deadletter_id, record.as_slice())
+                    .map_err(storage)
+                    .map(|_| {
+                        counters.deadletter_id += 1;
+                        Ok(())
+                    });
+                (respond, r)
+            }
             Command::Redrive { id, respond } => {
                 let r = self.redrive(t, counters, id);
                 (respond, r)
@@ -781,6 +820,41 @@ impl Writer {
                     },
                 ));
             }
+        }
+        Ok(Ok(()))
+    }
+
+    fn enqueue(
+        &mut self,
+        t: &mut Tables<'_>,
+        counters: &mut Counters,
+        trigger: &Arc<TriggerState>,
+        events: Vec<Event>,
+        encoded: &[u8],
+        ends: &[usize],
+    ) -> Result<Result<()>> {
+        // The trigger may have been removed (or re-created) since the caller looked it up.
+        match self.triggers.get(&trigger.key) {
+            Some(current) if Arc::ptr_eq(current, trigger) => {}
+            _ => return Ok(Err(ChannelError::UnknownTrigger(trigger.key.clone()))),
+        }
+        let mut start = 0;
+        for (event, &end) in events.into_iter().zip(ends) {
+            let bytes = encoded
+                .get(start..end)
+                .ok_or_else(|| corrupt("enqueue framing"))?;
+            start = end;
+            let seq = counters.seq;
+            counters.seq += 1;
+            t.events.insert(seq, bytes).map_err(storage)?;
+            t.queue.insert((trigger.id, seq), ()).map_err(storage)?;
+            self.pushes.push((
+                trigger.clone(),
+                Delivery {
+                    seq,
+                    event: Arc::new(event),
+                },
+            ));
         }
         Ok(Ok(()))
     }
