@@ -8,6 +8,7 @@
 pub mod codec;
 pub mod http;
 pub mod json;
+pub mod kafka;
 pub mod percent;
 pub mod validate;
 
