@@ -11,7 +11,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use switchyard_broker::channel::kafka::consumer_group;
 use switchyard_broker::channel::{Channel, ChannelError};
+use switchyard_broker::config::Backend;
 use switchyard_broker::format::json::write_event;
 
 /// State of the admin server.
@@ -69,19 +71,40 @@ async fn brokers(State(s): State<AdminState>) -> Json<Value> {
                 .values()
                 .filter(|t| &t.broker == b)
                 .map(|t| {
-                    json!({
+                    let mut v = json!({
                         "name": t.key.name,
                         "subscriber": t.subscriber.to_string(),
                         "backlog": s.live.channel.trigger_backlog(&t.key),
-                    })
+                    });
+                    if s.live.channel.kafka().has_trigger(&t.key) {
+                        // Entries kept in the data dir because the trigger's in-memory window was full.
+                        v["overflowBacklog"] =
+                            json!(s.live.channel.store().trigger_backlog(&t.key));
+                    }
+                    v
                 })
                 .collect();
-            json!({
+            let mut v = json!({
                 "namespace": b.namespace,
                 "name": b.name,
                 "backlog": s.live.channel.backlog(b),
                 "triggers": triggers,
-            })
+            });
+            match topology.brokers.get(b).map(|spec| &spec.backend) {
+                Some(Backend::Kafka(k)) => {
+                    let kafka = s.live.channel.kafka();
+                    v["backend"] = json!("kafka");
+                    v["topic"] = json!(k.topic);
+                    v["consumerGroup"] = json!(consumer_group(b));
+                    v["ready"] = json!(kafka.not_ready(b).is_none());
+                    if let Some(reason) = kafka.not_ready(b) {
+                        v["notReadyReason"] = json!(reason);
+                    }
+                    v["invalidRecords"] = json!(kafka.invalid_records(b));
+                }
+                _ => v["backend"] = json!("embedded"),
+            }
+            v
         })
         .collect();
     Json(json!({ "brokers": brokers }))

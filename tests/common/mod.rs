@@ -2,6 +2,8 @@
 //! a broker started in-process (port 0) or as the real binary, and polling with a deadline.
 #![allow(dead_code)]
 
+pub mod kafka;
+
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};

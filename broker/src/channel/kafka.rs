@@ -314,7 +314,9 @@ struct Routes {
 struct BrokerShared {
     key: BrokerKey,
     config: KafkaBrokerConfig,
-    producer: FutureProducer,
+    /// Replaced when librdkafka reports a fatal error (an idempotent producer whose state the cluster
+    /// lost cannot continue).
+    producer: Mutex<FutureProducer>,
     /// `None` when the topic is ready; otherwise why it is not.
     not_ready: Mutex<Option<String>>,
     tracker: Mutex<Tracker>,
@@ -429,7 +431,7 @@ impl KafkaBackend {
                 let shared = Arc::new(BrokerShared {
                     key: key.clone(),
                     config: config.clone(),
-                    producer,
+                    producer: Mutex::new(producer),
                     not_ready: Mutex::new(Some(format!("topic {} is not ready yet", config.topic))),
                     tracker: Mutex::new(Tracker::default()),
                     routes: ArcSwap::new(routes),
@@ -474,16 +476,19 @@ impl KafkaBackend {
             return Err(ChannelError::Storage(reason));
         }
         let topic = shared.config.topic.as_str();
+        let producer = shared.producer.lock().clone();
         let mut futures = Vec::with_capacity(events.len());
+        let mut failure = None;
         for event in events {
             let record = binding::encode(event, ContentMode::Binary);
-            futures.push(
-                enqueue(&shared.producer, topic, &record)
-                    .await
-                    .map_err(|e| kafka_err("produce", e))?,
-            );
+            match enqueue(&producer, topic, &record).await {
+                Ok(f) => futures.push(f),
+                Err(e) => {
+                    failure = Some(kafka_err("produce", e));
+                    break;
+                }
+            }
         }
-        let mut failure = None;
         for f in futures {
             match f.await {
                 Ok(Ok(_)) => {}
@@ -491,7 +496,30 @@ impl KafkaBackend {
                 Err(_) => failure = Some(kafka_err("produce", "cancelled")),
             }
         }
+        if failure.is_some() {
+            self.replace_if_fatal(&shared, &producer);
+        }
         failure.map_or(Ok(()), Err)
+    }
+
+    /// After a fatal producer error (e.g. the cluster lost the idempotent producer's state), builds a new
+    /// producer so that the next request can succeed.
+    fn replace_if_fatal(&self, shared: &BrokerShared, failed: &FutureProducer) {
+        let Some(fatal) = failed.client().fatal_error() else {
+            return;
+        };
+        tracing::warn!(broker = %shared.key, "kafka producer fatal error ({fatal:?}); creating a new producer");
+        let Ok(fresh) = producer(
+            &shared.config.bootstrap_servers,
+            self.options.produce_timeout,
+            self.options.max_message_bytes,
+        ) else {
+            return;
+        };
+        *shared.producer.lock() = fresh.clone();
+        self.producers
+            .lock()
+            .insert(shared.config.bootstrap_servers.clone(), fresh);
     }
 
     /// Whether this trigger is served by this backend.
@@ -764,6 +792,7 @@ async fn run_consumer(
                 options.session_timeout.as_millis().to_string(),
             )
             .set("heartbeat.interval.ms", "500")
+            .set("max.poll.interval.ms", "10000")
             .set("fetch.wait.max.ms", "20")
             .set("enable.partition.eof", "false")
             .create_with_context(GroupContext {
