@@ -576,7 +576,7 @@ async fn kafka_outage_mid_stream_requests_wait_and_nothing_acknowledged_is_lost(
         pending.push(tokio::spawn(async move {
             let id = format!("during-{i}");
             let r = post(&url, &ce_headers(&id, "com.example.x"), "{}").await;
-            (id, r.status)
+            (id, r.status, String::from_utf8_lossy(&r.body).into_owned())
         }));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -587,8 +587,8 @@ async fn kafka_outage_mid_stream_requests_wait_and_nothing_acknowledged_is_lost(
     kafka.restart().await;
     let mut accepted = Vec::new();
     for h in pending {
-        let (id, status) = h.await.unwrap();
-        assert_eq!(status, 202, "{id} after the outage");
+        let (id, status, body) = h.await.unwrap();
+        assert_eq!(status, 202, "{id} after the outage: {body}");
         accepted.push(id);
     }
     for id in &accepted {

@@ -109,6 +109,9 @@ impl Default for KafkaOptions {
     }
 }
 
+/// Minimum time between two leave-and-rejoin repairs of the consumer group.
+const REJOIN_COOLDOWN: Duration = Duration::from_secs(30);
+
 /// Consumer group of a Kafka-backed broker.
 pub fn consumer_group(broker: &BrokerKey) -> String {
     format!("switchyard-broker-{}-{}", broker.namespace, broker.name)
@@ -316,12 +319,14 @@ struct BrokerShared {
     config: KafkaBrokerConfig,
     /// Replaced when librdkafka reports a fatal error (an idempotent producer whose state the cluster
     /// lost cannot continue).
-    producer: Mutex<FutureProducer>,
+    producer: Mutex<(u64, FutureProducer)>,
     /// `None` when the topic is ready; otherwise why it is not.
     not_ready: Mutex<Option<String>>,
     tracker: Mutex<Tracker>,
     routes: ArcSwap<Routes>,
     invalid_records: AtomicU64,
+    /// Partitions of the topic (from metadata when the consumer started).
+    partitions: std::sync::atomic::AtomicUsize,
 }
 
 struct BrokerRuntime {
@@ -431,11 +436,12 @@ impl KafkaBackend {
                 let shared = Arc::new(BrokerShared {
                     key: key.clone(),
                     config: config.clone(),
-                    producer: Mutex::new(producer),
+                    producer: Mutex::new((0, producer)),
                     not_ready: Mutex::new(Some(format!("topic {} is not ready yet", config.topic))),
                     tracker: Mutex::new(Tracker::default()),
                     routes: ArcSwap::new(routes),
                     invalid_records: AtomicU64::new(0),
+                    partitions: std::sync::atomic::AtomicUsize::new(0),
                 });
                 let (stop, stop_rx) = watch::channel(false);
                 let task = tokio::spawn(run_consumer(
@@ -476,9 +482,10 @@ impl KafkaBackend {
             return Err(ChannelError::Storage(reason));
         }
         let topic = shared.config.topic.as_str();
-        let producer = shared.producer.lock().clone();
+        let (generation, producer) = shared.producer.lock().clone();
         let mut futures = Vec::with_capacity(events.len());
         let mut failure = None;
+        let mut timed_out = false;
         for event in events {
             let record = binding::encode(event, ContentMode::Binary);
             match enqueue(&producer, topic, &record).await {
@@ -492,23 +499,39 @@ impl KafkaBackend {
         for f in futures {
             match f.await {
                 Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => failure = Some(kafka_err("produce", e)),
+                Ok(Err((e, _))) => {
+                    timed_out |= matches!(
+                        e,
+                        KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut)
+                    );
+                    failure = Some(kafka_err("produce", e));
+                }
                 Err(_) => failure = Some(kafka_err("produce", "cancelled")),
             }
         }
         if failure.is_some() {
-            self.replace_if_fatal(&shared, &producer);
+            let fatal = producer.client().fatal_error();
+            if fatal.is_some() || timed_out {
+                self.replace_producer(&shared, generation, fatal);
+            }
         }
         failure.map_or(Ok(()), Err)
     }
 
-    /// After a fatal producer error (e.g. the cluster lost the idempotent producer's state), builds a new
-    /// producer so that the next request can succeed.
-    fn replace_if_fatal(&self, shared: &BrokerShared, failed: &FutureProducer) {
-        let Some(fatal) = failed.client().fatal_error() else {
+    /// After a fatal error or a record that timed out (e.g. a cluster that came back without the idempotent
+    /// producer's state, which leaves the producer stuck), builds a new producer so that the next request
+    /// can succeed. Only the first failure of a producer generation replaces it.
+    fn replace_producer(
+        &self,
+        shared: &BrokerShared,
+        failed_generation: u64,
+        fatal: Option<(RDKafkaErrorCode, String)>,
+    ) {
+        let mut current = shared.producer.lock();
+        if current.0 != failed_generation {
             return;
-        };
-        tracing::warn!(broker = %shared.key, "kafka producer fatal error ({fatal:?}); creating a new producer");
+        }
+        tracing::warn!(broker = %shared.key, ?fatal, "kafka producer failed; creating a new producer");
         let Ok(fresh) = producer(
             &shared.config.bootstrap_servers,
             self.options.produce_timeout,
@@ -516,10 +539,7 @@ impl KafkaBackend {
         ) else {
             return;
         };
-        *shared.producer.lock() = fresh.clone();
-        self.producers
-            .lock()
-            .insert(shared.config.bootstrap_servers.clone(), fresh);
+        *current = (failed_generation + 1, fresh);
     }
 
     /// Whether this trigger is served by this backend.
@@ -652,6 +672,11 @@ impl Subscription for KafkaSubscription {
 /// bookkeeping for assigned ones.
 struct GroupContext {
     shared: Arc<BrokerShared>,
+    /// Partitions revoked by the last rebalance.
+    last_revoked: Mutex<Vec<i32>>,
+    /// Set when a rebalance looks like the coordinator forgot a dead member's partitions (see
+    /// `post_rebalance`); the consumer loop then leaves and rejoins the group.
+    rejoin: std::sync::atomic::AtomicBool,
 }
 
 impl ClientContext for GroupContext {}
@@ -659,7 +684,9 @@ impl ClientContext for GroupContext {}
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(list) = rebalance {
-            let revoked: Vec<i32> = list.elements().iter().map(|e| e.partition()).collect();
+            let mut revoked: Vec<i32> = list.elements().iter().map(|e| e.partition()).collect();
+            revoked.sort_unstable();
+            self.last_revoked.lock().clone_from(&revoked);
             let commits = {
                 let mut tracker = self.shared.tracker.lock();
                 let commits = tracker.take_commits(&self.shared.config.topic, Some(&revoked));
@@ -685,15 +712,34 @@ impl ConsumerContext for GroupContext {
                 tracker.assign(e.partition());
                 assigned.push(e.partition());
             }
+            assigned.sort_unstable();
             tracing::info!(broker = %self.shared.key, partitions = ?assigned, "partitions assigned");
+            // Some coordinators (tansu 0.6) drop a member whose session expired without a new group
+            // generation and hand every survivor its old assignment: the dead member's partitions then
+            // belong to nobody. A rebalance that gives back exactly what it revoked while partitions are
+            // missing is treated as that case: the consumer leaves and rejoins as a new member, which
+            // makes the coordinator form a new generation. On a correct coordinator this costs at most
+            // one extra rebalance (rate-limited by the consumer loop).
+            let total = self
+                .shared
+                .partitions
+                .load(std::sync::atomic::Ordering::Relaxed);
+            if !assigned.is_empty()
+                && assigned.len() < total
+                && *self.last_revoked.lock() == assigned
+            {
+                self.rejoin
+                    .store(true, std::sync::atomic::Ordering::Release);
+            }
         }
     }
 }
 
+/// Creates the broker topic if needed and waits until its metadata is visible; returns its partition count.
 async fn ensure_topic(
     config: &KafkaBrokerConfig,
     options: &KafkaOptions,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<usize, String> {
     let admin: AdminClient<DefaultClientContext> = client_config(&config.bootstrap_servers)
         .create()
         .map_err(|e| format!("kafka admin client: {e}"))?;
@@ -733,13 +779,16 @@ async fn ensure_topic(
                 .fetch_metadata(Some(&topic), Duration::from_secs(5))
                 .map_err(|e| format!("metadata of topic {topic}: {e}"))
                 .map(|m| {
-                    m.topics().iter().any(|t| {
-                        t.name() == topic && t.error().is_none() && !t.partitions().is_empty()
-                    })
+                    m.topics()
+                        .iter()
+                        .find(|t| {
+                            t.name() == topic && t.error().is_none() && !t.partitions().is_empty()
+                        })
+                        .map(|t| t.partitions().len())
                 });
             match found {
-                Ok(true) => return Ok(()),
-                Ok(false) if std::time::Instant::now() >= deadline => {
+                Ok(Some(n)) => return Ok(n),
+                Ok(None) if std::time::Instant::now() >= deadline => {
                     return Err(format!("topic {topic} does not exist"))
                 }
                 Err(e) if std::time::Instant::now() >= deadline => return Err(e),
@@ -764,7 +813,10 @@ async fn run_consumer(
             return;
         }
         match ensure_topic(&shared.config, &options).await {
-            Ok(()) => {
+            Ok(partitions) => {
+                shared
+                    .partitions
+                    .store(partitions, std::sync::atomic::Ordering::Relaxed);
                 *shared.not_ready.lock() = None;
                 break;
             }
@@ -792,11 +844,13 @@ async fn run_consumer(
                 options.session_timeout.as_millis().to_string(),
             )
             .set("heartbeat.interval.ms", "500")
-            .set("max.poll.interval.ms", "10000")
+            .set("max.poll.interval.ms", "30000")
             .set("fetch.wait.max.ms", "20")
             .set("enable.partition.eof", "false")
             .create_with_context(GroupContext {
                 shared: shared.clone(),
+                last_revoked: Mutex::new(Vec::new()),
+                rejoin: std::sync::atomic::AtomicBool::new(false),
             }) {
             Ok(c) => c,
             Err(e) => {
@@ -814,10 +868,24 @@ async fn run_consumer(
     let mut tick = tokio::time::interval(options.commit_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut scratch = Vec::new();
+    let mut last_rejoin: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             _ = stop.changed() => break,
-            _ = tick.tick() => commit(&consumer, &shared, CommitMode::Async),
+            _ = tick.tick() => {
+                commit(&consumer, &shared, CommitMode::Async);
+                let due = last_rejoin.is_none_or(|t| t.elapsed() >= REJOIN_COOLDOWN);
+                if due && consumer.context().rejoin.swap(false, std::sync::atomic::Ordering::AcqRel) {
+                    tracing::warn!(broker = %shared.key,
+                        "rebalance left partitions unassigned; leaving and rejoining the consumer group");
+                    last_rejoin = Some(tokio::time::Instant::now());
+                    commit(&consumer, &shared, CommitMode::Sync);
+                    consumer.unsubscribe();
+                    if let Err(e) = consumer.subscribe(&[&shared.config.topic]) {
+                        tracing::error!(broker = %shared.key, "cannot resubscribe: {e}");
+                    }
+                }
+            }
             m = consumer.recv() => match m {
                 Ok(msg) => handle_record(&shared, &store, &msg, &mut scratch, &mut stop).await,
                 Err(e) => {
