@@ -515,3 +515,4 @@ pub fn trigger(name: &str, spec_extra: &str, subscriber: &str) -> String {
         "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: {name}\nspec:\n  broker: default\n{spec_extra}  subscriber:\n    uri: {subscriber}\n"
     )
 }
+pub mod kafka;
