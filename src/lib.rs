@@ -7,6 +7,7 @@
 //! - [`admin`]: health, readiness, metrics and the dead-letter API.
 //! - [`reload`]: watches the config files and applies valid changes without a restart.
 //! - [`bench`](mod@bench): the load tool (`switchyard bench`) with its in-run baselines.
+//! - [`bench_kafka`]: the plain-rdkafka baseline of `switchyard bench --kafka`.
 //! - [`explain`]: routing dry-runs (`switchyard explain`).
 
 #![warn(missing_docs)]
@@ -14,6 +15,7 @@
 pub mod admin;
 pub mod app;
 pub mod bench;
+pub mod bench_kafka;
 pub mod explain;
 pub mod reload;
 pub mod util;

@@ -555,20 +555,16 @@ async fn two_processes_share_the_work_and_one_killed_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kafka_outage_mid_stream_requests_wait_and_nothing_acknowledged_is_lost() {
-    let mut kafka = Kafka::start().await;
-    // Created through the harness so that a restart of the (in-memory) broker re-creates it.
-    kafka.create_topic(TOPIC, 3).await;
+async fn kafka_unreachable_mid_stream_requests_wait_and_nothing_acknowledged_is_lost() {
+    let kafka = Kafka::start().await;
     let sub = Subscriber::start().await;
     let yaml = kafka_config(&kafka.bootstrap(), "", &[trigger("t", "", &sub.url("/t"))]);
     let b = start(&yaml, kafka_options()).await;
     for i in 0..10 {
         send_keyed(&b, &format!("before-{i}"), "com.example.x", None).await;
     }
-    sub.wait_for("/t", 10).await;
-
-    kafka.kill9();
-    // Requests sent while Kafka is down wait for the producer's retries instead of failing.
+    // Kafka becomes unreachable (connections refused) while the broker keeps its state.
+    kafka.network_down();
     let url = b.ingress("/default/default");
     let mut pending = Vec::new();
     for i in 0..10 {
@@ -579,26 +575,87 @@ async fn kafka_outage_mid_stream_requests_wait_and_nothing_acknowledged_is_lost(
             (id, r.status, String::from_utf8_lossy(&r.body).into_owned())
         }));
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(
         pending.iter().all(|h| !h.is_finished()),
-        "no request may be acknowledged while Kafka is down"
+        "no request may be acknowledged while Kafka is unreachable"
     );
-    kafka.restart().await;
-    let mut accepted = Vec::new();
+    kafka.network_up();
     for h in pending {
         let (id, status, body) = h.await.unwrap();
         assert_eq!(status, 202, "{id} after the outage: {body}");
-        accepted.push(id);
     }
-    for id in &accepted {
-        let id = id.clone();
-        eventually(&format!("{id} delivered"), || {
-            let id = id.clone();
-            let sub = &sub;
-            async move { delivered_ids(sub).await.contains(&id).then_some(()) }
-        })
-        .await;
+    let want: HashSet<String> = (0..10)
+        .flat_map(|i| [format!("before-{i}"), format!("during-{i}")])
+        .collect();
+    eventually("every acknowledged event delivered", || async {
+        want.is_subset(&delivered_ids(&sub).await).then_some(())
+    })
+    .await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_killed_and_restarted_requests_fail_or_succeed_never_silently_and_the_broker_recovers(
+) {
+    let mut kafka = Kafka::start().await;
+    // Created through the harness so that a restart of the (in-memory, so empty) tansu re-creates it.
+    kafka.create_topic(TOPIC, 3).await;
+    let sub = Subscriber::start().await;
+    let yaml = kafka_config(&kafka.bootstrap(), "", &[trigger("t", "", &sub.url("/t"))]);
+    let options = KafkaOptions {
+        produce_timeout: Duration::from_secs(5),
+        ..kafka_options()
+    };
+    let b = start(&yaml, options).await;
+    for i in 0..10 {
+        send_keyed(&b, &format!("before-{i}"), "com.example.x", None).await;
     }
+    sub.wait_for("/t", 10).await;
+
+    kafka.kill9();
+    let url = b.ingress("/default/default");
+    let mut pending = Vec::new();
+    for i in 0..5 {
+        let url = url.clone();
+        pending.push(tokio::spawn(async move {
+            let id = format!("during-{i}");
+            let r = post(&url, &ce_headers(&id, "com.example.x"), "{}").await;
+            (id, r.status)
+        }));
+    }
+    kafka.restart().await;
+    // A request in flight during the crash is either stored (202) or answered 503 (the client retries):
+    // a tansu with memory storage lost its producer state, so the broker replaces its stuck producer.
+    let mut accepted = Vec::new();
+    for h in pending {
+        let (id, status) = h.await.unwrap();
+        assert!(status == 202 || status == 503, "{id}: {status}");
+        if status == 202 {
+            accepted.push(id);
+        }
+    }
+    // The broker recovers: new events are accepted (after at most one more timeout) and delivered.
+    let mut after = Vec::new();
+    let deadline = std::time::Instant::now() + patience();
+    for i in 0..5 {
+        let id = format!("after-{i}");
+        loop {
+            let r = post(&url, &ce_headers(&id, "com.example.x"), "{}").await;
+            if r.status == 202 {
+                break;
+            }
+            assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+            assert!(
+                std::time::Instant::now() < deadline,
+                "broker did not recover"
+            );
+        }
+        after.push(id);
+    }
+    // (Delivery after the restart is not asserted: tansu with memory storage comes back with an empty
+    // log and forgets its consumer groups, which a real Kafka broker restart does not do. The outage
+    // test above covers "Kafka down, nothing acknowledged lost" with the broker's state kept.)
+    let _ = accepted;
     b.shutdown().await;
 }
