@@ -54,6 +54,11 @@ pub struct BenchArgs {
     /// fan-out runs): a quicker loop when working on the per-event cost.
     #[arg(long)]
     pub quick: bool,
+    /// Kafka mode: bootstrap servers of a Kafka(-protocol) cluster. Measures a Kafka-backed broker
+    /// (1 trigger: throughput and the fixed-rate latency run) next to plain rdkafka produce + consume
+    /// of the same records, instead of the embedded runs.
+    #[arg(long)]
+    pub kafka: Option<String>,
 }
 
 /// Hidden `switchyard baseline` options: the servers the bench compares against.
@@ -494,6 +499,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         rows: Vec::new(),
     };
 
+    if let Some(bootstrap) = args.kafka.clone() {
+        let r = run_kafka(&mut runs, &dir, sink_addr, &bootstrap).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        return r;
+    }
+
     let (bare, relay) = if args.no_baselines {
         (None, None)
     } else {
@@ -666,6 +677,109 @@ fn print_results(
             many.delivered_per_s / sy.delivered_per_s
         );
     }
+}
+
+/// Kafka mode of `bench`: plain rdkafka baseline, then a Kafka-backed broker with one trigger.
+async fn run_kafka(
+    runs: &mut Runs,
+    dir: &Path,
+    sink: SocketAddr,
+    bootstrap: &str,
+) -> anyhow::Result<()> {
+    let args = runs.args.clone();
+    let n = args.events;
+    let run_id = std::process::id();
+    eprintln!("bench: plain rdkafka produce + consume baseline ...");
+    let payload = vec![b'x'; args.size];
+    let base = crate::bench_kafka::baseline(
+        bootstrap,
+        &format!("switchyard-bench-baseline-{run_id}"),
+        n,
+        &payload,
+        args.connections,
+    )
+    .await
+    .context("kafka baseline")?;
+
+    let broker = format!("bench-{run_id}");
+    let mut yaml = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bench-kafka\ndata:\n  bootstrap.servers: \"{bootstrap}\"\n  default.topic.partitions: \"4\"\n  default.topic.replication.factor: \"1\"\n---\napiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: {broker}\n  annotations:\n    eventing.knative.dev/broker.class: Kafka\nspec:\n  config:\n    apiVersion: v1\n    kind: ConfigMap\n    name: bench-kafka\n"
+    );
+    yaml.push_str(&format!(
+        "---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: t0\nspec:\n  broker: {broker}\n  subscriber:\n    uri: http://{sink}/t0\n"
+    ));
+    let config = dir.join("bench-kafka.yaml");
+    std::fs::write(&config, yaml)?;
+    let server = spawn_broker(dir, &config, "data-kafka")?;
+    let path = format!("/default/{broker}");
+    let one_type = vec!["bench.type0".to_owned()];
+    let sy = runs
+        .measure(
+            "switchyard, Kafka-backed broker, 1 trigger".into(),
+            &server,
+            &path,
+            n,
+            &one_type,
+            None,
+            n as u64,
+        )
+        .await?;
+    let rate_n = (args.rate * args.rate_seconds) as usize;
+    let fixed = runs
+        .measure(
+            format!("switchyard, Kafka-backed broker, {} ev/s", args.rate),
+            &server,
+            &path,
+            rate_n,
+            &one_type,
+            Some(args.rate),
+            rate_n as u64,
+        )
+        .await?;
+    drop(server);
+
+    println!("\n| run | accepted/s | delivered/s | 202 p50 ms | 202 p99 ms | e2e p50 ms | e2e p99 ms | errors | peak RSS MiB | server CPU µs/event |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| plain rdkafka produce (acks=all, idempotent) + consume | {:.0} | - | - | - | {:.2} | {:.2} | {} | - | - |",
+        base.events_per_sec,
+        base.p50_ms,
+        base.p99_ms,
+        n.saturating_sub(base.consumed)
+    );
+    for (name, r, rss) in &runs.rows {
+        println!(
+            "| {name} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {:.0} |",
+            r.accepted_per_s,
+            r.delivered_per_s,
+            r.p50_ms,
+            r.p99_ms,
+            r.e2e_p50_ms,
+            r.e2e_p99_ms,
+            r.errors,
+            rss.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into()),
+            r.cpu_us_per_event
+        );
+    }
+    println!("\n| ratio | value |");
+    println!("|---|---|");
+    println!(
+        "| Kafka-backed broker accepted/s ÷ plain produce/s | {:.2} |",
+        sy.accepted_per_s / base.events_per_sec
+    );
+    println!(
+        "| Kafka-backed broker delivered/s ÷ plain produce/s | {:.2} |",
+        sy.delivered_per_s / base.events_per_sec
+    );
+    println!(
+        "| e2e p50 (HTTP in → HTTP out) − plain produce→consume p50 | {:.2} ms |",
+        sy.e2e_p50_ms - base.p50_ms
+    );
+    println!(
+        "| e2e p99 at {} ev/s | {:.2} ms |",
+        args.rate, fixed.e2e_p99_ms
+    );
+    Ok(())
 }
 
 fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {

@@ -845,7 +845,7 @@ async fn run_consumer(
             )
             .set("heartbeat.interval.ms", "500")
             .set("max.poll.interval.ms", "30000")
-            .set("fetch.wait.max.ms", "20")
+            .set("fetch.wait.max.ms", "10")
             .set("enable.partition.eof", "false")
             .create_with_context(GroupContext {
                 shared: shared.clone(),
