@@ -839,6 +839,92 @@ mod tests {
         );
     }
 
+    /// A cheap, deterministic stand-in for the `kafka_record` fuzz target: random records built from
+    /// interesting names and values never panic, and whatever decodes is valid and re-encodes.
+    #[test]
+    fn decode_never_panics_on_random_records() {
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            usize::try_from(seed % 1_000_003).unwrap_or(0)
+        };
+        let names = [
+            "ce_specversion",
+            "ce_id",
+            "ce_source",
+            "ce_type",
+            "ce_time",
+            "ce_subject",
+            "ce_dataschema",
+            "ce_schemaurl",
+            "ce_datacontentencoding",
+            "ce_datacontenttype",
+            "content-type",
+            "Content-Type",
+            "CE_ID",
+            "ce_",
+            "ce_x",
+            "other",
+        ];
+        let values: [&[u8]; 14] = [
+            b"1.0",
+            b"0.3",
+            b"",
+            b"\xff",
+            b"base64",
+            b"application/cloudevents+json",
+            b"application/cloudevents-batch+json",
+            b"application/cloudevents+avro",
+            b"2018-04-05T17:31:00Z",
+            b"/s",
+            b"x y",
+            b"text/plain",
+            b"https://example.com/s",
+            b"AAH/",
+        ];
+        let bodies: [Option<&[u8]>; 6] = [
+            None,
+            Some(b""),
+            Some(br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","data":{"a":1}}"#),
+            Some(br#"{"specversion":"0.3","id":"1","source":"/s","type":"t","x":"#),
+            Some(b"\x00\xff"),
+            Some(b"AAH/"),
+        ];
+        let mut decoded = 0;
+        for _ in 0..20_000 {
+            // Half of the records start with valid required attributes.
+            let mut headers = if next() % 2 == 0 { base() } else { Vec::new() };
+            for _ in 0..next() % 6 {
+                let name = names[next() % names.len()];
+                let value = (next() % 12 != 0).then(|| values[next() % values.len()]);
+                headers.push((name, value));
+            }
+            let value = bodies[next() % bodies.len()];
+            let key = (next() % 2 == 0).then_some(&b"k"[..]);
+            let rec = RawRecord {
+                topic: "t",
+                partition: 0,
+                offset: 1,
+                timestamp_ms: Some(1),
+                key,
+                headers: &headers,
+                value,
+            };
+            validate_event(&wrap_raw("ns", "s", &rec)).unwrap();
+            if let Ok(Decoded::Event(e)) = decode(key, &headers, value) {
+                decoded += 1;
+                validate_event(&e).unwrap();
+                for mode in [ContentMode::Binary, ContentMode::Structured] {
+                    let again = event_of(decode_record(&encode(&e, mode)).unwrap());
+                    assert_eq!((&again.id, &again.time), (&e.id, &e.time));
+                }
+            }
+        }
+        assert!(decoded > 1000, "only {decoded} records decoded");
+    }
+
     #[test]
     fn knative_kafka_source_wrapping() {
         let headers = [
