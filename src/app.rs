@@ -14,6 +14,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use switchyard_broker::channel::composite::CompositeChannel;
+use switchyard_broker::channel::kafka::KafkaOptions;
 use switchyard_broker::channel::store::{StoreChannel, StoreOptions};
 use switchyard_broker::channel::Channel;
 use switchyard_broker::config::load::{load_paths, ConfigErrors};
@@ -44,6 +46,8 @@ pub struct ServeOptions {
     pub shutdown_grace: Duration,
     /// How often config files are checked for changes.
     pub reload_interval: Duration,
+    /// Kafka-backed brokers' settings.
+    pub kafka: KafkaOptions,
 }
 
 /// Why the process could not start.
@@ -96,7 +100,7 @@ impl RunningApp {
 
 /// The live pieces, shared with the reloader and the admin server.
 pub(crate) struct Live {
-    pub(crate) channel: Arc<StoreChannel>,
+    pub(crate) channel: Arc<CompositeChannel>,
     pub(crate) ingress: Arc<Ingress>,
     pub(crate) dispatcher: Dispatcher,
     pub(crate) topology: ArcSwap<Topology>,
@@ -111,7 +115,7 @@ impl Live {
         self.channel
             .apply_topology(topology.clone())
             .await
-            .context("applying the topology to the store")?;
+            .context("applying the topology to the channel")?;
         self.ingress.apply(&topology);
         self.dispatcher
             .apply(&topology)
@@ -136,7 +140,7 @@ pub async fn start(opts: ServeOptions) -> Result<RunningApp, StartError> {
         }
         None => StoreChannel::in_memory(StoreOptions::default()).context("in-memory store")?,
     };
-    let channel = Arc::new(store);
+    let channel = Arc::new(CompositeChannel::new(Arc::new(store), opts.kafka.clone()));
     let dyn_channel: Arc<dyn Channel> = channel.clone();
     let metrics = Arc::new(Metrics::new());
     let dispatcher = Dispatcher::new(
@@ -244,7 +248,10 @@ async fn run(
         .flush()
         .await
         .context("flushing acknowledgements")?;
-    live.channel.close().await.context("closing the store")?;
+    live.channel
+        .close(deadline)
+        .await
+        .context("closing the channel")?;
     let _ = tokio::time::timeout(Duration::from_secs(1), admin_server).await;
     tracing::info!("Shutdown complete.");
     Ok(())

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 use switchyard::app::{self, ServeOptions, StartError};
 use switchyard::util::parse_duration;
+use switchyard_broker::channel::kafka::KafkaOptions;
 use switchyard_ingress::Limits;
 
 /// Switchyard: a CloudEvents broker with Knative Broker/Trigger routing.
@@ -78,6 +79,14 @@ struct ServeArgs {
     /// How often the config files are checked for changes.
     #[arg(long, env = "SWITCHYARD_RELOAD_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     reload_interval: Duration,
+    /// Kafka-backed brokers: in-memory queue entries per trigger before the rest overflows into the
+    /// trigger's durable queue in the data dir (a slow subscriber never stops the broker's consumer).
+    #[arg(long, env = "SWITCHYARD_KAFKA_TRIGGER_WINDOW", default_value_t = 1024)]
+    kafka_trigger_window: usize,
+    /// Kafka-backed brokers: consumer-group session timeout, i.e. how soon another process takes over
+    /// the partitions of a process that died.
+    #[arg(long, env = "SWITCHYARD_KAFKA_SESSION_TIMEOUT", default_value = "6s", value_parser = parse_duration)]
+    kafka_session_timeout: Duration,
 }
 
 fn main() -> ExitCode {
@@ -153,6 +162,11 @@ async fn serve(args: ServeArgs) -> ExitCode {
         },
         shutdown_grace: args.shutdown_grace,
         reload_interval: args.reload_interval,
+        kafka: KafkaOptions {
+            trigger_window: args.kafka_trigger_window.max(1),
+            session_timeout: args.kafka_session_timeout,
+            ..KafkaOptions::default()
+        },
     };
     let running = match app::start(opts).await {
         Ok(r) => r,

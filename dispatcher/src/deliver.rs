@@ -3,7 +3,7 @@
 //! only performs the IO they call for.
 
 use crate::client::{Response, SendError};
-use crate::{Shared, TriggerCtx};
+use crate::{KafkaTarget, Shared, Target, TriggerCtx};
 use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -137,12 +137,18 @@ pub(crate) async fn deliver(shared: &Shared, ctx: &TriggerCtx, delivery: Deliver
         );
         (headers, body)
     };
-    let mut next = Some(request());
+    let mut next = matches!(ctx.target, Target::Http(_)).then(request);
 
     let mut retry = 0u32;
     let failure = loop {
-        let (headers, body) = next.take().unwrap_or_else(request);
-        match attempt(shared, ctx, &delivery, headers, body).await {
+        let outcome = match &ctx.target {
+            Target::Http(uri) => {
+                let (headers, body) = next.take().unwrap_or_else(request);
+                attempt(shared, ctx, uri, &delivery, headers, body).await
+            }
+            Target::Kafka(sink) => attempt_kafka(ctx, sink, event).await,
+        };
+        match outcome {
             Attempt::Done => {
                 finish(shared, ctx, delivery.seq).await;
                 return;
@@ -173,6 +179,7 @@ pub(crate) async fn deliver(shared: &Shared, ctx: &TriggerCtx, delivery: Deliver
 async fn attempt(
     shared: &Shared,
     ctx: &TriggerCtx,
+    uri: &http::Uri,
     delivery: &Delivery,
     headers: HeaderMap,
     body: Bytes,
@@ -180,7 +187,7 @@ async fn attempt(
     let started = Instant::now();
     let result = shared
         .client
-        .send(&ctx.subscriber, headers, body, ctx.policy.timeout)
+        .send(uri, headers, body, ctx.policy.timeout)
         .await;
     ctx.metrics.latency.observe(started.elapsed().as_secs_f64());
     let resp = match result {
@@ -211,6 +218,45 @@ async fn attempt(
             }
             Attempt::Failed(f)
         }
+    }
+}
+
+/// Produces the event to a KafkaSink's topic (TTL removed, as for any subscriber). A produce failure or
+/// timeout is a retryable failed attempt; there are no replies.
+async fn attempt_kafka(ctx: &TriggerCtx, sink: &KafkaTarget, event: &Event) -> Attempt {
+    let started = Instant::now();
+    let stripped;
+    let event = if event.extension(TTL_EXTENSION).is_some() {
+        let mut e = event.clone();
+        e.remove_extension(TTL_EXTENSION);
+        stripped = e;
+        &stripped
+    } else {
+        event
+    };
+    let produce = switchyard_broker::channel::kafka::produce_event(
+        &sink.producer,
+        &sink.topic,
+        event,
+        sink.content_mode,
+    );
+    let t = ctx.policy.timeout;
+    let result = match tokio::time::timeout(t, produce).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("timeout after {t:?}")),
+    };
+    ctx.metrics.latency.observe(started.elapsed().as_secs_f64());
+    match result {
+        Ok(()) => {
+            ctx.metrics.delivered.inc();
+            Attempt::Done
+        }
+        Err(e) => Attempt::Failed(Failure {
+            data: Some(format!("kafka produce to {}: {e}", sink.topic)),
+            retryable: true,
+            reason: "kafka-produce-failed",
+            ..Failure::default()
+        }),
     }
 }
 

@@ -21,8 +21,10 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use switchyard_broker::channel::{Channel, Subscription};
-use switchyard_broker::config::{BrokerKey, Topology, TriggerKey};
+use switchyard_broker::channel::{Channel, Delivery, Subscription};
+use switchyard_broker::config::{
+    BrokerKey, ContentMode, DeliveryOrder, Destination, Topology, TriggerKey,
+};
 use switchyard_broker::delivery::{Format, RetryPolicy};
 use switchyard_broker::metrics::{Metrics, TriggerMetrics};
 use tokio::sync::{watch, Semaphore};
@@ -55,14 +57,39 @@ pub(crate) struct TriggerCtx {
     pub(crate) key: TriggerKey,
     pub(crate) label: String,
     pub(crate) broker: BrokerKey,
-    pub(crate) subscriber: Uri,
+    pub(crate) target: Target,
     pub(crate) subscriber_str: String,
+    pub(crate) order: DeliveryOrder,
     pub(crate) dead_letter_sink: Option<(Uri, String)>,
     pub(crate) policy: RetryPolicy,
     pub(crate) format: Format,
     pub(crate) namespace_header: HeaderValue,
     pub(crate) metrics: TriggerMetrics,
     pub(crate) max_inflight: usize,
+}
+
+/// Where a trigger's deliveries go.
+#[derive(Debug)]
+pub(crate) enum Target {
+    /// POST to a URL.
+    Http(Uri),
+    /// Produce to a KafkaSink's topic.
+    Kafka(KafkaTarget),
+}
+
+/// A resolved KafkaSink.
+pub(crate) struct KafkaTarget {
+    pub(crate) producer: rdkafka::producer::FutureProducer,
+    pub(crate) topic: String,
+    pub(crate) content_mode: ContentMode,
+}
+
+impl std::fmt::Debug for KafkaTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaTarget")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
 }
 
 /// State shared by all workers and deliveries.
@@ -105,6 +132,8 @@ pub struct Dispatcher {
     metrics: Arc<Metrics>,
     shutdown_tx: watch::Sender<bool>,
     workers: Mutex<HashMap<TriggerKey, Worker>>,
+    /// KafkaSink producers by bootstrap servers.
+    producers: Mutex<HashMap<String, rdkafka::producer::FutureProducer>>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -151,6 +180,7 @@ impl Dispatcher {
             metrics,
             shutdown_tx,
             workers: Mutex::new(HashMap::new()),
+            producers: Mutex::new(HashMap::new()),
         })
     }
 
@@ -169,13 +199,24 @@ impl Dispatcher {
             trigger: key.clone(),
             message,
         };
-        let subscriber_str = match &spec.subscriber {
-            switchyard_broker::config::Destination::Url(u) => u.clone(),
-            other => return Err(err(format!("subscriber {other} is not supported yet"))),
+        let subscriber_str = spec.subscriber.to_string();
+        let target = match &spec.subscriber {
+            Destination::Url(u) => Target::Http(
+                u.parse()
+                    .map_err(|e| err(format!("subscriber uri {u:?}: {e}")))?,
+            ),
+            Destination::KafkaSink(sink) => {
+                let sink = topology
+                    .kafka_sinks
+                    .get(sink)
+                    .ok_or_else(|| err(format!("KafkaSink {sink} does not exist")))?;
+                Target::Kafka(KafkaTarget {
+                    producer: self.producer(&sink.bootstrap_servers).map_err(&err)?,
+                    topic: sink.topic.clone(),
+                    content_mode: sink.content_mode,
+                })
+            }
         };
-        let subscriber: Uri = subscriber_str
-            .parse()
-            .map_err(|e| err(format!("subscriber uri {subscriber_str:?}: {e}")))?;
         let delivery = spec.effective_delivery(broker);
         let dead_letter_sink = match delivery.and_then(|d| d.dead_letter_sink.as_ref()) {
             Some(s) => Some((
@@ -189,8 +230,9 @@ impl Dispatcher {
         Ok(Some(TriggerCtx {
             key: key.clone(),
             broker: spec.broker.clone(),
-            subscriber,
+            target,
             subscriber_str,
+            order: spec.delivery_order,
             dead_letter_sink,
             policy: RetryPolicy::from_spec(delivery),
             format: delivery.and_then(|d| d.format).unwrap_or_default(),
@@ -200,6 +242,21 @@ impl Dispatcher {
             max_inflight: spec.max_inflight.max(1),
             label,
         }))
+    }
+
+    fn producer(&self, bootstrap: &str) -> Result<rdkafka::producer::FutureProducer, String> {
+        let mut producers = self.producers.lock();
+        if let Some(p) = producers.get(bootstrap) {
+            return Ok(p.clone());
+        }
+        let p = switchyard_broker::channel::kafka::producer(
+            bootstrap,
+            Duration::from_secs(30),
+            2 * 1024 * 1024,
+        )
+        .map_err(|e| format!("kafka producer for {bootstrap}: {e}"))?;
+        producers.insert(bootstrap.to_owned(), p.clone());
+        Ok(p)
     }
 
     /// Starts workers for new triggers, updates changed ones, stops removed ones. The channel must
@@ -299,6 +356,28 @@ impl Dispatcher {
     }
 }
 
+/// Entries waiting behind a busy partition key, per trigger (ordered delivery).
+#[derive(Default)]
+struct KeyQueues {
+    /// Key → entries waiting for the key's in-flight delivery to finish. A key is present while it has a
+    /// delivery in flight.
+    map: Mutex<HashMap<String, std::collections::VecDeque<Delivery>>>,
+    /// Entries waiting in `map` (not counting the in-flight ones).
+    waiting: std::sync::atomic::AtomicUsize,
+    /// Signalled whenever a waiting entry starts.
+    progressed: tokio::sync::Notify,
+}
+
+/// How many entries may wait behind busy keys (per in-flight permit) before the worker stops pulling.
+const WAITING_PER_PERMIT: usize = 10;
+
+fn partition_key(delivery: &Delivery) -> Option<String> {
+    delivery
+        .event
+        .extension("partitionkey")
+        .map(|v| v.to_canonical().into_owned())
+}
+
 async fn run_worker(
     shared: Arc<Shared>,
     mut sub: Box<dyn Subscription>,
@@ -306,7 +385,22 @@ async fn run_worker(
     inflight: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let keys = Arc::new(KeyQueues::default());
     loop {
+        // Ordered triggers: stop pulling while too many entries wait behind busy keys.
+        loop {
+            let limit = ctx.borrow().max_inflight * WAITING_PER_PERMIT;
+            let progressed = keys.progressed.notified();
+            tokio::pin!(progressed);
+            progressed.as_mut().enable();
+            if keys.waiting.load(std::sync::atomic::Ordering::Acquire) < limit {
+                break;
+            }
+            tokio::select! {
+                _ = progressed => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
         let permit = tokio::select! {
             p = inflight.clone().acquire_owned() => match p {
                 Ok(p) => p,
@@ -323,8 +417,49 @@ async fn run_worker(
         };
         let ctx = ctx.borrow().clone();
         let shared = shared.clone();
+        let key = match ctx.order {
+            DeliveryOrder::Ordered => partition_key(&delivery),
+            DeliveryOrder::Unordered => None,
+        };
+        let Some(key) = key else {
+            tokio::spawn(async move {
+                deliver::deliver(&shared, &ctx, delivery).await;
+                drop(permit);
+            });
+            continue;
+        };
+        {
+            let mut map = keys.map.lock();
+            if let Some(waiting) = map.get_mut(&key) {
+                // The key is busy: wait behind it without holding a permit, so other keys go on.
+                waiting.push_back(delivery);
+                keys.waiting
+                    .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                continue;
+            }
+            map.insert(key.clone(), std::collections::VecDeque::new());
+        }
+        let keys = keys.clone();
         tokio::spawn(async move {
-            deliver::deliver(&shared, &ctx, delivery).await;
+            // One task per busy key delivers its entries one after the other, in queue order.
+            let mut next = Some(delivery);
+            while let Some(delivery) = next.take() {
+                deliver::deliver(&shared, &ctx, delivery).await;
+                if shared.is_shutting_down() {
+                    // The rest stays queued (not acked) and is redelivered after restart.
+                    keys.map.lock().remove(&key);
+                    break;
+                }
+                let mut map = keys.map.lock();
+                next = map.get_mut(&key).and_then(|q| q.pop_front());
+                if next.is_some() {
+                    keys.waiting
+                        .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                    keys.progressed.notify_waiters();
+                } else {
+                    map.remove(&key);
+                }
+            }
             drop(permit);
         });
     }

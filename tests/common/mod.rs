@@ -363,21 +363,33 @@ impl TestBroker {
         limits: Limits,
         extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
     ) -> TestBroker {
+        Self::start_custom(yaml, |o| {
+            o.limits = limits;
+            o.extra_roots = extra_roots;
+        })
+        .await
+    }
+
+    /// Starts with default test options changed by `customize`.
+    pub async fn start_custom(yaml: &str, customize: impl FnOnce(&mut ServeOptions)) -> TestBroker {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config.yaml");
         std::fs::write(&config, yaml).unwrap();
-        let app = app::start(ServeOptions {
+        let mut opts = ServeOptions {
             configs: vec![config.clone()],
             data_dir: Some(dir.path().join("data")),
             listen: "127.0.0.1:0".parse().unwrap(),
             admin_listen: "127.0.0.1:0".parse().unwrap(),
-            limits,
-            extra_roots,
+            limits: Limits::default(),
+            extra_roots: Vec::new(),
             shutdown_grace: Duration::from_secs(5),
             reload_interval: Duration::from_millis(100),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("broker failed to start: {e}"));
+            kafka: Default::default(),
+        };
+        customize(&mut opts);
+        let app = app::start(opts)
+            .await
+            .unwrap_or_else(|e| panic!("broker failed to start: {e}"));
         TestBroker {
             app: Some(app),
             dir,

@@ -13,8 +13,11 @@
 //! - Parking moves an entry to the local dead-letter store atomically; parked events can be listed and
 //!   redriven into the same trigger's queue.
 //!
-//! The embedded backend is [`store::StoreChannel`] (redb, on disk or in memory for tests).
+//! The embedded backend is [`store::StoreChannel`] (redb, on disk or in memory for tests); Kafka-backed
+//! brokers use [`kafka::KafkaBackend`]; [`composite::CompositeChannel`] picks one per broker.
 
+pub mod composite;
+pub mod kafka;
 pub mod store;
 
 use crate::config::{BrokerKey, Topology, TriggerKey};

@@ -1,11 +1,15 @@
 //! Loading manifests from files, directories or in-memory sources into a validated [`Topology`].
 //!
 //! Every problem is collected (not only the first) and reported as `{file} doc {doc}: {path}: {message}`.
-//! Cross-document checks (duplicate names, `spec.config` references, triggers whose broker is missing) run
-//! after all documents are decoded.
+//! Cross-document checks (duplicate names, `spec.config` references and the Kafka broker settings of the
+//! referenced ConfigMap, KafkaSink subscribers and KafkaSource Broker sinks that must exist, triggers whose
+//! broker is missing) run after all documents are decoded.
 
-use super::manifest::{decode_document, Ctx, Document};
-use super::{BrokerKey, BrokerSpec, Topology, TriggerKey, TriggerSpec};
+use super::manifest::{decode_document, parse_bootstrap_csv, Ctx, Document};
+use super::{
+    Backend, BrokerKey, BrokerSpec, Destination, KafkaBrokerConfig, KafkaSinkSpec, KafkaSourceSpec,
+    ObjectKey, SourceSink, Topology, TriggerKey, TriggerSpec,
+};
 use serde::Deserialize as _;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
@@ -116,6 +120,7 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<LoadedConfig, ConfigErrors> {
 }
 
 /// Where a decoded object came from, for cross-document messages.
+#[derive(Clone, Copy)]
 struct Origin {
     file: usize,
     doc: usize,
@@ -126,6 +131,100 @@ struct PendingBroker {
     origin: Origin,
     spec: BrokerSpec,
     config_ref: Option<(String, String)>,
+    /// `Some((topic, external))` for class Kafka.
+    kafka_topic: Option<(String, bool)>,
+}
+
+/// Knative `kafka-broker-config` keys.
+const BOOTSTRAP_SERVERS_KEY: &str = "bootstrap.servers";
+const PARTITIONS_KEY: &str = "default.topic.partitions";
+const REPLICATION_FACTOR_KEY: &str = "default.topic.replication.factor";
+const AUTH_SECRET_KEY: &str = "auth.secret.ref.name";
+/// Knative's default `default.topic.partitions`.
+const DEFAULT_PARTITIONS: i32 = 10;
+/// Switchyard's default `default.topic.replication.factor` (Knative's is 3; a dev cluster has one broker).
+const DEFAULT_REPLICATION_FACTOR: i16 = 1;
+
+/// The Kafka settings of a `kafka-broker-config`-style ConfigMap.
+struct KafkaSettings {
+    bootstrap_servers: String,
+    partitions: i32,
+    replication_factor: i16,
+}
+
+/// Parses the Kafka settings of a ConfigMap, or returns the problems as (path inside the ConfigMap,
+/// message); `broker` is named in the messages.
+fn kafka_settings(
+    data: &BTreeMap<String, String>,
+    broker: &BrokerKey,
+) -> Result<KafkaSettings, Vec<(String, String)>> {
+    let mut problems = Vec::new();
+    let path = |key: &str| format!("data.{key}");
+    let bootstrap = match data.get(BOOTSTRAP_SERVERS_KEY).map(|s| s.trim()) {
+        None | Some("") => {
+            problems.push((
+                path(BOOTSTRAP_SERVERS_KEY),
+                format!(
+                    "required by Kafka broker {broker}: a comma-separated list of host:port \
+                     (e.g. \"kafka-0.example:9092,kafka-1.example:9092\")"
+                ),
+            ));
+            None
+        }
+        Some(s) => match parse_bootstrap_csv(s) {
+            Ok(list) => Some(list),
+            Err(messages) => {
+                problems.extend(
+                    messages
+                        .into_iter()
+                        .map(|m| (path(BOOTSTRAP_SERVERS_KEY), m)),
+                );
+                None
+            }
+        },
+    };
+    let mut positive = |key: &str, max: i64, default: i64| -> i64 {
+        let Some(text) = data.get(key) else {
+            return default;
+        };
+        match text.trim().parse::<i64>() {
+            Ok(n) if (1..=max).contains(&n) => n,
+            _ => {
+                problems.push((
+                    path(key),
+                    format!("must be an integer from 1 to {max}, got {text:?}"),
+                ));
+                default
+            }
+        }
+    };
+    let partitions = positive(
+        PARTITIONS_KEY,
+        i64::from(i32::MAX),
+        i64::from(DEFAULT_PARTITIONS),
+    );
+    let replication = positive(
+        REPLICATION_FACTOR_KEY,
+        i64::from(i16::MAX),
+        i64::from(DEFAULT_REPLICATION_FACTOR),
+    );
+    if data.contains_key(AUTH_SECRET_KEY) {
+        problems.push((
+            path(AUTH_SECRET_KEY),
+            format!(
+                "Kafka authentication is not supported in standalone mode (Kafka broker {broker}); \
+                 remove the key to connect without authentication"
+            ),
+        ));
+    }
+    match bootstrap {
+        Some(bootstrap_servers) if problems.is_empty() => Ok(KafkaSettings {
+            bootstrap_servers,
+            partitions: i32::try_from(partitions).unwrap_or(DEFAULT_PARTITIONS),
+            replication_factor: i16::try_from(replication).unwrap_or(DEFAULT_REPLICATION_FACTOR),
+        }),
+        _ => Err(problems),
+    }
 }
 
 /// Same from in-memory sources (name, text) — for tests and the future Kubernetes mode.
@@ -134,7 +233,10 @@ pub fn load_sources(sources: &[(String, String)]) -> Result<LoadedConfig, Config
     let mut warnings = Vec::new();
     let mut brokers: Vec<PendingBroker> = Vec::new();
     let mut triggers: Vec<(Origin, TriggerSpec)> = Vec::new();
-    let mut configmaps: HashMap<(String, String), BTreeMap<String, String>> = HashMap::new();
+    let mut configmaps: HashMap<(String, String), (Origin, BTreeMap<String, String>)> =
+        HashMap::new();
+    let mut sinks: Vec<(Origin, KafkaSinkSpec)> = Vec::new();
+    let mut kafka_sources: Vec<(Origin, KafkaSourceSpec)> = Vec::new();
 
     for (file_idx, (name, text)) in sources.iter().enumerate() {
         for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
@@ -162,10 +264,15 @@ pub fn load_sources(sources: &[(String, String)]) -> Result<LoadedConfig, Config
             match decode_document(&mut ctx, &value) {
                 None => {}
                 Some(Document::Skipped(w)) => warnings.push(format!("{name} doc {doc_no}: {w}")),
-                Some(Document::Broker { spec, config_ref }) => brokers.push(PendingBroker {
+                Some(Document::Broker {
+                    spec,
+                    config_ref,
+                    kafka_topic,
+                }) => brokers.push(PendingBroker {
                     origin,
                     spec,
                     config_ref,
+                    kafka_topic,
                 }),
                 Some(Document::Trigger(t)) => triggers.push((origin, t)),
                 Some(Document::ConfigMap { key, data }) => match configmaps.entry(key) {
@@ -174,9 +281,11 @@ pub fn load_sources(sources: &[(String, String)]) -> Result<LoadedConfig, Config
                         ctx.err("metadata.name", format!("duplicate ConfigMap {ns}/{name}"));
                     }
                     Entry::Vacant(e) => {
-                        e.insert(data);
+                        e.insert((origin, data));
                     }
                 },
+                Some(Document::KafkaSink(s)) => sinks.push((origin, s)),
+                Some(Document::KafkaSource(s)) => kafka_sources.push((origin, s)),
             }
         }
     }
@@ -193,15 +302,43 @@ pub fn load_sources(sources: &[(String, String)]) -> Result<LoadedConfig, Config
 
     let mut seen_brokers: HashMap<BrokerKey, Origin> = HashMap::new();
     let mut broker_specs = Vec::with_capacity(brokers.len());
+    // Kafka settings per ConfigMap, parsed (and its problems reported) once however many brokers use it.
+    let mut kafka_configs: HashMap<(String, String), Option<KafkaSettings>> = HashMap::new();
     for PendingBroker {
         origin,
         mut spec,
         config_ref,
+        kafka_topic,
     } in brokers
     {
         if let Some((ns, name)) = config_ref {
-            match configmaps.get(&(ns.clone(), name.clone())) {
-                Some(data) => spec.config = data.clone(),
+            let cm_key = (ns.clone(), name.clone());
+            match configmaps.get(&cm_key) {
+                Some((cm_origin, data)) => {
+                    spec.config = data.clone();
+                    if let Some((topic, external_topic)) = kafka_topic {
+                        let settings = kafka_configs.entry(cm_key).or_insert_with(|| {
+                            match kafka_settings(data, &spec.key) {
+                                Ok(s) => Some(s),
+                                Err(problems) => {
+                                    for (path, message) in problems {
+                                        err_at(&mut errors, cm_origin, &path, message);
+                                    }
+                                    None
+                                }
+                            }
+                        });
+                        if let Some(k) = settings {
+                            spec.backend = Backend::Kafka(KafkaBrokerConfig {
+                                bootstrap_servers: k.bootstrap_servers.clone(),
+                                topic,
+                                external_topic,
+                                partitions: k.partitions,
+                                replication_factor: k.replication_factor,
+                            });
+                        }
+                    }
+                }
                 None => err_at(
                     &mut errors,
                     &origin,
@@ -245,14 +382,64 @@ pub fn load_sources(sources: &[(String, String)]) -> Result<LoadedConfig, Config
             ));
         }
         seen_triggers.insert(t.key.clone(), origin);
-        trigger_specs.push(t);
+        trigger_specs.push((origin, t));
+    }
+
+    let mut seen_sinks: HashMap<ObjectKey, Origin> = HashMap::new();
+    let mut sink_specs = Vec::with_capacity(sinks.len());
+    for (origin, s) in sinks {
+        if let Some(first) = seen_sinks.get(&s.key) {
+            let msg = format!(
+                "duplicate KafkaSink {} (first defined at {})",
+                s.key,
+                place(first)
+            );
+            err_at(&mut errors, &origin, "metadata.name", msg);
+            continue;
+        }
+        seen_sinks.insert(s.key.clone(), origin);
+        sink_specs.push(s);
+    }
+    let trigger_specs: Vec<TriggerSpec> = trigger_specs
+        .into_iter()
+        .map(|(origin, t)| {
+            if let Destination::KafkaSink(sink) = &t.subscriber {
+                if !seen_sinks.contains_key(sink) {
+                    let msg = format!("KafkaSink {sink} is not defined in the configuration");
+                    err_at(&mut errors, &origin, "spec.subscriber.ref", msg);
+                }
+            }
+            t
+        })
+        .collect();
+
+    let mut seen_sources: HashMap<ObjectKey, Origin> = HashMap::new();
+    let mut source_specs = Vec::with_capacity(kafka_sources.len());
+    for (origin, s) in kafka_sources {
+        if let Some(first) = seen_sources.get(&s.key) {
+            let msg = format!(
+                "duplicate KafkaSource {} (first defined at {})",
+                s.key,
+                place(first)
+            );
+            err_at(&mut errors, &origin, "metadata.name", msg);
+            continue;
+        }
+        if let SourceSink::Broker(b) = &s.sink {
+            if !seen_brokers.contains_key(b) {
+                let msg = format!("Broker {b} is not defined in the configuration");
+                err_at(&mut errors, &origin, "spec.sink.ref", msg);
+            }
+        }
+        seen_sources.insert(s.key.clone(), origin);
+        source_specs.push(s);
     }
 
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
     Ok(LoadedConfig {
-        topology: Topology::new(broker_specs, trigger_specs),
+        topology: Topology::new(broker_specs, trigger_specs).with_kafka(sink_specs, source_specs),
         warnings,
         files: Vec::new(),
     })
@@ -517,10 +704,10 @@ spec:
         };
         assert_eq!(
             errs(&broker(
-                "  annotations:\n    eventing.knative.dev/broker.class: Kafka\n",
+                "  annotations:\n    eventing.knative.dev/broker.class: KafkaNamespaced\n",
                 ""
             )),
-            vec!["c.yaml doc 1: metadata.annotations: broker class \"Kafka\" is not supported in standalone mode"]
+            vec!["c.yaml doc 1: metadata.annotations: broker class \"KafkaNamespaced\" is not supported in standalone mode (supported: MTChannelBasedBroker, Kafka)"]
         );
         assert_eq!(
             errs(&broker("", "spec:\n  config: {kind: ConfigMap, name: nope}\n")),
@@ -969,5 +1156,637 @@ spec:
         assert_eq!(e.0.len(), 1);
         assert_eq!(e.0[0].file, missing.display().to_string());
         assert!(e.0[0].message.starts_with("cannot read"), "{}", e.0[0]);
+    }
+
+    // ---- Kafka ----
+
+    use crate::config::{
+        Backend, ContentMode, DeliveryOrder, Destination, InitialOffset, KafkaBrokerConfig,
+        ObjectKey, SourceSink,
+    };
+
+    const KAFKA_CM: &str =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: kafka-broker-config}\n\
+                            data:\n  bootstrap.servers: \"k1:9092\"\n";
+
+    /// A Kafka broker `default/kb` (doc 2) whose ConfigMap (doc 1) has `data` (YAML lines at indent 2),
+    /// plus `extra_annotations` (YAML lines at indent 4).
+    fn kafka_broker(data: &str, extra_annotations: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: kafka-broker-config}}\ndata:\n{data}---\n\
+             apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: kb\n  annotations:\n\
+             \x20   eventing.knative.dev/broker.class: Kafka\n{extra_annotations}\
+             spec:\n  config: {{apiVersion: v1, kind: ConfigMap, name: kafka-broker-config}}\n"
+        )
+    }
+
+    fn backend_of(c: &LoadedConfig, ns: &str, name: &str) -> Backend {
+        c.topology.brokers[&BrokerKey::new(ns, name)]
+            .backend
+            .clone()
+    }
+
+    #[test]
+    fn kafka_broker_from_configmap() {
+        let c = ok(&kafka_broker(
+            "  bootstrap.servers: \"k1:9092, k2.example:9093,[::1]:9094\"\n  default.topic.partitions: \"3\"\n  \
+             default.topic.replication.factor: \"2\"\n  default.topic.config.retention.ms: \"1000\"\n",
+            "",
+        ));
+        let b = &c.topology.brokers[&BrokerKey::new("default", "kb")];
+        assert_eq!(b.class, "Kafka");
+        assert_eq!(
+            b.backend,
+            Backend::Kafka(KafkaBrokerConfig {
+                bootstrap_servers: "k1:9092,k2.example:9093,[::1]:9094".into(),
+                topic: "knative-broker-default-kb".into(),
+                external_topic: false,
+                partitions: 3,
+                replication_factor: 2,
+            })
+        );
+        // The raw ConfigMap data is kept too (other keys are for whoever creates the topic).
+        assert_eq!(
+            b.config
+                .get("default.topic.config.retention.ms")
+                .map(String::as_str),
+            Some("1000")
+        );
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn kafka_broker_defaults_external_topic_and_namespaces() {
+        let c = ok(&kafka_broker("  bootstrap.servers: \"k1:9092\"\n", ""));
+        assert_eq!(
+            backend_of(&c, "default", "kb"),
+            Backend::Kafka(KafkaBrokerConfig {
+                bootstrap_servers: "k1:9092".into(),
+                topic: "knative-broker-default-kb".into(),
+                external_topic: false,
+                partitions: 10,
+                replication_factor: 1,
+            })
+        );
+        let c = ok(&kafka_broker(
+            "  bootstrap.servers: \"k1:9092\"\n",
+            "    kafka.eventing.knative.dev/external.topic: my_Topic.v1-x\n",
+        ));
+        match backend_of(&c, "default", "kb") {
+            Backend::Kafka(k) => {
+                assert_eq!(k.topic, "my_Topic.v1-x");
+                assert!(k.external_topic);
+            }
+            other => panic!("expected a Kafka backend, got {other:?}"),
+        }
+        // Topic from the broker's namespace; the ConfigMap is looked up in that namespace too, and a
+        // ConfigMap shared by two Kafka brokers is fine.
+        let text = format!(
+            "{}---\n{}",
+            KAFKA_CM.replace("{name: kafka-broker-config}", "{name: kafka-broker-config, namespace: team}"),
+            "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: a\n  namespace: team\n  \
+             annotations: {eventing.knative.dev/broker.class: Kafka}\n\
+             spec: {config: {kind: ConfigMap, name: kafka-broker-config}}\n---\n\
+             apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: b\n  namespace: other\n  \
+             annotations: {eventing.knative.dev/broker.class: Kafka}\n\
+             spec: {config: {kind: ConfigMap, name: kafka-broker-config, namespace: team}}\n"
+        );
+        let c = ok(&text);
+        for (ns, name) in [("team", "a"), ("other", "b")] {
+            match backend_of(&c, ns, name) {
+                Backend::Kafka(k) => {
+                    assert_eq!(k.topic, format!("knative-broker-{ns}-{name}"));
+                    assert_eq!(k.bootstrap_servers, "k1:9092");
+                }
+                other => panic!("expected a Kafka backend, got {other:?}"),
+            }
+        }
+        // Other classes stay embedded, with or without a ConfigMap.
+        assert_eq!(
+            backend_of(&ok(BROKER), "default", "default"),
+            Backend::Embedded
+        );
+        let c = ok(&format!(
+            "{KAFKA_CM}---\n{BROKER}spec: {{config: {{kind: ConfigMap, name: kafka-broker-config}}}}\n"
+        ));
+        assert_eq!(backend_of(&c, "default", "default"), Backend::Embedded);
+    }
+
+    #[test]
+    fn kafka_broker_errors() {
+        // No spec.config at all.
+        let no_config =
+            "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: kb\n  \
+                         annotations: {eventing.knative.dev/broker.class: Kafka}\n";
+        assert_eq!(
+            errs(no_config),
+            vec!["c.yaml doc 1: spec.config: required for broker class Kafka: a reference to a ConfigMap \
+                  with bootstrap.servers (like Knative's kafka-broker-config), e.g. {apiVersion: v1, kind: \
+                  ConfigMap, name: kafka-broker-config}"]
+        );
+        assert_err(
+            &format!("{no_config}spec: {{delivery: {{retry: 1}}}}\n"),
+            "spec.config",
+            "required for broker class Kafka",
+        );
+        // The ConfigMap must exist.
+        assert_eq!(
+            errs(kafka_broker("", "").split("---\n").nth(1).expect("broker document")),
+            vec!["c.yaml doc 1: spec.config: ConfigMap default/kafka-broker-config is not defined in the configuration"]
+        );
+        // bootstrap.servers problems are reported in the ConfigMap's document.
+        assert_eq!(
+            errs(&kafka_broker("  other: x\n", "")),
+            vec!["c.yaml doc 1: data.bootstrap.servers: required by Kafka broker default/kb: a \
+                  comma-separated list of host:port (e.g. \"kafka-0.example:9092,kafka-1.example:9092\")"]
+        );
+        assert_err(
+            &kafka_broker("  bootstrap.servers: \" \"\n", ""),
+            "data.bootstrap.servers",
+            "required by Kafka broker default/kb",
+        );
+        assert_eq!(
+            errs(&kafka_broker("  bootstrap.servers: \"k1:9092,k2,k3:0,\"\n", "")),
+            vec![
+                "c.yaml doc 1: data.bootstrap.servers: \"k2\" is not a valid host:port: missing \":port\"",
+                "c.yaml doc 1: data.bootstrap.servers: \"k3:0\" is not a valid host:port: port \"0\" must be an integer from 1 to 65535",
+                "c.yaml doc 1: data.bootstrap.servers: \"k1:9092,k2,k3:0,\" has an empty entry; expected a comma-separated list of host:port",
+            ]
+        );
+        for (key, value, msg) in [
+            ("default.topic.partitions", "0", "must be an integer from 1 to 2147483647, got \"0\""),
+            ("default.topic.partitions", "ten", "must be an integer from 1 to 2147483647, got \"ten\""),
+            ("default.topic.partitions", "3000000000", "must be an integer from 1 to 2147483647"),
+            ("default.topic.replication.factor", "-1", "must be an integer from 1 to 32767, got \"-1\""),
+            ("default.topic.replication.factor", "40000", "must be an integer from 1 to 32767"),
+            ("auth.secret.ref.name", "kafka-secret", "Kafka authentication is not supported in standalone mode (Kafka broker default/kb)"),
+        ] {
+            let text = kafka_broker(&format!("  bootstrap.servers: \"k:1\"\n  {key}: \"{value}\"\n"), "");
+            let e = load(&[("c.yaml", &text)]).expect_err(key);
+            assert_eq!(e.0.len(), 1, "{e}");
+            assert_eq!((e.0[0].doc, e.0[0].path.as_str()), (1, format!("data.{key}").as_str()));
+            assert!(e.0[0].message.contains(msg), "{}", e.0[0]);
+        }
+        // A bad ConfigMap shared by two Kafka brokers is reported once.
+        let text = format!(
+            "{}---\napiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: kb2\n  \
+             annotations: {{eventing.knative.dev/broker.class: Kafka}}\n\
+             spec: {{config: {{kind: ConfigMap, name: kafka-broker-config}}}}\n",
+            kafka_broker("  bootstrap.servers: nope\n", "")
+        );
+        assert_eq!(
+            errs(&text),
+            vec!["c.yaml doc 1: data.bootstrap.servers: \"nope\" is not a valid host:port: missing \":port\""]
+        );
+        // External topic: validated, and only for class Kafka.
+        assert_eq!(
+            errs(&kafka_broker(
+                "  bootstrap.servers: \"k:1\"\n",
+                "    kafka.eventing.knative.dev/external.topic: \"a/b\"\n"
+            )),
+            vec!["c.yaml doc 2: metadata.annotations: \"kafka.eventing.knative.dev/external.topic\": \"a/b\" \
+                  is not a valid Kafka topic name: 1 to 249 characters of a-z, A-Z, 0-9, '.', '_' or '-', and \
+                  not \".\" or \"..\""]
+        );
+        assert_err(
+            &kafka_broker(
+                "  bootstrap.servers: \"k:1\"\n",
+                "    kafka.eventing.knative.dev/external.topic: [x]\n",
+            ),
+            "metadata.annotations",
+            "must be a topic name",
+        );
+        assert_eq!(
+            errs(&BROKER.replace(
+                "  name: default\n",
+                "  name: default\n  annotations: {kafka.eventing.knative.dev/external.topic: t}\n"
+            )),
+            vec!["c.yaml doc 1: metadata.annotations: \"kafka.eventing.knative.dev/external.topic\" (\"t\") \
+                  only applies to brokers of class Kafka (set eventing.knative.dev/broker.class: Kafka)"]
+        );
+    }
+
+    #[test]
+    fn host_port_and_topic_rules() {
+        use crate::config::is_valid_kafka_topic;
+        use crate::config::manifest::parse_bootstrap_csv;
+        for good in [
+            "k:9092",
+            "10.0.0.1:1",
+            "[::1]:65535",
+            "a-b.c_d.example:9092",
+            " k:1 , j:2 ",
+        ] {
+            assert!(parse_bootstrap_csv(good).is_ok(), "{good}");
+        }
+        assert_eq!(parse_bootstrap_csv(" k:1 , j:2 ").as_deref(), Ok("k:1,j:2"));
+        for (bad, why) in [
+            ("k", "missing \":port\""),
+            (":9092", "empty host"),
+            ("k:", "port \"\" must be"),
+            ("k:65536", "port \"65536\" must be"),
+            ("k:x", "port \"x\" must be"),
+            ("a b:1", "host \"a b\" must be a DNS name"),
+            ("::1:9092", "host \"::1\" must be a DNS name"),
+            ("[::1]9092", "missing \":port\""),
+            ("[::1:9092", "missing ']'"),
+            ("[zz]:1", "\"zz\" is not an IPv6 address"),
+        ] {
+            let e = parse_bootstrap_csv(bad).expect_err(bad);
+            assert_eq!(e.len(), 1, "{e:?}");
+            assert!(e[0].contains(why), "{bad}: {}", e[0]);
+        }
+        for good in ["a", "A.b_c-9", &"x".repeat(249), "..."] {
+            assert!(is_valid_kafka_topic(good), "{good}");
+        }
+        for bad in ["", ".", "..", "a b", "a/b", "tópico", &"x".repeat(250)] {
+            assert!(!is_valid_kafka_topic(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn trigger_delivery_order_annotation() {
+        let with = |value: &str| {
+            trigger_with("").replace(
+                "  name: t\n",
+                &format!("  name: t\n  annotations:\n    kafka.eventing.knative.dev/delivery.order: {value}\n"),
+            )
+        };
+        assert_eq!(
+            only_trigger(&ok(&trigger_with(""))).delivery_order,
+            DeliveryOrder::Unordered
+        );
+        assert_eq!(
+            only_trigger(&ok(&with("ordered"))).delivery_order,
+            DeliveryOrder::Ordered
+        );
+        assert_eq!(
+            only_trigger(&ok(&with("unordered"))).delivery_order,
+            DeliveryOrder::Unordered
+        );
+        assert_eq!(
+            errs(&with("fifo")),
+            vec!["c.yaml doc 2: metadata.annotations: \"kafka.eventing.knative.dev/delivery.order\" must be \
+                  \"ordered\" or \"unordered\" (the default), got \"fifo\""]
+        );
+        assert_err(&with("Ordered"), "metadata.annotations", "got \"Ordered\"");
+        assert_err(
+            &with("[a]"),
+            "metadata.annotations",
+            "got a non-string value",
+        );
+    }
+
+    const SINK: &str =
+        "apiVersion: eventing.knative.dev/v1alpha1\nkind: KafkaSink\nmetadata: {name: audit}\n\
+                        spec: {topic: audit, bootstrapServers: ['k:9092']}\n";
+
+    /// BROKER, a trigger (doc 2) whose subscriber is `subscriber` (YAML at indent 4), then SINK (doc 3).
+    fn sink_trigger(subscriber: &str) -> String {
+        format!(
+            "{BROKER}---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: t\n\
+             spec:\n  broker: default\n  subscriber:\n{subscriber}---\n{SINK}"
+        )
+    }
+
+    #[test]
+    fn trigger_subscriber_kafka_sink_ref() {
+        let sink_key = ObjectKey::new("default", "audit");
+        for subscriber in [
+            "    ref: {apiVersion: eventing.knative.dev/v1alpha1, kind: KafkaSink, name: audit}\n",
+            "    ref:\n      apiVersion: eventing.knative.dev/v1alpha1\n      kind: KafkaSink\n      name: audit\n      namespace: default\n",
+        ] {
+            let c = ok(&sink_trigger(subscriber));
+            assert_eq!(only_trigger(&c).subscriber, Destination::KafkaSink(sink_key.clone()));
+            assert_eq!(c.topology.kafka_sinks.len(), 1);
+        }
+        let r = |fields: &str| sink_trigger(&format!("    ref: {{kind: KafkaSink, {fields}}}\n"));
+        let av = "apiVersion: eventing.knative.dev/v1alpha1";
+        assert_eq!(
+            errs(&r(&format!("{av}, name: other"))),
+            vec!["c.yaml doc 2: spec.subscriber.ref: KafkaSink default/other is not defined in the configuration"]
+        );
+        assert_eq!(
+            errs(&r(&format!("{av}, name: audit, namespace: elsewhere"))),
+            vec!["c.yaml doc 2: spec.subscriber.ref.namespace: a KafkaSink subscriber must be in the \
+                  trigger's namespace \"default\", got \"elsewhere\""]
+        );
+        assert_eq!(
+            errs(&r("apiVersion: eventing.knative.dev/v1, name: audit")),
+            vec![
+                "c.yaml doc 2: spec.subscriber.ref.apiVersion: a KafkaSink has apiVersion \
+                  \"eventing.knative.dev/v1alpha1\", got \"eventing.knative.dev/v1\""
+            ]
+        );
+        assert_err(
+            &r("name: audit"),
+            "spec.subscriber.ref.apiVersion",
+            "required (eventing.knative.dev/v1alpha1)",
+        );
+        assert_err(&r(av), "spec.subscriber.ref.name", "required");
+        assert_err(
+            &r(&format!("{av}, name: Audit")),
+            "spec.subscriber.ref.name",
+            "DNS-1123",
+        );
+        assert_err(
+            &r(&format!("{av}, name: audit, group: x")),
+            "spec.subscriber.ref",
+            "unknown field \"group\"",
+        );
+        assert_eq!(
+            errs(&sink_trigger(&format!(
+                "    uri: http://x\n    ref: {{kind: KafkaSink, {av}, name: audit}}\n"
+            ))),
+            vec!["c.yaml doc 2: spec.subscriber: set either uri or ref, not both (a uri relative to a ref is \
+                  not supported in standalone mode)"]
+        );
+        // Other kinds keep the standalone-mode error, and a dead-letter sink stays uri-only.
+        assert_eq!(
+            errs(&sink_trigger("    ref: {apiVersion: v1, kind: Service, name: audit}\n")),
+            vec!["c.yaml doc 2: spec.subscriber.ref: ref is resolved only in Kubernetes mode; use uri in standalone mode"]
+        );
+        assert_eq!(
+            errs(&sink_trigger(&format!(
+                "    uri: http://x\n  delivery:\n    deadLetterSink:\n      ref: {{kind: KafkaSink, {av}, name: audit}}\n"
+            ))),
+            vec!["c.yaml doc 2: spec.delivery.deadLetterSink.ref: a KafkaSink ref is supported only as a \
+                  trigger subscriber; use uri"]
+        );
+        assert_err(
+            &sink_trigger("    {}\n"),
+            "spec.subscriber.uri",
+            "required: uri (an absolute http or https URL) or ref (a KafkaSink)",
+        );
+    }
+
+    #[test]
+    fn kafka_sink_documents() {
+        let c = ok(&format!(
+            "{SINK}---\napiVersion: eventing.knative.dev/v1alpha1\nkind: KafkaSink\n\
+             metadata: {{name: s2, namespace: team}}\nspec:\n  topic: t.2\n  contentMode: structured\n  \
+             bootstrapServers: ['a:1,b:2', ' c:3']\n"
+        ));
+        assert_eq!(
+            *c.topology.kafka_sinks[&ObjectKey::new("default", "audit")],
+            crate::config::KafkaSinkSpec {
+                key: ObjectKey::new("default", "audit"),
+                topic: "audit".into(),
+                bootstrap_servers: "k:9092".into(),
+                content_mode: ContentMode::Binary,
+            }
+        );
+        let s2 = &c.topology.kafka_sinks[&ObjectKey::new("team", "s2")];
+        assert_eq!(s2.topic, "t.2");
+        assert_eq!(s2.bootstrap_servers, "a:1,b:2,c:3");
+        assert_eq!(s2.content_mode, ContentMode::Structured);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
+        let sink = |spec: &str| {
+            format!("apiVersion: eventing.knative.dev/v1alpha1\nkind: KafkaSink\nmetadata: {{name: s}}\n{spec}")
+        };
+        let cases: &[(&str, &str, &str)] = &[
+            ("", "spec", "required (topic and bootstrapServers)"),
+            (
+                "spec: {bootstrapServers: ['k:1']}",
+                "spec.topic",
+                "required (the topic events are produced to)",
+            ),
+            (
+                "spec: {topic: 'a b', bootstrapServers: ['k:1']}",
+                "spec.topic",
+                "\"a b\" is not a valid Kafka topic name",
+            ),
+            (
+                "spec: {topic: 5, bootstrapServers: ['k:1']}",
+                "spec.topic",
+                "must be a string, got a number",
+            ),
+            (
+                "spec: {topic: t}",
+                "spec.bootstrapServers",
+                "required (a list of host:port)",
+            ),
+            (
+                "spec: {topic: t, bootstrapServers: []}",
+                "spec.bootstrapServers",
+                "must contain at least one host:port",
+            ),
+            (
+                "spec: {topic: t, bootstrapServers: 'k:1'}",
+                "spec.bootstrapServers",
+                "must be a list of host:port strings, got a string",
+            ),
+            (
+                "spec: {topic: t, bootstrapServers: ['k:1', 'k2']}",
+                "spec.bootstrapServers[1]",
+                "\"k2\" is not a valid host:port: missing \":port\"",
+            ),
+            (
+                "spec: {topic: t, bootstrapServers: [9092]}",
+                "spec.bootstrapServers[0]",
+                "must be a string",
+            ),
+            (
+                "spec: {topic: t, bootstrapServers: ['k:1'], contentMode: json}",
+                "spec.contentMode",
+                "must be \"binary\" (the default) or \"structured\", got \"json\"",
+            ),
+            (
+                "spec: {topic: t, bootstrapServers: ['k:1'], partitions: 3}",
+                "spec",
+                "unknown field \"partitions\"; allowed: topic, bootstrapServers, contentMode",
+            ),
+            (
+                "spec: {topic: t, bootstrapServers: ['k:1'], numPartitions: 3}",
+                "spec.numPartitions",
+                "not supported: Switchyard does not create KafkaSink topics",
+            ),
+            (
+                "spec: {topic: t, bootstrapServers: ['k:1'], auth: {secret: {ref: {name: s}}}}",
+                "spec.auth",
+                "not supported: Kafka authentication",
+            ),
+        ];
+        for (spec, path, msg) in cases {
+            assert_err(&sink(spec), path, msg);
+        }
+        // Explicit nulls of unsupported fields are fine (as for every optional field).
+        ok(&sink(
+            "spec: {topic: t, bootstrapServers: ['k:1'], replicationFactor: null}",
+        ));
+        let e = load(&[("a.yaml", SINK), ("b.yaml", SINK)]).expect_err("duplicate sink");
+        assert_eq!(
+            e.to_string(),
+            "b.yaml doc 1: metadata.name: duplicate KafkaSink default/audit (first defined at a.yaml doc 1)"
+        );
+        // Another apiVersion is skipped with a warning, as for any unknown kind.
+        let c = ok(&SINK.replace("v1alpha1", "v1beta1"));
+        assert!(c.topology.kafka_sinks.is_empty());
+        assert!(
+            c.warnings[0].contains("skipped kind \"KafkaSink\""),
+            "{:?}",
+            c.warnings
+        );
+    }
+
+    /// BROKER (doc 1) and a KafkaSource `src` (doc 2) with `spec` (YAML lines at indent 2).
+    fn source(spec: &str) -> String {
+        format!(
+            "{BROKER}---\napiVersion: sources.knative.dev/v1beta1\nkind: KafkaSource\nmetadata: {{name: src}}\n\
+             spec:\n{spec}"
+        )
+    }
+
+    const SOURCE_BASE: &str = "  bootstrapServers: ['k:9092']\n  topics: [t1]\n";
+
+    #[test]
+    fn kafka_source_documents() {
+        let c = ok(&source(&format!(
+            "{SOURCE_BASE}  sink:\n    ref: {{apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}\n"
+        )));
+        assert_eq!(
+            *c.topology.kafka_sources[&ObjectKey::new("default", "src")],
+            crate::config::KafkaSourceSpec {
+                key: ObjectKey::new("default", "src"),
+                bootstrap_servers: "k:9092".into(),
+                topics: vec!["t1".into()],
+                consumer_group: "knative-kafka-source-default-src".into(),
+                sink: SourceSink::Broker(BrokerKey::new("default", "default")),
+                initial_offset: InitialOffset::Latest,
+            }
+        );
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        // v1, explicit group and offset, uri sink, several topics.
+        let text = source(
+            "  bootstrapServers: ['a:1', 'b:2']\n  topics: [t1, t.2]\n  consumerGroup: my-group\n  \
+             initialOffset: earliest\n  sink: {uri: 'https://sink.example/in'}\n",
+        )
+        .replace("sources.knative.dev/v1beta1", "sources.knative.dev/v1");
+        let c = ok(&text);
+        let s = &c.topology.kafka_sources[&ObjectKey::new("default", "src")];
+        assert_eq!(s.bootstrap_servers, "a:1,b:2");
+        assert_eq!(s.topics, vec!["t1".to_owned(), "t.2".to_owned()]);
+        assert_eq!(s.consumer_group, "my-group");
+        assert_eq!(s.initial_offset, InitialOffset::Earliest);
+        assert_eq!(s.sink, SourceSink::Url("https://sink.example/in".into()));
+        // The Broker ref's namespace defaults to the source's and may name another one.
+        let text = format!(
+            "{}---\napiVersion: sources.knative.dev/v1beta1\nkind: KafkaSource\n\
+             metadata: {{name: src, namespace: team}}\nspec:\n{SOURCE_BASE}  sink:\n    ref: {{apiVersion: \
+             eventing.knative.dev/v1, kind: Broker, name: default, namespace: default}}\n",
+            BROKER
+        );
+        let c = ok(&text);
+        let s = &c.topology.kafka_sources[&ObjectKey::new("team", "src")];
+        assert_eq!(
+            s.sink,
+            SourceSink::Broker(BrokerKey::new("default", "default"))
+        );
+        assert_eq!(s.consumer_group, "knative-kafka-source-team-src");
+    }
+
+    #[test]
+    fn kafka_source_errors() {
+        let broker_ref =
+            "  sink: {ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}\n";
+        assert_eq!(
+            errs(&source(&format!("{SOURCE_BASE}  sink: {{ref: {{apiVersion: eventing.knative.dev/v1, kind: Broker, name: nope}}}}\n"))),
+            vec!["c.yaml doc 2: spec.sink.ref: Broker default/nope is not defined in the configuration"]
+        );
+        let cases: &[(&str, &str, &str)] = &[
+            ("  topics: [t1]\n", "spec.bootstrapServers", "required (a list of host:port)"),
+            ("  bootstrapServers: ['k:1']\n", "spec.topics", "required (a list of topic names)"),
+            ("  bootstrapServers: ['k:1']\n  topics: []\n", "spec.topics", "must contain at least one topic"),
+            ("  bootstrapServers: ['k:1']\n  topics: t1\n", "spec.topics", "must be a list of topic names, got a string"),
+            ("  bootstrapServers: ['k:1']\n  topics: [t1, '..']\n", "spec.topics[1]", "\"..\" is not a valid Kafka topic name"),
+            ("  bootstrapServers: ['k:1']\n  topics: [t1, t1]\n", "spec.topics[1]", "duplicate topic \"t1\""),
+            ("  bootstrapServers: ['k']\n  topics: [t1]\n", "spec.bootstrapServers[0]", "missing \":port\""),
+            ("  consumerGroup: ''\n", "spec.consumerGroup", "must be a non-empty group id"),
+            ("  initialOffset: newest\n", "spec.initialOffset", "must be \"earliest\" or \"latest\" (the default), got \"newest\""),
+            ("  net: {tls: {enable: true}}\n", "spec.net", "not supported: TLS and SASL settings"),
+            ("  consumers: 3\n", "spec.consumers", "not supported"),
+            ("  ordering: ordered\n", "spec.ordering", "not supported"),
+            ("  delivery: {retry: 3}\n", "spec.delivery", "not supported"),
+            ("  ceOverrides: {extensions: {a: b}}\n", "spec.ceOverrides", "not supported"),
+            ("  topic: t1\n", "spec", "unknown field \"topic\"; allowed: bootstrapServers, topics, consumerGroup, initialOffset, sink"),
+        ];
+        for (extra, path, msg) in cases {
+            let spec = if extra.contains("topics") || extra.contains("bootstrapServers") {
+                format!("{extra}{broker_ref}")
+            } else {
+                format!("{SOURCE_BASE}{extra}{broker_ref}")
+            };
+            assert_err(&source(&spec), path, msg);
+        }
+        let sink_cases: &[(&str, &str, &str)] = &[
+            ("", "spec.sink", "required: ref (a Broker) or uri"),
+            ("  sink: {}\n", "spec.sink", "required: ref (a Broker) or uri"),
+            ("  sink: {uri: 'http://x', ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}\n", "spec.sink", "set either uri or ref, not both"),
+            ("  sink: {uri: /relative}\n", "spec.sink.uri", "must be an absolute http or https URL"),
+            ("  sink: {ref: {apiVersion: v1, kind: Service, name: svc}}\n", "spec.sink.ref.kind", "only Broker refs are resolved in standalone mode, got \"Service\""),
+            ("  sink: {ref: {apiVersion: eventing.knative.dev/v1, name: default}}\n", "spec.sink.ref.kind", "required (Broker)"),
+            ("  sink: {ref: [x]}\n", "spec.sink.ref", "must be an object, got a list"),
+            ("  sink: {ref: {apiVersion: eventing.knative.dev/v1beta1, kind: Broker, name: default}}\n", "spec.sink.ref.apiVersion", "a Broker has apiVersion \"eventing.knative.dev/v1\", got \"eventing.knative.dev/v1beta1\""),
+            ("  sink: {ref: {apiVersion: eventing.knative.dev/v1, kind: Broker}}\n", "spec.sink.ref.name", "required"),
+            ("  sink: {ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default, namespace: Bad}}\n", "spec.sink.ref.namespace", "DNS-1123"),
+            ("  sink: {uri: 'http://x', audience: a}\n", "spec.sink.audience", "not supported: OIDC audiences"),
+        ];
+        for (sink, path, msg) in sink_cases {
+            assert_err(&source(&format!("{SOURCE_BASE}{sink}")), path, msg);
+        }
+        assert_err(
+            "apiVersion: sources.knative.dev/v1beta1\nkind: KafkaSource\nmetadata: {name: s}\n",
+            "spec",
+            "required (bootstrapServers, topics and sink)",
+        );
+        let one = source(&format!("{SOURCE_BASE}{broker_ref}"));
+        let second = one.replace(BROKER, "").replacen("---\n", "", 1);
+        let e = load(&[("a.yaml", &one), ("b.yaml", &second)]).expect_err("duplicate source");
+        assert_eq!(
+            e.to_string(),
+            "b.yaml doc 1: metadata.name: duplicate KafkaSource default/src (first defined at a.yaml doc 2)"
+        );
+    }
+
+    #[test]
+    fn kafka_example_is_a_valid_config() {
+        let c = ok(include_str!("../../../examples/kafka.yaml"));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let key = BrokerKey::new("default", "orders");
+        assert_eq!(
+            backend_of(&c, "default", "orders"),
+            Backend::Kafka(KafkaBrokerConfig {
+                bootstrap_servers: "127.0.0.1:9092".into(),
+                topic: "knative-broker-default-orders".into(),
+                external_topic: false,
+                partitions: 3,
+                replication_factor: 1,
+            })
+        );
+        let ordered = &c.topology.triggers[&TriggerKey::new("default", "orders-ordered")];
+        assert_eq!(ordered.delivery_order, DeliveryOrder::Ordered);
+        assert_eq!(ordered.broker, key);
+        let audit = &c.topology.triggers[&TriggerKey::new("default", "audit")];
+        assert_eq!(audit.delivery_order, DeliveryOrder::Unordered);
+        assert_eq!(
+            audit.subscriber,
+            Destination::KafkaSink(ObjectKey::new("default", "audit"))
+        );
+        let sink = &c.topology.kafka_sinks[&ObjectKey::new("default", "audit")];
+        assert_eq!(
+            (sink.topic.as_str(), sink.content_mode),
+            ("audit", ContentMode::Structured)
+        );
+        let src = &c.topology.kafka_sources[&ObjectKey::new("default", "payments")];
+        assert_eq!(src.sink, SourceSink::Broker(key));
+        assert_eq!(src.topics, vec!["payments".to_owned()]);
+        assert_eq!(src.initial_offset, InitialOffset::Earliest);
+        assert_eq!(
+            c.topology.routes[&BrokerKey::new("default", "orders")]
+                .triggers()
+                .len(),
+            2
+        );
     }
 }

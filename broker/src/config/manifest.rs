@@ -1,4 +1,5 @@
-//! Decoding of Knative manifests (`eventing.knative.dev/v1` Broker and Trigger, `v1` ConfigMap).
+//! Decoding of Knative manifests (`eventing.knative.dev/v1` Broker and Trigger, `v1` ConfigMap,
+//! `eventing.knative.dev/v1alpha1` KafkaSink, `sources.knative.dev/v1beta1` (or `v1`) KafkaSource).
 //!
 //! Documents are walked as [`serde_yaml::Value`] rather than deserialized into `#[derive]` types so that
 //! every problem is reported (not only the first), with the exact field path (`spec.filters[0].all[1].prefix`)
@@ -6,8 +7,10 @@
 
 use super::load::ConfigError;
 use super::{
-    BrokerKey, BrokerSpec, TriggerKey, TriggerSpec, DEFAULT_MAX_INFLIGHT, MAX_BACKLOG_ANNOTATION,
-    MAX_INFLIGHT_ANNOTATION,
+    is_valid_kafka_topic, BrokerKey, BrokerSpec, ContentMode, DeliveryOrder, Destination,
+    InitialOffset, KafkaSinkSpec, KafkaSourceSpec, ObjectKey, SourceSink, TriggerKey, TriggerSpec,
+    DEFAULT_MAX_INFLIGHT, DELIVERY_ORDER_ANNOTATION, EXTERNAL_TOPIC_ANNOTATION, KAFKA_BROKER_CLASS,
+    MAX_BACKLOG_ANNOTATION, MAX_INFLIGHT_ANNOTATION,
 };
 use crate::config::duration::parse_iso8601;
 use crate::delivery::{BackoffPolicy, DeliverySpec, Format};
@@ -20,8 +23,14 @@ use std::time::Duration;
 pub const EVENTING_API_VERSION: &str = "eventing.knative.dev/v1";
 /// Broker class annotation.
 pub const BROKER_CLASS_ANNOTATION: &str = "eventing.knative.dev/broker.class";
-/// The only broker class supported in standalone mode (and the default).
+/// The default broker class (events in the embedded store). The other supported class is
+/// [`KAFKA_BROKER_CLASS`].
 pub const DEFAULT_BROKER_CLASS: &str = "MTChannelBasedBroker";
+/// `apiVersion` of KafkaSink.
+pub const KAFKA_SINK_API_VERSION: &str = "eventing.knative.dev/v1alpha1";
+/// Accepted `apiVersion`s of KafkaSource.
+pub const KAFKA_SOURCE_API_VERSIONS: [&str; 2] =
+    ["sources.knative.dev/v1beta1", "sources.knative.dev/v1"];
 /// Namespace of a manifest without `metadata.namespace`.
 pub const DEFAULT_NAMESPACE: &str = "default";
 
@@ -35,9 +44,12 @@ const DIALECTS: [&str; 7] = ["exact", "prefix", "suffix", "all", "any", "not", "
 #[derive(Debug)]
 pub(crate) enum Document {
     /// A Broker; `config_ref` (namespace, name) still has to be resolved against the ConfigMaps.
+    /// `kafka_topic` is `Some((topic, external))` for class `Kafka`: its backend is built from the
+    /// ConfigMap once resolved.
     Broker {
         spec: BrokerSpec,
         config_ref: Option<(String, String)>,
+        kafka_topic: Option<(String, bool)>,
     },
     /// A Trigger.
     Trigger(TriggerSpec),
@@ -46,6 +58,10 @@ pub(crate) enum Document {
         key: (String, String),
         data: BTreeMap<String, String>,
     },
+    /// A KafkaSink.
+    KafkaSink(KafkaSinkSpec),
+    /// A KafkaSource (a `Broker` sink still has to be checked against the brokers).
+    KafkaSource(KafkaSourceSpec),
     /// A document of another kind/apiVersion (the warning text, without file/doc prefix).
     Skipped(String),
 }
@@ -97,14 +113,35 @@ impl<'v> Obj<'v> {
     /// `v` must be a mapping with string keys among `allowed`; unknown fields are reported (all in one
     /// error) but the object is still returned so its known fields get checked too.
     fn new(ctx: &mut Ctx<'_>, path: &str, v: &'v Value, allowed: &[&str]) -> Option<Obj<'v>> {
+        Obj::with_unsupported(ctx, path, v, allowed, &[])
+    }
+
+    /// Like [`Obj::new`], plus Knative fields Switchyard knows but does not support: each one present
+    /// (and not null) gets its own error at its path, `(field name, reason)`.
+    fn with_unsupported(
+        ctx: &mut Ctx<'_>,
+        path: &str,
+        v: &'v Value,
+        allowed: &[&str],
+        unsupported: &[(&str, &str)],
+    ) -> Option<Obj<'v>> {
         let Value::Mapping(map) = v else {
             ctx.err(path, format!("must be an object, got {}", kind_of(v)));
             return None;
         };
         let mut unknown = Vec::new();
-        for k in map.keys() {
+        for (k, val) in map {
             match k.as_str() {
                 Some(k) if allowed.contains(&k) => {}
+                Some(k) if unsupported.iter().any(|(u, _)| *u == k) => {
+                    if !val.is_null() {
+                        let why = unsupported
+                            .iter()
+                            .find(|(u, _)| *u == k)
+                            .map_or("", |(_, why)| why);
+                        ctx.err(&join(path, k), format!("not supported: {why}"));
+                    }
+                }
                 Some(k) => unknown.push(format!("{k:?}")),
                 None => unknown.push(format!("{k:?}")),
             }
@@ -190,6 +227,194 @@ fn check_url(ctx: &mut Ctx<'_>, path: &str, s: &str) -> Option<String> {
     }
 }
 
+/// A Kafka topic name; reports an error naming the rule otherwise.
+fn check_topic(ctx: &mut Ctx<'_>, path: &str, s: &str) -> bool {
+    let ok = is_valid_kafka_topic(s);
+    if !ok {
+        ctx.err(path, topic_message(s));
+    }
+    ok
+}
+
+fn topic_message(s: &str) -> String {
+    format!(
+        "{s:?} is not a valid Kafka topic name: 1 to 249 characters of a-z, A-Z, 0-9, '.', '_' or '-', \
+         and not \".\" or \"..\""
+    )
+}
+
+/// One `host:port` (`[v6 address]:port` for IPv6 literals); the error says what is wrong.
+fn check_host_port(s: &str) -> Result<(), String> {
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let Some((addr, after)) = rest.split_once(']') else {
+            return Err("missing ']' after the IPv6 address".to_owned());
+        };
+        if addr.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!("{addr:?} is not an IPv6 address"));
+        }
+        let Some(port) = after.strip_prefix(':') else {
+            return Err("missing \":port\"".to_owned());
+        };
+        (None, port)
+    } else {
+        let Some((host, port)) = s.rsplit_once(':') else {
+            return Err("missing \":port\"".to_owned());
+        };
+        (Some(host), port)
+    };
+    if let Some(host) = host {
+        if host.is_empty() {
+            return Err("empty host".to_owned());
+        }
+        if host.len() > 253
+            || !host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+        {
+            return Err(format!(
+                "host {host:?} must be a DNS name or an IP address ([...] for IPv6)"
+            ));
+        }
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => Err(format!("port {port:?} must be an integer from 1 to 65535")),
+    }
+}
+
+/// A comma-separated `host:port` list (Knative's `bootstrap.servers`), normalised (entries trimmed,
+/// joined with `,`), or one message per bad entry.
+pub(crate) fn parse_bootstrap_csv(s: &str) -> Result<String, Vec<String>> {
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    for entry in s.split(',').map(str::trim) {
+        if entry.is_empty() {
+            problems.push(format!(
+                "{s:?} has an empty entry; expected a comma-separated list of host:port"
+            ));
+            continue;
+        }
+        match check_host_port(entry) {
+            Ok(()) => out.push(entry),
+            Err(why) => problems.push(format!("{entry:?} is not a valid host:port: {why}")),
+        }
+    }
+    if problems.is_empty() {
+        Ok(out.join(","))
+    } else {
+        Err(problems)
+    }
+}
+
+/// `spec.bootstrapServers`: a non-empty list of `host:port` strings (an item may itself be a
+/// comma-separated list, as Knative joins them with `,`) → one comma-separated string.
+fn decode_bootstrap_list(ctx: &mut Ctx<'_>, path: &str, v: Option<&Value>) -> Option<String> {
+    let Some(v) = v else {
+        ctx.err(path, "required (a list of host:port)");
+        return None;
+    };
+    let Value::Sequence(items) = v else {
+        ctx.err(
+            path,
+            format!("must be a list of host:port strings, got {}", kind_of(v)),
+        );
+        return None;
+    };
+    if items.is_empty() {
+        ctx.err(path, "must contain at least one host:port");
+        return None;
+    }
+    let mut out = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (i, item) in items.iter().enumerate() {
+        let p = format!("{path}[{i}]");
+        match string(ctx, &p, item).map(parse_bootstrap_csv) {
+            Some(Ok(list)) => out.push(list),
+            Some(Err(problems)) => {
+                for m in problems {
+                    ctx.err(&p, m);
+                }
+                ok = false;
+            }
+            None => ok = false,
+        }
+    }
+    ok.then(|| out.join(","))
+}
+
+/// A required, non-empty DNS-1123 label.
+fn label(ctx: &mut Ctx<'_>, path: &str, v: Option<&Value>) -> Option<String> {
+    let Some(v) = v else {
+        ctx.err(path, "required");
+        return None;
+    };
+    let s = string(ctx, path, v)?;
+    if is_dns1123_label(s) {
+        Some(s.to_owned())
+    } else {
+        ctx.err(path, format!("{s:?} must be a DNS-1123 label"));
+        None
+    }
+}
+
+/// A decoded KReference.
+struct Ref {
+    name: String,
+    /// `None` when not set (the caller applies its default).
+    namespace: Option<String>,
+}
+
+/// A KReference (`apiVersion`, `kind`, `name`, `namespace`) whose `kind` the caller already checked.
+/// `apiVersion` is required and must be one of `api_versions`.
+fn decode_ref(
+    ctx: &mut Ctx<'_>,
+    path: &str,
+    v: &Value,
+    kind: &str,
+    api_versions: &[&str],
+) -> Option<Ref> {
+    let obj = Obj::new(ctx, path, v, &["apiVersion", "kind", "name", "namespace"])?;
+    let av_path = join(path, "apiVersion");
+    let mut ok = true;
+    match obj.get("apiVersion") {
+        None => {
+            ctx.err(&av_path, format!("required ({})", api_versions[0]));
+            ok = false;
+        }
+        Some(av) => match string(ctx, &av_path, av) {
+            Some(av) if api_versions.contains(&av) => {}
+            Some(av) => {
+                ctx.err(
+                    &av_path,
+                    format!(
+                        "a {kind} has apiVersion {}, got {av:?}",
+                        api_versions
+                            .iter()
+                            .map(|a| format!("{a:?}"))
+                            .collect::<Vec<_>>()
+                            .join(" or ")
+                    ),
+                );
+                ok = false;
+            }
+            None => ok = false,
+        },
+    }
+    let name = label(ctx, &join(path, "name"), obj.get("name"));
+    let ns_path = join(path, "namespace");
+    let namespace = match obj.get("namespace") {
+        None => None,
+        Some(v) => Some(label(ctx, &ns_path, Some(v))?),
+    };
+    let name = name?;
+    ok.then_some(Ref { name, namespace })
+}
+
+/// The `kind` of a `ref` object, if it is an object with a string `kind`.
+fn ref_kind(v: &Value) -> Option<&str> {
+    v.as_mapping()?.get("kind")?.as_str()
+}
+
 /// Decodes one non-empty document.
 pub(crate) fn decode_document(ctx: &mut Ctx<'_>, v: &Value) -> Option<Document> {
     let Value::Mapping(map) = v else {
@@ -216,9 +441,15 @@ pub(crate) fn decode_document(ctx: &mut Ctx<'_>, v: &Value) -> Option<Document> 
         ("Broker", EVENTING_API_VERSION) => decode_broker(ctx, v),
         ("Trigger", EVENTING_API_VERSION) => decode_trigger(ctx, v).map(Document::Trigger),
         ("ConfigMap", "v1") => decode_configmap(ctx, v),
+        ("KafkaSink", KAFKA_SINK_API_VERSION) => decode_kafka_sink(ctx, v).map(Document::KafkaSink),
+        ("KafkaSource", av) if KAFKA_SOURCE_API_VERSIONS.contains(&av) => {
+            decode_kafka_source(ctx, v).map(Document::KafkaSource)
+        }
         _ => Some(Document::Skipped(format!(
             "skipped kind {kind:?} (apiVersion {api_version:?}): only Broker and Trigger \
-             ({EVENTING_API_VERSION}) and ConfigMap (v1) are read"
+             ({EVENTING_API_VERSION}), ConfigMap (v1), KafkaSink ({KAFKA_SINK_API_VERSION}) and \
+             KafkaSource ({}) are read",
+            KAFKA_SOURCE_API_VERSIONS.join(" or ")
         ))),
     }
 }
@@ -328,35 +559,77 @@ fn decode_broker(ctx: &mut Ctx<'_>, v: &Value) -> Option<Document> {
 
     let mut class = DEFAULT_BROKER_CLASS.to_owned();
     let mut max_backlog = None;
+    let mut external_topic = None;
     if let Some(meta) = &meta {
         match annotation(meta, BROKER_CLASS_ANNOTATION) {
             None => {}
-            Some(Some(c)) if c == DEFAULT_BROKER_CLASS => class = c,
+            Some(Some(c)) if c == DEFAULT_BROKER_CLASS || c == KAFKA_BROKER_CLASS => class = c,
             Some(c) => ctx.err(
                 "metadata.annotations",
                 format!(
-                    "broker class {:?} is not supported in standalone mode",
+                    "broker class {:?} is not supported in standalone mode (supported: \
+                     {DEFAULT_BROKER_CLASS}, {KAFKA_BROKER_CLASS})",
                     c.unwrap_or_default()
                 ),
             ),
         }
         max_backlog = positive_annotation(ctx, meta, MAX_BACKLOG_ANNOTATION);
+        match annotation(meta, EXTERNAL_TOPIC_ANNOTATION) {
+            None => {}
+            Some(Some(t)) if class != KAFKA_BROKER_CLASS => ctx.err(
+                "metadata.annotations",
+                format!(
+                    "{EXTERNAL_TOPIC_ANNOTATION:?} ({t:?}) only applies to brokers of class \
+                     {KAFKA_BROKER_CLASS} (set {BROKER_CLASS_ANNOTATION}: {KAFKA_BROKER_CLASS})"
+                ),
+            ),
+            Some(Some(t)) if is_valid_kafka_topic(&t) => external_topic = Some(t),
+            Some(Some(t)) => ctx.err(
+                "metadata.annotations",
+                format!("{EXTERNAL_TOPIC_ANNOTATION:?}: {}", topic_message(&t)),
+            ),
+            Some(None) => ctx.err(
+                "metadata.annotations",
+                format!("{EXTERNAL_TOPIC_ANNOTATION:?} must be a topic name (a string)"),
+            ),
+        }
     }
+    let kafka = class == KAFKA_BROKER_CLASS;
 
     let mut delivery = None;
     let mut config_ref = None;
+    let mut has_config = false;
     if let Some(spec) = top.get("spec") {
         if let Some(spec) = Obj::new(ctx, "spec", spec, &["config", "delivery"]) {
             if let Some(d) = spec.get("delivery") {
                 delivery = decode_delivery(ctx, "spec.delivery", d);
             }
             if let Some(c) = spec.get("config") {
+                has_config = true;
                 let ns = meta.as_ref().map_or(DEFAULT_NAMESPACE, |m| &m.namespace);
                 config_ref = decode_config_ref(ctx, c, ns);
             }
         }
     }
+    if kafka && !has_config {
+        ctx.err(
+            "spec.config",
+            format!(
+                "required for broker class {KAFKA_BROKER_CLASS}: a reference to a ConfigMap with \
+                 bootstrap.servers (like Knative's kafka-broker-config), e.g. \
+                 {{apiVersion: v1, kind: ConfigMap, name: kafka-broker-config}}"
+            ),
+        );
+    }
     let meta = meta?;
+    // Namespace and name are DNS-1123 labels, so the default topic is always a valid topic name.
+    let kafka_topic = kafka.then(|| match external_topic {
+        Some(t) => (t, true),
+        None => (
+            format!("knative-broker-{}-{}", meta.namespace, meta.name),
+            false,
+        ),
+    });
     Some(Document::Broker {
         spec: BrokerSpec {
             key: BrokerKey::new(meta.namespace, meta.name),
@@ -367,6 +640,7 @@ fn decode_broker(ctx: &mut Ctx<'_>, v: &Value) -> Option<Document> {
             backend: crate::config::Backend::Embedded,
         },
         config_ref,
+        kafka_topic,
     })
 }
 
@@ -476,6 +750,261 @@ fn decode_configmap(ctx: &mut Ctx<'_>, v: &Value) -> Option<Document> {
     })
 }
 
+fn decode_kafka_sink(ctx: &mut Ctx<'_>, v: &Value) -> Option<KafkaSinkSpec> {
+    let top = Obj::new(ctx, TOP_PATH, v, &TOP_FIELDS)?;
+    let meta = decode_metadata(ctx, top.map);
+    let Some(spec_v) = top.get("spec") else {
+        ctx.err("spec", "required (topic and bootstrapServers)");
+        return None;
+    };
+    let spec = Obj::with_unsupported(
+        ctx,
+        "spec",
+        spec_v,
+        &["topic", "bootstrapServers", "contentMode"],
+        &[
+            (
+                "numPartitions",
+                "Switchyard does not create KafkaSink topics; create the topic beforehand",
+            ),
+            (
+                "replicationFactor",
+                "Switchyard does not create KafkaSink topics; create the topic beforehand",
+            ),
+            (
+                "auth",
+                "Kafka authentication is not supported in standalone mode",
+            ),
+        ],
+    )?;
+    let topic = match spec.get("topic") {
+        Some(t) => string(ctx, "spec.topic", t)
+            .filter(|t| check_topic(ctx, "spec.topic", t))
+            .map(str::to_owned),
+        None => {
+            ctx.err("spec.topic", "required (the topic events are produced to)");
+            None
+        }
+    };
+    let bootstrap_servers =
+        decode_bootstrap_list(ctx, "spec.bootstrapServers", spec.get("bootstrapServers"));
+    let content_mode = match spec.get("contentMode") {
+        None => Some(ContentMode::Binary),
+        Some(m) => match string(ctx, "spec.contentMode", m) {
+            Some("binary") => Some(ContentMode::Binary),
+            Some("structured") => Some(ContentMode::Structured),
+            Some(other) => {
+                ctx.err(
+                    "spec.contentMode",
+                    format!("must be \"binary\" (the default) or \"structured\", got {other:?}"),
+                );
+                None
+            }
+            None => None,
+        },
+    };
+    let meta = meta?;
+    Some(KafkaSinkSpec {
+        key: ObjectKey::new(meta.namespace, meta.name),
+        topic: topic?,
+        bootstrap_servers: bootstrap_servers?,
+        content_mode: content_mode?,
+    })
+}
+
+fn decode_kafka_source(ctx: &mut Ctx<'_>, v: &Value) -> Option<KafkaSourceSpec> {
+    let top = Obj::new(ctx, TOP_PATH, v, &TOP_FIELDS)?;
+    let meta = decode_metadata(ctx, top.map);
+    let Some(spec_v) = top.get("spec") else {
+        ctx.err("spec", "required (bootstrapServers, topics and sink)");
+        return None;
+    };
+    let spec = Obj::with_unsupported(
+        ctx,
+        "spec",
+        spec_v,
+        &[
+            "bootstrapServers",
+            "topics",
+            "consumerGroup",
+            "initialOffset",
+            "sink",
+        ],
+        &[
+            (
+                "net",
+                "TLS and SASL settings are not supported in standalone mode",
+            ),
+            ("consumers", "Switchyard runs one consumer per KafkaSource"),
+            ("ordering", "a KafkaSource delivers in order per partition"),
+            (
+                "delivery",
+                "a KafkaSource sends to its sink without a delivery spec; use a Broker sink and \
+                 the triggers' delivery",
+            ),
+            ("ceOverrides", "CloudEvent overrides are not supported"),
+        ],
+    )?;
+    let bootstrap_servers =
+        decode_bootstrap_list(ctx, "spec.bootstrapServers", spec.get("bootstrapServers"));
+    let topics = decode_topics(ctx, "spec.topics", spec.get("topics"));
+    let consumer_group = match spec.get("consumerGroup") {
+        None => Some(None),
+        Some(g) => match string(ctx, "spec.consumerGroup", g) {
+            Some(g) if !g.trim().is_empty() && g.len() <= 255 => Some(Some(g.to_owned())),
+            Some(_) => {
+                ctx.err(
+                    "spec.consumerGroup",
+                    "must be a non-empty group id of at most 255 characters",
+                );
+                None
+            }
+            None => None,
+        },
+    };
+    let initial_offset = match spec.get("initialOffset") {
+        None => Some(InitialOffset::Latest),
+        Some(o) => match string(ctx, "spec.initialOffset", o) {
+            Some("earliest") => Some(InitialOffset::Earliest),
+            Some("latest") => Some(InitialOffset::Latest),
+            Some(other) => {
+                ctx.err(
+                    "spec.initialOffset",
+                    format!("must be \"earliest\" or \"latest\" (the default), got {other:?}"),
+                );
+                None
+            }
+            None => None,
+        },
+    };
+    let sink = match spec.get("sink") {
+        Some(s) => {
+            let ns = meta.as_ref().map_or(DEFAULT_NAMESPACE, |m| &m.namespace);
+            decode_source_sink(ctx, "spec.sink", s, ns)
+        }
+        None => {
+            ctx.err("spec.sink", "required: ref (a Broker) or uri");
+            None
+        }
+    };
+    let meta = meta?;
+    let consumer_group = consumer_group?
+        .unwrap_or_else(|| format!("knative-kafka-source-{}-{}", meta.namespace, meta.name));
+    Some(KafkaSourceSpec {
+        key: ObjectKey::new(meta.namespace, meta.name),
+        bootstrap_servers: bootstrap_servers?,
+        topics: topics?,
+        consumer_group,
+        sink: sink?,
+        initial_offset: initial_offset?,
+    })
+}
+
+/// `spec.topics`: a non-empty list of distinct, valid topic names.
+fn decode_topics(ctx: &mut Ctx<'_>, path: &str, v: Option<&Value>) -> Option<Vec<String>> {
+    let Some(v) = v else {
+        ctx.err(path, "required (a list of topic names)");
+        return None;
+    };
+    let Value::Sequence(items) = v else {
+        ctx.err(
+            path,
+            format!("must be a list of topic names, got {}", kind_of(v)),
+        );
+        return None;
+    };
+    if items.is_empty() {
+        ctx.err(path, "must contain at least one topic");
+        return None;
+    }
+    let mut topics: Vec<String> = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (i, item) in items.iter().enumerate() {
+        let p = format!("{path}[{i}]");
+        match string(ctx, &p, item) {
+            Some(t) if !check_topic(ctx, &p, t) => ok = false,
+            Some(t) if topics.iter().any(|x| x == t) => {
+                ctx.err(&p, format!("duplicate topic {t:?}"));
+                ok = false;
+            }
+            Some(t) => topics.push(t.to_owned()),
+            None => ok = false,
+        }
+    }
+    ok.then_some(topics)
+}
+
+/// A KafkaSource's `spec.sink`: `ref` to a Broker (namespace defaults to the source's) or `uri`.
+fn decode_source_sink(
+    ctx: &mut Ctx<'_>,
+    path: &str,
+    v: &Value,
+    source_ns: &str,
+) -> Option<SourceSink> {
+    let obj = Obj::with_unsupported(
+        ctx,
+        path,
+        v,
+        &["ref", "uri"],
+        &[
+            (
+                "CACerts",
+                "custom CA certificates are not supported in standalone mode",
+            ),
+            (
+                "audience",
+                "OIDC audiences are not supported in standalone mode",
+            ),
+        ],
+    )?;
+    let uri_path = join(path, "uri");
+    match (obj.get("ref"), obj.get("uri")) {
+        (Some(_), Some(_)) => {
+            ctx.err(
+                path,
+                "set either uri or ref, not both (a uri relative to a ref is not supported in \
+                 standalone mode)",
+            );
+            None
+        }
+        (Some(r), None) => {
+            let ref_path = join(path, "ref");
+            let kind_path = join(&ref_path, "kind");
+            match ref_kind(r) {
+                Some("Broker") => {}
+                Some(other) => {
+                    ctx.err(
+                        &kind_path,
+                        format!(
+                            "only Broker refs are resolved in standalone mode, got {other:?}; use \
+                             uri for other destinations"
+                        ),
+                    );
+                    return None;
+                }
+                None => {
+                    // Not an object: let decode_ref report it; otherwise kind is missing or not a string.
+                    if r.is_mapping() {
+                        ctx.err(&kind_path, "required (Broker)");
+                        return None;
+                    }
+                }
+            }
+            let r = decode_ref(ctx, &ref_path, r, "Broker", &[EVENTING_API_VERSION])?;
+            let ns = r.namespace.unwrap_or_else(|| source_ns.to_owned());
+            Some(SourceSink::Broker(BrokerKey::new(ns, r.name)))
+        }
+        (None, Some(u)) => {
+            let u = string(ctx, &uri_path, u)?;
+            check_url(ctx, &uri_path, u).map(SourceSink::Url)
+        }
+        (None, None) => {
+            ctx.err(path, "required: ref (a Broker) or uri");
+            None
+        }
+    }
+}
+
 fn decode_trigger(ctx: &mut Ctx<'_>, v: &Value) -> Option<TriggerSpec> {
     let top = Obj::new(ctx, TOP_PATH, v, &TOP_FIELDS)?;
     let meta = decode_metadata(ctx, top.map);
@@ -485,6 +1014,25 @@ fn decode_trigger(ctx: &mut Ctx<'_>, v: &Value) -> Option<TriggerSpec> {
         .map_or(DEFAULT_MAX_INFLIGHT, |n| {
             usize::try_from(n).unwrap_or(usize::MAX)
         });
+    let delivery_order = match meta
+        .as_ref()
+        .and_then(|m| annotation(m, DELIVERY_ORDER_ANNOTATION))
+    {
+        None => DeliveryOrder::Unordered,
+        Some(Some(o)) if o == "unordered" => DeliveryOrder::Unordered,
+        Some(Some(o)) if o == "ordered" => DeliveryOrder::Ordered,
+        Some(other) => {
+            let got = other.map_or_else(|| "a non-string value".to_owned(), |o| format!("{o:?}"));
+            ctx.err(
+                "metadata.annotations",
+                format!(
+                    "{DELIVERY_ORDER_ANNOTATION:?} must be \"ordered\" or \"unordered\" (the default), \
+                     got {got}"
+                ),
+            );
+            DeliveryOrder::Unordered
+        }
+    };
 
     let Some(spec_v) = top.get("spec") else {
         ctx.err("spec", "required (broker and subscriber)");
@@ -535,7 +1083,10 @@ fn decode_trigger(ctx: &mut Ctx<'_>, v: &Value) -> Option<TriggerSpec> {
     let filter = decode_trigger_filter(ctx, &spec);
 
     let subscriber = match spec.get("subscriber") {
-        Some(s) => decode_destination(ctx, "spec.subscriber", s),
+        Some(s) => {
+            let ns = meta.as_ref().map_or(DEFAULT_NAMESPACE, |m| &m.namespace);
+            decode_destination(ctx, "spec.subscriber", s, Some(ns))
+        }
         None => {
             ctx.err("spec.subscriber", "required (uri)");
             None
@@ -551,21 +1102,23 @@ fn decode_trigger(ctx: &mut Ctx<'_>, v: &Value) -> Option<TriggerSpec> {
         broker: BrokerKey::new(meta.namespace.clone(), broker?),
         key: TriggerKey::new(meta.namespace, meta.name),
         filter: filter?,
-        subscriber: crate::config::Destination::Url(subscriber?),
+        subscriber: subscriber?,
         delivery,
         max_inflight,
-        delivery_order: crate::config::DeliveryOrder::Unordered,
+        delivery_order,
     })
 }
 
-/// A Destination: only `uri` in standalone mode.
-fn decode_destination(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> Option<String> {
+/// A Destination: `uri`, or (for a trigger subscriber, `kafka_sink_ns` = the trigger's namespace) a `ref`
+/// to a KafkaSink of the same namespace. Other refs are resolved only in Kubernetes mode.
+fn decode_destination(
+    ctx: &mut Ctx<'_>,
+    path: &str,
+    v: &Value,
+    kafka_sink_ns: Option<&str>,
+) -> Option<Destination> {
     let obj = Obj::new(ctx, path, v, &["uri", "ref", "CACerts", "audience"])?;
     let mut ok = true;
-    if obj.get("ref").is_some() {
-        ctx.err(&join(path, "ref"), REF_UNSUPPORTED);
-        ok = false;
-    }
     for field in ["CACerts", "audience"] {
         if obj.get(field).is_some() {
             ctx.err(
@@ -576,15 +1129,61 @@ fn decode_destination(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> Option<String
         }
     }
     let uri_path = join(path, "uri");
+    let kafka_sink_ref = obj.get("ref").filter(|r| ref_kind(r) == Some("KafkaSink"));
+    match (obj.get("ref"), kafka_sink_ref, kafka_sink_ns) {
+        (None, _, _) => {}
+        (Some(_), None, _) => {
+            ctx.err(&join(path, "ref"), REF_UNSUPPORTED);
+            ok = false;
+        }
+        (Some(_), Some(_), None) => {
+            ctx.err(
+                &join(path, "ref"),
+                "a KafkaSink ref is supported only as a trigger subscriber; use uri",
+            );
+            ok = false;
+        }
+        (Some(_), Some(_), Some(_)) => {}
+    }
+    if let (Some(r), Some(trigger_ns)) = (kafka_sink_ref, kafka_sink_ns) {
+        let ref_path = join(path, "ref");
+        if obj.get("uri").is_some() {
+            ctx.err(
+                path,
+                "set either uri or ref, not both (a uri relative to a ref is not supported in \
+                 standalone mode)",
+            );
+            ok = false;
+        }
+        let r = decode_ref(ctx, &ref_path, r, "KafkaSink", &[KAFKA_SINK_API_VERSION])?;
+        if let Some(ns) = &r.namespace {
+            if ns != trigger_ns {
+                ctx.err(
+                    &join(&ref_path, "namespace"),
+                    format!(
+                        "a KafkaSink subscriber must be in the trigger's namespace {trigger_ns:?}, \
+                         got {ns:?}"
+                    ),
+                );
+                ok = false;
+            }
+        }
+        return ok.then(|| Destination::KafkaSink(ObjectKey::new(trigger_ns, r.name)));
+    }
     match obj.get("uri") {
         Some(u) => {
             let u = string(ctx, &uri_path, u)?;
             let url = check_url(ctx, &uri_path, u)?;
-            ok.then_some(url)
+            ok.then_some(Destination::Url(url))
         }
         None => {
             if ok {
-                ctx.err(&uri_path, "required (an absolute http or https URL)");
+                let what = if kafka_sink_ns.is_some() {
+                    "required: uri (an absolute http or https URL) or ref (a KafkaSink)"
+                } else {
+                    "required (an absolute http or https URL)"
+                };
+                ctx.err(&uri_path, what);
             }
             None
         }
@@ -849,7 +1448,12 @@ fn decode_delivery(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> Option<DeliveryS
     d.timeout = duration(ctx, "timeout", true);
     d.retry_after_max = duration(ctx, "retryAfterMax", false);
     if let Some(dls) = obj.get("deadLetterSink") {
-        d.dead_letter_sink = decode_destination(ctx, &join(path, "deadLetterSink"), dls);
+        d.dead_letter_sink = match decode_destination(ctx, &join(path, "deadLetterSink"), dls, None)
+        {
+            Some(Destination::Url(u)) => Some(u),
+            // Only a trigger subscriber may be a KafkaSink (`kafka_sink_ns` is None here).
+            Some(Destination::KafkaSink(_)) | None => None,
+        };
     }
     if let Some(f) = obj.get("format") {
         let p = join(path, "format");

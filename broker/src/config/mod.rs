@@ -1,6 +1,8 @@
-//! Knative manifests (Broker, Trigger, ConfigMap) → a validated, compiled [`Topology`].
+//! Knative manifests (Broker, Trigger, ConfigMap, KafkaSink, KafkaSource) → a validated, compiled [`Topology`].
 //!
-//! - `manifest`: serde types for the YAML a user applies to a cluster (`eventing.knative.dev/v1`).
+//! - `manifest`: decoding of the YAML a user applies to a cluster (`eventing.knative.dev/v1` Broker and
+//!   Trigger, `v1` ConfigMap, `eventing.knative.dev/v1alpha1` KafkaSink, `sources.knative.dev/v1beta1`
+//!   KafkaSource).
 //! - `load`: reading files / directories of multi-document YAML, with errors that name the file, the
 //!   document index and the field path.
 //! - `duration`: ISO-8601 durations (`PT0.2S`).
@@ -205,6 +207,29 @@ pub struct KafkaSourceSpec {
     pub consumer_group: String,
     /// `spec.sink`.
     pub sink: SourceSink,
+    /// `spec.initialOffset`: where a consumer group without committed offsets starts.
+    pub initial_offset: InitialOffset,
+}
+
+/// `spec.initialOffset` of a KafkaSource (Knative's values; default `latest`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InitialOffset {
+    /// Start at the beginning of each partition.
+    Earliest,
+    /// Start at the end: only records produced after the group first joined (default).
+    #[default]
+    Latest,
+}
+
+/// Kafka's topic name rule: 1 to 249 characters of `[a-zA-Z0-9._-]`, and not `.` or `..`.
+pub fn is_valid_kafka_topic(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 249
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// A validated Broker.
@@ -293,5 +318,23 @@ impl Topology {
             kafka_sinks: BTreeMap::new(),
             kafka_sources: BTreeMap::new(),
         }
+    }
+
+    /// Sets the KafkaSinks and KafkaSources (validated, names unique per namespace; a later duplicate
+    /// replaces an earlier one).
+    pub fn with_kafka(
+        mut self,
+        sinks: Vec<KafkaSinkSpec>,
+        sources: Vec<KafkaSourceSpec>,
+    ) -> Topology {
+        self.kafka_sinks = sinks
+            .into_iter()
+            .map(|s| (s.key.clone(), Arc::new(s)))
+            .collect();
+        self.kafka_sources = sources
+            .into_iter()
+            .map(|s| (s.key.clone(), Arc::new(s)))
+            .collect();
+        self
     }
 }

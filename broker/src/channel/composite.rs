@@ -1,0 +1,134 @@
+//! The channel the app uses: the embedded store for embedded brokers, Kafka for Kafka-backed brokers.
+//!
+//! Every trigger exists in the store (a Kafka trigger's store queue holds its overflow and redriven
+//! events, and its dead letters live in the store's dead-letter table), so parking, listing and redriving
+//! work the same on every backend. Queue entry ids of Kafka entries have [`kafka::KAFKA_SEQ_FLAG`] set,
+//! which is how acks and parks find their backend.
+
+use crate::channel::kafka::{self, KafkaBackend, KafkaOptions};
+use crate::channel::store::StoreChannel;
+use crate::channel::{BoxFuture, Channel, ParkRecord, ParkedEvent, Result, Subscription};
+use crate::config::{Backend, BrokerKey, Topology, TriggerKey};
+use crate::event::Event;
+use arc_swap::ArcSwap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Store + Kafka, chosen per broker by its class.
+#[derive(Debug)]
+pub struct CompositeChannel {
+    store: Arc<StoreChannel>,
+    kafka: KafkaBackend,
+    topology: ArcSwap<Topology>,
+}
+
+impl CompositeChannel {
+    /// A channel over an opened store.
+    pub fn new(store: Arc<StoreChannel>, options: KafkaOptions) -> CompositeChannel {
+        CompositeChannel {
+            kafka: KafkaBackend::new(store.clone(), options),
+            store,
+            topology: ArcSwap::from_pointee(Topology::default()),
+        }
+    }
+
+    /// The embedded store.
+    pub fn store(&self) -> &Arc<StoreChannel> {
+        &self.store
+    }
+
+    /// The Kafka backend (producers are shared with KafkaSinks).
+    pub fn kafka(&self) -> &KafkaBackend {
+        &self.kafka
+    }
+
+    fn is_kafka_broker(&self, broker: &BrokerKey) -> bool {
+        self.topology
+            .load()
+            .brokers
+            .get(broker)
+            .is_some_and(|b| matches!(b.backend, Backend::Kafka(_)))
+    }
+
+    /// Stops the Kafka consumers (committing finished offsets), flushes producers, then closes the store.
+    pub async fn close(&self, deadline: Duration) -> Result<()> {
+        self.kafka.close(deadline).await;
+        self.store.close().await
+    }
+}
+
+impl Channel for CompositeChannel {
+    fn apply_topology(&self, topology: Arc<Topology>) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            self.store.apply_topology(topology.clone()).await?;
+            self.topology.store(topology.clone());
+            self.kafka.apply_topology(topology).await
+        })
+    }
+
+    fn append<'a>(
+        &'a self,
+        broker: &'a BrokerKey,
+        events: Vec<Event>,
+    ) -> BoxFuture<'a, Result<()>> {
+        if self.is_kafka_broker(broker) {
+            Box::pin(async move { self.kafka.append(broker, &events).await })
+        } else {
+            self.store.append(broker, events)
+        }
+    }
+
+    fn subscribe(&self, trigger: &TriggerKey) -> Result<Box<dyn Subscription>> {
+        if self.kafka.has_trigger(trigger) {
+            self.kafka.subscribe(trigger)
+        } else {
+            self.store.subscribe(trigger)
+        }
+    }
+
+    fn ack<'a>(&'a self, trigger: &'a TriggerKey, seq: u64) -> BoxFuture<'a, Result<()>> {
+        if kafka::is_kafka_seq(seq) {
+            self.kafka.finish(trigger, seq);
+            Box::pin(async { Ok(()) })
+        } else {
+            self.store.ack(trigger, seq)
+        }
+    }
+
+    fn park<'a>(
+        &'a self,
+        trigger: &'a TriggerKey,
+        seq: u64,
+        record: ParkRecord,
+    ) -> BoxFuture<'a, Result<()>> {
+        if kafka::is_kafka_seq(seq) {
+            Box::pin(async move {
+                self.store.park_detached(trigger, record).await?;
+                self.kafka.finish(trigger, seq);
+                Ok(())
+            })
+        } else {
+            self.store.park(trigger, seq, record)
+        }
+    }
+
+    fn backlog(&self, broker: &BrokerKey) -> u64 {
+        self.store.backlog(broker) + self.kafka.backlog(broker)
+    }
+
+    fn trigger_backlog(&self, trigger: &TriggerKey) -> u64 {
+        self.store.trigger_backlog(trigger) + self.kafka.trigger_backlog(trigger)
+    }
+
+    fn dead_letters(&self, limit: usize) -> Result<Vec<ParkedEvent>> {
+        self.store.dead_letters(limit)
+    }
+
+    fn redrive(&self, id: u64) -> BoxFuture<'_, Result<()>> {
+        self.store.redrive(id)
+    }
+
+    fn flush(&self) -> BoxFuture<'_, Result<()>> {
+        self.store.flush()
+    }
+}

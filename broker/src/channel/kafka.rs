@@ -1,0 +1,1028 @@
+//! Kafka-backed brokers (`eventing.knative.dev/broker.class: Kafka`).
+//!
+//! # Design
+//!
+//! Knative's Kafka broker gives every Trigger its own consumer group that re-reads the whole broker topic,
+//! so the cost grows with triggers × events. Switchyard reads each broker topic **once per broker**:
+//!
+//! - **Ingress** produces each event in binary content mode to `knative-broker-<ns>-<name>` (or the
+//!   external topic) with an idempotent `acks=all` producer; `partitionkey` becomes the record key. The
+//!   append resolves only when every record of the batch is acknowledged.
+//! - **One consumer group per broker** (`switchyard-broker-<ns>-<name>`, shared by every `switchyard serve`
+//!   process configured with the broker, so partitions are spread over the processes). Its task decodes each
+//!   record once, evaluates the broker's routing table once and hands the event (one shared allocation) to
+//!   each matching trigger's bounded in-memory queue.
+//! - **Per-trigger retry state stays out of the consumer's way.** A trigger whose queue is full (a slow or
+//!   failing subscriber) does not stop the consumer: its entries *overflow* into the trigger's durable queue
+//!   in the embedded store (the same redb queue an embedded broker uses) and keep being delivered from there,
+//!   in order, by the same dispatcher. Once overflowed, an entry counts as done for Kafka.
+//! - **Offsets**: each partition tracks, per consumed offset, how many triggers still have to finish it
+//!   (deliver, dead-letter or park). The consumer commits the lowest unfinished offset (everything before it
+//!   is finished) every `commit_interval`, on partition revocation (synchronously) and at shutdown.
+//!   A crash redelivers from the last commit: at-least-once.
+//! - **Queue entry ids** (`Delivery::seq`) carry the partition, offset and an assignment generation, with the
+//!   top bit set so they never collide with the store's ids: an ack after a rebalance that took the partition
+//!   away is recognised as stale and ignored (the new owner redelivers).
+//! - Parked events go to the embedded store's dead-letter table; a redrive puts them into the trigger's
+//!   store queue, which the trigger's subscription also reads.
+
+use crate::channel::store::StoreChannel;
+use crate::channel::{BoxFuture, Channel as _, ChannelError, Delivery, Result, Subscription};
+use crate::config::{
+    Backend, BrokerKey, ContentMode, KafkaBrokerConfig, Topology, TriggerKey, TriggerSpec,
+};
+use crate::event::Event;
+use crate::format::kafka::{self as binding, Decoded};
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+/// Top bit of a [`Delivery::seq`] that comes from a Kafka-backed broker.
+pub const KAFKA_SEQ_FLAG: u64 = 1 << 63;
+const OFFSET_BITS: u32 = 40;
+const PARTITION_BITS: u32 = 16;
+const OFFSET_MASK: u64 = (1 << OFFSET_BITS) - 1;
+const PARTITION_MASK: u64 = (1 << PARTITION_BITS) - 1;
+
+/// Whether a queue entry id belongs to a Kafka-backed broker.
+pub fn is_kafka_seq(seq: u64) -> bool {
+    seq & KAFKA_SEQ_FLAG != 0
+}
+
+fn encode_seq(generation: u8, partition: i32, offset: i64) -> u64 {
+    KAFKA_SEQ_FLAG
+        | (u64::from(generation & 0x7f) << (OFFSET_BITS + PARTITION_BITS))
+        | ((partition as u64 & PARTITION_MASK) << OFFSET_BITS)
+        | (offset as u64 & OFFSET_MASK)
+}
+
+fn decode_seq(seq: u64) -> (u8, i32, i64) {
+    let generation = ((seq >> (OFFSET_BITS + PARTITION_BITS)) & 0x7f) as u8;
+    let partition = ((seq >> OFFSET_BITS) & PARTITION_MASK) as i32;
+    let offset = (seq & OFFSET_MASK) as i64;
+    (generation, partition, offset)
+}
+
+/// Settings of the Kafka backend.
+#[derive(Debug, Clone)]
+pub struct KafkaOptions {
+    /// In-memory queue entries per trigger before new entries overflow into the embedded store.
+    pub trigger_window: usize,
+    /// How often finished offsets are committed.
+    pub commit_interval: Duration,
+    /// How long the producer keeps retrying a record (librdkafka `message.timeout.ms`); the ingress answers
+    /// 503 after it.
+    pub produce_timeout: Duration,
+    /// Consumer group session timeout: how long a killed process keeps its partitions.
+    pub session_timeout: Duration,
+    /// How long `apply_topology` waits for a new broker's topic before answering (the consumer keeps
+    /// retrying in the background; appends answer 503 until the topic is there).
+    pub topic_wait: Duration,
+    /// Largest record the producer sends (`message.max.bytes`).
+    pub max_message_bytes: usize,
+}
+
+impl Default for KafkaOptions {
+    fn default() -> Self {
+        KafkaOptions {
+            trigger_window: 1024,
+            commit_interval: Duration::from_millis(200),
+            produce_timeout: Duration::from_secs(30),
+            session_timeout: Duration::from_secs(6),
+            topic_wait: Duration::from_secs(15),
+            max_message_bytes: 2 * 1024 * 1024,
+        }
+    }
+}
+
+/// Consumer group of a Kafka-backed broker.
+pub fn consumer_group(broker: &BrokerKey) -> String {
+    format!("switchyard-broker-{}-{}", broker.namespace, broker.name)
+}
+
+fn kafka_err(context: &str, e: impl std::fmt::Display) -> ChannelError {
+    ChannelError::Storage(format!("kafka: {context}: {e}"))
+}
+
+/// Client settings shared by producers, consumers and admin clients.
+pub fn client_config(bootstrap_servers: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap_servers)
+        .set("client.id", "switchyard")
+        .set("topic.metadata.refresh.interval.ms", "10000")
+        .set("socket.keepalive.enable", "true")
+        .set("reconnect.backoff.ms", "50")
+        .set("reconnect.backoff.max.ms", "1000");
+    c
+}
+
+/// The idempotent `acks=all` producer used for broker topics and KafkaSinks.
+pub fn producer(
+    bootstrap_servers: &str,
+    timeout: Duration,
+    max_message_bytes: usize,
+) -> std::result::Result<FutureProducer, KafkaError> {
+    client_config(bootstrap_servers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "1")
+        .set("message.timeout.ms", timeout.as_millis().to_string())
+        .set("message.max.bytes", max_message_bytes.to_string())
+        .set("retry.backoff.ms", "50")
+        .set("retry.backoff.max.ms", "1000")
+        .create()
+}
+
+/// Produces one event to `topic` and waits for the acknowledgement.
+pub async fn produce_event(
+    producer: &FutureProducer,
+    topic: &str,
+    event: &Event,
+    mode: ContentMode,
+) -> std::result::Result<(), KafkaError> {
+    let record = binding::encode(event, mode);
+    let future = enqueue(producer, topic, &record).await?;
+    match future.await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err((e, _))) => Err(e),
+        Err(_) => Err(KafkaError::Canceled),
+    }
+}
+
+/// Hands a record to the producer's queue, waiting (briefly, repeatedly) while the queue is full.
+async fn enqueue(
+    producer: &FutureProducer,
+    topic: &str,
+    record: &binding::KafkaRecord<'_>,
+) -> std::result::Result<rdkafka::producer::DeliveryFuture, KafkaError> {
+    let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+    for (key, value) in &record.headers {
+        headers = headers.insert(Header {
+            key: key.as_ref(),
+            value: Some(value.as_ref()),
+        });
+    }
+    let mut fr: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(headers);
+    if let Some(key) = &record.key {
+        fr = fr.key(key.as_ref());
+    }
+    if let Some(value) = &record.value {
+        fr = fr.payload(value.as_ref());
+    }
+    let mut waited = Duration::ZERO;
+    loop {
+        match producer.send_result(fr) {
+            Ok(f) => return Ok(f),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                if waited < Duration::from_secs(5) =>
+            {
+                fr = back;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                waited += Duration::from_millis(2);
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
+/// Per-partition bookkeeping of what the triggers still have to finish.
+#[derive(Debug)]
+struct PartitionTrack {
+    generation: u8,
+    /// Offset → triggers that have not finished it yet.
+    pending: BTreeMap<i64, u32>,
+    /// Highest consumed offset + 1.
+    next: Option<i64>,
+    /// Last committed offset (next offset to read).
+    committed: i64,
+}
+
+impl PartitionTrack {
+    fn new(generation: u8) -> PartitionTrack {
+        PartitionTrack {
+            generation,
+            pending: BTreeMap::new(),
+            next: None,
+            committed: -1,
+        }
+    }
+
+    /// The offset to commit (everything before it is finished), if it moved.
+    fn committable(&self) -> Option<i64> {
+        let next = self.next?;
+        let low = self.pending.keys().next().copied().unwrap_or(next);
+        (low > self.committed).then_some(low)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Tracker {
+    next_generation: u8,
+    partitions: HashMap<i32, PartitionTrack>,
+}
+
+impl Tracker {
+    fn assign(&mut self, partition: i32) {
+        self.next_generation = self.next_generation.wrapping_add(1) & 0x7f;
+        let generation = self.next_generation;
+        self.partitions
+            .insert(partition, PartitionTrack::new(generation));
+    }
+
+    fn finish(&mut self, generation: u8, partition: i32, offset: i64) {
+        if let Some(p) = self.partitions.get_mut(&partition) {
+            if p.generation != generation {
+                return;
+            }
+            if let std::collections::btree_map::Entry::Occupied(mut e) = p.pending.entry(offset) {
+                *e.get_mut() -= 1;
+                if *e.get() == 0 {
+                    e.remove();
+                }
+            }
+        }
+    }
+
+    /// Commit list for `partitions` (all when `None`); marks them committed.
+    fn take_commits(&mut self, topic: &str, only: Option<&[i32]>) -> TopicPartitionList {
+        let mut list = TopicPartitionList::new();
+        for (&partition, p) in &mut self.partitions {
+            if only.is_some_and(|o| !o.contains(&partition)) {
+                continue;
+            }
+            if let Some(offset) = p.committable() {
+                if list
+                    .add_partition_offset(topic, partition, Offset::Offset(offset))
+                    .is_ok()
+                {
+                    p.committed = offset;
+                }
+            }
+        }
+        list
+    }
+}
+
+/// A trigger of a Kafka-backed broker: its in-memory queue.
+struct TriggerQueue {
+    key: TriggerKey,
+    broker: BrokerKey,
+    tx: Mutex<Option<mpsc::Sender<Delivery>>>,
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Delivery>>>,
+    /// Entries handed to the queue and not yet acked or parked.
+    in_memory: AtomicU64,
+}
+
+impl TriggerQueue {
+    fn new(key: TriggerKey, broker: BrokerKey, window: usize) -> TriggerQueue {
+        let (tx, rx) = mpsc::channel(window.max(1));
+        TriggerQueue {
+            key,
+            broker,
+            tx: Mutex::new(Some(tx)),
+            rx: Arc::new(tokio::sync::Mutex::new(rx)),
+            in_memory: AtomicU64::new(0),
+        }
+    }
+
+    fn close(&self) {
+        self.tx.lock().take();
+    }
+}
+
+/// The routing table of one broker with its triggers' queues (same indices as `table.triggers()`).
+struct Routes {
+    topology: Arc<Topology>,
+    queues: Vec<Option<Arc<TriggerQueue>>>,
+}
+
+/// State of one Kafka-backed broker shared by its consumer task, ingress and acks.
+struct BrokerShared {
+    key: BrokerKey,
+    config: KafkaBrokerConfig,
+    producer: FutureProducer,
+    /// `None` when the topic is ready; otherwise why it is not.
+    not_ready: Mutex<Option<String>>,
+    tracker: Mutex<Tracker>,
+    routes: ArcSwap<Routes>,
+    invalid_records: AtomicU64,
+}
+
+struct BrokerRuntime {
+    shared: Arc<BrokerShared>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// The Kafka side of the channel: producers, per-broker consumers, per-trigger queues.
+pub struct KafkaBackend {
+    store: Arc<StoreChannel>,
+    options: KafkaOptions,
+    brokers: Mutex<HashMap<BrokerKey, BrokerRuntime>>,
+    queues: ArcSwap<HashMap<TriggerKey, Arc<TriggerQueue>>>,
+    producers: Mutex<HashMap<String, FutureProducer>>,
+}
+
+impl std::fmt::Debug for KafkaBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaBackend").finish_non_exhaustive()
+    }
+}
+
+impl KafkaBackend {
+    /// A backend that keeps overflow and dead letters in `store`.
+    pub fn new(store: Arc<StoreChannel>, options: KafkaOptions) -> KafkaBackend {
+        KafkaBackend {
+            store,
+            options,
+            brokers: Mutex::new(HashMap::new()),
+            queues: ArcSwap::from_pointee(HashMap::new()),
+            producers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A producer for these bootstrap servers (shared by brokers and sinks on the same cluster).
+    pub fn producer_for(&self, bootstrap_servers: &str) -> Result<FutureProducer> {
+        let mut producers = self.producers.lock();
+        if let Some(p) = producers.get(bootstrap_servers) {
+            return Ok(p.clone());
+        }
+        let p = producer(
+            bootstrap_servers,
+            self.options.produce_timeout,
+            self.options.max_message_bytes,
+        )
+        .map_err(|e| kafka_err("producer", e))?;
+        producers.insert(bootstrap_servers.to_owned(), p.clone());
+        Ok(p)
+    }
+
+    /// Starts, restarts and stops broker consumers and trigger queues for a new topology. The store must
+    /// already have the topology (overflow and parking need the triggers there).
+    pub async fn apply_topology(&self, topology: Arc<Topology>) -> Result<()> {
+        // Trigger queues: keep a trigger's queue while it stays on the same broker.
+        let old_queues = self.queues.load_full();
+        let mut queues = HashMap::new();
+        for (key, spec) in &topology.triggers {
+            let kafka = topology
+                .brokers
+                .get(&spec.broker)
+                .is_some_and(|b| matches!(b.backend, Backend::Kafka(_)));
+            if !kafka {
+                continue;
+            }
+            let q = match old_queues.get(key) {
+                Some(q) if q.broker == spec.broker => q.clone(),
+                _ => Arc::new(TriggerQueue::new(
+                    key.clone(),
+                    spec.broker.clone(),
+                    self.options.trigger_window,
+                )),
+            };
+            queues.insert(key.clone(), q);
+        }
+        for (key, q) in old_queues.iter() {
+            if queues.get(key).is_none_or(|n| !Arc::ptr_eq(n, q)) {
+                q.close();
+            }
+        }
+
+        let mut started = Vec::new();
+        {
+            let mut brokers = self.brokers.lock();
+            let wanted: HashMap<&BrokerKey, &KafkaBrokerConfig> = topology
+                .brokers
+                .iter()
+                .filter_map(|(k, b)| match &b.backend {
+                    Backend::Kafka(c) => Some((k, c)),
+                    Backend::Embedded => None,
+                })
+                .collect();
+            brokers.retain(|key, rt| {
+                let keep = wanted.get(key).is_some_and(|c| **c == rt.shared.config);
+                if !keep {
+                    let _ = rt.stop.send(true);
+                }
+                keep
+            });
+            for (key, config) in wanted {
+                let routes = Arc::new(routes_for(&topology, key, &queues));
+                if let Some(rt) = brokers.get(key) {
+                    rt.shared.routes.store(routes);
+                    continue;
+                }
+                let producer = self.producer_for(&config.bootstrap_servers)?;
+                let shared = Arc::new(BrokerShared {
+                    key: key.clone(),
+                    config: config.clone(),
+                    producer,
+                    not_ready: Mutex::new(Some(format!("topic {} is not ready yet", config.topic))),
+                    tracker: Mutex::new(Tracker::default()),
+                    routes: ArcSwap::new(routes),
+                    invalid_records: AtomicU64::new(0),
+                });
+                let (stop, stop_rx) = watch::channel(false);
+                let task = tokio::spawn(run_consumer(
+                    shared.clone(),
+                    self.store.clone(),
+                    self.options.clone(),
+                    stop_rx,
+                ));
+                started.push(shared.clone());
+                brokers.insert(key.clone(), BrokerRuntime { shared, stop, task });
+            }
+        }
+        self.queues.store(Arc::new(queues));
+
+        // Give new brokers a moment to get their topic, so that the first event after start-up is accepted.
+        let deadline = tokio::time::Instant::now() + self.options.topic_wait;
+        for shared in started {
+            while shared.not_ready.lock().is_some() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if let Some(reason) = shared.not_ready.lock().as_ref() {
+                tracing::warn!(broker = %shared.key, "{reason}; retrying in the background");
+            }
+        }
+        Ok(())
+    }
+
+    fn broker(&self, key: &BrokerKey) -> Option<Arc<BrokerShared>> {
+        self.brokers.lock().get(key).map(|rt| rt.shared.clone())
+    }
+
+    /// Produces a batch to the broker's topic; resolves once every record is acknowledged.
+    pub async fn append(&self, broker: &BrokerKey, events: &[Event]) -> Result<()> {
+        let shared = self
+            .broker(broker)
+            .ok_or_else(|| ChannelError::UnknownBroker(broker.clone()))?;
+        if let Some(reason) = shared.not_ready.lock().clone() {
+            return Err(ChannelError::Storage(reason));
+        }
+        let topic = shared.config.topic.as_str();
+        let mut futures = Vec::with_capacity(events.len());
+        for event in events {
+            let record = binding::encode(event, ContentMode::Binary);
+            futures.push(
+                enqueue(&shared.producer, topic, &record)
+                    .await
+                    .map_err(|e| kafka_err("produce", e))?,
+            );
+        }
+        let mut failure = None;
+        for f in futures {
+            match f.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => failure = Some(kafka_err("produce", e)),
+                Err(_) => failure = Some(kafka_err("produce", "cancelled")),
+            }
+        }
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// Whether this trigger is served by this backend.
+    pub fn has_trigger(&self, trigger: &TriggerKey) -> bool {
+        self.queues.load().contains_key(trigger)
+    }
+
+    /// The trigger's subscription: its in-memory queue, then its overflow/redrive queue in the store.
+    pub fn subscribe(&self, trigger: &TriggerKey) -> Result<Box<dyn Subscription>> {
+        let queue = self
+            .queues
+            .load()
+            .get(trigger)
+            .cloned()
+            .ok_or_else(|| ChannelError::UnknownTrigger(trigger.clone()))?;
+        let store = crate::channel::Channel::subscribe(&*self.store, trigger)?;
+        Ok(Box::new(KafkaSubscription {
+            rx: queue.rx.clone(),
+            store,
+        }))
+    }
+
+    /// Marks a Kafka entry finished for `trigger`.
+    pub fn finish(&self, trigger: &TriggerKey, seq: u64) {
+        let Some(queue) = self.queues.load().get(trigger).cloned() else {
+            return;
+        };
+        let _ = queue
+            .in_memory
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(1))
+            });
+        if let Some(shared) = self.broker(&queue.broker) {
+            let (generation, partition, offset) = decode_seq(seq);
+            shared.tracker.lock().finish(generation, partition, offset);
+        }
+    }
+
+    /// In-memory entries of the broker's triggers (overflow is counted by the store).
+    pub fn backlog(&self, broker: &BrokerKey) -> u64 {
+        self.queues
+            .load()
+            .values()
+            .filter(|q| &q.broker == broker)
+            .map(|q| q.in_memory.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// In-memory entries of one trigger.
+    pub fn trigger_backlog(&self, trigger: &TriggerKey) -> u64 {
+        self.queues
+            .load()
+            .get(trigger)
+            .map_or(0, |q| q.in_memory.load(Ordering::Relaxed))
+    }
+
+    /// Records of the broker topic that were not valid CloudEvents (skipped).
+    pub fn invalid_records(&self, broker: &BrokerKey) -> u64 {
+        self.broker(broker)
+            .map_or(0, |b| b.invalid_records.load(Ordering::Relaxed))
+    }
+
+    /// Whether the broker's topic is usable (`None`) or why not.
+    pub fn not_ready(&self, broker: &BrokerKey) -> Option<String> {
+        self.broker(broker).and_then(|b| b.not_ready.lock().clone())
+    }
+
+    /// Stops the consumers (committing what is finished) and flushes the producers.
+    pub async fn close(&self, deadline: Duration) {
+        let runtimes: Vec<BrokerRuntime> = self.brokers.lock().drain().map(|(_, r)| r).collect();
+        for rt in &runtimes {
+            let _ = rt.stop.send(true);
+        }
+        for rt in runtimes {
+            let _ = tokio::time::timeout(deadline, rt.task).await;
+        }
+        for q in self.queues.load().values() {
+            q.close();
+        }
+        let producers: Vec<FutureProducer> = self.producers.lock().values().cloned().collect();
+        for p in producers {
+            let _ = tokio::task::spawn_blocking(move || p.flush(deadline)).await;
+        }
+    }
+}
+
+fn routes_for(
+    topology: &Arc<Topology>,
+    broker: &BrokerKey,
+    queues: &HashMap<TriggerKey, Arc<TriggerQueue>>,
+) -> Routes {
+    let queues = topology
+        .routes
+        .get(broker)
+        .map(|table| {
+            table
+                .triggers()
+                .iter()
+                .map(|t: &Arc<TriggerSpec>| queues.get(&t.key).cloned())
+                .collect()
+        })
+        .unwrap_or_default();
+    Routes {
+        topology: topology.clone(),
+        queues,
+    }
+}
+
+struct KafkaSubscription {
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Delivery>>>,
+    store: Box<dyn Subscription>,
+}
+
+impl Subscription for KafkaSubscription {
+    fn next(&mut self) -> BoxFuture<'_, Option<Delivery>> {
+        Box::pin(async move {
+            let mut rx = self.rx.lock().await;
+            // In-memory entries are older than any overflow entry (overflow starts when memory is full and
+            // continues while the store queue is non-empty), so draining memory first keeps queue order.
+            tokio::select! {
+                biased;
+                d = rx.recv() => d,
+                d = self.store.next() => d,
+            }
+        })
+    }
+}
+
+/// The consumer group's context: commits finished offsets of revoked partitions and starts fresh
+/// bookkeeping for assigned ones.
+struct GroupContext {
+    shared: Arc<BrokerShared>,
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            let revoked: Vec<i32> = list.elements().iter().map(|e| e.partition()).collect();
+            let commits = {
+                let mut tracker = self.shared.tracker.lock();
+                let commits = tracker.take_commits(&self.shared.config.topic, Some(&revoked));
+                for p in &revoked {
+                    tracker.partitions.remove(p);
+                }
+                commits
+            };
+            if commits.count() > 0 {
+                if let Err(e) = consumer.commit(&commits, CommitMode::Sync) {
+                    tracing::warn!(broker = %self.shared.key, "commit on revocation failed: {e}");
+                }
+            }
+            tracing::info!(broker = %self.shared.key, partitions = ?revoked, "partitions revoked");
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance {
+            let mut tracker = self.shared.tracker.lock();
+            let mut assigned = Vec::new();
+            for e in list.elements() {
+                tracker.assign(e.partition());
+                assigned.push(e.partition());
+            }
+            tracing::info!(broker = %self.shared.key, partitions = ?assigned, "partitions assigned");
+        }
+    }
+}
+
+async fn ensure_topic(
+    config: &KafkaBrokerConfig,
+    options: &KafkaOptions,
+) -> std::result::Result<(), String> {
+    let admin: AdminClient<DefaultClientContext> = client_config(&config.bootstrap_servers)
+        .create()
+        .map_err(|e| format!("kafka admin client: {e}"))?;
+    let timeout = Some(Duration::from_secs(10));
+    if !config.external_topic {
+        let topic = NewTopic::new(
+            &config.topic,
+            config.partitions,
+            TopicReplication::Fixed(i32::from(config.replication_factor)),
+        );
+        let opts = AdminOptions::new()
+            .request_timeout(timeout)
+            .operation_timeout(timeout);
+        let results = admin
+            .create_topics([&topic], &opts)
+            .await
+            .map_err(|e| format!("creating topic {}: {e}", config.topic))?;
+        for r in results {
+            match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((t, code)) => return Err(format!("creating topic {t}: {code}")),
+            }
+        }
+    }
+    // Wait until the topic's metadata is visible (and, for an external topic, that it exists).
+    let topic = config.topic.clone();
+    let bootstrap = config.bootstrap_servers.clone();
+    let wait = options.topic_wait;
+    tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + wait;
+        let admin: AdminClient<DefaultClientContext> = client_config(&bootstrap)
+            .create()
+            .map_err(|e| format!("kafka admin client: {e}"))?;
+        loop {
+            let found = admin
+                .inner()
+                .fetch_metadata(Some(&topic), Duration::from_secs(5))
+                .map_err(|e| format!("metadata of topic {topic}: {e}"))
+                .map(|m| {
+                    m.topics().iter().any(|t| {
+                        t.name() == topic && t.error().is_none() && !t.partitions().is_empty()
+                    })
+                });
+            match found {
+                Ok(true) => return Ok(()),
+                Ok(false) if std::time::Instant::now() >= deadline => {
+                    return Err(format!("topic {topic} does not exist"))
+                }
+                Err(e) if std::time::Instant::now() >= deadline => return Err(e),
+                _ => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    })
+    .await
+    .map_err(|e| format!("metadata task: {e}"))?
+}
+
+async fn run_consumer(
+    shared: Arc<BrokerShared>,
+    store: Arc<StoreChannel>,
+    options: KafkaOptions,
+    mut stop: watch::Receiver<bool>,
+) {
+    // 1. The topic.
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        match ensure_topic(&shared.config, &options).await {
+            Ok(()) => {
+                *shared.not_ready.lock() = None;
+                break;
+            }
+            Err(reason) => {
+                tracing::warn!(broker = %shared.key, "{reason}");
+                *shared.not_ready.lock() = Some(reason);
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+
+    // 2. The broker's consumer group.
+    let consumer: StreamConsumer<GroupContext> =
+        match client_config(&shared.config.bootstrap_servers)
+            .set("group.id", consumer_group(&shared.key))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set(
+                "session.timeout.ms",
+                options.session_timeout.as_millis().to_string(),
+            )
+            .set("heartbeat.interval.ms", "500")
+            .set("fetch.wait.max.ms", "20")
+            .set("enable.partition.eof", "false")
+            .create_with_context(GroupContext {
+                shared: shared.clone(),
+            }) {
+            Ok(c) => c,
+            Err(e) => {
+                *shared.not_ready.lock() = Some(format!("kafka consumer: {e}"));
+                tracing::error!(broker = %shared.key, "cannot create consumer: {e}");
+                return;
+            }
+        };
+    if let Err(e) = consumer.subscribe(&[&shared.config.topic]) {
+        tracing::error!(broker = %shared.key, "cannot subscribe: {e}");
+        return;
+    }
+    tracing::info!(broker = %shared.key, topic = %shared.config.topic, "consuming");
+
+    let mut tick = tokio::time::interval(options.commit_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut scratch = Vec::new();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = tick.tick() => commit(&consumer, &shared, CommitMode::Async),
+            m = consumer.recv() => match m {
+                Ok(msg) => handle_record(&shared, &store, &msg, &mut scratch, &mut stop).await,
+                Err(e) => {
+                    tracing::warn!(broker = %shared.key, "consume: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+    commit(&consumer, &shared, CommitMode::Sync);
+    consumer.unsubscribe();
+}
+
+fn commit(consumer: &StreamConsumer<GroupContext>, shared: &BrokerShared, mode: CommitMode) {
+    let list = shared
+        .tracker
+        .lock()
+        .take_commits(&shared.config.topic, None);
+    if list.count() == 0 {
+        return;
+    }
+    if let Err(e) = consumer.commit(&list, mode) {
+        // A failed commit only means redelivery after a crash; make the next tick try again.
+        if !matches!(
+            e,
+            KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)
+                | KafkaError::ConsumerCommit(RDKafkaErrorCode::RebalanceInProgress)
+        ) {
+            tracing::warn!(broker = %shared.key, "commit: {e}");
+        }
+        let mut tracker = shared.tracker.lock();
+        for e in list.elements() {
+            if let Some(p) = tracker.partitions.get_mut(&e.partition()) {
+                p.committed = -1;
+            }
+        }
+    }
+}
+
+/// Decodes, routes and hands one record to the matching triggers.
+async fn handle_record(
+    shared: &BrokerShared,
+    store: &StoreChannel,
+    msg: &rdkafka::message::BorrowedMessage<'_>,
+    scratch: &mut Vec<usize>,
+    stop: &mut watch::Receiver<bool>,
+) {
+    let partition = msg.partition();
+    let offset = msg.offset();
+    let generation = {
+        let mut tracker = shared.tracker.lock();
+        if !tracker.partitions.contains_key(&partition) {
+            tracker.assign(partition);
+        }
+        let p = tracker
+            .partitions
+            .get_mut(&partition)
+            .expect("just inserted");
+        p.next = Some(p.next.map_or(offset + 1, |n| n.max(offset + 1)));
+        p.generation
+    };
+    let event = match decode_record(shared, msg) {
+        Some(e) => e,
+        None => return,
+    };
+    let routes = shared.routes.load();
+    scratch.clear();
+    if let Some(table) = routes.topology.routes.get(&shared.key) {
+        table.route(&event, scratch);
+    }
+    scratch.dedup();
+    scratch.retain(|&i| matches!(routes.queues.get(i), Some(Some(_))));
+    if scratch.is_empty() {
+        return;
+    }
+    {
+        let mut tracker = shared.tracker.lock();
+        if let Some(p) = tracker.partitions.get_mut(&partition) {
+            p.pending.insert(offset, scratch.len() as u32);
+        }
+    }
+    let seq = encode_seq(generation, partition, offset);
+    let event = Arc::new(event);
+    for &i in scratch.iter() {
+        let Some(Some(queue)) = routes.queues.get(i) else {
+            continue;
+        };
+        let delivery = Delivery {
+            seq,
+            event: event.clone(),
+        };
+        // Overflow while the trigger's store queue holds entries, so that queue order is kept.
+        let overflowing = store.trigger_backlog(&queue.key) > 0;
+        let rejected = if overflowing {
+            Some(delivery)
+        } else {
+            let tx = queue.tx.lock();
+            match tx.as_ref().map(|tx| tx.try_send(delivery)) {
+                Some(Ok(())) => {
+                    queue.in_memory.fetch_add(1, Ordering::Relaxed);
+                    None
+                }
+                Some(Err(mpsc::error::TrySendError::Full(d))) => Some(d),
+                // The trigger is being removed: nothing to deliver.
+                Some(Err(mpsc::error::TrySendError::Closed(_))) | None => {
+                    shared.tracker.lock().finish(generation, partition, offset);
+                    continue;
+                }
+            }
+        };
+        if let Some(d) = rejected {
+            overflow(shared, store, queue, &d, stop).await;
+            shared.tracker.lock().finish(generation, partition, offset);
+        }
+    }
+}
+
+/// Writes an entry into the trigger's durable store queue, retrying on storage trouble (the consumer waits:
+/// the event must not be lost) until it succeeds, the trigger is gone, or shutdown.
+async fn overflow(
+    shared: &BrokerShared,
+    store: &StoreChannel,
+    queue: &TriggerQueue,
+    delivery: &Delivery,
+    stop: &mut watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match store
+            .enqueue(&queue.key, vec![(*delivery.event).clone()])
+            .await
+        {
+            Ok(()) => return,
+            Err(ChannelError::UnknownTrigger(_)) => return,
+            Err(e) => {
+                tracing::warn!(broker = %shared.key, trigger = %queue.key, "overflow to the store failed: {e}");
+                if *stop.borrow() {
+                    return;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+fn decode_record(
+    shared: &BrokerShared,
+    msg: &rdkafka::message::BorrowedMessage<'_>,
+) -> Option<Event> {
+    let mut headers: Vec<(&str, Option<&[u8]>)> = Vec::new();
+    if let Some(h) = msg.headers() {
+        headers.reserve(h.count());
+        for header in h.iter() {
+            headers.push((header.key, header.value));
+        }
+    }
+    match binding::decode(msg.key(), &headers, msg.payload()) {
+        Ok(Decoded::Event(event)) => Some(event),
+        Ok(Decoded::NotCloudEvent) => Some(binding::wrap_raw(
+            &shared.key.namespace,
+            &shared.key.name,
+            &binding::RawRecord {
+                topic: &shared.config.topic,
+                partition: msg.partition(),
+                offset: msg.offset(),
+                timestamp_ms: msg.timestamp().to_millis(),
+                key: msg.key(),
+                headers: &headers,
+                value: msg.payload(),
+            },
+        )),
+        Err(e) => {
+            shared.invalid_records.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                broker = %shared.key,
+                topic = %shared.config.topic,
+                partition = msg.partition(),
+                offset = msg.offset(),
+                "skipping a record that is not a valid CloudEvent: {e}"
+            );
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seq_round_trip_and_flag() {
+        for (g, p, o) in [
+            (0u8, 0i32, 0i64),
+            (127, 65535, (1 << 40) - 1),
+            (5, 3, 123_456),
+        ] {
+            let seq = encode_seq(g, p, o);
+            assert!(is_kafka_seq(seq));
+            assert_eq!(decode_seq(seq), (g, p, o));
+        }
+        assert!(!is_kafka_seq(12345));
+    }
+
+    #[test]
+    fn commits_lowest_unfinished_offset() {
+        let mut t = Tracker::default();
+        t.assign(0);
+        let g = t.partitions[&0].generation;
+        {
+            let p = t.partitions.get_mut(&0).unwrap();
+            p.next = Some(13);
+            p.pending.insert(10, 2);
+            p.pending.insert(12, 1);
+        }
+        let list = t.take_commits("t", None);
+        assert_eq!(list.elements()[0].offset(), Offset::Offset(10));
+        t.finish(g, 0, 10);
+        assert!(
+            t.take_commits("t", None).count() == 0,
+            "10 still has one trigger"
+        );
+        t.finish(g, 0, 10);
+        assert_eq!(
+            t.take_commits("t", None).elements()[0].offset(),
+            Offset::Offset(12)
+        );
+        // A stale generation is ignored.
+        t.finish(g.wrapping_add(1), 0, 12);
+        assert!(t.take_commits("t", None).count() == 0);
+        t.finish(g, 0, 12);
+        assert_eq!(
+            t.take_commits("t", None).elements()[0].offset(),
+            Offset::Offset(13)
+        );
+    }
+}
