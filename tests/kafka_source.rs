@@ -20,7 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_broker::config::{
-    BrokerKey, ContentMode, KafkaSourceSpec, ObjectKey, SourceSink, Topology,
+    BrokerKey, ContentMode, InitialOffset, KafkaSourceSpec, ObjectKey, SourceSink, Topology,
 };
 use switchyard_broker::event::{Data, Event, ExtValue};
 use switchyard_broker::format::kafka;
@@ -223,6 +223,7 @@ fn source(
         topics: topics.iter().map(|t| (*t).to_owned()).collect(),
         consumer_group: group.to_owned(),
         sink,
+        initial_offset: InitialOffset::Earliest,
     })
 }
 
@@ -342,6 +343,7 @@ async fn binary_structured_and_plain_records_reach_the_subscriber_through_a_brok
     kafka.wait_committed("group-a", "orders", 0, 3).await;
     let stats = sources.stats(&spec.key).unwrap();
     assert_eq!((stats.records, stats.delivered, stats.invalid), (3, 3, 0));
+    assert_eq!(stats.commit_failures, 0);
     sources.shutdown(deadline()).await;
     b.shutdown().await;
 }
@@ -395,6 +397,7 @@ async fn a_failing_sink_is_retried_without_skipping_ahead() {
     kafka.wait_committed("group-b", "retry", 0, 4).await;
     let stats = sources.stats(&spec.key).unwrap();
     assert_eq!((stats.delivered, stats.retries, stats.rejected), (4, 3, 0));
+    assert_eq!(stats.commit_failures, 0);
 
     // A status that is never retried skips the event (and it is counted).
     sub.script([Reply::status(400)]);
@@ -537,4 +540,45 @@ async fn a_restarted_source_resumes_after_its_committed_offset() {
     assert_eq!(sub.received().len(), 7, "nothing delivered twice");
     let stats = second.stats(&moved.key).unwrap();
     assert_eq!(stats.delivered, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn initial_offset_latest_starts_from_when_the_source_was_set_up() {
+    let kafka = Tansu::start().await;
+    kafka.create_topic("late", 1).await;
+    let sub = Subscriber::start().await;
+    let p = kafka.producer();
+    produce_simple(&p, "late", "old").await;
+    let spec = Arc::new(KafkaSourceSpec {
+        initial_offset: InitialOffset::Latest,
+        ..(*source(
+            "late",
+            &kafka,
+            &["late"],
+            "group-e",
+            SourceSink::Url(sub.url("/s")),
+        ))
+        .clone()
+    });
+    let sources = KafkaSources::new(options()).unwrap();
+    sources.apply(&topology(&spec), "http://unused").unwrap();
+    eventually("the source to be ready", || async {
+        sources.is_ready(&spec.key).then_some(())
+    })
+    .await;
+    assert_eq!(
+        kafka.committed("group-e", "late", 0).await,
+        Some(1),
+        "the end offset is committed before the consumer subscribes"
+    );
+    // Produced right away, possibly before the group join finished: still delivered.
+    produce_simple(&p, "late", "new").await;
+    let got = sub.wait_for("/s", 1).await;
+    assert_eq!(
+        ids(&got),
+        ["new"],
+        "records from before the setup are not read"
+    );
+    kafka.wait_committed("group-e", "late", 0, 2).await;
+    sources.shutdown(deadline()).await;
 }

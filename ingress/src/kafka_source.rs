@@ -2,7 +2,16 @@
 //! (a Broker of this process, through its ingress, or any http(s) URL), like Knative's KafkaSource.
 //!
 //! One rdkafka [`StreamConsumer`] per source, in the source's consumer group, subscribed to its topics
-//! (`enable.auto.commit=false`, `auto.offset.reset=earliest`). For each record:
+//! (`enable.auto.commit=false`, `auto.offset.reset` from `spec.initialOffset`).
+//!
+//! **Initial offset**: `earliest` starts a group without committed offsets at the beginning of each
+//! partition. `latest` (Knative's default) means "records produced after the source was set up": like
+//! Knative's controller, before subscribing the source commits the current end offset of every
+//! partition that has no committed offset yet, so records produced while the group is still joining
+//! are not skipped. [`KafkaSources::is_ready`] turns true once that is done and the consumer is
+//! subscribed. Partitions of topics that do not exist yet fall back to `auto.offset.reset=latest`.
+//!
+//! For each record:
 //!
 //! - [`kafka::decode`] gives a CloudEvent (binary or structured mode), or the record is not a CloudEvent
 //!   and [`kafka::wrap_raw`] builds the Knative `dev.knative.kafka.event` for it;
@@ -55,10 +64,10 @@ use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use rustls::pki_types::CertificateDer;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use switchyard_broker::config::{KafkaSourceSpec, ObjectKey, SourceSink, Topology};
+use switchyard_broker::config::{InitialOffset, KafkaSourceSpec, ObjectKey, SourceSink, Topology};
 use switchyard_broker::delivery::{classify, parse_retry_after, Classification};
 use switchyard_broker::event::Event;
 use switchyard_broker::format::http::write_binary;
@@ -154,6 +163,8 @@ struct Counters {
     rejected: AtomicU64,
     retries: AtomicU64,
     commit_failures: AtomicU64,
+    /// Initial offsets pinned and consumer subscribed (the current incarnation).
+    ready: AtomicBool,
 }
 
 impl Counters {
@@ -608,7 +619,13 @@ impl KafkaSources {
                 format!("switchyard-kafkasource-{}-{}", key.namespace, key.name),
             )
             .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
+            .set(
+                "auto.offset.reset",
+                match spec.initial_offset {
+                    InitialOffset::Earliest => "earliest",
+                    InitialOffset::Latest => "latest",
+                },
+            )
             .set("enable.partition.eof", "false")
             // Bounds the records prefetched per partition (KiB); librdkafka's default is 64 MiB.
             .set("queued.max.messages.kbytes", "16384");
@@ -640,6 +657,17 @@ impl KafkaSources {
     /// Counters of a source (also after it stopped), `None` for a source never started.
     pub fn stats(&self, key: &ObjectKey) -> Option<SourceStats> {
         self.counters.lock().get(key).map(|c| c.snapshot())
+    }
+
+    /// Whether the source runs and is subscribed (for `latest`, after its initial offsets were pinned):
+    /// every record produced from then on will be delivered.
+    pub fn is_ready(&self, key: &ObjectKey) -> bool {
+        self.running.lock().contains_key(key)
+            && self
+                .counters
+                .lock()
+                .get(key)
+                .is_some_and(|c| c.ready.load(Ordering::Acquire))
     }
 
     /// Keys of the running sources.
@@ -709,11 +737,26 @@ async fn run_source(p: Prepared, mut stop: StopSignal, previous: Vec<Stopping>) 
         let _ = prev.task.await;
         drop(prev.stop);
     }
+    p.counters.ready.store(false, Ordering::Release);
+    if p.spec.initial_offset == InitialOffset::Latest && stop.borrow().is_none() {
+        let (consumer, topics) = (p.consumer.clone(), p.spec.topics.clone());
+        let pinned = tokio::task::spawn_blocking(move || pin_latest(&consumer, &topics)).await;
+        match pinned {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => info!(source = %key, partitions = n, "initial offsets set to latest"),
+            Ok(Err(e)) => warn!(
+                source = %key, error = %e,
+                "could not set the initial offsets; new partitions start at their end when assigned"
+            ),
+            Err(_) => {}
+        }
+    }
     if stop.borrow().is_none() {
         let topics: Vec<&str> = p.spec.topics.iter().map(String::as_str).collect();
         match p.consumer.subscribe(&topics) {
             Ok(()) => {
                 info!(source = %key, topics = ?p.spec.topics, group = %p.spec.consumer_group, "KafkaSource started");
+                p.counters.ready.store(true, Ordering::Release);
                 consume(&p, &mut stop).await;
             }
             Err(e) => {
@@ -746,6 +789,41 @@ async fn run_source(p: Prepared, mut stop: StopSignal, previous: Vec<Stopping>) 
     if let Ok(spec) = closed {
         info!(source = %spec.key, "KafkaSource stopped");
     }
+}
+
+/// Timeout of each metadata / offset request made while pinning initial offsets.
+const PIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `initialOffset: latest`: commits the end offset of every partition of `topics` that has no
+/// committed offset yet (blocking). Returns how many partitions were pinned.
+fn pin_latest(consumer: &SourceConsumer, topics: &[String]) -> KafkaResult<usize> {
+    let mut all = TopicPartitionList::new();
+    for topic in topics {
+        let metadata = consumer.fetch_metadata(Some(topic), PIN_TIMEOUT)?;
+        for t in metadata.topics() {
+            if t.name() == topic && t.error().is_none() {
+                for partition in t.partitions() {
+                    all.add_partition(topic, partition.id());
+                }
+            }
+        }
+    }
+    if all.count() == 0 {
+        return Ok(0);
+    }
+    let committed = consumer.committed_offsets(all, PIN_TIMEOUT)?;
+    let mut pin = TopicPartitionList::new();
+    for e in committed.elements() {
+        if matches!(e.offset(), Offset::Offset(_)) {
+            continue;
+        }
+        let (_low, high) = consumer.fetch_watermarks(e.topic(), e.partition(), PIN_TIMEOUT)?;
+        pin.add_partition_offset(e.topic(), e.partition(), Offset::Offset(high))?;
+    }
+    if pin.count() > 0 {
+        consumer.commit(&pin, CommitMode::Sync)?;
+    }
+    Ok(pin.count())
 }
 
 async fn consume(p: &Prepared, stop: &mut StopSignal) {
