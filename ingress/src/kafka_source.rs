@@ -545,6 +545,8 @@ impl KafkaSources {
                 }
             }
             let counters = self.counters.lock().entry(key.clone()).or_default().clone();
+            // Not ready until the new incarnation subscribed (the old one may still be closing).
+            counters.ready.store(false, Ordering::Release);
             let prepared = match self.prepare(spec, &url, counters) {
                 Ok(p) => p,
                 Err(e) => {
@@ -737,7 +739,6 @@ async fn run_source(p: Prepared, mut stop: StopSignal, previous: Vec<Stopping>) 
         let _ = prev.task.await;
         drop(prev.stop);
     }
-    p.counters.ready.store(false, Ordering::Release);
     if p.spec.initial_offset == InitialOffset::Latest && stop.borrow().is_none() {
         let (consumer, topics) = (p.consumer.clone(), p.spec.topics.clone());
         let pinned = tokio::task::spawn_blocking(move || pin_latest(&consumer, &topics)).await;
