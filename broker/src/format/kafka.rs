@@ -18,7 +18,7 @@
 //! Header values carry no percent-encoding (rule 46): they must be UTF-8 and are taken as-is.
 
 use super::json::{self, BASE64};
-use super::validate::{is_media_type, is_valid_attribute_name, validate_event};
+use super::validate::{is_media_type, is_valid_attribute_name, is_valid_string, validate_event};
 use super::FormatError;
 use crate::config::ContentMode;
 use crate::event::{Data, Event, ExtValue, SpecVersion};
@@ -434,7 +434,8 @@ pub struct RawRecord<'a> {
 /// - `subject` `partition:<p>#<offset>`, `id` `partition:<p>/offset:<offset>`,
 /// - `time` the record timestamp when there is one,
 /// - extensions `key` and `partitionkey` when the record has a key: the key as UTF-8, or its base64
-///   (standard alphabet, padded) when it is not valid UTF-8,
+///   (standard alphabet, padded) when it is not valid UTF-8 or not a valid CloudEvents String
+///   (control characters, Unicode noncharacters),
 /// - `datacontenttype` from a `content-type` header when it is a valid UTF-8 media type (otherwise
 ///   none), data = the value as-is (a null or empty value is no data).
 ///
@@ -459,8 +460,8 @@ pub fn wrap_raw(namespace: &str, source_name: &str, record: &RawRecord<'_>) -> E
     }
     if let Some(key) = record.key {
         let key = match std::str::from_utf8(key) {
-            Ok(s) => s.to_owned(),
-            Err(_) => base64::engine::general_purpose::STANDARD.encode(key),
+            Ok(s) if is_valid_string(s) => s.to_owned(),
+            _ => base64::engine::general_purpose::STANDARD.encode(key),
         };
         event.extensions.reserve(2);
         event.set_extension("key", ExtValue::String(key.clone()));
@@ -902,7 +903,8 @@ mod tests {
                 headers.push((name, value));
             }
             let value = bodies[next() % bodies.len()];
-            let key = (next() % 2 == 0).then_some(&b"k"[..]);
+            let keys: [&[u8]; 3] = [b"k", b"a\nb", b"\xff"];
+            let key = (next() % 2 == 0).then(|| keys[next() % keys.len()]);
             let rec = RawRecord {
                 topic: "t",
                 partition: 0,
@@ -976,5 +978,16 @@ mod tests {
         validate_event(&e).unwrap();
         let e = wrap_raw("ns", "s", &RawRecord { key: None, ..rec });
         assert!(e.extensions.is_empty());
+        // UTF-8 that is not a valid CloudEvents String (a control character) is base64 too.
+        let e = wrap_raw(
+            "ns",
+            "s",
+            &RawRecord {
+                key: Some(b"a\nb"),
+                ..rec
+            },
+        );
+        assert_eq!(e.extension("key"), Some(&ExtValue::String("YQpi".into())));
+        validate_event(&e).unwrap();
     }
 }
