@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 mod error;
+pub mod kafka_source;
 pub mod listener;
 
 pub use error::IngressError;

@@ -18,7 +18,7 @@
 //! Header values carry no percent-encoding (rule 46): they must be UTF-8 and are taken as-is.
 
 use super::json::{self, BASE64};
-use super::validate::{is_media_type, is_valid_attribute_name, validate_event};
+use super::validate::{is_media_type, is_valid_attribute_name, is_valid_string, validate_event};
 use super::FormatError;
 use crate::config::ContentMode;
 use crate::event::{Data, Event, ExtValue, SpecVersion};
@@ -434,7 +434,8 @@ pub struct RawRecord<'a> {
 /// - `subject` `partition:<p>#<offset>`, `id` `partition:<p>/offset:<offset>`,
 /// - `time` the record timestamp when there is one,
 /// - extensions `key` and `partitionkey` when the record has a key: the key as UTF-8, or its base64
-///   (standard alphabet, padded) when it is not valid UTF-8,
+///   (standard alphabet, padded) when it is not valid UTF-8 or not a valid CloudEvents String
+///   (control characters, Unicode noncharacters),
 /// - `datacontenttype` from a `content-type` header when it is a valid UTF-8 media type (otherwise
 ///   none), data = the value as-is (a null or empty value is no data).
 ///
@@ -459,8 +460,8 @@ pub fn wrap_raw(namespace: &str, source_name: &str, record: &RawRecord<'_>) -> E
     }
     if let Some(key) = record.key {
         let key = match std::str::from_utf8(key) {
-            Ok(s) => s.to_owned(),
-            Err(_) => base64::engine::general_purpose::STANDARD.encode(key),
+            Ok(s) if is_valid_string(s) => s.to_owned(),
+            _ => base64::engine::general_purpose::STANDARD.encode(key),
         };
         event.extensions.reserve(2);
         event.set_extension("key", ExtValue::String(key.clone()));
@@ -839,6 +840,93 @@ mod tests {
         );
     }
 
+    /// A cheap, deterministic stand-in for the `kafka_record` fuzz target: random records built from
+    /// interesting names and values never panic, and whatever decodes is valid and re-encodes.
+    #[test]
+    fn decode_never_panics_on_random_records() {
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            usize::try_from(seed % 1_000_003).unwrap_or(0)
+        };
+        let names = [
+            "ce_specversion",
+            "ce_id",
+            "ce_source",
+            "ce_type",
+            "ce_time",
+            "ce_subject",
+            "ce_dataschema",
+            "ce_schemaurl",
+            "ce_datacontentencoding",
+            "ce_datacontenttype",
+            "content-type",
+            "Content-Type",
+            "CE_ID",
+            "ce_",
+            "ce_x",
+            "other",
+        ];
+        let values: [&[u8]; 14] = [
+            b"1.0",
+            b"0.3",
+            b"",
+            b"\xff",
+            b"base64",
+            b"application/cloudevents+json",
+            b"application/cloudevents-batch+json",
+            b"application/cloudevents+avro",
+            b"2018-04-05T17:31:00Z",
+            b"/s",
+            b"x y",
+            b"text/plain",
+            b"https://example.com/s",
+            b"AAH/",
+        ];
+        let bodies: [Option<&[u8]>; 6] = [
+            None,
+            Some(b""),
+            Some(br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","data":{"a":1}}"#),
+            Some(br#"{"specversion":"0.3","id":"1","source":"/s","type":"t","x":"#),
+            Some(b"\x00\xff"),
+            Some(b"AAH/"),
+        ];
+        let mut decoded = 0;
+        for _ in 0..20_000 {
+            // Half of the records start with valid required attributes.
+            let mut headers = if next() % 2 == 0 { base() } else { Vec::new() };
+            for _ in 0..next() % 6 {
+                let name = names[next() % names.len()];
+                let value = (next() % 12 != 0).then(|| values[next() % values.len()]);
+                headers.push((name, value));
+            }
+            let value = bodies[next() % bodies.len()];
+            let keys: [&[u8]; 3] = [b"k", b"a\nb", b"\xff"];
+            let key = (next() % 2 == 0).then(|| keys[next() % keys.len()]);
+            let rec = RawRecord {
+                topic: "t",
+                partition: 0,
+                offset: 1,
+                timestamp_ms: Some(1),
+                key,
+                headers: &headers,
+                value,
+            };
+            validate_event(&wrap_raw("ns", "s", &rec)).unwrap();
+            if let Ok(Decoded::Event(e)) = decode(key, &headers, value) {
+                decoded += 1;
+                validate_event(&e).unwrap();
+                for mode in [ContentMode::Binary, ContentMode::Structured] {
+                    let again = event_of(decode_record(&encode(&e, mode)).unwrap());
+                    assert_eq!((&again.id, &again.time), (&e.id, &e.time));
+                }
+            }
+        }
+        assert!(decoded > 1000, "only {decoded} records decoded");
+    }
+
     #[test]
     fn knative_kafka_source_wrapping() {
         let headers = [
@@ -890,5 +978,16 @@ mod tests {
         validate_event(&e).unwrap();
         let e = wrap_raw("ns", "s", &RawRecord { key: None, ..rec });
         assert!(e.extensions.is_empty());
+        // UTF-8 that is not a valid CloudEvents String (a control character) is base64 too.
+        let e = wrap_raw(
+            "ns",
+            "s",
+            &RawRecord {
+                key: Some(b"a\nb"),
+                ..rec
+            },
+        );
+        assert_eq!(e.extension("key"), Some(&ExtValue::String("YQpi".into())));
+        validate_event(&e).unwrap();
     }
 }

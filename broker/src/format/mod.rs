@@ -1,6 +1,6 @@
 //! CloudEvents encodings: the JSON event format ([`json`]), the HTTP protocol binding ([`http`]),
-//! header value percent-encoding ([`percent`]), attribute validation ([`validate`]) and the compact
-//! binary storage encoding ([`codec`]).
+//! the Kafka protocol binding ([`kafka`]), header value percent-encoding ([`percent`]), attribute
+//! validation ([`validate`]) and the compact binary storage encoding ([`codec`]).
 //!
 //! Every parser validates the CloudEvents MUST rules (see `cloudevents-rules.md` Part A) and returns a
 //! [`FormatError`] naming the offending attribute or field; nothing here panics on bad input.
