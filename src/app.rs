@@ -22,6 +22,7 @@ use switchyard_broker::config::load::{load_paths, ConfigErrors};
 use switchyard_broker::config::Topology;
 use switchyard_broker::metrics::Metrics;
 use switchyard_dispatcher::{Dispatcher, DispatcherOptions};
+use switchyard_ingress::kafka_source::{KafkaSourceOptions, KafkaSources};
 use switchyard_ingress::{Ingress, Limits};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -106,6 +107,9 @@ pub(crate) struct Live {
     pub(crate) topology: ArcSwap<Topology>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) ready: AtomicBool,
+    /// KafkaSources: they send to `ingress_base` (this process's own ingress) or their `uri`.
+    pub(crate) sources: KafkaSources,
+    pub(crate) ingress_base: String,
 }
 
 impl Live {
@@ -120,9 +124,23 @@ impl Live {
         self.dispatcher
             .apply(&topology)
             .context("starting trigger dispatchers")?;
+        // A source that cannot start (bad sink URL or consumer settings) is reported, the rest run.
+        if let Err(e) = self.sources.apply(&topology, &self.ingress_base) {
+            tracing::error!("{e}");
+        }
         self.topology.store(topology);
         Ok(())
     }
+}
+
+/// `http://ADDR` of a bound listener as seen from this host (an unspecified address becomes loopback).
+fn local_base_url(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
 }
 
 /// Loads config, opens the store, binds the listeners and starts serving.
@@ -153,17 +171,7 @@ pub async fn start(opts: ServeOptions) -> Result<RunningApp, StartError> {
         },
     )
     .context("building the delivery client")?;
-    let live = Arc::new(Live {
-        ingress: Ingress::new(dyn_channel, metrics.clone(), opts.limits.clone()),
-        dispatcher,
-        channel,
-        topology: ArcSwap::from_pointee(Topology::default()),
-        metrics,
-        ready: AtomicBool::new(false),
-    });
-    live.apply(loaded.topology).await?;
-    live.ready.store(true, Ordering::SeqCst);
-
+    // Bound before the topology is applied, so that KafkaSources know where the ingress is.
     let ingress_listener = TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("binding ingress listener {}", opts.listen))?;
@@ -172,6 +180,24 @@ pub async fn start(opts: ServeOptions) -> Result<RunningApp, StartError> {
         .with_context(|| format!("binding admin listener {}", opts.admin_listen))?;
     let ingress_addr = ingress_listener.local_addr().context("ingress address")?;
     let admin_addr = admin_listener.local_addr().context("admin address")?;
+    let sources = KafkaSources::new(KafkaSourceOptions {
+        max_record_bytes: opts.limits.max_event_bytes,
+        extra_roots: opts.extra_roots.clone(),
+        ..KafkaSourceOptions::default()
+    })
+    .context("KafkaSource client")?;
+    let live = Arc::new(Live {
+        ingress: Ingress::new(dyn_channel, metrics.clone(), opts.limits.clone()),
+        dispatcher,
+        channel,
+        topology: ArcSwap::from_pointee(Topology::default()),
+        metrics,
+        ready: AtomicBool::new(false),
+        sources,
+        ingress_base: local_base_url(ingress_addr),
+    });
+    live.apply(loaded.topology).await?;
+    live.ready.store(true, Ordering::SeqCst);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let watch = ConfigWatch::new(opts.configs.clone(), loaded.files);
@@ -230,7 +256,10 @@ async fn run(
     ));
 
     let _ = stop.wait_for(|s| *s).await;
-    tracing::info!("Shutting down: ingress stops accepting events.");
+    tracing::info!("Shutting down: sources stop, then ingress stops accepting events.");
+    live.sources
+        .shutdown(std::time::Instant::now() + opts.shutdown_grace.min(Duration::from_secs(10)))
+        .await;
     live.ready.store(false, Ordering::SeqCst);
     live.ingress.start_draining();
     let _ = server_stop_tx.send(true);

@@ -659,3 +659,56 @@ async fn kafka_killed_and_restarted_requests_fail_or_succeed_never_silently_and_
     let _ = accepted;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kafka_source_manifest_feeds_an_embedded_broker_through_the_app() {
+    let kafka = Kafka::start().await;
+    let topic = unique("source");
+    kafka.create_topic(&topic, 2).await;
+    let sub = Subscriber::start().await;
+    let yaml = common::config(
+        "",
+        &[
+            trigger("t", "", &sub.url("/t")),
+            format!(
+                "apiVersion: sources.knative.dev/v1beta1\nkind: KafkaSource\nmetadata:\n  name: src\nspec:\n  bootstrapServers:\n    - \"{}\"\n  topics:\n    - {topic}\n  initialOffset: earliest\n  sink:\n    ref:\n      apiVersion: eventing.knative.dev/v1\n      kind: Broker\n      name: default\n",
+                kafka.bootstrap()
+            ),
+        ],
+    );
+    let b = TestBroker::start(&yaml).await;
+    kafka
+        .produce(
+            &topic,
+            None,
+            &[
+                ("ce_specversion", b"1.0"),
+                ("ce_id", b"bin-1"),
+                ("ce_source", b"/src"),
+                ("ce_type", b"com.example.k"),
+                ("content-type", b"application/json"),
+            ],
+            Some(b"{\"a\":1}"),
+        )
+        .await;
+    kafka
+        .produce(&topic, Some(b"k1"), &[], Some(b"not a cloudevent"))
+        .await;
+    let got = sub.wait_for("/t", 2).await;
+    let bin = got
+        .iter()
+        .find(|r| r.header("ce-id").as_deref() == Some("bin-1"))
+        .expect("CloudEvent record delivered as is");
+    assert_eq!(bin.header("ce-type").as_deref(), Some("com.example.k"));
+    assert_eq!(&bin.body[..], b"{\"a\":1}");
+    let wrapped = got
+        .iter()
+        .find(|r| r.header("ce-type").as_deref() == Some("dev.knative.kafka.event"))
+        .expect("plain record wrapped");
+    assert_eq!(
+        wrapped.header("ce-source").unwrap(),
+        format!("/apis/v1/namespaces/default/kafkasources/src#{topic}")
+    );
+    assert_eq!(wrapped.header("ce-key").as_deref(), Some("k1"));
+    b.shutdown().await;
+}

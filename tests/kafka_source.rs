@@ -31,11 +31,8 @@ use switchyard_ingress::kafka_source::{KafkaSourceOptions, KafkaSources};
 // A minimal private tansu harness (to be replaced by the shared one in tests/common/kafka.rs).
 
 fn tansu_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("TANSU_BIN") {
-        return PathBuf::from(p);
-    }
-    let home = std::env::var_os("HOME").unwrap_or_default();
-    PathBuf::from(home).join(".cache/switchyard-tools/bin/tansu")
+    // Found like everywhere else (fails the test, never skips, when there is none).
+    common::kafka::tansu_binary()
 }
 
 /// A tansu broker on a free loopback port with in-memory storage; killed on drop.
