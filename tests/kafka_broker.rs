@@ -408,7 +408,7 @@ async fn kafka_sink_produces_to_its_topic_and_failures_are_dead_lettered() {
             sink("bin", &binary_topic, "binary"),
             sink("structured", &structured_topic, "structured"),
             // A Kafka cluster that is not there: every produce fails (times out).
-            format!("apiVersion: eventing.knative.dev/v1alpha1\nkind: KafkaSink\nmetadata:\n  name: missing\nspec:\n  topic: nowhere\n  bootstrapServers:\n    - \"127.0.0.1:1\"\n"),
+            "apiVersion: eventing.knative.dev/v1alpha1\nkind: KafkaSink\nmetadata:\n  name: missing\nspec:\n  topic: nowhere\n  bootstrapServers:\n    - \"127.0.0.1:1\"\n".to_owned(),
             sink_trigger("to-bin", "bin", "  filter:\n    attributes:\n      type: com.example.sink\n"),
             sink_trigger("to-structured", "structured", "  filter:\n    attributes:\n      type: com.example.sink\n"),
             sink_trigger(

@@ -205,6 +205,9 @@ impl Dispatcher {
                 u.parse()
                     .map_err(|e| err(format!("subscriber uri {u:?}: {e}")))?,
             ),
+            Destination::NatsSink(sink) => {
+                return Err(err(format!("NatsSink {sink}: not supported yet")))
+            }
             Destination::KafkaSink(sink) => {
                 let sink = topology
                     .kafka_sinks

@@ -416,7 +416,7 @@ impl KafkaBackend {
                 .iter()
                 .filter_map(|(k, b)| match &b.backend {
                     Backend::Kafka(c) => Some((k, c)),
-                    Backend::Embedded => None,
+                    Backend::Embedded | Backend::NatsJetStream(_) => None,
                 })
                 .collect();
             brokers.retain(|key, rt| {

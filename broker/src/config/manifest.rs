@@ -1452,7 +1452,7 @@ fn decode_delivery(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> Option<DeliveryS
         {
             Some(Destination::Url(u)) => Some(u),
             // Only a trigger subscriber may be a KafkaSink (`kafka_sink_ns` is None here).
-            Some(Destination::KafkaSink(_)) | None => None,
+            Some(Destination::KafkaSink(_) | Destination::NatsSink(_)) | None => None,
         };
     }
     if let Some(f) = obj.get("format") {

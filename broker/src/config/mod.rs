@@ -30,6 +30,8 @@ pub const DEFAULT_MAX_INFLIGHT: usize = 100;
 pub const KAFKA_BROKER_CLASS: &str = "Kafka";
 /// Broker annotation naming an existing topic to use instead of `knative-broker-<ns>-<name>`.
 pub const EXTERNAL_TOPIC_ANNOTATION: &str = "kafka.eventing.knative.dev/external.topic";
+/// Broker class whose events live in a NATS JetStream stream.
+pub const NATS_BROKER_CLASS: &str = "NatsJetStream";
 /// Trigger annotation: `ordered` or `unordered` (default).
 pub const DELIVERY_ORDER_ANNOTATION: &str = "kafka.eventing.knative.dev/delivery.order";
 
@@ -116,6 +118,79 @@ pub enum Backend {
     Embedded,
     /// A Kafka topic (`eventing.knative.dev/broker.class: Kafka`).
     Kafka(KafkaBrokerConfig),
+    /// A NATS JetStream stream (`eventing.knative.dev/broker.class: NatsJetStream`).
+    NatsJetStream(NatsBrokerConfig),
+}
+
+/// JetStream storage of a broker's stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NatsStorage {
+    /// On disk (default).
+    #[default]
+    File,
+    /// In memory.
+    Memory,
+}
+
+/// A JetStream-backed broker's settings, from its `spec.config` ConfigMap (`servers`, `stream.replicas`,
+/// `stream.maxAge`, `stream.maxBytes`, `stream.storage`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsBrokerConfig {
+    /// Comma-separated NATS server URLs (`nats://host:port`).
+    pub servers: String,
+    /// Stream name: `KNATIVE_BROKER_<namespace>_<name>` (characters JetStream forbids become `_`).
+    pub stream: String,
+    /// The one subject the stream captures: `knative.broker.<namespace>.<name>` (`.` in names become `_`).
+    pub subject: String,
+    /// `stream.replicas` (default 1).
+    pub replicas: usize,
+    /// `stream.maxAge` (default: unlimited).
+    pub max_age: Option<std::time::Duration>,
+    /// `stream.maxBytes` (default: unlimited).
+    pub max_bytes: Option<i64>,
+    /// `stream.storage` (`file` default, or `memory`).
+    pub storage: NatsStorage,
+}
+
+/// A validated `sources.switchyard.dev/v1alpha1` NatsSink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsSinkSpec {
+    /// Identity.
+    pub key: ObjectKey,
+    /// Comma-separated NATS server URLs.
+    pub servers: String,
+    /// Subject the events are published to.
+    pub subject: String,
+    /// Publish through JetStream and wait for the PubAck.
+    pub jetstream: bool,
+    /// `spec.contentMode` (`binary` default, or `structured`).
+    pub content_mode: ContentMode,
+}
+
+/// JetStream part of a NatsSource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsSourceJetStream {
+    /// Stream to consume.
+    pub stream: String,
+    /// Durable consumer name.
+    pub durable: String,
+}
+
+/// A validated `sources.switchyard.dev/v1alpha1` NatsSource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsSourceSpec {
+    /// Identity.
+    pub key: ObjectKey,
+    /// Comma-separated NATS server URLs.
+    pub servers: String,
+    /// Subject (wildcards allowed).
+    pub subject: String,
+    /// Queue group (core NATS), so that several processes share the messages.
+    pub queue_group: Option<String>,
+    /// Consume a JetStream stream with a durable consumer instead of core NATS.
+    pub jetstream: Option<NatsSourceJetStream>,
+    /// `spec.sink`.
+    pub sink: SourceSink,
 }
 
 /// A Kafka-backed broker's settings, from its `spec.config` ConfigMap (keys as Knative's
@@ -151,6 +226,8 @@ pub enum Destination {
     Url(String),
     /// `ref` to a `KafkaSink` in the same configuration.
     KafkaSink(ObjectKey),
+    /// `ref` to a `NatsSink` in the same configuration.
+    NatsSink(ObjectKey),
 }
 
 impl fmt::Display for Destination {
@@ -158,6 +235,7 @@ impl fmt::Display for Destination {
         match self {
             Destination::Url(u) => f.write_str(u),
             Destination::KafkaSink(k) => write!(f, "kafkasink:{k}"),
+            Destination::NatsSink(k) => write!(f, "natssink:{k}"),
         }
     }
 }
@@ -288,6 +366,10 @@ pub struct Topology {
     pub kafka_sinks: BTreeMap<ObjectKey, Arc<KafkaSinkSpec>>,
     /// KafkaSources by key.
     pub kafka_sources: BTreeMap<ObjectKey, Arc<KafkaSourceSpec>>,
+    /// NatsSinks by key.
+    pub nats_sinks: BTreeMap<ObjectKey, Arc<NatsSinkSpec>>,
+    /// NatsSources by key.
+    pub nats_sources: BTreeMap<ObjectKey, Arc<NatsSourceSpec>>,
 }
 
 impl Topology {
@@ -317,6 +399,8 @@ impl Topology {
             routes,
             kafka_sinks: BTreeMap::new(),
             kafka_sources: BTreeMap::new(),
+            nats_sinks: BTreeMap::new(),
+            nats_sources: BTreeMap::new(),
         }
     }
 
