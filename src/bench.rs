@@ -626,6 +626,22 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One row of the results table.
+fn print_row(name: &str, r: &RunResult, rss: Option<f64>) {
+    println!(
+        "| {name} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {:.0} |",
+        r.accepted_per_s,
+        r.delivered_per_s,
+        r.p50_ms,
+        r.p99_ms,
+        r.e2e_p50_ms,
+        r.e2e_p99_ms,
+        r.errors,
+        rss.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into()),
+        r.cpu_us_per_event
+    );
+}
+
 /// Prints the Markdown tables; `fixed` and `many` are `None` in a `--quick` run.
 fn print_results(
     rows: &[(String, RunResult, Option<f64>)],
@@ -639,18 +655,7 @@ fn print_results(
     println!("\n| run | accepted/s | delivered/s | 202 p50 ms | 202 p99 ms | e2e p50 ms | e2e p99 ms | errors | peak RSS MiB | server CPU µs/event |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
     for (name, r, rss) in rows {
-        println!(
-            "| {name} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {:.0} |",
-            r.accepted_per_s,
-            r.delivered_per_s,
-            r.p50_ms,
-            r.p99_ms,
-            r.e2e_p50_ms,
-            r.e2e_p99_ms,
-            r.errors,
-            rss.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into()),
-            r.cpu_us_per_event
-        );
+        print_row(name, r, *rss);
     }
     println!("\n| ratio | value | target |");
     println!("|---|---|---|");
@@ -748,18 +753,7 @@ async fn run_kafka(
         n.saturating_sub(base.consumed)
     );
     for (name, r, rss) in &runs.rows {
-        println!(
-            "| {name} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {:.0} |",
-            r.accepted_per_s,
-            r.delivered_per_s,
-            r.p50_ms,
-            r.p99_ms,
-            r.e2e_p50_ms,
-            r.e2e_p99_ms,
-            r.errors,
-            rss.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into()),
-            r.cpu_us_per_event
-        );
+        print_row(name, r, *rss);
     }
     println!("\n| ratio | value |");
     println!("|---|---|");

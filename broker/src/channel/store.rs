@@ -302,6 +302,19 @@ impl TriggerState {
     }
 }
 
+/// The events' storage encodings back to back, and the end offset of each (encoded on the caller's task,
+/// so that encoding runs in parallel with the writer).
+fn encode_batch(events: &[Event]) -> (Vec<u8>, Vec<usize>) {
+    let size: usize = events.iter().map(|e| e.approx_size() + 64).sum();
+    let mut encoded = Vec::with_capacity(size);
+    let mut ends = Vec::with_capacity(events.len());
+    for event in events {
+        encode(event, &mut encoded);
+        ends.push(encoded.len());
+    }
+    (encoded, ends)
+}
+
 fn storage<E: Into<redb::Error>>(e: E) -> ChannelError {
     ChannelError::Storage(e.into().to_string())
 }
@@ -465,13 +478,7 @@ impl StoreChannel {
         let state = self
             .trigger(trigger)
             .ok_or_else(|| ChannelError::UnknownTrigger(trigger.clone()))?;
-        let size: usize = events.iter().map(|e| e.approx_size() + 64).sum();
-        let mut encoded = Vec::with_capacity(size);
-        let mut ends = Vec::with_capacity(events.len());
-        for event in &events {
-            encode(event, &mut encoded);
-            ends.push(encoded.len());
-        }
+        let (encoded, ends) = encode_batch(&events);
         self.call(move |respond| Command::Enqueue {
             trigger: state,
             events,
@@ -514,14 +521,7 @@ impl Channel for StoreChannel {
             if events.is_empty() {
                 return Ok(());
             }
-            // Encode here, on the caller's task, so that encoding runs in parallel with the writer.
-            let size: usize = events.iter().map(|e| e.approx_size() + 64).sum();
-            let mut encoded = Vec::with_capacity(size);
-            let mut ends = Vec::with_capacity(events.len());
-            for event in &events {
-                encode(event, &mut encoded);
-                ends.push(encoded.len());
-            }
+            let (encoded, ends) = encode_batch(&events);
             self.call(move |respond| Command::Append {
                 broker: broker.clone(),
                 events,
