@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod kafka;
+pub mod nats;
 
 use axum::body::Bytes;
 use axum::extract::State;
