@@ -1,14 +1,18 @@
 //! Loading manifests from files, directories or in-memory sources into a validated [`Topology`].
 //!
 //! Every problem is collected (not only the first) and reported as `{file} doc {doc}: {path}: {message}`.
-//! Cross-document checks (duplicate names, `spec.config` references and the Kafka broker settings of the
-//! referenced ConfigMap, KafkaSink subscribers and KafkaSource Broker sinks that must exist, triggers whose
-//! broker is missing) run after all documents are decoded.
+//! Cross-document checks (duplicate names, `spec.config` references and the Kafka or NATS broker settings
+//! of the referenced ConfigMap, KafkaSink/NatsSink subscribers and KafkaSource/NatsSource Broker sinks
+//! that must exist, triggers whose broker is missing) run after all documents are decoded.
 
-use super::manifest::{decode_document, parse_bootstrap_csv, Ctx, Document};
+use super::duration::parse_iso8601;
+use super::manifest::{
+    decode_document, parse_bootstrap_csv, parse_nats_servers_csv, Ctx, Document,
+};
 use super::{
-    Backend, BrokerKey, BrokerSpec, Destination, KafkaBrokerConfig, KafkaSinkSpec, KafkaSourceSpec,
-    ObjectKey, SourceSink, Topology, TriggerKey, TriggerSpec,
+    nats_broker_stream, nats_broker_subject, Backend, BrokerKey, BrokerSpec, Destination,
+    KafkaBrokerConfig, KafkaSinkSpec, KafkaSourceSpec, NatsBrokerConfig, NatsSinkSpec,
+    NatsSourceSpec, NatsStorage, ObjectKey, SourceSink, Topology, TriggerKey, TriggerSpec,
 };
 use serde::Deserialize as _;
 use std::collections::hash_map::Entry;
@@ -133,6 +137,8 @@ struct PendingBroker {
     config_ref: Option<(String, String)>,
     /// `Some((topic, external))` for class Kafka.
     kafka_topic: Option<(String, bool)>,
+    /// Class NatsJetStream.
+    nats: bool,
 }
 
 /// Knative `kafka-broker-config` keys.
@@ -227,6 +233,152 @@ fn kafka_settings(
     }
 }
 
+/// NATS broker ConfigMap keys.
+const NATS_SERVERS_KEY: &str = "servers";
+const NATS_REPLICAS_KEY: &str = "stream.replicas";
+const NATS_MAX_AGE_KEY: &str = "stream.maxAge";
+const NATS_MAX_BYTES_KEY: &str = "stream.maxBytes";
+const NATS_STORAGE_KEY: &str = "stream.storage";
+/// JetStream's replica limit.
+const NATS_MAX_REPLICAS: usize = 5;
+
+/// The NATS settings of a ConfigMap (everything but the stream and subject, which come from the broker).
+#[derive(Clone)]
+struct NatsSettings {
+    servers: String,
+    replicas: usize,
+    max_age: Option<std::time::Duration>,
+    max_bytes: Option<i64>,
+    storage: NatsStorage,
+}
+
+/// A Go-style duration of `<integer><unit>` parts with units `h`, `m`, `s` (`1h`, `30m`, `1h30m`).
+fn parse_simple_duration(s: &str) -> Option<std::time::Duration> {
+    let mut total: u64 = 0;
+    let mut rest = s;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit = match rest.bytes().next()? {
+            b'h' => 3600,
+            b'm' => 60,
+            b's' => 1,
+            _ => return None,
+        };
+        rest = &rest[1..];
+        total = total.checked_add(n.checked_mul(unit)?)?;
+    }
+    Some(std::time::Duration::from_secs(total))
+}
+
+/// Parses the NATS settings of a ConfigMap, or returns the problems as (path inside the ConfigMap,
+/// message); `broker` is named in the messages.
+fn nats_settings(
+    data: &BTreeMap<String, String>,
+    broker: &BrokerKey,
+) -> Result<NatsSettings, Vec<(String, String)>> {
+    let mut problems = Vec::new();
+    let path = |key: &str| format!("data.{key}");
+    let servers = match data.get(NATS_SERVERS_KEY).map(|s| s.trim()) {
+        None | Some("") => {
+            problems.push((
+                path(NATS_SERVERS_KEY),
+                format!(
+                    "required by NATS JetStream broker {broker}: a comma-separated list of \
+                     nats://host:port, tls://host:port or host:port (e.g. \
+                     \"nats://nats-0.example:4222,nats://nats-1.example:4222\")"
+                ),
+            ));
+            None
+        }
+        Some(s) => match parse_nats_servers_csv(s) {
+            Ok(list) => Some(list),
+            Err(messages) => {
+                problems.extend(messages.into_iter().map(|m| (path(NATS_SERVERS_KEY), m)));
+                None
+            }
+        },
+    };
+    let replicas = match data.get(NATS_REPLICAS_KEY) {
+        None => 1,
+        Some(text) => match text.trim().parse::<usize>() {
+            Ok(n) if (1..=NATS_MAX_REPLICAS).contains(&n) => n,
+            _ => {
+                problems.push((
+                    path(NATS_REPLICAS_KEY),
+                    format!("must be an integer from 1 to {NATS_MAX_REPLICAS}, got {text:?}"),
+                ));
+                1
+            }
+        },
+    };
+    let max_age = match data.get(NATS_MAX_AGE_KEY) {
+        None => None,
+        Some(text) => {
+            let t = text.trim();
+            let parsed = if t.starts_with(['P', 'p']) {
+                parse_iso8601(t).ok()
+            } else {
+                parse_simple_duration(t)
+            };
+            match parsed {
+                Some(d) if !d.is_zero() => Some(d),
+                _ => {
+                    problems.push((
+                        path(NATS_MAX_AGE_KEY),
+                        format!(
+                            "must be a positive duration, ISO-8601 (\"PT1H\") or like \"1h\", \
+                             \"30m\", \"10s\", got {text:?}"
+                        ),
+                    ));
+                    None
+                }
+            }
+        }
+    };
+    let max_bytes = match data.get(NATS_MAX_BYTES_KEY) {
+        None => None,
+        Some(text) => match text.trim().parse::<i64>() {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                problems.push((
+                    path(NATS_MAX_BYTES_KEY),
+                    format!("must be a positive integer (bytes), got {text:?}"),
+                ));
+                None
+            }
+        },
+    };
+    let storage = match data.get(NATS_STORAGE_KEY).map(|s| s.trim()) {
+        None | Some("file") => NatsStorage::File,
+        Some("memory") => NatsStorage::Memory,
+        Some(other) => {
+            problems.push((
+                path(NATS_STORAGE_KEY),
+                format!("must be \"file\" (the default) or \"memory\", got {other:?}"),
+            ));
+            NatsStorage::File
+        }
+    };
+    match servers {
+        Some(servers) if problems.is_empty() => Ok(NatsSettings {
+            servers,
+            replicas,
+            max_age,
+            max_bytes,
+            storage,
+        }),
+        _ => Err(problems),
+    }
+}
+
 /// Same from in-memory sources (name, text) — for tests and the future Kubernetes mode.
 pub fn load_sources(sources: &[(String, String)]) -> Result<LoadedConfig, ConfigErrors> {
     let mut errors = Vec::new();
@@ -237,6 +389,8 @@ pub fn load_sources(sources: &[(String, String)]) -> Result<LoadedConfig, Config
         HashMap::new();
     let mut sinks: Vec<(Origin, KafkaSinkSpec)> = Vec::new();
     let mut kafka_sources: Vec<(Origin, KafkaSourceSpec)> = Vec::new();
+    let mut nats_sinks: Vec<(Origin, NatsSinkSpec)> = Vec::new();
+    let mut nats_sources: Vec<(Origin, NatsSourceSpec)> = Vec::new();
 
     for (file_idx, (name, text)) in sources.iter().enumerate() {
         for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
@@ -268,11 +422,13 @@ pub fn load_sources(sources: &[(String, String)]) -> Result<LoadedConfig, Config
                     spec,
                     config_ref,
                     kafka_topic,
+                    nats,
                 }) => brokers.push(PendingBroker {
                     origin,
                     spec,
                     config_ref,
                     kafka_topic,
+                    nats,
                 }),
                 Some(Document::Trigger(t)) => triggers.push((origin, t)),
                 Some(Document::ConfigMap { key, data }) => match configmaps.entry(key) {
@@ -286,6 +442,8 @@ pub fn load_sources(sources: &[(String, String)]) -> Result<LoadedConfig, Config
                 },
                 Some(Document::KafkaSink(s)) => sinks.push((origin, s)),
                 Some(Document::KafkaSource(s)) => kafka_sources.push((origin, s)),
+                Some(Document::NatsSink(s)) => nats_sinks.push((origin, s)),
+                Some(Document::NatsSource(s)) => nats_sources.push((origin, s)),
             }
         }
     }
@@ -304,11 +462,13 @@ pub fn load_sources(sources: &[(String, String)]) -> Result<LoadedConfig, Config
     let mut broker_specs = Vec::with_capacity(brokers.len());
     // Kafka settings per ConfigMap, parsed (and its problems reported) once however many brokers use it.
     let mut kafka_configs: HashMap<(String, String), Option<KafkaSettings>> = HashMap::new();
+    let mut nats_configs: HashMap<(String, String), Option<NatsSettings>> = HashMap::new();
     for PendingBroker {
         origin,
         mut spec,
         config_ref,
         kafka_topic,
+        nats,
     } in brokers
     {
         if let Some((ns, name)) = config_ref {
@@ -316,6 +476,32 @@ pub fn load_sources(sources: &[(String, String)]) -> Result<LoadedConfig, Config
             match configmaps.get(&cm_key) {
                 Some((cm_origin, data)) => {
                     spec.config = data.clone();
+                    if nats {
+                        let settings =
+                            nats_configs.entry(cm_key.clone()).or_insert_with(
+                                || match nats_settings(data, &spec.key) {
+                                    Ok(s) => Some(s),
+                                    Err(problems) => {
+                                        for (path, message) in problems {
+                                            err_at(&mut errors, cm_origin, &path, message);
+                                        }
+                                        None
+                                    }
+                                },
+                            );
+                        if let Some(n) = settings.clone() {
+                            let (ns, name) = (&spec.key.namespace, &spec.key.name);
+                            spec.backend = Backend::NatsJetStream(NatsBrokerConfig {
+                                servers: n.servers,
+                                stream: nats_broker_stream(ns, name),
+                                subject: nats_broker_subject(ns, name),
+                                replicas: n.replicas,
+                                max_age: n.max_age,
+                                max_bytes: n.max_bytes,
+                                storage: n.storage,
+                            });
+                        }
+                    }
                     if let Some((topic, external_topic)) = kafka_topic {
                         let settings = kafka_configs.entry(cm_key).or_insert_with(|| {
                             match kafka_settings(data, &spec.key) {
@@ -400,12 +586,33 @@ pub fn load_sources(sources: &[(String, String)]) -> Result<LoadedConfig, Config
         seen_sinks.insert(s.key.clone(), origin);
         sink_specs.push(s);
     }
+    let mut seen_nats_sinks: HashMap<ObjectKey, Origin> = HashMap::new();
+    let mut nats_sink_specs = Vec::with_capacity(nats_sinks.len());
+    for (origin, s) in nats_sinks {
+        if let Some(first) = seen_nats_sinks.get(&s.key) {
+            let msg = format!(
+                "duplicate NatsSink {} (first defined at {})",
+                s.key,
+                place(first)
+            );
+            err_at(&mut errors, &origin, "metadata.name", msg);
+            continue;
+        }
+        seen_nats_sinks.insert(s.key.clone(), origin);
+        nats_sink_specs.push(s);
+    }
     let trigger_specs: Vec<TriggerSpec> = trigger_specs
         .into_iter()
         .map(|(origin, t)| {
             if let Destination::KafkaSink(sink) = &t.subscriber {
                 if !seen_sinks.contains_key(sink) {
                     let msg = format!("KafkaSink {sink} is not defined in the configuration");
+                    err_at(&mut errors, &origin, "spec.subscriber.ref", msg);
+                }
+            }
+            if let Destination::NatsSink(sink) = &t.subscriber {
+                if !seen_nats_sinks.contains_key(sink) {
+                    let msg = format!("NatsSink {sink} is not defined in the configuration");
                     err_at(&mut errors, &origin, "spec.subscriber.ref", msg);
                 }
             }
@@ -435,11 +642,35 @@ pub fn load_sources(sources: &[(String, String)]) -> Result<LoadedConfig, Config
         source_specs.push(s);
     }
 
+    let mut seen_nats_sources: HashMap<ObjectKey, Origin> = HashMap::new();
+    let mut nats_source_specs = Vec::with_capacity(nats_sources.len());
+    for (origin, s) in nats_sources {
+        if let Some(first) = seen_nats_sources.get(&s.key) {
+            let msg = format!(
+                "duplicate NatsSource {} (first defined at {})",
+                s.key,
+                place(first)
+            );
+            err_at(&mut errors, &origin, "metadata.name", msg);
+            continue;
+        }
+        if let SourceSink::Broker(b) = &s.sink {
+            if !seen_brokers.contains_key(b) {
+                let msg = format!("Broker {b} is not defined in the configuration");
+                err_at(&mut errors, &origin, "spec.sink.ref", msg);
+            }
+        }
+        seen_nats_sources.insert(s.key.clone(), origin);
+        nats_source_specs.push(s);
+    }
+
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
     Ok(LoadedConfig {
-        topology: Topology::new(broker_specs, trigger_specs).with_kafka(sink_specs, source_specs),
+        topology: Topology::new(broker_specs, trigger_specs)
+            .with_kafka(sink_specs, source_specs)
+            .with_nats(nats_sink_specs, nats_source_specs),
         warnings,
         files: Vec::new(),
     })
@@ -707,7 +938,7 @@ spec:
                 "  annotations:\n    eventing.knative.dev/broker.class: KafkaNamespaced\n",
                 ""
             )),
-            vec!["c.yaml doc 1: metadata.annotations: broker class \"KafkaNamespaced\" is not supported in standalone mode (supported: MTChannelBasedBroker, Kafka)"]
+            vec!["c.yaml doc 1: metadata.annotations: broker class \"KafkaNamespaced\" is not supported in standalone mode (supported: MTChannelBasedBroker, Kafka, NatsJetStream)"]
         );
         assert_eq!(
             errs(&broker("", "spec:\n  config: {kind: ConfigMap, name: nope}\n")),
@@ -1516,7 +1747,7 @@ spec:
         assert_err(
             &sink_trigger("    {}\n"),
             "spec.subscriber.uri",
-            "required: uri (an absolute http or https URL) or ref (a KafkaSink)",
+            "required: uri (an absolute http or https URL) or ref (a KafkaSink",
         );
     }
 
@@ -1788,5 +2019,551 @@ spec:
                 .len(),
             2
         );
+    }
+
+    // ---- NATS ----
+
+    mod nats {
+        use super::*;
+        use crate::config::{
+            nats_broker_stream, nats_broker_subject, NatsBrokerConfig, NatsSinkSpec,
+            NatsSourceJetStream, NatsSourceSpec, NatsStorage,
+        };
+
+        /// A NatsJetStream broker `default/nb` (doc 2) whose ConfigMap (doc 1) has `data` (YAML lines at
+        /// indent 2).
+        fn nats_broker(data: &str) -> String {
+            format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: nats-broker-config}}\ndata:\n{data}---\n\
+                 apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: nb\n  annotations:\n\
+                 \x20   eventing.knative.dev/broker.class: NatsJetStream\n\
+                 spec:\n  config: {{apiVersion: v1, kind: ConfigMap, name: nats-broker-config}}\n"
+            )
+        }
+
+        fn nats_backend(c: &LoadedConfig) -> NatsBrokerConfig {
+            match backend_of(c, "default", "nb") {
+                Backend::NatsJetStream(n) => n,
+                other => panic!("expected a NatsJetStream backend, got {other:?}"),
+            }
+        }
+
+        #[test]
+        fn nats_broker_from_configmap() {
+            let c = ok(&nats_broker(
+                "  servers: \"nats://n1:4222, tls://n2.example:4443,n3:4222,nats://[::1]:4222,NATS://n4\"\n  \
+                 stream.replicas: \"3\"\n  stream.maxAge: PT1H\n  stream.maxBytes: \"1048576\"\n  \
+                 stream.storage: memory\n",
+            ));
+            let b = &c.topology.brokers[&BrokerKey::new("default", "nb")];
+            assert_eq!(b.class, "NatsJetStream");
+            assert_eq!(
+                nats_backend(&c),
+                NatsBrokerConfig {
+                    servers:
+                        "nats://n1:4222,tls://n2.example:4443,n3:4222,nats://[::1]:4222,NATS://n4"
+                            .into(),
+                    stream: "KNATIVE_BROKER_default_nb".into(),
+                    subject: "knative.broker.default.nb".into(),
+                    replicas: 3,
+                    max_age: Some(Duration::from_secs(3600)),
+                    max_bytes: Some(1_048_576),
+                    storage: NatsStorage::Memory,
+                }
+            );
+            assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        }
+
+        #[test]
+        fn nats_broker_defaults_and_durations() {
+            let n = nats_backend(&ok(&nats_broker("  servers: \"127.0.0.1:4222\"\n")));
+            assert_eq!(
+                (n.replicas, n.max_age, n.max_bytes, n.storage),
+                (1, None, None, NatsStorage::File)
+            );
+            for (text, secs) in [
+                ("1h", 3600),
+                ("30m", 1800),
+                ("10s", 10),
+                ("1h30m", 5400),
+                ("PT10S", 10),
+                ("P1D", 86_400),
+            ] {
+                let n = nats_backend(&ok(&nats_broker(&format!(
+                    "  servers: n:4222\n  stream.maxAge: \"{text}\"\n  stream.storage: file\n"
+                ))));
+                assert_eq!(n.max_age, Some(Duration::from_secs(secs)), "{text}");
+                assert_eq!(n.storage, NatsStorage::File);
+            }
+        }
+
+        #[test]
+        fn nats_stream_and_subject_names_are_sanitized() {
+            assert_eq!(nats_broker_stream("ns", "b"), "KNATIVE_BROKER_ns_b");
+            assert_eq!(nats_broker_subject("ns", "b"), "knative.broker.ns.b");
+            assert_eq!(
+                nats_broker_stream("a.b", "c*d> e/f\\g"),
+                "KNATIVE_BROKER_a_b_c_d__e_f_g"
+            );
+            assert_eq!(
+                nats_broker_subject("a.b", "c*d> e"),
+                "knative.broker.a_b.c_d__e"
+            );
+            assert!(crate::config::is_valid_nats_subject(
+                &nats_broker_subject("x.y.z", ">"),
+                false
+            ));
+            assert!(crate::config::is_valid_nats_name(&nats_broker_stream(
+                "x.y", "a b"
+            )));
+        }
+
+        #[test]
+        fn nats_broker_config_errors() {
+            let cases: &[(&str, &str, &str)] = &[
+                (
+                    "  other: x\n",
+                    "data.servers",
+                    "required by NATS JetStream broker default/nb",
+                ),
+                (
+                    "  servers: \" \"\n",
+                    "data.servers",
+                    "required by NATS JetStream broker",
+                ),
+                (
+                    "  servers: \"n1\"\n",
+                    "data.servers",
+                    "\"n1\" is not a valid NATS server: missing \":port\"",
+                ),
+                (
+                    "  servers: \"nats://n1:4222,\"\n",
+                    "data.servers",
+                    "has an empty entry",
+                ),
+                (
+                    "  servers: \"http://n1:4222\"\n",
+                    "data.servers",
+                    "unsupported scheme",
+                ),
+                (
+                    "  servers: \"nats://user:pw@n1:4222\"\n",
+                    "data.servers",
+                    "credentials in server URLs are not supported",
+                ),
+                (
+                    "  servers: \"nats://n1:99999\"\n",
+                    "data.servers",
+                    "port \"99999\" must be an integer from 1 to 65535",
+                ),
+                (
+                    "  servers: n:1\n  stream.replicas: \"6\"\n",
+                    "data.stream.replicas",
+                    "must be an integer from 1 to 5, got \"6\"",
+                ),
+                (
+                    "  servers: n:1\n  stream.replicas: \"0\"\n",
+                    "data.stream.replicas",
+                    "must be an integer from 1 to 5",
+                ),
+                (
+                    "  servers: n:1\n  stream.maxAge: \"1d\"\n",
+                    "data.stream.maxAge",
+                    "must be a positive duration",
+                ),
+                (
+                    "  servers: n:1\n  stream.maxAge: \"0s\"\n",
+                    "data.stream.maxAge",
+                    "must be a positive duration",
+                ),
+                (
+                    "  servers: n:1\n  stream.maxAge: \"PTXS\"\n",
+                    "data.stream.maxAge",
+                    "must be a positive duration",
+                ),
+                (
+                    "  servers: n:1\n  stream.maxBytes: \"0\"\n",
+                    "data.stream.maxBytes",
+                    "must be a positive integer (bytes), got \"0\"",
+                ),
+                (
+                    "  servers: n:1\n  stream.maxBytes: \"1GB\"\n",
+                    "data.stream.maxBytes",
+                    "must be a positive integer",
+                ),
+                (
+                    "  servers: n:1\n  stream.storage: disk\n",
+                    "data.stream.storage",
+                    "must be \"file\" (the default) or \"memory\", got \"disk\"",
+                ),
+            ];
+            for (data, path, message) in cases {
+                assert_err(&nats_broker(data), path, message);
+            }
+            // Every problem of the ConfigMap is reported, at the ConfigMap (doc 1).
+            let e = load(&[(
+                "c.yaml",
+                &nats_broker("  servers: x\n  stream.replicas: a\n  stream.storage: b\n"),
+            )])
+            .expect_err("invalid");
+            assert_eq!(e.0.len(), 3, "{e}");
+            assert!(e.0.iter().all(|e| e.doc == 1), "{e}");
+            // spec.config is required.
+            assert_err(
+                "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: nb\n  \
+                 annotations: {eventing.knative.dev/broker.class: NatsJetStream}\n",
+                "spec.config",
+                "required for broker class NatsJetStream",
+            );
+        }
+
+        const SOURCE_BROKER: &str =
+            "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: default\n---\n";
+        const NATS_SINK: &str = "apiVersion: sources.switchyard.dev/v1alpha1\nkind: NatsSink\n\
+            metadata: {name: audit}\nspec: {servers: 'nats://n:4222', subject: audit.all}\n";
+
+        fn nats_sink(spec: &str) -> String {
+            format!(
+                "apiVersion: sources.switchyard.dev/v1alpha1\nkind: NatsSink\nmetadata: {{name: s}}\n{spec}"
+            )
+        }
+
+        fn nats_source(spec: &str) -> String {
+            format!(
+                "{SOURCE_BROKER}apiVersion: sources.switchyard.dev/v1alpha1\nkind: NatsSource\n\
+                 metadata: {{name: src}}\n{spec}"
+            )
+        }
+
+        #[test]
+        fn nats_sink_documents() {
+            let c = ok(&format!(
+                "{NATS_SINK}---\napiVersion: sources.switchyard.dev/v1alpha1\nkind: NatsSink\n\
+                 metadata: {{name: s2, namespace: team}}\nspec:\n  subject: a.b.c\n  jetstream: true\n  \
+                 contentMode: structured\n  servers: ['nats://a:1,b:2', ' tls://c:3']\n"
+            ));
+            assert_eq!(
+                *c.topology.nats_sinks[&ObjectKey::new("default", "audit")],
+                NatsSinkSpec {
+                    key: ObjectKey::new("default", "audit"),
+                    servers: "nats://n:4222".into(),
+                    subject: "audit.all".into(),
+                    jetstream: false,
+                    content_mode: ContentMode::Binary,
+                }
+            );
+            let s2 = &c.topology.nats_sinks[&ObjectKey::new("team", "s2")];
+            assert_eq!(s2.servers, "nats://a:1,b:2,tls://c:3");
+            assert_eq!(s2.subject, "a.b.c");
+            assert!(s2.jetstream);
+            assert_eq!(s2.content_mode, ContentMode::Structured);
+            assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
+            let cases: &[(&str, &str, &str)] = &[
+                ("", "spec", "required (servers and subject)"),
+                (
+                    "spec: {subject: a}",
+                    "spec.servers",
+                    "required (a list of NATS servers",
+                ),
+                (
+                    "spec: {servers: [], subject: a}",
+                    "spec.servers",
+                    "must contain at least one server",
+                ),
+                (
+                    "spec: {servers: 4222, subject: a}",
+                    "spec.servers",
+                    "got a number",
+                ),
+                (
+                    "spec: {servers: ['n:1', 'n2'], subject: a}",
+                    "spec.servers[1]",
+                    "\"n2\" is not a valid NATS server",
+                ),
+                (
+                    "spec: {servers: [5], subject: a}",
+                    "spec.servers[0]",
+                    "must be a string",
+                ),
+                (
+                    "spec: {servers: 'n:1'}",
+                    "spec.subject",
+                    "required (a NATS subject",
+                ),
+                (
+                    "spec: {servers: 'n:1', subject: 'a.*'}",
+                    "spec.subject",
+                    "no wildcards",
+                ),
+                (
+                    "spec: {servers: 'n:1', subject: 'a.>'}",
+                    "spec.subject",
+                    "no wildcards",
+                ),
+                (
+                    "spec: {servers: 'n:1', subject: 'a..b'}",
+                    "spec.subject",
+                    "is not a valid NATS subject",
+                ),
+                (
+                    "spec: {servers: 'n:1', subject: 'a b'}",
+                    "spec.subject",
+                    "is not a valid NATS subject",
+                ),
+                (
+                    "spec: {servers: 'n:1', subject: '.a'}",
+                    "spec.subject",
+                    "is not a valid NATS subject",
+                ),
+                (
+                    "spec: {servers: 'n:1', subject: 'a', jetstream: 'yes'}",
+                    "spec.jetstream",
+                    "must be a boolean",
+                ),
+                (
+                    "spec: {servers: 'n:1', subject: a, contentMode: json}",
+                    "spec.contentMode",
+                    "must be \"binary\" (the default) or \"structured\", got \"json\"",
+                ),
+                (
+                    "spec: {servers: 'n:1', subject: a, topic: t}",
+                    "spec",
+                    "unknown field \"topic\"; allowed: servers, subject, jetstream, contentMode",
+                ),
+            ];
+            for (spec, path, message) in cases {
+                assert_err(&nats_sink(spec), path, message);
+            }
+            let e = load(&[("a.yaml", NATS_SINK), ("b.yaml", NATS_SINK)]).expect_err("duplicate");
+            assert_eq!(
+                e.to_string(),
+                "b.yaml doc 1: metadata.name: duplicate NatsSink default/audit (first defined at a.yaml doc 1)"
+            );
+        }
+
+        #[test]
+        fn trigger_subscriber_nats_sink_ref() {
+            let av = "apiVersion: sources.switchyard.dev/v1alpha1";
+            let trigger = |subscriber: &str| {
+                format!(
+                    "{SOURCE_BROKER}{NATS_SINK}---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\n\
+                     metadata: {{name: t}}\nspec:\n  broker: default\n  subscriber:\n{subscriber}"
+                )
+            };
+            let c = ok(&trigger(&format!(
+                "    ref: {{{av}, kind: NatsSink, name: audit}}\n"
+            )));
+            assert_eq!(
+                c.topology.triggers[&TriggerKey::new("default", "t")].subscriber,
+                Destination::NatsSink(ObjectKey::new("default", "audit"))
+            );
+            let c = ok(&trigger(&format!(
+                "    ref: {{{av}, kind: NatsSink, name: audit, namespace: default}}\n"
+            )));
+            assert_eq!(c.topology.triggers.len(), 1);
+            assert_err(
+                &trigger(&format!(
+                    "    ref: {{{av}, kind: NatsSink, name: missing}}\n"
+                )),
+                "spec.subscriber.ref",
+                "NatsSink default/missing is not defined in the configuration",
+            );
+            assert_err(
+                &trigger(&format!(
+                    "    ref: {{{av}, kind: NatsSink, name: audit, namespace: other}}\n"
+                )),
+                "spec.subscriber.ref.namespace",
+                "a NatsSink subscriber must be in the trigger's namespace \"default\"",
+            );
+            assert_err(
+                &trigger("    ref: {apiVersion: eventing.knative.dev/v1alpha1, kind: NatsSink, name: audit}\n"),
+                "spec.subscriber.ref.apiVersion",
+                "a NatsSink has apiVersion \"sources.switchyard.dev/v1alpha1\"",
+            );
+            assert_err(
+                &trigger("    ref: {kind: NatsSink, name: audit}\n    uri: http://x\n"),
+                "spec.subscriber",
+                "set either uri or ref, not both",
+            );
+            assert_err(
+                &trigger(&format!(
+                    "    uri: http://x\n  delivery:\n    deadLetterSink:\n      ref: {{{av}, kind: NatsSink, name: audit}}\n"
+                )),
+                "spec.delivery.deadLetterSink.ref",
+                "a NatsSink ref is supported only as a trigger subscriber; use uri",
+            );
+        }
+
+        #[test]
+        fn nats_source_documents() {
+            let c = ok(&nats_source(
+                "spec:\n  servers: nats://n:4222\n  subject: 'orders.*.created'\n  queueGroup: workers\n  \
+                 sink: {ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}\n",
+            ));
+            assert_eq!(
+                *c.topology.nats_sources[&ObjectKey::new("default", "src")],
+                NatsSourceSpec {
+                    key: ObjectKey::new("default", "src"),
+                    servers: "nats://n:4222".into(),
+                    subject: "orders.*.created".into(),
+                    queue_group: Some("workers".into()),
+                    jetstream: None,
+                    sink: SourceSink::Broker(BrokerKey::new("default", "default")),
+                }
+            );
+            let c = ok(&nats_source(
+                "spec:\n  servers: [n:4222]\n  subject: '>'\n  jetstream: {stream: ORDERS, durable: sy-1}\n  \
+                 sink: {uri: 'http://x/y'}\n",
+            ));
+            let s = &c.topology.nats_sources[&ObjectKey::new("default", "src")];
+            assert_eq!(
+                s.jetstream,
+                Some(NatsSourceJetStream {
+                    stream: "ORDERS".into(),
+                    durable: "sy-1".into()
+                })
+            );
+            assert_eq!(s.queue_group, None);
+            assert_eq!(s.sink, SourceSink::Url("http://x/y".into()));
+
+            let sink = "  sink: {uri: 'http://x'}\n";
+            let cases: Vec<(String, &str, &str)> = vec![
+                (String::new(), "spec", "required (servers, subject and sink)"),
+                (format!("spec:\n  subject: a\n{sink}"), "spec.servers", "required"),
+                (format!("spec:\n  servers: n:1\n{sink}"), "spec.subject", "required"),
+                (
+                    format!("spec:\n  servers: n:1\n  subject: 'a.>.b'\n{sink}"),
+                    "spec.subject",
+                    "the last token may be '>'",
+                ),
+                (
+                    format!("spec:\n  servers: n:1\n  subject: 'a.b*'\n{sink}"),
+                    "spec.subject",
+                    "is not a valid NATS subject",
+                ),
+                (
+                    format!("spec:\n  servers: n:1\n  subject: a\n  queueGroup: 'a b'\n{sink}"),
+                    "spec.queueGroup",
+                    "is not a valid queue group",
+                ),
+                (
+                    format!("spec:\n  servers: n:1\n  subject: a\n  queueGroup: ''\n{sink}"),
+                    "spec.queueGroup",
+                    "is not a valid queue group",
+                ),
+                (
+                    format!("spec:\n  servers: n:1\n  subject: a\n  jetstream: {{stream: S}}\n{sink}"),
+                    "spec.jetstream.durable",
+                    "required (the durable consumer name)",
+                ),
+                (
+                    format!("spec:\n  servers: n:1\n  subject: a\n  jetstream: {{durable: d}}\n{sink}"),
+                    "spec.jetstream.stream",
+                    "required (the stream name)",
+                ),
+                (
+                    format!("spec:\n  servers: n:1\n  subject: a\n  jetstream: {{stream: a.b, durable: d}}\n{sink}"),
+                    "spec.jetstream.stream",
+                    "is not a valid stream name",
+                ),
+                (
+                    format!("spec:\n  servers: n:1\n  subject: a\n  jetstream: {{stream: S, durable: 'd d'}}\n{sink}"),
+                    "spec.jetstream.durable",
+                    "is not a valid durable consumer name",
+                ),
+                (
+                    format!("spec:\n  servers: n:1\n  subject: a\n  jetstream: true\n{sink}"),
+                    "spec.jetstream",
+                    "must be an object, got a boolean",
+                ),
+                (
+                    format!("spec:\n  servers: n:1\n  subject: a\n  jetstream: {{stream: S, durable: d, ack: x}}\n{sink}"),
+                    "spec.jetstream",
+                    "unknown field \"ack\"; allowed: stream, durable",
+                ),
+                (
+                    format!("spec:\n  servers: n:1\n  subject: a\n  queueGroup: q\n  jetstream: {{stream: S, durable: d}}\n{sink}"),
+                    "spec.queueGroup",
+                    "a queue group applies to core NATS only",
+                ),
+                ("spec:\n  servers: n:1\n  subject: a\n".to_owned(), "spec.sink", "required: ref (a Broker) or uri"),
+                (
+                    "spec:\n  servers: n:1\n  subject: a\n  sink: {uri: 'ftp://x'}\n".to_owned(),
+                    "spec.sink.uri",
+                    "must be an absolute http or https URL",
+                ),
+                (
+                    "spec:\n  servers: n:1\n  subject: a\n  sink: {ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: nope}}\n".to_owned(),
+                    "spec.sink.ref",
+                    "Broker default/nope is not defined in the configuration",
+                ),
+                (
+                    "spec:\n  servers: n:1\n  subject: a\n  sink: {ref: {apiVersion: v1, kind: Service, name: x}}\n".to_owned(),
+                    "spec.sink.ref.kind",
+                    "only Broker refs are resolved in standalone mode",
+                ),
+                (
+                    format!("spec:\n  servers: n:1\n  subject: a\n  topics: [a]\n{sink}"),
+                    "spec",
+                    "unknown field \"topics\"; allowed: servers, subject, queueGroup, jetstream, sink",
+                ),
+            ];
+            for (spec, path, message) in &cases {
+                assert_err(&nats_source(spec), path, message);
+            }
+            let one = nats_source(&format!("spec:\n  servers: n:1\n  subject: a\n{sink}"));
+            let second = one.replace(SOURCE_BROKER, "");
+            let e = load(&[("a.yaml", &one), ("b.yaml", &second)]).expect_err("duplicate source");
+            assert_eq!(
+                e.to_string(),
+                "b.yaml doc 1: metadata.name: duplicate NatsSource default/src (first defined at a.yaml doc 2)"
+            );
+        }
+
+        #[test]
+        fn nats_example_is_a_valid_config() {
+            let c = ok(include_str!("../../../examples/nats.yaml"));
+            assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+            let key = BrokerKey::new("default", "orders");
+            assert_eq!(
+                backend_of(&c, "default", "orders"),
+                Backend::NatsJetStream(NatsBrokerConfig {
+                    servers: "nats://127.0.0.1:4222".into(),
+                    stream: "KNATIVE_BROKER_default_orders".into(),
+                    subject: "knative.broker.default.orders".into(),
+                    replicas: 1,
+                    max_age: Some(Duration::from_secs(86_400)),
+                    max_bytes: Some(1_073_741_824),
+                    storage: NatsStorage::File,
+                })
+            );
+            let audit = &c.topology.triggers[&TriggerKey::new("default", "audit")];
+            assert_eq!(
+                audit.subscriber,
+                Destination::NatsSink(ObjectKey::new("default", "audit"))
+            );
+            let sink = &c.topology.nats_sinks[&ObjectKey::new("default", "audit")];
+            assert_eq!(
+                (sink.subject.as_str(), sink.jetstream, sink.content_mode),
+                ("audit.orders", true, ContentMode::Structured)
+            );
+            let sensors = &c.topology.nats_sources[&ObjectKey::new("default", "sensors")];
+            assert_eq!(sensors.sink, SourceSink::Broker(key));
+            assert_eq!(sensors.subject, "sensors.>");
+            assert_eq!(sensors.queue_group.as_deref(), Some("switchyard"));
+            let payments = &c.topology.nats_sources[&ObjectKey::new("default", "payments")];
+            assert_eq!(
+                payments
+                    .jetstream
+                    .as_ref()
+                    .map(|j| (j.stream.as_str(), j.durable.as_str())),
+                Some(("PAYMENTS", "switchyard"))
+            );
+            assert_eq!(
+                payments.sink,
+                SourceSink::Url("http://127.0.0.1:8081/payments".into())
+            );
+        }
     }
 }

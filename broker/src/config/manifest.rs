@@ -1,5 +1,6 @@
 //! Decoding of Knative manifests (`eventing.knative.dev/v1` Broker and Trigger, `v1` ConfigMap,
-//! `eventing.knative.dev/v1alpha1` KafkaSink, `sources.knative.dev/v1beta1` (or `v1`) KafkaSource).
+//! `eventing.knative.dev/v1alpha1` KafkaSink, `sources.knative.dev/v1beta1` (or `v1`) KafkaSource,
+//! `sources.switchyard.dev/v1alpha1` NatsSink and NatsSource).
 //!
 //! Documents are walked as [`serde_yaml::Value`] rather than deserialized into `#[derive]` types so that
 //! every problem is reported (not only the first), with the exact field path (`spec.filters[0].all[1].prefix`)
@@ -7,10 +8,11 @@
 
 use super::load::ConfigError;
 use super::{
-    is_valid_kafka_topic, BrokerKey, BrokerSpec, ContentMode, DeliveryOrder, Destination,
-    InitialOffset, KafkaSinkSpec, KafkaSourceSpec, ObjectKey, SourceSink, TriggerKey, TriggerSpec,
-    DEFAULT_MAX_INFLIGHT, DELIVERY_ORDER_ANNOTATION, EXTERNAL_TOPIC_ANNOTATION, KAFKA_BROKER_CLASS,
-    MAX_BACKLOG_ANNOTATION, MAX_INFLIGHT_ANNOTATION,
+    is_valid_kafka_topic, is_valid_nats_name, is_valid_nats_subject, BrokerKey, BrokerSpec,
+    ContentMode, DeliveryOrder, Destination, InitialOffset, KafkaSinkSpec, KafkaSourceSpec,
+    NatsSinkSpec, NatsSourceJetStream, NatsSourceSpec, ObjectKey, SourceSink, TriggerKey,
+    TriggerSpec, DEFAULT_MAX_INFLIGHT, DELIVERY_ORDER_ANNOTATION, EXTERNAL_TOPIC_ANNOTATION,
+    KAFKA_BROKER_CLASS, MAX_BACKLOG_ANNOTATION, MAX_INFLIGHT_ANNOTATION, NATS_BROKER_CLASS,
 };
 use crate::config::duration::parse_iso8601;
 use crate::delivery::{BackoffPolicy, DeliverySpec, Format};
@@ -23,14 +25,25 @@ use std::time::Duration;
 pub const EVENTING_API_VERSION: &str = "eventing.knative.dev/v1";
 /// Broker class annotation.
 pub const BROKER_CLASS_ANNOTATION: &str = "eventing.knative.dev/broker.class";
-/// The default broker class (events in the embedded store). The other supported class is
-/// [`KAFKA_BROKER_CLASS`].
+/// The default broker class (events in the embedded store). The other supported classes are
+/// [`KAFKA_BROKER_CLASS`] and [`NATS_BROKER_CLASS`].
 pub const DEFAULT_BROKER_CLASS: &str = "MTChannelBasedBroker";
 /// `apiVersion` of KafkaSink.
 pub const KAFKA_SINK_API_VERSION: &str = "eventing.knative.dev/v1alpha1";
 /// Accepted `apiVersion`s of KafkaSource.
 pub const KAFKA_SOURCE_API_VERSIONS: [&str; 2] =
     ["sources.knative.dev/v1beta1", "sources.knative.dev/v1"];
+/// `apiVersion` of NatsSink and NatsSource.
+pub const NATS_API_VERSION: &str = "sources.switchyard.dev/v1alpha1";
+/// The `spec` fields a NatsSink accepts (the CRD schema in `deploy/crds/` lists exactly these).
+pub const NATS_SINK_SPEC_FIELDS: [&str; 4] = ["servers", "subject", "jetstream", "contentMode"];
+/// The `spec` fields a NatsSource accepts (the CRD schema in `deploy/crds/` lists exactly these).
+pub const NATS_SOURCE_SPEC_FIELDS: [&str; 5] =
+    ["servers", "subject", "queueGroup", "jetstream", "sink"];
+/// The fields of a NatsSource's `spec.jetstream`.
+pub const NATS_SOURCE_JETSTREAM_FIELDS: [&str; 2] = ["stream", "durable"];
+/// The fields of a source's `spec.sink`.
+pub const SOURCE_SINK_FIELDS: [&str; 2] = ["ref", "uri"];
 /// Namespace of a manifest without `metadata.namespace`.
 pub const DEFAULT_NAMESPACE: &str = "default";
 
@@ -45,11 +58,12 @@ const DIALECTS: [&str; 7] = ["exact", "prefix", "suffix", "all", "any", "not", "
 pub(crate) enum Document {
     /// A Broker; `config_ref` (namespace, name) still has to be resolved against the ConfigMaps.
     /// `kafka_topic` is `Some((topic, external))` for class `Kafka`: its backend is built from the
-    /// ConfigMap once resolved.
+    /// ConfigMap once resolved; likewise for class `NatsJetStream` when `nats` is set.
     Broker {
         spec: BrokerSpec,
         config_ref: Option<(String, String)>,
         kafka_topic: Option<(String, bool)>,
+        nats: bool,
     },
     /// A Trigger.
     Trigger(TriggerSpec),
@@ -62,6 +76,10 @@ pub(crate) enum Document {
     KafkaSink(KafkaSinkSpec),
     /// A KafkaSource (a `Broker` sink still has to be checked against the brokers).
     KafkaSource(KafkaSourceSpec),
+    /// A NatsSink.
+    NatsSink(NatsSinkSpec),
+    /// A NatsSource (a `Broker` sink still has to be checked against the brokers).
+    NatsSource(NatsSourceSpec),
     /// A document of another kind/apiVersion (the warning text, without file/doc prefix).
     Skipped(String),
 }
@@ -445,10 +463,12 @@ pub(crate) fn decode_document(ctx: &mut Ctx<'_>, v: &Value) -> Option<Document> 
         ("KafkaSource", av) if KAFKA_SOURCE_API_VERSIONS.contains(&av) => {
             decode_kafka_source(ctx, v).map(Document::KafkaSource)
         }
+        ("NatsSink", NATS_API_VERSION) => decode_nats_sink(ctx, v).map(Document::NatsSink),
+        ("NatsSource", NATS_API_VERSION) => decode_nats_source(ctx, v).map(Document::NatsSource),
         _ => Some(Document::Skipped(format!(
             "skipped kind {kind:?} (apiVersion {api_version:?}): only Broker and Trigger \
-             ({EVENTING_API_VERSION}), ConfigMap (v1), KafkaSink ({KAFKA_SINK_API_VERSION}) and \
-             KafkaSource ({}) are read",
+             ({EVENTING_API_VERSION}), ConfigMap (v1), KafkaSink ({KAFKA_SINK_API_VERSION}), \
+             KafkaSource ({}), NatsSink and NatsSource ({NATS_API_VERSION}) are read",
             KAFKA_SOURCE_API_VERSIONS.join(" or ")
         ))),
     }
@@ -563,12 +583,18 @@ fn decode_broker(ctx: &mut Ctx<'_>, v: &Value) -> Option<Document> {
     if let Some(meta) = &meta {
         match annotation(meta, BROKER_CLASS_ANNOTATION) {
             None => {}
-            Some(Some(c)) if c == DEFAULT_BROKER_CLASS || c == KAFKA_BROKER_CLASS => class = c,
+            Some(Some(c))
+                if c == DEFAULT_BROKER_CLASS
+                    || c == KAFKA_BROKER_CLASS
+                    || c == NATS_BROKER_CLASS =>
+            {
+                class = c
+            }
             Some(c) => ctx.err(
                 "metadata.annotations",
                 format!(
                     "broker class {:?} is not supported in standalone mode (supported: \
-                     {DEFAULT_BROKER_CLASS}, {KAFKA_BROKER_CLASS})",
+                     {DEFAULT_BROKER_CLASS}, {KAFKA_BROKER_CLASS}, {NATS_BROKER_CLASS})",
                     c.unwrap_or_default()
                 ),
             ),
@@ -595,6 +621,7 @@ fn decode_broker(ctx: &mut Ctx<'_>, v: &Value) -> Option<Document> {
         }
     }
     let kafka = class == KAFKA_BROKER_CLASS;
+    let nats = class == NATS_BROKER_CLASS;
 
     let mut delivery = None;
     let mut config_ref = None;
@@ -621,6 +648,16 @@ fn decode_broker(ctx: &mut Ctx<'_>, v: &Value) -> Option<Document> {
             ),
         );
     }
+    if nats && !has_config {
+        ctx.err(
+            "spec.config",
+            format!(
+                "required for broker class {NATS_BROKER_CLASS}: a reference to a ConfigMap with \
+                 servers (and optionally stream.replicas, stream.maxAge, stream.maxBytes, \
+                 stream.storage), e.g. {{apiVersion: v1, kind: ConfigMap, name: nats-broker-config}}"
+            ),
+        );
+    }
     let meta = meta?;
     // Namespace and name are DNS-1123 labels, so the default topic is always a valid topic name.
     let kafka_topic = kafka.then(|| match external_topic {
@@ -641,6 +678,7 @@ fn decode_broker(ctx: &mut Ctx<'_>, v: &Value) -> Option<Document> {
         },
         config_ref,
         kafka_topic,
+        nats,
     })
 }
 
@@ -934,7 +972,297 @@ fn decode_topics(ctx: &mut Ctx<'_>, path: &str, v: Option<&Value>) -> Option<Vec
     ok.then_some(topics)
 }
 
-/// A KafkaSource's `spec.sink`: `ref` to a Broker (namespace defaults to the source's) or `uri`.
+/// One NATS server: `nats://host[:port]`, `tls://host[:port]` or `host:port` (the port is required
+/// without a scheme); the error says what is wrong.
+fn check_nats_server(s: &str) -> Result<(), String> {
+    let lower = s.to_ascii_lowercase();
+    let rest = ["nats://", "tls://"]
+        .iter()
+        .find(|p| lower.starts_with(*p))
+        .map(|p| &s[p.len()..]);
+    match rest {
+        Some(rest) => {
+            let rest = rest.strip_suffix('/').unwrap_or(rest);
+            if rest.contains('@') {
+                return Err(
+                    "credentials in server URLs are not supported in standalone mode".to_owned(),
+                );
+            }
+            // A port is optional after a scheme (the NATS default is 4222).
+            let has_port = if rest.starts_with('[') {
+                rest.contains("]:")
+            } else {
+                rest.contains(':')
+            };
+            if has_port {
+                check_host_port(rest)
+            } else {
+                check_host_port(&format!("{rest}:4222"))
+            }
+        }
+        None if s.contains("://") => Err(format!(
+            "unsupported scheme in {s:?}: use nats://, tls:// or host:port"
+        )),
+        None => check_host_port(s),
+    }
+}
+
+/// A comma-separated list of NATS servers (`nats://host:port`, `tls://host:port` or `host:port`),
+/// normalised (entries trimmed, joined with `,`), or one message per bad entry.
+pub(crate) fn parse_nats_servers_csv(s: &str) -> Result<String, Vec<String>> {
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    for entry in s.split(',').map(str::trim) {
+        if entry.is_empty() {
+            problems.push(format!(
+                "{s:?} has an empty entry; expected a comma-separated list of nats://host:port, \
+                 tls://host:port or host:port"
+            ));
+            continue;
+        }
+        match check_nats_server(entry) {
+            Ok(()) => out.push(entry),
+            Err(why) => problems.push(format!("{entry:?} is not a valid NATS server: {why}")),
+        }
+    }
+    if problems.is_empty() {
+        Ok(out.join(","))
+    } else {
+        Err(problems)
+    }
+}
+
+/// `spec.servers`: a non-empty list of NATS servers or one comma-separated string → one
+/// comma-separated string.
+fn decode_nats_servers(ctx: &mut Ctx<'_>, path: &str, v: Option<&Value>) -> Option<String> {
+    const EXPECTED: &str =
+        "a list of NATS servers (nats://host:port, tls://host:port or host:port) \
+                            or a comma-separated string";
+    let Some(v) = v else {
+        ctx.err(path, format!("required ({EXPECTED})"));
+        return None;
+    };
+    let items: Vec<(String, &Value)> = match v {
+        Value::String(_) => vec![(path.to_owned(), v)],
+        Value::Sequence(items) if !items.is_empty() => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| (format!("{path}[{i}]"), item))
+            .collect(),
+        Value::Sequence(_) => {
+            ctx.err(path, "must contain at least one server");
+            return None;
+        }
+        other => {
+            ctx.err(path, format!("must be {EXPECTED}, got {}", kind_of(other)));
+            return None;
+        }
+    };
+    let mut out = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (p, item) in items {
+        match string(ctx, &p, item).map(parse_nats_servers_csv) {
+            Some(Ok(list)) => out.push(list),
+            Some(Err(problems)) => {
+                for m in problems {
+                    ctx.err(&p, m);
+                }
+                ok = false;
+            }
+            None => ok = false,
+        }
+    }
+    ok.then(|| out.join(","))
+}
+
+/// A required NATS subject (`wildcards`: `*` and a final `>` allowed).
+fn decode_nats_subject(
+    ctx: &mut Ctx<'_>,
+    path: &str,
+    v: Option<&Value>,
+    wildcards: bool,
+) -> Option<String> {
+    let Some(v) = v else {
+        ctx.err(path, "required (a NATS subject, e.g. orders.created)");
+        return None;
+    };
+    let s = string(ctx, path, v)?;
+    if is_valid_nats_subject(s, wildcards) {
+        return Some(s.to_owned());
+    }
+    let rule = if wildcards {
+        "non-empty '.'-separated tokens without whitespace, at most 255 bytes; a token may be the \
+         wildcard '*' and the last token may be '>'"
+    } else {
+        "non-empty '.'-separated tokens without whitespace, at most 255 bytes, and no wildcards \
+         ('*' or '>')"
+    };
+    ctx.err(path, format!("{s:?} is not a valid NATS subject: {rule}"));
+    None
+}
+
+/// A required JetStream stream or consumer name.
+fn decode_nats_name(
+    ctx: &mut Ctx<'_>,
+    path: &str,
+    v: Option<&Value>,
+    what: &str,
+) -> Option<String> {
+    let Some(v) = v else {
+        ctx.err(path, format!("required (the {what})"));
+        return None;
+    };
+    let s = string(ctx, path, v)?;
+    if is_valid_nats_name(s) {
+        Some(s.to_owned())
+    } else {
+        ctx.err(
+            path,
+            format!(
+                "{s:?} is not a valid {what}: 1 to 255 characters without whitespace, '.', '*', \
+                 '>', '/' or '\\'"
+            ),
+        );
+        None
+    }
+}
+
+fn decode_nats_sink(ctx: &mut Ctx<'_>, v: &Value) -> Option<NatsSinkSpec> {
+    let top = Obj::new(ctx, TOP_PATH, v, &TOP_FIELDS)?;
+    let meta = decode_metadata(ctx, top.map);
+    let Some(spec_v) = top.get("spec") else {
+        ctx.err("spec", "required (servers and subject)");
+        return None;
+    };
+    let spec = Obj::new(ctx, "spec", spec_v, &NATS_SINK_SPEC_FIELDS)?;
+    let servers = decode_nats_servers(ctx, "spec.servers", spec.get("servers"));
+    let subject = decode_nats_subject(ctx, "spec.subject", spec.get("subject"), false);
+    let jetstream = match spec.get("jetstream") {
+        None => Some(false),
+        Some(Value::Bool(b)) => Some(*b),
+        Some(other) => {
+            ctx.err(
+                "spec.jetstream",
+                format!(
+                    "must be a boolean (true: publish through JetStream and wait for the \
+                     acknowledgement), got {}",
+                    kind_of(other)
+                ),
+            );
+            None
+        }
+    };
+    let content_mode = match spec.get("contentMode") {
+        None => Some(ContentMode::Binary),
+        Some(m) => match string(ctx, "spec.contentMode", m) {
+            Some("binary") => Some(ContentMode::Binary),
+            Some("structured") => Some(ContentMode::Structured),
+            Some(other) => {
+                ctx.err(
+                    "spec.contentMode",
+                    format!("must be \"binary\" (the default) or \"structured\", got {other:?}"),
+                );
+                None
+            }
+            None => None,
+        },
+    };
+    let meta = meta?;
+    Some(NatsSinkSpec {
+        key: ObjectKey::new(meta.namespace, meta.name),
+        servers: servers?,
+        subject: subject?,
+        jetstream: jetstream?,
+        content_mode: content_mode?,
+    })
+}
+
+fn decode_nats_source(ctx: &mut Ctx<'_>, v: &Value) -> Option<NatsSourceSpec> {
+    let top = Obj::new(ctx, TOP_PATH, v, &TOP_FIELDS)?;
+    let meta = decode_metadata(ctx, top.map);
+    let Some(spec_v) = top.get("spec") else {
+        ctx.err("spec", "required (servers, subject and sink)");
+        return None;
+    };
+    let spec = Obj::new(ctx, "spec", spec_v, &NATS_SOURCE_SPEC_FIELDS)?;
+    let servers = decode_nats_servers(ctx, "spec.servers", spec.get("servers"));
+    let subject = decode_nats_subject(ctx, "spec.subject", spec.get("subject"), true);
+    let queue_group = match spec.get("queueGroup") {
+        None => Some(None),
+        Some(g) => match string(ctx, "spec.queueGroup", g) {
+            Some(g) if is_valid_nats_subject(g, false) => Some(Some(g.to_owned())),
+            Some(g) => {
+                ctx.err(
+                    "spec.queueGroup",
+                    format!(
+                        "{g:?} is not a valid queue group: non-empty '.'-separated tokens without \
+                         whitespace, '*' or '>', at most 255 bytes"
+                    ),
+                );
+                None
+            }
+            None => None,
+        },
+    };
+    let jetstream = match spec.get("jetstream") {
+        None => Some(None),
+        Some(js) => {
+            let path = "spec.jetstream";
+            match Obj::new(ctx, path, js, &NATS_SOURCE_JETSTREAM_FIELDS) {
+                Some(obj) => {
+                    let stream = decode_nats_name(
+                        ctx,
+                        "spec.jetstream.stream",
+                        obj.get("stream"),
+                        "stream name",
+                    );
+                    let durable = decode_nats_name(
+                        ctx,
+                        "spec.jetstream.durable",
+                        obj.get("durable"),
+                        "durable consumer name",
+                    );
+                    match (stream, durable) {
+                        (Some(stream), Some(durable)) => {
+                            Some(Some(NatsSourceJetStream { stream, durable }))
+                        }
+                        _ => None,
+                    }
+                }
+                None => None,
+            }
+        }
+    };
+    if let (Some(Some(_)), Some(Some(_))) = (&jetstream, &queue_group) {
+        ctx.err(
+            "spec.queueGroup",
+            "a queue group applies to core NATS only; JetStream consumers share the messages of \
+             their durable consumer (remove queueGroup or jetstream)",
+        );
+    }
+    let sink = match spec.get("sink") {
+        Some(s) => {
+            let ns = meta.as_ref().map_or(DEFAULT_NAMESPACE, |m| &m.namespace);
+            decode_source_sink(ctx, "spec.sink", s, ns)
+        }
+        None => {
+            ctx.err("spec.sink", "required: ref (a Broker) or uri");
+            None
+        }
+    };
+    let meta = meta?;
+    Some(NatsSourceSpec {
+        key: ObjectKey::new(meta.namespace, meta.name),
+        servers: servers?,
+        subject: subject?,
+        queue_group: queue_group?,
+        jetstream: jetstream?,
+        sink: sink?,
+    })
+}
+
+/// A KafkaSource's or NatsSource's `spec.sink`: `ref` to a Broker (namespace defaults to the source's)
+/// or `uri`.
 fn decode_source_sink(
     ctx: &mut Ctx<'_>,
     path: &str,
@@ -945,7 +1273,7 @@ fn decode_source_sink(
         ctx,
         path,
         v,
-        &["ref", "uri"],
+        &SOURCE_SINK_FIELDS,
         &[
             (
                 "CACerts",
@@ -1110,7 +1438,7 @@ fn decode_trigger(ctx: &mut Ctx<'_>, v: &Value) -> Option<TriggerSpec> {
 }
 
 /// A Destination: `uri`, or (for a trigger subscriber, `kafka_sink_ns` = the trigger's namespace) a `ref`
-/// to a KafkaSink of the same namespace. Other refs are resolved only in Kubernetes mode.
+/// to a KafkaSink or a NatsSink of the same namespace. Other refs are resolved only in Kubernetes mode.
 fn decode_destination(
     ctx: &mut Ctx<'_>,
     path: &str,
@@ -1129,23 +1457,31 @@ fn decode_destination(
         }
     }
     let uri_path = join(path, "uri");
-    let kafka_sink_ref = obj.get("ref").filter(|r| ref_kind(r) == Some("KafkaSink"));
-    match (obj.get("ref"), kafka_sink_ref, kafka_sink_ns) {
+    let sink_kind = obj.get("ref").and_then(ref_kind).and_then(|k| match k {
+        "KafkaSink" => Some(("KafkaSink", KAFKA_SINK_API_VERSION)),
+        "NatsSink" => Some(("NatsSink", NATS_API_VERSION)),
+        _ => None,
+    });
+    let sink_ref = obj.get("ref").filter(|_| sink_kind.is_some());
+    match (obj.get("ref"), sink_ref, kafka_sink_ns) {
         (None, _, _) => {}
         (Some(_), None, _) => {
             ctx.err(&join(path, "ref"), REF_UNSUPPORTED);
             ok = false;
         }
         (Some(_), Some(_), None) => {
+            let kind = sink_kind.map_or("KafkaSink", |(k, _)| k);
             ctx.err(
                 &join(path, "ref"),
-                "a KafkaSink ref is supported only as a trigger subscriber; use uri",
+                format!("a {kind} ref is supported only as a trigger subscriber; use uri"),
             );
             ok = false;
         }
         (Some(_), Some(_), Some(_)) => {}
     }
-    if let (Some(r), Some(trigger_ns)) = (kafka_sink_ref, kafka_sink_ns) {
+    if let (Some(r), Some(trigger_ns), Some((kind, api_version))) =
+        (sink_ref, kafka_sink_ns, sink_kind)
+    {
         let ref_path = join(path, "ref");
         if obj.get("uri").is_some() {
             ctx.err(
@@ -1155,20 +1491,25 @@ fn decode_destination(
             );
             ok = false;
         }
-        let r = decode_ref(ctx, &ref_path, r, "KafkaSink", &[KAFKA_SINK_API_VERSION])?;
+        let r = decode_ref(ctx, &ref_path, r, kind, &[api_version])?;
         if let Some(ns) = &r.namespace {
             if ns != trigger_ns {
                 ctx.err(
                     &join(&ref_path, "namespace"),
                     format!(
-                        "a KafkaSink subscriber must be in the trigger's namespace {trigger_ns:?}, \
+                        "a {kind} subscriber must be in the trigger's namespace {trigger_ns:?}, \
                          got {ns:?}"
                     ),
                 );
                 ok = false;
             }
         }
-        return ok.then(|| Destination::KafkaSink(ObjectKey::new(trigger_ns, r.name)));
+        let key = ObjectKey::new(trigger_ns, r.name);
+        let destination = match kind {
+            "NatsSink" => Destination::NatsSink(key),
+            _ => Destination::KafkaSink(key),
+        };
+        return ok.then_some(destination);
     }
     match obj.get("uri") {
         Some(u) => {
@@ -1179,7 +1520,7 @@ fn decode_destination(
         None => {
             if ok {
                 let what = if kafka_sink_ns.is_some() {
-                    "required: uri (an absolute http or https URL) or ref (a KafkaSink)"
+                    "required: uri (an absolute http or https URL) or ref (a KafkaSink or a NatsSink)"
                 } else {
                     "required (an absolute http or https URL)"
                 };

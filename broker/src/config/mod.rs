@@ -1,8 +1,9 @@
-//! Knative manifests (Broker, Trigger, ConfigMap, KafkaSink, KafkaSource) → a validated, compiled [`Topology`].
+//! Knative manifests (Broker, Trigger, ConfigMap, KafkaSink, KafkaSource, NatsSink, NatsSource) → a
+//! validated, compiled [`Topology`].
 //!
 //! - `manifest`: decoding of the YAML a user applies to a cluster (`eventing.knative.dev/v1` Broker and
 //!   Trigger, `v1` ConfigMap, `eventing.knative.dev/v1alpha1` KafkaSink, `sources.knative.dev/v1beta1`
-//!   KafkaSource).
+//!   KafkaSource, `sources.switchyard.dev/v1alpha1` NatsSink and NatsSource).
 //! - `load`: reading files / directories of multi-document YAML, with errors that name the file, the
 //!   document index and the field path.
 //! - `duration`: ISO-8601 durations (`PT0.2S`).
@@ -310,6 +311,70 @@ pub fn is_valid_kafka_topic(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
+/// A NATS subject: non-empty `.`-separated tokens without whitespace; with `wildcards`, a token may be
+/// `*` (one token) and the last token may be `>` (one or more tokens), otherwise `*` and `>` are not
+/// allowed anywhere. At most 255 bytes.
+pub fn is_valid_nats_subject(subject: &str, wildcards: bool) -> bool {
+    if subject.is_empty() || subject.len() > 255 {
+        return false;
+    }
+    let count = subject.split('.').count();
+    subject.split('.').enumerate().all(|(i, token)| {
+        !token.is_empty()
+            && !token
+                .bytes()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+            && match token {
+                "*" => wildcards,
+                ">" => wildcards && i + 1 == count,
+                t => !t.contains(['*', '>']),
+            }
+    })
+}
+
+/// A JetStream stream or consumer name: 1 to 255 characters, none of them whitespace, a control
+/// character, `.`, `*`, `>`, `/` or `\`.
+pub fn is_valid_nats_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '.' | '*' | '>' | '/' | '\\')
+        })
+}
+
+/// `s` with the characters that are special in NATS subjects and stream names (`.`, `*`, `>`,
+/// whitespace, and `/`, `\` for stream names) replaced by `_`.
+fn nats_sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_whitespace() || c.is_control() || matches!(c, '.' | '*' | '>' | '/' | '\\') {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// Stream name of a JetStream-backed broker: `KNATIVE_BROKER_<namespace>_<name>` (sanitized).
+pub fn nats_broker_stream(namespace: &str, name: &str) -> String {
+    format!(
+        "KNATIVE_BROKER_{}_{}",
+        nats_sanitize(namespace),
+        nats_sanitize(name)
+    )
+}
+
+/// Subject of a JetStream-backed broker: `knative.broker.<namespace>.<name>` (sanitized, so exactly
+/// four tokens).
+pub fn nats_broker_subject(namespace: &str, name: &str) -> String {
+    format!(
+        "knative.broker.{}.{}",
+        nats_sanitize(namespace),
+        nats_sanitize(name)
+    )
+}
+
 /// A validated Broker.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BrokerSpec {
@@ -402,6 +467,19 @@ impl Topology {
             nats_sinks: BTreeMap::new(),
             nats_sources: BTreeMap::new(),
         }
+    }
+
+    /// Sets the NatsSinks and NatsSources (validated, names unique per namespace).
+    pub fn with_nats(mut self, sinks: Vec<NatsSinkSpec>, sources: Vec<NatsSourceSpec>) -> Topology {
+        self.nats_sinks = sinks
+            .into_iter()
+            .map(|s| (s.key.clone(), Arc::new(s)))
+            .collect();
+        self.nats_sources = sources
+            .into_iter()
+            .map(|s| (s.key.clone(), Arc::new(s)))
+            .collect();
+        self
     }
 
     /// Sets the KafkaSinks and KafkaSources (validated, names unique per namespace; a later duplicate

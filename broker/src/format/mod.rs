@@ -1,6 +1,7 @@
 //! CloudEvents encodings: the JSON event format ([`json`]), the HTTP protocol binding ([`http`]),
-//! the Kafka protocol binding ([`kafka`]), header value percent-encoding ([`percent`]), attribute
-//! validation ([`validate`]) and the compact binary storage encoding ([`codec`]).
+//! the Kafka protocol binding ([`kafka`]), the NATS protocol binding ([`nats`]), header value
+//! percent-encoding ([`percent`]), attribute validation ([`validate`]) and the compact binary storage
+//! encoding ([`codec`]).
 //!
 //! Every parser validates the CloudEvents MUST rules (see `cloudevents-rules.md` Part A) and returns a
 //! [`FormatError`] naming the offending attribute or field; nothing here panics on bad input.
@@ -9,6 +10,7 @@ pub mod codec;
 pub mod http;
 pub mod json;
 pub mod kafka;
+pub mod nats;
 pub mod percent;
 pub mod validate;
 
