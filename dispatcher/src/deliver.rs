@@ -3,7 +3,7 @@
 //! only performs the IO they call for.
 
 use crate::client::{Response, SendError};
-use crate::{KafkaTarget, Shared, Target, TriggerCtx};
+use crate::{KafkaTarget, NatsTarget, Shared, Target, TriggerCtx};
 use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -147,6 +147,7 @@ pub(crate) async fn deliver(shared: &Shared, ctx: &TriggerCtx, delivery: Deliver
                 attempt(shared, ctx, uri, &delivery, headers, body).await
             }
             Target::Kafka(sink) => attempt_kafka(ctx, sink, event).await,
+            Target::Nats(sink) => attempt_nats(ctx, sink, event).await,
         };
         match outcome {
             Attempt::Done => {
@@ -258,6 +259,70 @@ async fn attempt_kafka(ctx: &TriggerCtx, sink: &KafkaTarget, event: &Event) -> A
             ..Failure::default()
         }),
     }
+}
+
+/// Publishes the event to a NatsSink's subject (TTL removed). Core NATS: success once the server has the
+/// message (flush); JetStream: success on the PubAck. Anything else is a retryable failed attempt.
+async fn attempt_nats(ctx: &TriggerCtx, sink: &NatsTarget, event: &Event) -> Attempt {
+    let started = Instant::now();
+    let t = ctx.policy.timeout;
+    let result = match tokio::time::timeout(t, publish_nats(sink, event)).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("timeout after {t:?}")),
+    };
+    ctx.metrics.latency.observe(started.elapsed().as_secs_f64());
+    match result {
+        Ok(()) => {
+            ctx.metrics.delivered.inc();
+            Attempt::Done
+        }
+        Err(e) => Attempt::Failed(Failure {
+            data: Some(format!("nats publish to {}: {e}", sink.subject)),
+            retryable: true,
+            reason: "nats-publish-failed",
+            ..Failure::default()
+        }),
+    }
+}
+
+async fn publish_nats(sink: &NatsTarget, event: &Event) -> Result<(), String> {
+    let client = sink
+        .client
+        .get_or_try_init(|| async {
+            async_nats::ConnectOptions::new()
+                .retry_on_initial_connect()
+                .connect(sink.servers.as_str())
+                .await
+                .map_err(|e| format!("connect {}: {e}", sink.servers))
+        })
+        .await?;
+    let message = if event.extension(TTL_EXTENSION).is_some() {
+        let mut e = event.clone();
+        e.remove_extension(TTL_EXTENSION);
+        switchyard_broker::format::nats::encode(&e, sink.content_mode)
+    } else {
+        switchyard_broker::format::nats::encode(event, sink.content_mode)
+    };
+    let mut headers = async_nats::HeaderMap::new();
+    for (name, value) in &message.headers {
+        headers.insert(name.as_ref(), value.as_str());
+    }
+    let subject = sink.subject.clone();
+    if sink.jetstream {
+        let js = async_nats::jetstream::new(client.clone());
+        js.publish_with_headers(subject, headers, message.payload)
+            .await
+            .map_err(|e| e.to_string())?
+            .await
+            .map_err(|e| e.to_string())?;
+    } else {
+        client
+            .publish_with_headers(subject, headers, message.payload)
+            .await
+            .map_err(|e| e.to_string())?;
+        client.flush().await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// Re-enqueues a reply into the trigger's broker with the original TTL, decremented (decision 5/6).

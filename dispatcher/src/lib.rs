@@ -75,6 +75,26 @@ pub(crate) enum Target {
     Http(Uri),
     /// Produce to a KafkaSink's topic.
     Kafka(KafkaTarget),
+    /// Publish to a NatsSink's subject.
+    Nats(NatsTarget),
+}
+
+/// A resolved NatsSink; the connection is made on first use and shared by sinks on the same servers.
+pub(crate) struct NatsTarget {
+    pub(crate) servers: String,
+    pub(crate) client: Arc<tokio::sync::OnceCell<async_nats::Client>>,
+    pub(crate) subject: String,
+    pub(crate) jetstream: bool,
+    pub(crate) content_mode: ContentMode,
+}
+
+impl std::fmt::Debug for NatsTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsTarget")
+            .field("subject", &self.subject)
+            .field("jetstream", &self.jetstream)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A resolved KafkaSink.
@@ -134,6 +154,8 @@ pub struct Dispatcher {
     workers: Mutex<HashMap<TriggerKey, Worker>>,
     /// KafkaSink producers by bootstrap servers.
     producers: Mutex<HashMap<String, rdkafka::producer::FutureProducer>>,
+    /// NatsSink connections by servers.
+    nats_clients: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<async_nats::Client>>>>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -181,6 +203,7 @@ impl Dispatcher {
             shutdown_tx,
             workers: Mutex::new(HashMap::new()),
             producers: Mutex::new(HashMap::new()),
+            nats_clients: Mutex::new(HashMap::new()),
         })
     }
 
@@ -206,7 +229,23 @@ impl Dispatcher {
                     .map_err(|e| err(format!("subscriber uri {u:?}: {e}")))?,
             ),
             Destination::NatsSink(sink) => {
-                return Err(err(format!("NatsSink {sink}: not supported yet")))
+                let sink = topology
+                    .nats_sinks
+                    .get(sink)
+                    .ok_or_else(|| err(format!("NatsSink {sink} does not exist")))?;
+                let client = self
+                    .nats_clients
+                    .lock()
+                    .entry(sink.servers.clone())
+                    .or_default()
+                    .clone();
+                Target::Nats(NatsTarget {
+                    servers: sink.servers.clone(),
+                    client,
+                    subject: sink.subject.clone(),
+                    jetstream: sink.jetstream,
+                    content_mode: sink.content_mode,
+                })
             }
             Destination::KafkaSink(sink) => {
                 let sink = topology
