@@ -91,7 +91,7 @@ async fn nats_sinks_publish_binary_and_structured_and_failures_are_dead_lettered
 
     send(&b, "j-1", "com.example.js").await;
     let stream = js.get_stream("OUT").await.unwrap();
-    let stored = common::eventually("JetStream message stored", || {
+    common::eventually("JetStream message stored", || {
         let mut stream = stream.clone();
         async move {
             let info = stream.info().await.ok()?;
@@ -99,7 +99,6 @@ async fn nats_sinks_publish_binary_and_structured_and_failures_are_dead_lettered
         }
     })
     .await;
-    let _ = stored;
     let raw = stream.get_raw_message(1).await.unwrap();
     let v: serde_json::Value = serde_json::from_slice(&raw.payload).unwrap();
     assert_eq!(v["id"], "j-1");
