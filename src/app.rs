@@ -23,6 +23,7 @@ use switchyard_broker::config::Topology;
 use switchyard_broker::metrics::Metrics;
 use switchyard_dispatcher::{Dispatcher, DispatcherOptions};
 use switchyard_ingress::kafka_source::{KafkaSourceOptions, KafkaSources};
+use switchyard_ingress::nats_source::{NatsSourceOptions, NatsSources};
 use switchyard_ingress::{Ingress, Limits};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -109,6 +110,7 @@ pub(crate) struct Live {
     pub(crate) ready: AtomicBool,
     /// KafkaSources: they send to `ingress_base` (this process's own ingress) or their `uri`.
     pub(crate) sources: KafkaSources,
+    pub(crate) nats_sources: NatsSources,
     pub(crate) ingress_base: String,
 }
 
@@ -126,6 +128,9 @@ impl Live {
             .context("starting trigger dispatchers")?;
         // A source that cannot start (bad sink URL or consumer settings) is reported, the rest run.
         if let Err(e) = self.sources.apply(&topology, &self.ingress_base) {
+            tracing::error!("{e}");
+        }
+        if let Err(e) = self.nats_sources.apply(&topology, &self.ingress_base) {
             tracing::error!("{e}");
         }
         self.topology.store(topology);
@@ -186,6 +191,12 @@ pub async fn start(opts: ServeOptions) -> Result<RunningApp, StartError> {
         ..KafkaSourceOptions::default()
     })
     .context("KafkaSource client")?;
+    let nats_sources = NatsSources::new(NatsSourceOptions {
+        max_message_bytes: opts.limits.max_event_bytes,
+        extra_roots: opts.extra_roots.clone(),
+        ..NatsSourceOptions::default()
+    })
+    .context("NatsSource client")?;
     let live = Arc::new(Live {
         ingress: Ingress::new(dyn_channel, metrics.clone(), opts.limits.clone()),
         dispatcher,
@@ -194,6 +205,7 @@ pub async fn start(opts: ServeOptions) -> Result<RunningApp, StartError> {
         metrics,
         ready: AtomicBool::new(false),
         sources,
+        nats_sources,
         ingress_base: local_base_url(ingress_addr),
     });
     live.apply(loaded.topology).await?;
@@ -257,9 +269,10 @@ async fn run(
 
     let _ = stop.wait_for(|s| *s).await;
     tracing::info!("Shutting down: sources stop, then ingress stops accepting events.");
-    live.sources
-        .shutdown(std::time::Instant::now() + opts.shutdown_grace.min(Duration::from_secs(10)))
-        .await;
+    let sources_deadline =
+        std::time::Instant::now() + opts.shutdown_grace.min(Duration::from_secs(10));
+    live.sources.shutdown(sources_deadline).await;
+    live.nats_sources.shutdown(sources_deadline).await;
     live.ready.store(false, Ordering::SeqCst);
     live.ingress.start_draining();
     let _ = server_stop_tx.send(true);

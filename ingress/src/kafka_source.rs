@@ -46,14 +46,8 @@
 //! finish until the deadline (a delivered record is then committed; an abandoned one will be
 //! delivered again), a retry wait is abandoned, finished offsets are committed and consumers closed.
 
-use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Uri};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Body as _;
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use crate::sink_client::SinkClient;
+use http::{HeaderMap, Uri};
 use parking_lot::Mutex;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
@@ -236,87 +230,6 @@ fn record_to_event(
     }
 }
 
-/// The HTTP client of the sinks: pooled, http and https (rustls, Mozilla roots + extra roots).
-#[derive(Debug, Clone)]
-struct SinkClient {
-    inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
-}
-
-/// Response bodies are read (so the connection can be reused) up to this size, then dropped.
-const MAX_RESPONSE_BYTES: usize = 64 * 1024;
-
-impl SinkClient {
-    fn new(extra_roots: &[CertificateDer<'static>]) -> Result<SinkClient, KafkaSourceError> {
-        let mut roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
-        for cert in extra_roots {
-            roots
-                .add(cert.clone())
-                .map_err(|e| KafkaSourceError::Client(format!("invalid CA certificate: {e}")))?;
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| KafkaSourceError::Client(format!("TLS configuration: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let mut http = HttpConnector::new();
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(Duration::from_secs(10)));
-        http.enforce_http(false);
-        let connector = HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let inner = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(4)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector);
-        Ok(SinkClient { inner })
-    }
-
-    /// One POST; `Ok` with the status and headers of any response, `Err` with the transport error.
-    async fn post(
-        &self,
-        uri: &Uri,
-        headers: HeaderMap,
-        body: Bytes,
-        timeout: Duration,
-    ) -> Result<(u16, HeaderMap), String> {
-        let mut req = Request::new(Full::new(body));
-        *req.method_mut() = Method::POST;
-        *req.uri_mut() = uri.clone();
-        *req.headers_mut() = headers;
-        let exchange = async {
-            let resp = self.inner.request(req).await.map_err(|e| error_chain(&e))?;
-            let (parts, body) = resp.into_parts();
-            if !body.is_end_stream() {
-                // Drained so that the connection is reused; a larger body is just dropped.
-                let _ = Limited::new(body, MAX_RESPONSE_BYTES).collect().await;
-            }
-            Ok((parts.status.as_u16(), parts.headers))
-        };
-        match tokio::time::timeout(timeout, exchange).await {
-            Ok(r) => r,
-            Err(_) => Err(format!("no response within {timeout:?}")),
-        }
-    }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
 /// Finished and committed offsets (next offset to read) per partition, shared by a source's task and
 /// its consumer context (rebalance and commit callbacks).
 #[derive(Debug, Default)]
@@ -494,7 +407,7 @@ impl std::fmt::Debug for KafkaSources {
 impl KafkaSources {
     /// No sources yet; [`KafkaSources::apply`] starts them.
     pub fn new(options: KafkaSourceOptions) -> Result<KafkaSources, KafkaSourceError> {
-        let client = SinkClient::new(&options.extra_roots)?;
+        let client = SinkClient::new(&options.extra_roots).map_err(KafkaSourceError::Client)?;
         Ok(KafkaSources {
             shared: Arc::new(Shared { options, client }),
             running: Mutex::new(BTreeMap::new()),
@@ -1078,7 +991,7 @@ mod tests {
         let plain = record_to_event(&key, &record(&[], Some(b"hello")), 1024).unwrap();
         assert_eq!(plain.ty, kafka::KAFKA_EVENT_TYPE);
         assert_eq!(plain.id, "partition:1/offset:7");
-        assert_eq!(plain.data, Data::Text(Bytes::from_static(b"hello")));
+        assert_eq!(plain.data, Data::Text(bytes::Bytes::from_static(b"hello")));
         let bad = [("ce_specversion", Some(&b"1.0"[..])), ("ce_id", Some(b"1"))];
         let err = record_to_event(&key, &record(&bad, None), 1024).unwrap_err();
         assert_eq!(err.field.as_deref(), Some("ce_source"));

@@ -11,6 +11,8 @@
 mod error;
 pub mod kafka_source;
 pub mod listener;
+pub mod nats_source;
+mod sink_client;
 
 pub use error::IngressError;
 
