@@ -27,10 +27,11 @@
 //!   store queue, which the trigger's subscription also reads.
 
 use crate::channel::store::StoreChannel;
-use crate::channel::{BoxFuture, Channel as _, ChannelError, Delivery, Result, Subscription};
-use crate::config::{
-    Backend, BrokerKey, ContentMode, KafkaBrokerConfig, Topology, TriggerKey, TriggerSpec,
+use crate::channel::windows::{
+    offer, routes_for, Offered, Routes, TriggerQueue, WindowSubscription,
 };
+use crate::channel::{ChannelError, Delivery, Result, Subscription};
+use crate::config::{Backend, BrokerKey, ContentMode, KafkaBrokerConfig, Topology, TriggerKey};
 use crate::event::Event;
 use crate::format::kafka::{self as binding, Decoded};
 use arc_swap::ArcSwap;
@@ -48,7 +49,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// Top bit of a [`Delivery::seq`] that comes from a Kafka-backed broker.
@@ -278,39 +279,6 @@ impl Tracker {
         }
         list
     }
-}
-
-/// A trigger of a Kafka-backed broker: its in-memory queue.
-struct TriggerQueue {
-    key: TriggerKey,
-    broker: BrokerKey,
-    tx: Mutex<Option<mpsc::Sender<Delivery>>>,
-    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Delivery>>>,
-    /// Entries handed to the queue and not yet acked or parked.
-    in_memory: AtomicU64,
-}
-
-impl TriggerQueue {
-    fn new(key: TriggerKey, broker: BrokerKey, window: usize) -> TriggerQueue {
-        let (tx, rx) = mpsc::channel(window.max(1));
-        TriggerQueue {
-            key,
-            broker,
-            tx: Mutex::new(Some(tx)),
-            rx: Arc::new(tokio::sync::Mutex::new(rx)),
-            in_memory: AtomicU64::new(0),
-        }
-    }
-
-    fn close(&self) {
-        self.tx.lock().take();
-    }
-}
-
-/// The routing table of one broker with its triggers' queues (same indices as `table.triggers()`).
-struct Routes {
-    topology: Arc<Topology>,
-    queues: Vec<Option<Arc<TriggerQueue>>>,
 }
 
 /// State of one Kafka-backed broker shared by its consumer task, ingress and acks.
@@ -556,10 +524,7 @@ impl KafkaBackend {
             .cloned()
             .ok_or_else(|| ChannelError::UnknownTrigger(trigger.clone()))?;
         let store = crate::channel::Channel::subscribe(&*self.store, trigger)?;
-        Ok(Box::new(KafkaSubscription {
-            rx: queue.rx.clone(),
-            store,
-        }))
+        Ok(Box::new(WindowSubscription::new(&queue, store)))
     }
 
     /// Marks a Kafka entry finished for `trigger`.
@@ -623,48 +588,6 @@ impl KafkaBackend {
         for p in producers {
             let _ = tokio::task::spawn_blocking(move || p.flush(deadline)).await;
         }
-    }
-}
-
-fn routes_for(
-    topology: &Arc<Topology>,
-    broker: &BrokerKey,
-    queues: &HashMap<TriggerKey, Arc<TriggerQueue>>,
-) -> Routes {
-    let queues = topology
-        .routes
-        .get(broker)
-        .map(|table| {
-            table
-                .triggers()
-                .iter()
-                .map(|t: &Arc<TriggerSpec>| queues.get(&t.key).cloned())
-                .collect()
-        })
-        .unwrap_or_default();
-    Routes {
-        topology: topology.clone(),
-        queues,
-    }
-}
-
-struct KafkaSubscription {
-    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Delivery>>>,
-    store: Box<dyn Subscription>,
-}
-
-impl Subscription for KafkaSubscription {
-    fn next(&mut self) -> BoxFuture<'_, Option<Delivery>> {
-        Box::pin(async move {
-            let mut rx = self.rx.lock().await;
-            // In-memory entries are older than any overflow entry (overflow starts when memory is full and
-            // continues while the store queue is non-empty), so draining memory first keeps queue order.
-            tokio::select! {
-                biased;
-                d = rx.recv() => d,
-                d = self.store.next() => d,
-            }
-        })
     }
 }
 
@@ -977,57 +900,8 @@ async fn handle_record(
             seq,
             event: event.clone(),
         };
-        // Overflow while the trigger's store queue holds entries, so that queue order is kept.
-        let overflowing = store.trigger_backlog(&queue.key) > 0;
-        let rejected = if overflowing {
-            Some(delivery)
-        } else {
-            let tx = queue.tx.lock();
-            match tx.as_ref().map(|tx| tx.try_send(delivery)) {
-                Some(Ok(())) => {
-                    queue.in_memory.fetch_add(1, Ordering::Relaxed);
-                    None
-                }
-                Some(Err(mpsc::error::TrySendError::Full(d))) => Some(d),
-                // The trigger is being removed: nothing to deliver.
-                Some(Err(mpsc::error::TrySendError::Closed(_))) | None => {
-                    shared.tracker.lock().finish(generation, partition, offset);
-                    continue;
-                }
-            }
-        };
-        if let Some(d) = rejected {
-            overflow(shared, store, queue, &d, stop).await;
+        if offer(store, &shared.key, queue, delivery, stop).await == Offered::Finished {
             shared.tracker.lock().finish(generation, partition, offset);
-        }
-    }
-}
-
-/// Writes an entry into the trigger's durable store queue, retrying on storage trouble (the consumer waits:
-/// the event must not be lost) until it succeeds, the trigger is gone, or shutdown.
-async fn overflow(
-    shared: &BrokerShared,
-    store: &StoreChannel,
-    queue: &TriggerQueue,
-    delivery: &Delivery,
-    stop: &mut watch::Receiver<bool>,
-) {
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        match store
-            .enqueue(&queue.key, vec![(*delivery.event).clone()])
-            .await
-        {
-            Ok(()) => return,
-            Err(ChannelError::UnknownTrigger(_)) => return,
-            Err(e) => {
-                tracing::warn!(broker = %shared.key, trigger = %queue.key, "overflow to the store failed: {e}");
-                if *stop.borrow() {
-                    return;
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-            }
         }
     }
 }

@@ -19,6 +19,7 @@
 pub mod composite;
 pub mod kafka;
 pub mod store;
+mod windows;
 
 use crate::config::{BrokerKey, Topology, TriggerKey};
 use crate::event::Event;

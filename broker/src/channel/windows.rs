@@ -1,0 +1,164 @@
+//! Per-trigger windows shared by the log-backed channels (Kafka, JetStream): a bounded in-memory queue per
+//! trigger, overflowing into the trigger's durable queue in the embedded store when full, and the
+//! subscription that reads memory first, then the store (which keeps queue order).
+
+use crate::channel::store::StoreChannel;
+use crate::channel::{BoxFuture, Channel as _, ChannelError, Delivery, Subscription};
+use crate::config::{BrokerKey, Topology, TriggerKey, TriggerSpec};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// A trigger of a broker on an external log (Kafka, JetStream): its bounded in-memory window.
+pub(crate) struct TriggerQueue {
+    pub(crate) key: TriggerKey,
+    pub(crate) broker: BrokerKey,
+    tx: Mutex<Option<mpsc::Sender<Delivery>>>,
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Delivery>>>,
+    /// Entries handed to the queue and not yet acked or parked.
+    pub(crate) in_memory: AtomicU64,
+}
+
+impl TriggerQueue {
+    pub(crate) fn new(key: TriggerKey, broker: BrokerKey, window: usize) -> TriggerQueue {
+        let (tx, rx) = mpsc::channel(window.max(1));
+        TriggerQueue {
+            key,
+            broker,
+            tx: Mutex::new(Some(tx)),
+            rx: Arc::new(tokio::sync::Mutex::new(rx)),
+            in_memory: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn close(&self) {
+        self.tx.lock().take();
+    }
+}
+
+/// The routing table of one broker with its triggers' queues (same indices as `table.triggers()`).
+pub(crate) struct Routes {
+    pub(crate) topology: Arc<Topology>,
+    pub(crate) queues: Vec<Option<Arc<TriggerQueue>>>,
+}
+
+/// The routing table of `broker` with the queues of its triggers.
+pub(crate) fn routes_for(
+    topology: &Arc<Topology>,
+    broker: &BrokerKey,
+    queues: &HashMap<TriggerKey, Arc<TriggerQueue>>,
+) -> Routes {
+    let queues = topology
+        .routes
+        .get(broker)
+        .map(|table| {
+            table
+                .triggers()
+                .iter()
+                .map(|t: &Arc<TriggerSpec>| queues.get(&t.key).cloned())
+                .collect()
+        })
+        .unwrap_or_default();
+    Routes {
+        topology: topology.clone(),
+        queues,
+    }
+}
+
+/// A trigger's subscription: its in-memory window first, then its overflow/redrive queue in the store.
+pub(crate) struct WindowSubscription {
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Delivery>>>,
+    store: Box<dyn Subscription>,
+}
+
+impl WindowSubscription {
+    pub(crate) fn new(queue: &TriggerQueue, store: Box<dyn Subscription>) -> WindowSubscription {
+        WindowSubscription {
+            rx: queue.rx.clone(),
+            store,
+        }
+    }
+}
+
+impl Subscription for WindowSubscription {
+    fn next(&mut self) -> BoxFuture<'_, Option<Delivery>> {
+        Box::pin(async move {
+            let mut rx = self.rx.lock().await;
+            // In-memory entries are older than any overflow entry (overflow starts when memory is full and
+            // continues while the store queue is non-empty), so draining memory first keeps queue order.
+            tokio::select! {
+                biased;
+                d = rx.recv() => d,
+                d = self.store.next() => d,
+            }
+        })
+    }
+}
+
+/// What [`offer`] did with an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Offered {
+    /// In the trigger's window: finished later by an ack or park.
+    InMemory,
+    /// Finished for the log: written to the trigger's store queue, or the trigger is gone.
+    Finished,
+}
+
+/// Hands an entry to a trigger: its window, or (window full, or overflow already under way, so that queue
+/// order is kept) its durable store queue.
+pub(crate) async fn offer(
+    store: &StoreChannel,
+    broker: &BrokerKey,
+    queue: &TriggerQueue,
+    delivery: Delivery,
+    stop: &mut watch::Receiver<bool>,
+) -> Offered {
+    let rejected = if store.trigger_backlog(&queue.key) > 0 {
+        delivery
+    } else {
+        let tx = queue.tx.lock();
+        match tx.as_ref().map(|tx| tx.try_send(delivery)) {
+            Some(Ok(())) => {
+                queue.in_memory.fetch_add(1, Ordering::Relaxed);
+                return Offered::InMemory;
+            }
+            Some(Err(mpsc::error::TrySendError::Full(d))) => d,
+            // The trigger is being removed: nothing to deliver.
+            Some(Err(mpsc::error::TrySendError::Closed(_))) | None => return Offered::Finished,
+        }
+    };
+    overflow(broker, store, queue, &rejected, stop).await;
+    Offered::Finished
+}
+
+/// Writes an entry into the trigger's durable store queue, retrying on storage trouble (the consumer waits:
+/// the event must not be lost) until it succeeds, the trigger is gone, or shutdown.
+async fn overflow(
+    broker: &BrokerKey,
+    store: &StoreChannel,
+    queue: &TriggerQueue,
+    delivery: &Delivery,
+    stop: &mut watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match store
+            .enqueue(&queue.key, vec![(*delivery.event).clone()])
+            .await
+        {
+            Ok(()) => return,
+            Err(ChannelError::UnknownTrigger(_)) => return,
+            Err(e) => {
+                tracing::warn!(broker = %broker, trigger = %queue.key, "overflow to the store failed: {e}");
+                if *stop.borrow() {
+                    return;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
