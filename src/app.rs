@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchyard_broker::channel::composite::CompositeChannel;
 use switchyard_broker::channel::kafka::KafkaOptions;
+use switchyard_broker::channel::nats::NatsOptions;
 use switchyard_broker::channel::store::{StoreChannel, StoreOptions};
 use switchyard_broker::channel::Channel;
 use switchyard_broker::config::load::{load_paths, ConfigErrors};
@@ -50,6 +51,8 @@ pub struct ServeOptions {
     pub reload_interval: Duration,
     /// Kafka-backed brokers' settings.
     pub kafka: KafkaOptions,
+    /// JetStream-backed brokers' settings.
+    pub nats: NatsOptions,
 }
 
 /// Why the process could not start.
@@ -163,7 +166,11 @@ pub async fn start(opts: ServeOptions) -> Result<RunningApp, StartError> {
         }
         None => StoreChannel::in_memory(StoreOptions::default()).context("in-memory store")?,
     };
-    let channel = Arc::new(CompositeChannel::new(Arc::new(store), opts.kafka.clone()));
+    let channel = Arc::new(CompositeChannel::new(
+        Arc::new(store),
+        opts.kafka.clone(),
+        opts.nats.clone(),
+    ));
     let dyn_channel: Arc<dyn Channel> = channel.clone();
     let metrics = Arc::new(Metrics::new());
     let dispatcher = Dispatcher::new(

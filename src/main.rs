@@ -8,6 +8,7 @@ use std::time::Duration;
 use switchyard::app::{self, ServeOptions, StartError};
 use switchyard::util::parse_duration;
 use switchyard_broker::channel::kafka::KafkaOptions;
+use switchyard_broker::channel::nats::NatsOptions;
 use switchyard_ingress::Limits;
 
 /// Switchyard: a CloudEvents broker with Knative Broker/Trigger routing.
@@ -87,6 +88,10 @@ struct ServeArgs {
     /// the partitions of a process that died.
     #[arg(long, env = "SWITCHYARD_KAFKA_SESSION_TIMEOUT", default_value = "6s", value_parser = parse_duration)]
     kafka_session_timeout: Duration,
+    /// JetStream-backed brokers: how soon the messages a dead process held are redelivered to the others
+    /// (the consumer's `ack_wait`; live processes mark pending messages in progress).
+    #[arg(long, env = "SWITCHYARD_NATS_ACK_WAIT", default_value = "10s", value_parser = parse_duration)]
+    nats_ack_wait: Duration,
 }
 
 fn main() -> ExitCode {
@@ -166,6 +171,10 @@ async fn serve(args: ServeArgs) -> ExitCode {
             trigger_window: args.kafka_trigger_window.max(1),
             session_timeout: args.kafka_session_timeout,
             ..KafkaOptions::default()
+        },
+        nats: NatsOptions {
+            ack_wait: args.nats_ack_wait.max(Duration::from_secs(1)),
+            ..NatsOptions::default()
         },
     };
     let running = match app::start(opts).await {

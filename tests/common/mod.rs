@@ -388,6 +388,7 @@ impl TestBroker {
             shutdown_grace: Duration::from_secs(5),
             reload_interval: Duration::from_millis(100),
             kafka: Default::default(),
+            nats: Default::default(),
         };
         customize(&mut opts);
         let app = app::start(opts)

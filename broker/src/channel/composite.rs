@@ -6,6 +6,7 @@
 //! which is how acks and parks find their backend.
 
 use crate::channel::kafka::{self, KafkaBackend, KafkaOptions};
+use crate::channel::nats::{self, NatsBackend, NatsOptions};
 use crate::channel::store::StoreChannel;
 use crate::channel::{BoxFuture, Channel, ParkRecord, ParkedEvent, Result, Subscription};
 use crate::config::{Backend, BrokerKey, Topology, TriggerKey};
@@ -19,14 +20,20 @@ use std::time::Duration;
 pub struct CompositeChannel {
     store: Arc<StoreChannel>,
     kafka: KafkaBackend,
+    nats: NatsBackend,
     topology: ArcSwap<Topology>,
 }
 
 impl CompositeChannel {
     /// A channel over an opened store.
-    pub fn new(store: Arc<StoreChannel>, options: KafkaOptions) -> CompositeChannel {
+    pub fn new(
+        store: Arc<StoreChannel>,
+        options: KafkaOptions,
+        nats_options: NatsOptions,
+    ) -> CompositeChannel {
         CompositeChannel {
             kafka: KafkaBackend::new(store.clone(), options),
+            nats: NatsBackend::new(store.clone(), nats_options),
             store,
             topology: ArcSwap::from_pointee(Topology::default()),
         }
@@ -42,17 +49,23 @@ impl CompositeChannel {
         &self.kafka
     }
 
-    fn is_kafka_broker(&self, broker: &BrokerKey) -> bool {
+    /// The JetStream backend.
+    pub fn nats(&self) -> &NatsBackend {
+        &self.nats
+    }
+
+    fn backend_of(&self, broker: &BrokerKey) -> Option<Backend> {
         self.topology
             .load()
             .brokers
             .get(broker)
-            .is_some_and(|b| matches!(b.backend, Backend::Kafka(_)))
+            .map(|b| b.backend.clone())
     }
 
     /// Stops the Kafka consumers (committing finished offsets), flushes producers, then closes the store.
     pub async fn close(&self, deadline: Duration) -> Result<()> {
         self.kafka.close(deadline).await;
+        self.nats.close(deadline).await;
         self.store.close().await
     }
 }
@@ -62,7 +75,8 @@ impl Channel for CompositeChannel {
         Box::pin(async move {
             self.store.apply_topology(topology.clone()).await?;
             self.topology.store(topology.clone());
-            self.kafka.apply_topology(topology).await
+            self.kafka.apply_topology(topology.clone()).await?;
+            self.nats.apply_topology(topology).await
         })
     }
 
@@ -71,16 +85,22 @@ impl Channel for CompositeChannel {
         broker: &'a BrokerKey,
         events: Vec<Event>,
     ) -> BoxFuture<'a, Result<()>> {
-        if self.is_kafka_broker(broker) {
-            Box::pin(async move { self.kafka.append(broker, &events).await })
-        } else {
-            self.store.append(broker, events)
+        match self.backend_of(broker) {
+            Some(Backend::Kafka(_)) => {
+                Box::pin(async move { self.kafka.append(broker, &events).await })
+            }
+            Some(Backend::NatsJetStream(_)) => {
+                Box::pin(async move { self.nats.append(broker, &events).await })
+            }
+            _ => self.store.append(broker, events),
         }
     }
 
     fn subscribe(&self, trigger: &TriggerKey) -> Result<Box<dyn Subscription>> {
         if self.kafka.has_trigger(trigger) {
             self.kafka.subscribe(trigger)
+        } else if self.nats.has_trigger(trigger) {
+            self.nats.subscribe(trigger)
         } else {
             self.store.subscribe(trigger)
         }
@@ -89,6 +109,9 @@ impl Channel for CompositeChannel {
     fn ack<'a>(&'a self, trigger: &'a TriggerKey, seq: u64) -> BoxFuture<'a, Result<()>> {
         if kafka::is_kafka_seq(seq) {
             self.kafka.finish(trigger, seq);
+            Box::pin(async { Ok(()) })
+        } else if nats::is_nats_seq(seq) {
+            self.nats.finish(trigger, seq);
             Box::pin(async { Ok(()) })
         } else {
             self.store.ack(trigger, seq)
@@ -101,10 +124,14 @@ impl Channel for CompositeChannel {
         seq: u64,
         record: ParkRecord,
     ) -> BoxFuture<'a, Result<()>> {
-        if kafka::is_kafka_seq(seq) {
+        if kafka::is_kafka_seq(seq) || nats::is_nats_seq(seq) {
             Box::pin(async move {
                 self.store.park_detached(trigger, record).await?;
-                self.kafka.finish(trigger, seq);
+                if kafka::is_kafka_seq(seq) {
+                    self.kafka.finish(trigger, seq);
+                } else {
+                    self.nats.finish(trigger, seq);
+                }
                 Ok(())
             })
         } else {
@@ -113,11 +140,13 @@ impl Channel for CompositeChannel {
     }
 
     fn backlog(&self, broker: &BrokerKey) -> u64 {
-        self.store.backlog(broker) + self.kafka.backlog(broker)
+        self.store.backlog(broker) + self.kafka.backlog(broker) + self.nats.backlog(broker)
     }
 
     fn trigger_backlog(&self, trigger: &TriggerKey) -> u64 {
-        self.store.trigger_backlog(trigger) + self.kafka.trigger_backlog(trigger)
+        self.store.trigger_backlog(trigger)
+            + self.kafka.trigger_backlog(trigger)
+            + self.nats.trigger_backlog(trigger)
     }
 
     fn dead_letters(&self, limit: usize) -> Result<Vec<ParkedEvent>> {

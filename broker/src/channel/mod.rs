@@ -18,6 +18,7 @@
 
 pub mod composite;
 pub mod kafka;
+pub mod nats;
 pub mod store;
 mod windows;
 

@@ -1,0 +1,599 @@
+//! JetStream-backed brokers (`eventing.knative.dev/broker.class: NatsJetStream`).
+//!
+//! Same shape as the Kafka backend (see `kafka.rs`), with JetStream's per-message acks instead of offsets:
+//!
+//! - **Ingress** publishes each event in binary NATS mode to the broker's subject
+//!   (`knative.broker.<ns>.<name>`, captured by stream `KNATIVE_BROKER_<ns>_<name>`, created or updated
+//!   idempotently with the ConfigMap's replicas/maxAge/maxBytes/storage) with `Nats-Msg-Id` = the event's
+//!   `source` and `id`, so a client retrying a request inside the stream's duplicate window is stored once.
+//!   The append resolves only when every PubAck arrived.
+//! - **One durable pull consumer per broker** (`switchyard-broker-<ns>-<name>`), explicit acks, shared by
+//!   every `switchyard serve` process (JetStream spreads the messages over them): each message is decoded
+//!   and routed once and handed to the matching triggers' windows (overflowing into the store, as for
+//!   Kafka). It is acked when every responsible trigger finished it (delivered, dead-lettered, parked or
+//!   overflowed).
+//! - **JetStream's redelivery never drives retries**: the dispatcher applies the trigger's DeliverySpec; while
+//!   a message is pending it is marked in progress (`+WPI`) every third of `ack_wait`, so JetStream only
+//!   redelivers messages of a process that died (after `ack_wait`).
+//! - Entry ids have bit 62 set (Kafka's have bit 63) and index the pending-message table.
+
+use crate::channel::store::StoreChannel;
+use crate::channel::windows::{
+    offer, routes_for, Offered, Routes, TriggerQueue, WindowSubscription,
+};
+use crate::channel::{ChannelError, Delivery, Result, Subscription};
+use crate::config::{
+    Backend, BrokerKey, ContentMode, NatsBrokerConfig, NatsStorage, Topology, TriggerKey,
+};
+use crate::event::Event;
+use crate::format::nats as binding;
+use arc_swap::ArcSwap;
+use async_nats::jetstream::{self, consumer, stream, AckKind};
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Bit 62 of a [`Delivery::seq`] that comes from a JetStream-backed broker (bit 63 clear).
+pub const NATS_SEQ_FLAG: u64 = 1 << 62;
+
+/// Whether a queue entry id belongs to a JetStream-backed broker.
+pub fn is_nats_seq(seq: u64) -> bool {
+    seq & (1 << 63) == 0 && seq & NATS_SEQ_FLAG != 0
+}
+
+/// Settings of the JetStream backend.
+#[derive(Debug, Clone)]
+pub struct NatsOptions {
+    /// In-memory queue entries per trigger before new entries overflow into the embedded store.
+    pub trigger_window: usize,
+    /// JetStream `ack_wait` of the broker consumers: how soon the messages a dead process held are
+    /// redelivered to the others.
+    pub ack_wait: Duration,
+    /// Messages a process may hold unacknowledged per broker (`max_ack_pending`).
+    pub max_ack_pending: usize,
+    /// How long a publish waits for its PubAck (the ingress answers 503 after it).
+    pub publish_timeout: Duration,
+    /// How long `apply_topology` waits for a new broker's stream before answering.
+    pub stream_wait: Duration,
+}
+
+impl Default for NatsOptions {
+    fn default() -> Self {
+        NatsOptions {
+            trigger_window: 1024,
+            ack_wait: Duration::from_secs(10),
+            max_ack_pending: 10_000,
+            publish_timeout: Duration::from_secs(10),
+            stream_wait: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Durable consumer name of a JetStream-backed broker.
+pub fn consumer_name(broker: &BrokerKey) -> String {
+    let clean = |s: &str| s.replace(['.', '*', '>', ' '], "_");
+    format!(
+        "switchyard-broker-{}-{}",
+        clean(&broker.namespace),
+        clean(&broker.name)
+    )
+}
+
+fn nats_err(context: &str, e: impl std::fmt::Display) -> ChannelError {
+    ChannelError::Storage(format!("nats: {context}: {e}"))
+}
+
+/// A message some triggers still work on.
+struct Pending {
+    remaining: u32,
+    message: jetstream::Message,
+}
+
+struct BrokerShared {
+    key: BrokerKey,
+    config: NatsBrokerConfig,
+    /// Set once connected and the stream exists.
+    js: Mutex<Option<jetstream::Context>>,
+    not_ready: Mutex<Option<String>>,
+    routes: ArcSwap<Routes>,
+    pending: Mutex<HashMap<u64, Pending>>,
+    next_seq: AtomicU64,
+    invalid_messages: AtomicU64,
+}
+
+impl BrokerShared {
+    /// One trigger finished entry `seq`; acks the message when it was the last.
+    fn finish(&self, seq: u64) {
+        let done = {
+            let mut pending = self.pending.lock();
+            match pending.get_mut(&seq) {
+                Some(p) if p.remaining > 1 => {
+                    p.remaining -= 1;
+                    None
+                }
+                Some(_) => pending.remove(&seq),
+                None => None,
+            }
+        };
+        if let Some(p) = done {
+            let key = self.key.clone();
+            tokio::spawn(async move {
+                // A lost ack only means a redelivery (at-least-once).
+                if let Err(e) = p.message.ack().await {
+                    tracing::debug!(broker = %key, "ack: {e}");
+                }
+            });
+        }
+    }
+}
+
+struct BrokerRuntime {
+    shared: Arc<BrokerShared>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// The JetStream side of the channel.
+pub struct NatsBackend {
+    store: Arc<StoreChannel>,
+    options: NatsOptions,
+    brokers: Mutex<HashMap<BrokerKey, BrokerRuntime>>,
+    queues: ArcSwap<HashMap<TriggerKey, Arc<TriggerQueue>>>,
+}
+
+impl std::fmt::Debug for NatsBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsBackend").finish_non_exhaustive()
+    }
+}
+
+impl NatsBackend {
+    /// A backend that keeps overflow and dead letters in `store`.
+    pub fn new(store: Arc<StoreChannel>, options: NatsOptions) -> NatsBackend {
+        NatsBackend {
+            store,
+            options,
+            brokers: Mutex::new(HashMap::new()),
+            queues: ArcSwap::from_pointee(HashMap::new()),
+        }
+    }
+
+    /// Starts, restarts and stops broker consumers and trigger windows for a new topology.
+    pub async fn apply_topology(&self, topology: Arc<Topology>) -> Result<()> {
+        let old_queues = self.queues.load_full();
+        let mut queues = HashMap::new();
+        for (key, spec) in &topology.triggers {
+            let ours = topology
+                .brokers
+                .get(&spec.broker)
+                .is_some_and(|b| matches!(b.backend, Backend::NatsJetStream(_)));
+            if !ours {
+                continue;
+            }
+            let q = match old_queues.get(key) {
+                Some(q) if q.broker == spec.broker => q.clone(),
+                _ => Arc::new(TriggerQueue::new(
+                    key.clone(),
+                    spec.broker.clone(),
+                    self.options.trigger_window,
+                )),
+            };
+            queues.insert(key.clone(), q);
+        }
+        for (key, q) in old_queues.iter() {
+            if queues.get(key).is_none_or(|n| !Arc::ptr_eq(n, q)) {
+                q.close();
+            }
+        }
+        let mut started = Vec::new();
+        {
+            let mut brokers = self.brokers.lock();
+            let wanted: HashMap<&BrokerKey, &NatsBrokerConfig> = topology
+                .brokers
+                .iter()
+                .filter_map(|(k, b)| match &b.backend {
+                    Backend::NatsJetStream(c) => Some((k, c)),
+                    _ => None,
+                })
+                .collect();
+            brokers.retain(|key, rt| {
+                let keep = wanted.get(key).is_some_and(|c| **c == rt.shared.config);
+                if !keep {
+                    let _ = rt.stop.send(true);
+                }
+                keep
+            });
+            for (key, config) in wanted {
+                let routes = Arc::new(routes_for(&topology, key, &queues));
+                if let Some(rt) = brokers.get(key) {
+                    rt.shared.routes.store(routes);
+                    continue;
+                }
+                let shared = Arc::new(BrokerShared {
+                    key: key.clone(),
+                    config: config.clone(),
+                    js: Mutex::new(None),
+                    not_ready: Mutex::new(Some(format!(
+                        "stream {} is not ready yet",
+                        config.stream
+                    ))),
+                    routes: ArcSwap::new(routes),
+                    pending: Mutex::new(HashMap::new()),
+                    next_seq: AtomicU64::new(0),
+                    invalid_messages: AtomicU64::new(0),
+                });
+                let (stop, stop_rx) = watch::channel(false);
+                let task = tokio::spawn(run_consumer(
+                    shared.clone(),
+                    self.store.clone(),
+                    self.options.clone(),
+                    stop_rx,
+                ));
+                started.push(shared.clone());
+                brokers.insert(key.clone(), BrokerRuntime { shared, stop, task });
+            }
+        }
+        self.queues.store(Arc::new(queues));
+        let deadline = tokio::time::Instant::now() + self.options.stream_wait;
+        for shared in started {
+            while shared.not_ready.lock().is_some() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if let Some(reason) = shared.not_ready.lock().as_ref() {
+                tracing::warn!(broker = %shared.key, "{reason}; retrying in the background");
+            }
+        }
+        Ok(())
+    }
+
+    fn broker(&self, key: &BrokerKey) -> Option<Arc<BrokerShared>> {
+        self.brokers.lock().get(key).map(|rt| rt.shared.clone())
+    }
+
+    /// Publishes a batch to the broker's stream; resolves once every PubAck arrived.
+    pub async fn append(&self, broker: &BrokerKey, events: &[Event]) -> Result<()> {
+        let shared = self
+            .broker(broker)
+            .ok_or_else(|| ChannelError::UnknownBroker(broker.clone()))?;
+        if let Some(reason) = shared.not_ready.lock().clone() {
+            return Err(ChannelError::Storage(reason));
+        }
+        let js = shared
+            .js
+            .lock()
+            .clone()
+            .ok_or_else(|| ChannelError::Storage("nats: not connected".into()))?;
+        let mut acks = Vec::with_capacity(events.len());
+        for event in events {
+            let message = binding::encode(event, ContentMode::Binary);
+            let mut headers = async_nats::HeaderMap::new();
+            for (name, value) in &message.headers {
+                headers.insert(name.as_ref(), value.as_str());
+            }
+            headers.insert(
+                "Nats-Msg-Id",
+                format!("{}/{}", event.source, event.id).as_str(),
+            );
+            let ack = tokio::time::timeout(
+                self.options.publish_timeout,
+                js.publish_with_headers(shared.config.subject.clone(), headers, message.payload),
+            )
+            .await
+            .map_err(|_| nats_err("publish", "timed out"))?
+            .map_err(|e| nats_err("publish", e))?;
+            acks.push(ack);
+        }
+        for ack in acks {
+            tokio::time::timeout(self.options.publish_timeout, ack)
+                .await
+                .map_err(|_| nats_err("publish", "no PubAck in time"))?
+                .map_err(|e| nats_err("publish", e))?;
+        }
+        Ok(())
+    }
+
+    /// Whether this trigger is served by this backend.
+    pub fn has_trigger(&self, trigger: &TriggerKey) -> bool {
+        self.queues.load().contains_key(trigger)
+    }
+
+    /// The trigger's subscription: its window, then its overflow/redrive queue in the store.
+    pub fn subscribe(&self, trigger: &TriggerKey) -> Result<Box<dyn Subscription>> {
+        let queue = self
+            .queues
+            .load()
+            .get(trigger)
+            .cloned()
+            .ok_or_else(|| ChannelError::UnknownTrigger(trigger.clone()))?;
+        let store = crate::channel::Channel::subscribe(&*self.store, trigger)?;
+        Ok(Box::new(WindowSubscription::new(&queue, store)))
+    }
+
+    /// Marks a JetStream entry finished for `trigger`.
+    pub fn finish(&self, trigger: &TriggerKey, seq: u64) {
+        let Some(queue) = self.queues.load().get(trigger).cloned() else {
+            return;
+        };
+        let _ = queue
+            .in_memory
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(1))
+            });
+        if let Some(shared) = self.broker(&queue.broker) {
+            shared.finish(seq);
+        }
+    }
+
+    /// In-memory entries of the broker's triggers.
+    pub fn backlog(&self, broker: &BrokerKey) -> u64 {
+        self.queues
+            .load()
+            .values()
+            .filter(|q| &q.broker == broker)
+            .map(|q| q.in_memory.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// In-memory entries of one trigger.
+    pub fn trigger_backlog(&self, trigger: &TriggerKey) -> u64 {
+        self.queues
+            .load()
+            .get(trigger)
+            .map_or(0, |q| q.in_memory.load(Ordering::Relaxed))
+    }
+
+    /// Whether the broker's stream is usable (`None`) or why not.
+    pub fn not_ready(&self, broker: &BrokerKey) -> Option<String> {
+        self.broker(broker).and_then(|b| b.not_ready.lock().clone())
+    }
+
+    /// Messages of the broker's stream that were not valid CloudEvents (terminated).
+    pub fn invalid_messages(&self, broker: &BrokerKey) -> u64 {
+        self.broker(broker)
+            .map_or(0, |b| b.invalid_messages.load(Ordering::Relaxed))
+    }
+
+    /// Stops the consumers (unfinished messages are redelivered after `ack_wait`).
+    pub async fn close(&self, deadline: Duration) {
+        let runtimes: Vec<BrokerRuntime> = self.brokers.lock().drain().map(|(_, r)| r).collect();
+        for rt in &runtimes {
+            let _ = rt.stop.send(true);
+        }
+        for rt in runtimes {
+            let _ = tokio::time::timeout(deadline, rt.task).await;
+        }
+        for q in self.queues.load().values() {
+            q.close();
+        }
+    }
+}
+
+fn stream_config(config: &NatsBrokerConfig) -> stream::Config {
+    stream::Config {
+        name: config.stream.clone(),
+        subjects: vec![config.subject.clone()],
+        num_replicas: config.replicas,
+        max_age: config.max_age.unwrap_or_default(),
+        max_bytes: config.max_bytes.unwrap_or(-1),
+        storage: match config.storage {
+            NatsStorage::File => stream::StorageType::File,
+            NatsStorage::Memory => stream::StorageType::Memory,
+        },
+        ..Default::default()
+    }
+}
+
+/// Connects, creates or updates the stream and the broker's durable consumer.
+async fn setup(
+    shared: &BrokerShared,
+    options: &NatsOptions,
+) -> std::result::Result<(jetstream::Context, consumer::PullConsumer), String> {
+    let client = async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_secs(5))
+        .connect(shared.config.servers.as_str())
+        .await
+        .map_err(|e| format!("connect {}: {e}", shared.config.servers))?;
+    let js = jetstream::new(client);
+    let config = stream_config(&shared.config);
+    if js.get_stream(&config.name).await.is_ok() {
+        if let Err(e) = js.update_stream(config.clone()).await {
+            tracing::warn!(broker = %shared.key, "updating stream {}: {e}; using it as it is", config.name);
+        }
+    } else {
+        js.create_stream(config.clone())
+            .await
+            .map_err(|e| format!("creating stream {}: {e}", config.name))?;
+    }
+    let name = consumer_name(&shared.key);
+    let consumer = js
+        .get_stream(&config.name)
+        .await
+        .map_err(|e| format!("stream {}: {e}", config.name))?
+        .get_or_create_consumer(
+            &name,
+            consumer::pull::Config {
+                durable_name: Some(name.clone()),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: options.ack_wait,
+                max_ack_pending: i64::try_from(options.max_ack_pending).unwrap_or(10_000),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| format!("consumer {name}: {e}"))?;
+    Ok((js, consumer))
+}
+
+async fn run_consumer(
+    shared: Arc<BrokerShared>,
+    store: Arc<StoreChannel>,
+    options: NatsOptions,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let (js, consumer) = match setup(&shared, &options).await {
+            Ok(v) => v,
+            Err(reason) => {
+                tracing::warn!(broker = %shared.key, "{reason}");
+                *shared.not_ready.lock() = Some(reason);
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(200);
+        *shared.js.lock() = Some(js);
+        *shared.not_ready.lock() = None;
+        tracing::info!(broker = %shared.key, stream = %shared.config.stream, "consuming");
+        let ended = consume(&shared, &store, &options, consumer, &mut stop).await;
+        if ended {
+            return;
+        }
+        // The message stream broke (server restart...): set up again.
+    }
+}
+
+/// Consumes until stop (`true`) or until the message stream fails (`false`).
+async fn consume(
+    shared: &BrokerShared,
+    store: &StoreChannel,
+    options: &NatsOptions,
+    consumer: consumer::PullConsumer,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let mut messages = match consumer.messages().await {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(broker = %shared.key, "messages: {e}");
+            return false;
+        }
+    };
+    let mut progress =
+        tokio::time::interval((options.ack_wait / 3).max(Duration::from_millis(100)));
+    progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut scratch = Vec::new();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return true,
+            _ = progress.tick() => {
+                // Still working on these: keep JetStream from redelivering them.
+                let held: Vec<jetstream::Message> =
+                    shared.pending.lock().values().map(|p| p.message.clone()).collect();
+                for m in held {
+                    let _ = m.ack_with(AckKind::Progress).await;
+                }
+            }
+            m = messages.next() => match m {
+                Some(Ok(m)) => handle_message(shared, store, m, &mut scratch, stop).await,
+                Some(Err(e)) => {
+                    tracing::warn!(broker = %shared.key, "consume: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                None => return false,
+            },
+        }
+    }
+}
+
+async fn handle_message(
+    shared: &BrokerShared,
+    store: &StoreChannel,
+    message: jetstream::Message,
+    scratch: &mut Vec<usize>,
+    stop: &mut watch::Receiver<bool>,
+) {
+    let pairs: Vec<(&str, &[u8])> = message
+        .headers
+        .as_ref()
+        .map(|h| {
+            h.iter()
+                .filter_map(|(name, values)| {
+                    let name: &str = name.as_ref();
+                    if name.starts_with("Nats-") {
+                        return None;
+                    }
+                    values.first().map(|v| (name, v.as_str().as_bytes()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let event = match binding::decode(&pairs, &message.payload) {
+        Ok(e) => e,
+        Err(e) => {
+            shared.invalid_messages.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(broker = %shared.key, "terminating a message that is not a valid CloudEvent: {e}");
+            drop(pairs);
+            let _ = message.ack_with(AckKind::Term).await;
+            return;
+        }
+    };
+    drop(pairs);
+    let routes = shared.routes.load();
+    scratch.clear();
+    if let Some(table) = routes.topology.routes.get(&shared.key) {
+        table.route(&event, scratch);
+    }
+    scratch.dedup();
+    scratch.retain(|&i| matches!(routes.queues.get(i), Some(Some(_))));
+    if scratch.is_empty() {
+        let _ = message.ack().await;
+        return;
+    }
+    let seq =
+        NATS_SEQ_FLAG | (shared.next_seq.fetch_add(1, Ordering::Relaxed) & (NATS_SEQ_FLAG - 1));
+    shared.pending.lock().insert(
+        seq,
+        Pending {
+            remaining: scratch.len() as u32,
+            message,
+        },
+    );
+    let event = Arc::new(event);
+    for &i in scratch.iter() {
+        let Some(Some(queue)) = routes.queues.get(i) else {
+            continue;
+        };
+        let delivery = Delivery {
+            seq,
+            event: event.clone(),
+        };
+        if offer(store, &shared.key, queue, delivery, stop).await == Offered::Finished {
+            shared.finish(seq);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seq_flags_do_not_collide() {
+        assert!(is_nats_seq(NATS_SEQ_FLAG | 5));
+        assert!(!is_nats_seq(5));
+        assert!(!is_nats_seq(
+            crate::channel::kafka::KAFKA_SEQ_FLAG | NATS_SEQ_FLAG | 5
+        ));
+        assert!(!crate::channel::kafka::is_kafka_seq(NATS_SEQ_FLAG | 5));
+    }
+
+    #[test]
+    fn consumer_names_are_valid() {
+        assert_eq!(
+            consumer_name(&BrokerKey::new("ns.a", "b")),
+            "switchyard-broker-ns_a-b"
+        );
+    }
+}
