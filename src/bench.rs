@@ -59,6 +59,10 @@ pub struct BenchArgs {
     /// of the same records, instead of the embedded runs.
     #[arg(long)]
     pub kafka: Option<String>,
+    /// NATS mode: URL of a nats-server with JetStream. Measures a JetStream-backed broker (1 trigger)
+    /// next to plain async-nats JetStream publish + consume of the same messages.
+    #[arg(long)]
+    pub nats: Option<String>,
 }
 
 /// Hidden `switchyard baseline` options: the servers the bench compares against.
@@ -499,6 +503,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         rows: Vec::new(),
     };
 
+    if let Some(url) = args.nats.clone() {
+        let r = run_nats(&mut runs, &dir, sink_addr, &url).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        return r;
+    }
     if let Some(bootstrap) = args.kafka.clone() {
         let r = run_kafka(&mut runs, &dir, sink_addr, &bootstrap).await;
         let _ = std::fs::remove_dir_all(&dir);
@@ -713,14 +722,63 @@ async fn run_kafka(
     yaml.push_str(&format!(
         "---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: t0\nspec:\n  broker: {broker}\n  subscriber:\n    uri: http://{sink}/t0\n"
     ));
-    let config = dir.join("bench-kafka.yaml");
+    measure_external(
+        runs,
+        dir,
+        &yaml,
+        &broker,
+        &base,
+        "plain rdkafka produce (acks=all, idempotent) + consume",
+        "Kafka-backed broker",
+    )
+    .await
+}
+
+/// NATS mode of `bench`: plain async-nats JetStream baseline, then a JetStream-backed broker with one trigger.
+async fn run_nats(runs: &mut Runs, dir: &Path, sink: SocketAddr, url: &str) -> anyhow::Result<()> {
+    let args = runs.args.clone();
+    eprintln!("bench: plain async-nats JetStream publish + consume baseline ...");
+    let payload = vec![b'x'; args.size];
+    let base = crate::bench_nats::baseline(url, args.events, &payload, args.connections)
+        .await
+        .map_err(|e| anyhow::anyhow!("nats baseline: {e}"))?;
+    let broker = format!("bench-{}", std::process::id());
+    let yaml = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bench-nats\ndata:\n  servers: \"{url}\"\n---\napiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: {broker}\n  annotations:\n    eventing.knative.dev/broker.class: NatsJetStream\nspec:\n  config:\n    apiVersion: v1\n    kind: ConfigMap\n    name: bench-nats\n---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: t0\nspec:\n  broker: {broker}\n  subscriber:\n    uri: http://{sink}/t0\n"
+    );
+    measure_external(
+        runs,
+        dir,
+        &yaml,
+        &broker,
+        &base,
+        "plain async-nats JetStream publish (PubAck) + consume",
+        "JetStream-backed broker",
+    )
+    .await
+}
+
+/// Runs a broker on an external log (config `yaml`, broker `default/<broker>`, one trigger) through the
+/// throughput and fixed-rate runs and prints them next to the plain-client `base`line.
+async fn measure_external(
+    runs: &mut Runs,
+    dir: &Path,
+    yaml: &str,
+    broker: &str,
+    base: &crate::bench_kafka::BaselineResult,
+    base_label: &str,
+    label: &str,
+) -> anyhow::Result<()> {
+    let args = runs.args.clone();
+    let n = args.events;
+    let config = dir.join("bench-external.yaml");
     std::fs::write(&config, yaml)?;
     let server = spawn_broker(dir, &config, "data-kafka")?;
     let path = format!("/default/{broker}");
     let one_type = vec!["bench.type0".to_owned()];
     let sy = runs
         .measure(
-            "switchyard, Kafka-backed broker, 1 trigger".into(),
+            format!("switchyard, {label}, 1 trigger"),
             &server,
             &path,
             n,
@@ -732,7 +790,7 @@ async fn run_kafka(
     let rate_n = (args.rate * args.rate_seconds) as usize;
     let fixed = runs
         .measure(
-            format!("switchyard, Kafka-backed broker, {} ev/s", args.rate),
+            format!("switchyard, {label}, {} ev/s", args.rate),
             &server,
             &path,
             rate_n,
@@ -746,7 +804,7 @@ async fn run_kafka(
     println!("\n| run | accepted/s | delivered/s | 202 p50 ms | 202 p99 ms | e2e p50 ms | e2e p99 ms | errors | peak RSS MiB | server CPU µs/event |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
     println!(
-        "| plain rdkafka produce (acks=all, idempotent) + consume | {:.0} | - | - | - | {:.2} | {:.2} | {} | - | - |",
+        "| {base_label} | {:.0} | - | - | - | {:.2} | {:.2} | {} | - | - |",
         base.events_per_sec,
         base.p50_ms,
         base.p99_ms,
@@ -758,15 +816,15 @@ async fn run_kafka(
     println!("\n| ratio | value |");
     println!("|---|---|");
     println!(
-        "| Kafka-backed broker accepted/s ÷ plain produce/s | {:.2} |",
+        "| {label} accepted/s ÷ plain client/s | {:.2} |",
         sy.accepted_per_s / base.events_per_sec
     );
     println!(
-        "| Kafka-backed broker delivered/s ÷ plain produce/s | {:.2} |",
+        "| {label} delivered/s ÷ plain client/s | {:.2} |",
         sy.delivered_per_s / base.events_per_sec
     );
     println!(
-        "| e2e p50 (HTTP in → HTTP out) − plain produce→consume p50 | {:.2} ms |",
+        "| e2e p50 (HTTP in → HTTP out) − plain client p50 | {:.2} ms |",
         sy.e2e_p50_ms - base.p50_ms
     );
     println!(

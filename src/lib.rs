@@ -16,6 +16,7 @@ pub mod admin;
 pub mod app;
 pub mod bench;
 pub mod bench_kafka;
+pub mod bench_nats;
 pub mod explain;
 pub mod reload;
 pub mod util;
