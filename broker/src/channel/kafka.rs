@@ -28,7 +28,7 @@
 
 use crate::channel::store::StoreChannel;
 use crate::channel::windows::{
-    offer, routes_for, Offered, Routes, TriggerQueue, WindowSubscription,
+    offer, routes_for, Offered, Routes, TriggerQueues, WindowSubscription,
 };
 use crate::channel::{ChannelError, Delivery, Result, Subscription};
 use crate::config::{Backend, BrokerKey, ContentMode, KafkaBrokerConfig, Topology, TriggerKey};
@@ -308,7 +308,7 @@ pub struct KafkaBackend {
     store: Arc<StoreChannel>,
     options: KafkaOptions,
     brokers: Mutex<HashMap<BrokerKey, BrokerRuntime>>,
-    queues: ArcSwap<HashMap<TriggerKey, Arc<TriggerQueue>>>,
+    queues: TriggerQueues,
     producers: Mutex<HashMap<String, FutureProducer>>,
 }
 
@@ -323,9 +323,9 @@ impl KafkaBackend {
     pub fn new(store: Arc<StoreChannel>, options: KafkaOptions) -> KafkaBackend {
         KafkaBackend {
             store,
+            queues: TriggerQueues::new(options.trigger_window),
             options,
             brokers: Mutex::new(HashMap::new()),
-            queues: ArcSwap::from_pointee(HashMap::new()),
             producers: Mutex::new(HashMap::new()),
         }
     }
@@ -350,32 +350,9 @@ impl KafkaBackend {
     /// already have the topology (overflow and parking need the triggers there).
     pub async fn apply_topology(&self, topology: Arc<Topology>) -> Result<()> {
         // Trigger queues: keep a trigger's queue while it stays on the same broker.
-        let old_queues = self.queues.load_full();
-        let mut queues = HashMap::new();
-        for (key, spec) in &topology.triggers {
-            let kafka = topology
-                .brokers
-                .get(&spec.broker)
-                .is_some_and(|b| matches!(b.backend, Backend::Kafka(_)));
-            if !kafka {
-                continue;
-            }
-            let q = match old_queues.get(key) {
-                Some(q) if q.broker == spec.broker => q.clone(),
-                _ => Arc::new(TriggerQueue::new(
-                    key.clone(),
-                    spec.broker.clone(),
-                    self.options.trigger_window,
-                )),
-            };
-            queues.insert(key.clone(), q);
-        }
-        for (key, q) in old_queues.iter() {
-            if queues.get(key).is_none_or(|n| !Arc::ptr_eq(n, q)) {
-                q.close();
-            }
-        }
-
+        let queues = self
+            .queues
+            .rebuild(&topology, |b| matches!(b, Backend::Kafka(_)));
         let mut started = Vec::new();
         {
             let mut brokers = self.brokers.lock();
@@ -422,7 +399,6 @@ impl KafkaBackend {
                 brokers.insert(key.clone(), BrokerRuntime { shared, stop, task });
             }
         }
-        self.queues.store(Arc::new(queues));
 
         // Give new brokers a moment to get their topic, so that the first event after start-up is accepted.
         let deadline = tokio::time::Instant::now() + self.options.topic_wait;
@@ -512,16 +488,14 @@ impl KafkaBackend {
 
     /// Whether this trigger is served by this backend.
     pub fn has_trigger(&self, trigger: &TriggerKey) -> bool {
-        self.queues.load().contains_key(trigger)
+        self.queues.get(trigger).is_some()
     }
 
     /// The trigger's subscription: its in-memory queue, then its overflow/redrive queue in the store.
     pub fn subscribe(&self, trigger: &TriggerKey) -> Result<Box<dyn Subscription>> {
         let queue = self
             .queues
-            .load()
             .get(trigger)
-            .cloned()
             .ok_or_else(|| ChannelError::UnknownTrigger(trigger.clone()))?;
         let store = crate::channel::Channel::subscribe(&*self.store, trigger)?;
         Ok(Box::new(WindowSubscription::new(&queue, store)))
@@ -529,15 +503,10 @@ impl KafkaBackend {
 
     /// Marks a Kafka entry finished for `trigger`.
     pub fn finish(&self, trigger: &TriggerKey, seq: u64) {
-        let Some(queue) = self.queues.load().get(trigger).cloned() else {
+        let Some(broker) = self.queues.release(trigger) else {
             return;
         };
-        let _ = queue
-            .in_memory
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                Some(n.saturating_sub(1))
-            });
-        if let Some(shared) = self.broker(&queue.broker) {
+        if let Some(shared) = self.broker(&broker) {
             let (generation, partition, offset) = decode_seq(seq);
             shared.tracker.lock().finish(generation, partition, offset);
         }
@@ -545,20 +514,12 @@ impl KafkaBackend {
 
     /// In-memory entries of the broker's triggers (overflow is counted by the store).
     pub fn backlog(&self, broker: &BrokerKey) -> u64 {
-        self.queues
-            .load()
-            .values()
-            .filter(|q| &q.broker == broker)
-            .map(|q| q.in_memory.load(Ordering::Relaxed))
-            .sum()
+        self.queues.backlog(broker)
     }
 
     /// In-memory entries of one trigger.
     pub fn trigger_backlog(&self, trigger: &TriggerKey) -> u64 {
-        self.queues
-            .load()
-            .get(trigger)
-            .map_or(0, |q| q.in_memory.load(Ordering::Relaxed))
+        self.queues.trigger_backlog(trigger)
     }
 
     /// Records of the broker topic that were not valid CloudEvents (skipped).
@@ -581,9 +542,7 @@ impl KafkaBackend {
         for rt in runtimes {
             let _ = tokio::time::timeout(deadline, rt.task).await;
         }
-        for q in self.queues.load().values() {
-            q.close();
-        }
+        self.queues.close_all();
         let producers: Vec<FutureProducer> = self.producers.lock().values().cloned().collect();
         for p in producers {
             let _ = tokio::task::spawn_blocking(move || p.flush(deadline)).await;

@@ -19,7 +19,7 @@
 
 use crate::channel::store::StoreChannel;
 use crate::channel::windows::{
-    offer, routes_for, Offered, Routes, TriggerQueue, WindowSubscription,
+    offer, routes_for, Offered, Routes, TriggerQueues, WindowSubscription,
 };
 use crate::channel::{ChannelError, Delivery, Result, Subscription};
 use crate::config::{
@@ -143,7 +143,7 @@ pub struct NatsBackend {
     store: Arc<StoreChannel>,
     options: NatsOptions,
     brokers: Mutex<HashMap<BrokerKey, BrokerRuntime>>,
-    queues: ArcSwap<HashMap<TriggerKey, Arc<TriggerQueue>>>,
+    queues: TriggerQueues,
 }
 
 impl std::fmt::Debug for NatsBackend {
@@ -157,39 +157,17 @@ impl NatsBackend {
     pub fn new(store: Arc<StoreChannel>, options: NatsOptions) -> NatsBackend {
         NatsBackend {
             store,
+            queues: TriggerQueues::new(options.trigger_window),
             options,
             brokers: Mutex::new(HashMap::new()),
-            queues: ArcSwap::from_pointee(HashMap::new()),
         }
     }
 
     /// Starts, restarts and stops broker consumers and trigger windows for a new topology.
     pub async fn apply_topology(&self, topology: Arc<Topology>) -> Result<()> {
-        let old_queues = self.queues.load_full();
-        let mut queues = HashMap::new();
-        for (key, spec) in &topology.triggers {
-            let ours = topology
-                .brokers
-                .get(&spec.broker)
-                .is_some_and(|b| matches!(b.backend, Backend::NatsJetStream(_)));
-            if !ours {
-                continue;
-            }
-            let q = match old_queues.get(key) {
-                Some(q) if q.broker == spec.broker => q.clone(),
-                _ => Arc::new(TriggerQueue::new(
-                    key.clone(),
-                    spec.broker.clone(),
-                    self.options.trigger_window,
-                )),
-            };
-            queues.insert(key.clone(), q);
-        }
-        for (key, q) in old_queues.iter() {
-            if queues.get(key).is_none_or(|n| !Arc::ptr_eq(n, q)) {
-                q.close();
-            }
-        }
+        let queues = self
+            .queues
+            .rebuild(&topology, |b| matches!(b, Backend::NatsJetStream(_)));
         let mut started = Vec::new();
         {
             let mut brokers = self.brokers.lock();
@@ -238,7 +216,6 @@ impl NatsBackend {
                 brokers.insert(key.clone(), BrokerRuntime { shared, stop, task });
             }
         }
-        self.queues.store(Arc::new(queues));
         let deadline = tokio::time::Instant::now() + self.options.stream_wait;
         for shared in started {
             while shared.not_ready.lock().is_some() && tokio::time::Instant::now() < deadline {
@@ -299,16 +276,14 @@ impl NatsBackend {
 
     /// Whether this trigger is served by this backend.
     pub fn has_trigger(&self, trigger: &TriggerKey) -> bool {
-        self.queues.load().contains_key(trigger)
+        self.queues.get(trigger).is_some()
     }
 
     /// The trigger's subscription: its window, then its overflow/redrive queue in the store.
     pub fn subscribe(&self, trigger: &TriggerKey) -> Result<Box<dyn Subscription>> {
         let queue = self
             .queues
-            .load()
             .get(trigger)
-            .cloned()
             .ok_or_else(|| ChannelError::UnknownTrigger(trigger.clone()))?;
         let store = crate::channel::Channel::subscribe(&*self.store, trigger)?;
         Ok(Box::new(WindowSubscription::new(&queue, store)))
@@ -316,35 +291,22 @@ impl NatsBackend {
 
     /// Marks a JetStream entry finished for `trigger`.
     pub fn finish(&self, trigger: &TriggerKey, seq: u64) {
-        let Some(queue) = self.queues.load().get(trigger).cloned() else {
+        let Some(broker) = self.queues.release(trigger) else {
             return;
         };
-        let _ = queue
-            .in_memory
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                Some(n.saturating_sub(1))
-            });
-        if let Some(shared) = self.broker(&queue.broker) {
+        if let Some(shared) = self.broker(&broker) {
             shared.finish(seq);
         }
     }
 
     /// In-memory entries of the broker's triggers.
     pub fn backlog(&self, broker: &BrokerKey) -> u64 {
-        self.queues
-            .load()
-            .values()
-            .filter(|q| &q.broker == broker)
-            .map(|q| q.in_memory.load(Ordering::Relaxed))
-            .sum()
+        self.queues.backlog(broker)
     }
 
     /// In-memory entries of one trigger.
     pub fn trigger_backlog(&self, trigger: &TriggerKey) -> u64 {
-        self.queues
-            .load()
-            .get(trigger)
-            .map_or(0, |q| q.in_memory.load(Ordering::Relaxed))
+        self.queues.trigger_backlog(trigger)
     }
 
     /// Whether the broker's stream is usable (`None`) or why not.
@@ -367,9 +329,7 @@ impl NatsBackend {
         for rt in runtimes {
             let _ = tokio::time::timeout(deadline, rt.task).await;
         }
-        for q in self.queues.load().values() {
-            q.close();
-        }
+        self.queues.close_all();
     }
 }
 

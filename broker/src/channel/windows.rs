@@ -4,7 +4,8 @@
 
 use crate::channel::store::StoreChannel;
 use crate::channel::{BoxFuture, Channel as _, ChannelError, Delivery, Subscription};
-use crate::config::{BrokerKey, Topology, TriggerKey, TriggerSpec};
+use crate::config::{Backend, BrokerKey, Topology, TriggerKey, TriggerSpec};
+use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -159,6 +160,96 @@ async fn overflow(
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
+        }
+    }
+}
+
+/// The trigger windows of one log-backed backend, replaced as a whole on each topology.
+pub(crate) struct TriggerQueues {
+    window: usize,
+    queues: ArcSwap<HashMap<TriggerKey, Arc<TriggerQueue>>>,
+}
+
+impl TriggerQueues {
+    pub(crate) fn new(window: usize) -> TriggerQueues {
+        TriggerQueues {
+            window,
+            queues: ArcSwap::from_pointee(HashMap::new()),
+        }
+    }
+
+    /// Installs the windows of the triggers whose broker's backend is `ours`: a trigger keeps its window
+    /// while it stays on the same broker; windows of removed or moved triggers are closed.
+    pub(crate) fn rebuild(
+        &self,
+        topology: &Topology,
+        ours: impl Fn(&Backend) -> bool,
+    ) -> Arc<HashMap<TriggerKey, Arc<TriggerQueue>>> {
+        let old = self.queues.load_full();
+        let mut queues = HashMap::new();
+        for (key, spec) in &topology.triggers {
+            if !topology
+                .brokers
+                .get(&spec.broker)
+                .is_some_and(|b| ours(&b.backend))
+            {
+                continue;
+            }
+            let q = match old.get(key) {
+                Some(q) if q.broker == spec.broker => q.clone(),
+                _ => Arc::new(TriggerQueue::new(
+                    key.clone(),
+                    spec.broker.clone(),
+                    self.window,
+                )),
+            };
+            queues.insert(key.clone(), q);
+        }
+        for (key, q) in old.iter() {
+            if queues.get(key).is_none_or(|n| !Arc::ptr_eq(n, q)) {
+                q.close();
+            }
+        }
+        let queues = Arc::new(queues);
+        self.queues.store(queues.clone());
+        queues
+    }
+
+    pub(crate) fn get(&self, trigger: &TriggerKey) -> Option<Arc<TriggerQueue>> {
+        self.queues.load().get(trigger).cloned()
+    }
+
+    /// One entry of `trigger` left its window (acked or parked); returns the trigger's broker.
+    pub(crate) fn release(&self, trigger: &TriggerKey) -> Option<BrokerKey> {
+        let queue = self.get(trigger)?;
+        let _ = queue
+            .in_memory
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(1))
+            });
+        Some(queue.broker.clone())
+    }
+
+    /// In-memory entries of the broker's triggers (overflow is counted by the store).
+    pub(crate) fn backlog(&self, broker: &BrokerKey) -> u64 {
+        self.queues
+            .load()
+            .values()
+            .filter(|q| &q.broker == broker)
+            .map(|q| q.in_memory.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// In-memory entries of one trigger.
+    pub(crate) fn trigger_backlog(&self, trigger: &TriggerKey) -> u64 {
+        self.get(trigger)
+            .map_or(0, |q| q.in_memory.load(Ordering::Relaxed))
+    }
+
+    /// Ends every subscription.
+    pub(crate) fn close_all(&self) {
+        for q in self.queues.load().values() {
+            q.close();
         }
     }
 }
