@@ -160,12 +160,20 @@ pub struct Kafka {
     starts: u32,
     topics: parking_lot::Mutex<Vec<(String, i32)>>,
     producer: OnceLock<FutureProducer>,
+    /// Kafka tests of one test binary run one at a time (held until after the Drop above ran): fewer
+    /// librdkafka instances starting and tearing down at once on 2 cores. Declared last, released last.
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
+
+/// See `Kafka::_serial`.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Kafka {
     /// Starts tansu on a free loopback port with in-memory storage and waits (deadline 30 s) until it
     /// answers a metadata request. Panics when no binary exists or it does not come up.
     pub async fn start() -> Kafka {
+        // A test that panicked while holding it only poisons the lock; the next test may go on.
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let bin = tansu_binary();
         let tansu_port = free_port();
         let proxy = Proxy::start(tansu_port);
@@ -178,6 +186,7 @@ impl Kafka {
             starts: 0,
             topics: parking_lot::Mutex::new(Vec::new()),
             producer: OnceLock::new(),
+            _serial: serial,
         };
         k.spawn_and_wait().await;
         k
