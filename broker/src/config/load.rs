@@ -929,6 +929,56 @@ spec:
     }
 
     #[test]
+    fn switchyard_class_picks_the_backend_by_annotation() {
+        let broker = |annotations: &str, spec: &str| {
+            format!(
+                "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: b\n  \
+                 annotations:\n{annotations}{spec}"
+            )
+        };
+        const CLASS: &str = "    eventing.knative.dev/broker.class: Switchyard\n";
+        let t = ok(&broker(CLASS, "")).topology;
+        assert!(matches!(
+            t.brokers.values().next().expect("a broker").backend,
+            Backend::Embedded
+        ));
+        let t = ok(&broker(
+            &format!("{CLASS}    switchyard.dev/backend: embedded\n"),
+            "",
+        ))
+        .topology;
+        assert!(matches!(
+            t.brokers.values().next().expect("a broker").backend,
+            Backend::Embedded
+        ));
+        let kafka = format!(
+            "{}spec:\n  config: {{kind: ConfigMap, name: k}}\n---\napiVersion: v1\nkind: ConfigMap\n\
+             metadata: {{name: k}}\ndata: {{bootstrap.servers: 'k:9092'}}\n",
+            ""
+        );
+        let t = ok(&broker(
+            &format!("{CLASS}    switchyard.dev/backend: kafka\n"),
+            &kafka,
+        ))
+        .topology;
+        assert!(matches!(
+            t.brokers.values().next().expect("a broker").backend,
+            Backend::Kafka(_)
+        ));
+        assert_eq!(
+            errs(&broker(
+                &format!("{CLASS}    switchyard.dev/backend: redis\n"),
+                ""
+            )),
+            vec!["c.yaml doc 1: metadata.annotations: \"switchyard.dev/backend\" is \"redis\"; supported: embedded, kafka, nats-jetstream"]
+        );
+        assert_eq!(
+            errs(&broker("    switchyard.dev/backend: kafka\n", "")),
+            vec!["c.yaml doc 1: metadata.annotations: \"switchyard.dev/backend\" only applies to brokers of class Switchyard (set eventing.knative.dev/broker.class: Switchyard)"]
+        );
+    }
+
+    #[test]
     fn broker_class_and_config_errors() {
         let broker = |meta_extra: &str, spec: &str| {
             format!("apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: b\n{meta_extra}{spec}")
@@ -938,7 +988,7 @@ spec:
                 "  annotations:\n    eventing.knative.dev/broker.class: KafkaNamespaced\n",
                 ""
             )),
-            vec!["c.yaml doc 1: metadata.annotations: broker class \"KafkaNamespaced\" is not supported in standalone mode (supported: MTChannelBasedBroker, Kafka, NatsJetStream)"]
+            vec!["c.yaml doc 1: metadata.annotations: broker class \"KafkaNamespaced\" is not supported (supported: Switchyard, MTChannelBasedBroker, Kafka, NatsJetStream)"]
         );
         assert_eq!(
             errs(&broker("", "spec:\n  config: {kind: ConfigMap, name: nope}\n")),

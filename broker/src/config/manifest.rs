@@ -11,8 +11,9 @@ use super::{
     is_valid_kafka_topic, is_valid_nats_name, is_valid_nats_subject, BrokerKey, BrokerSpec,
     ContentMode, DeliveryOrder, Destination, InitialOffset, KafkaSinkSpec, KafkaSourceSpec,
     NatsSinkSpec, NatsSourceJetStream, NatsSourceSpec, ObjectKey, SourceSink, TriggerKey,
-    TriggerSpec, DEFAULT_MAX_INFLIGHT, DELIVERY_ORDER_ANNOTATION, EXTERNAL_TOPIC_ANNOTATION,
-    KAFKA_BROKER_CLASS, MAX_BACKLOG_ANNOTATION, MAX_INFLIGHT_ANNOTATION, NATS_BROKER_CLASS,
+    TriggerSpec, BACKEND_ANNOTATION, DEFAULT_MAX_INFLIGHT, DELIVERY_ORDER_ANNOTATION,
+    EXTERNAL_TOPIC_ANNOTATION, KAFKA_BROKER_CLASS, MAX_BACKLOG_ANNOTATION, MAX_INFLIGHT_ANNOTATION,
+    NATS_BROKER_CLASS, SWITCHYARD_BROKER_CLASS,
 };
 use crate::config::duration::parse_iso8601;
 use crate::delivery::{BackoffPolicy, DeliverySpec, Format};
@@ -590,14 +591,48 @@ fn decode_broker(ctx: &mut Ctx<'_>, v: &Value) -> Option<Document> {
             {
                 class = c
             }
+            Some(Some(c)) if c == SWITCHYARD_BROKER_CLASS => {
+                class = match annotation(meta, BACKEND_ANNOTATION) {
+                    None => DEFAULT_BROKER_CLASS.to_owned(),
+                    Some(Some(b)) if b == "embedded" => DEFAULT_BROKER_CLASS.to_owned(),
+                    Some(Some(b)) if b == "kafka" => KAFKA_BROKER_CLASS.to_owned(),
+                    Some(Some(b)) if b == "nats-jetstream" => NATS_BROKER_CLASS.to_owned(),
+                    Some(b) => {
+                        ctx.err(
+                            "metadata.annotations",
+                            format!(
+                                "{BACKEND_ANNOTATION:?} is {:?}; supported: embedded, kafka, \
+                                 nats-jetstream",
+                                b.unwrap_or_default()
+                            ),
+                        );
+                        DEFAULT_BROKER_CLASS.to_owned()
+                    }
+                }
+            }
             Some(c) => ctx.err(
                 "metadata.annotations",
                 format!(
-                    "broker class {:?} is not supported in standalone mode (supported: \
+                    "broker class {:?} is not supported (supported: {SWITCHYARD_BROKER_CLASS}, \
                      {DEFAULT_BROKER_CLASS}, {KAFKA_BROKER_CLASS}, {NATS_BROKER_CLASS})",
                     c.unwrap_or_default()
                 ),
             ),
+        }
+        if annotation(meta, BACKEND_ANNOTATION).is_some()
+            && annotation(meta, BROKER_CLASS_ANNOTATION)
+                .flatten()
+                .as_deref()
+                != Some(SWITCHYARD_BROKER_CLASS)
+        {
+            ctx.err(
+                "metadata.annotations",
+                format!(
+                    "{BACKEND_ANNOTATION:?} only applies to brokers of class \
+                     {SWITCHYARD_BROKER_CLASS} (set {BROKER_CLASS_ANNOTATION}: \
+                     {SWITCHYARD_BROKER_CLASS})"
+                ),
+            );
         }
         max_backlog = positive_annotation(ctx, meta, MAX_BACKLOG_ANNOTATION);
         match annotation(meta, EXTERNAL_TOPIC_ANNOTATION) {

@@ -33,6 +33,12 @@ pub const KAFKA_BROKER_CLASS: &str = "Kafka";
 pub const EXTERNAL_TOPIC_ANNOTATION: &str = "kafka.eventing.knative.dev/external.topic";
 /// Broker class whose events live in a NATS JetStream stream.
 pub const NATS_BROKER_CLASS: &str = "NatsJetStream";
+/// Switchyard's own broker class (the one its Kubernetes controller reconciles). Its backend is chosen
+/// by [`BACKEND_ANNOTATION`]: `embedded` (default), `kafka` or `nats-jetstream`, so that the same
+/// manifest works locally and in a cluster where Knative's own `Kafka` class may be installed.
+pub const SWITCHYARD_BROKER_CLASS: &str = "Switchyard";
+/// Backend of a broker of class [`SWITCHYARD_BROKER_CLASS`].
+pub const BACKEND_ANNOTATION: &str = "switchyard.dev/backend";
 /// Trigger annotation: `ordered` or `unordered` (default).
 pub const DELIVERY_ORDER_ANNOTATION: &str = "kafka.eventing.knative.dev/delivery.order";
 

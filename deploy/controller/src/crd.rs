@@ -1,0 +1,303 @@
+//! Rust types of Knative Eventing's `eventing.knative.dev/v1` Broker and Trigger, schema-compatible with
+//! Knative's own CRDs (same fields, same status shape), so that Switchyard works in a cluster with or
+//! without Knative installed. `crdgen` renders them into `deploy/crds/`; a test fails when the files drift.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// `spec` of a Broker. `config` and the class annotation are immutable; `delivery` may change.
+#[derive(CustomResource, Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "eventing.knative.dev",
+    version = "v1",
+    kind = "Broker",
+    namespaced,
+    status = "BrokerStatus",
+    category = "all",
+    category = "knative",
+    category = "eventing",
+    printcolumn = r#"{"name":"URL","type":"string","jsonPath":".status.address.url"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokerSpec {
+    /// Reference to the broker's configuration, typically a ConfigMap (Kafka or JetStream settings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<KReference>,
+    /// Delivery defaults for the broker's triggers (a trigger that sets any delivery field replaces it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<DeliverySpec>,
+}
+
+/// `spec` of a Trigger. `broker` is required and immutable.
+#[derive(CustomResource, Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "eventing.knative.dev",
+    version = "v1",
+    kind = "Trigger",
+    namespaced,
+    status = "TriggerStatus",
+    category = "all",
+    category = "knative",
+    category = "eventing",
+    printcolumn = r#"{"name":"Broker","type":"string","jsonPath":".spec.broker"}"#,
+    printcolumn = r#"{"name":"Subscriber_URI","type":"string","jsonPath":".status.subscriberUri"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct TriggerSpec {
+    /// Name of the Broker in the Trigger's namespace.
+    #[serde(default)]
+    pub broker: String,
+    /// Cross-namespace broker reference (Knative alpha feature; not supported by Switchyard, reported as
+    /// a status condition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker_ref: Option<KReference>,
+    /// Legacy exact-match attribute filter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<TriggerFilter>,
+    /// SubscriptionsAPI filters (`exact`, `prefix`, `suffix`, `all`, `any`, `not`, `cesql`); nested, so
+    /// the schema keeps them as free-form objects and Switchyard validates them itself.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "free_form_object_list")]
+    pub filters: Vec<serde_json::Value>,
+    /// Where matching events go.
+    pub subscriber: Destination,
+    /// Delivery options (retries, backoff, timeout, dead-letter sink).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<DeliverySpec>,
+}
+
+/// `spec.filter` of a Trigger.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TriggerFilter {
+    /// Attribute name → exact value (empty value: attribute must be present).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<BTreeMap<String, String>>,
+}
+
+/// A Knative `KReference`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KReference {
+    /// Kind of the referent.
+    pub kind: String,
+    /// Namespace of the referent (defaults to the referrer's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Name of the referent.
+    pub name: String,
+    /// API version of the referent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// API group of the referent (Knative's alternative to `apiVersion`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Name of one of the referent's addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+}
+
+/// A Knative `Destination`: `ref`, `uri`, or `ref` plus a relative `uri`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Destination {
+    /// Reference to an addressable object (a Service, or anything with `status.address.url`).
+    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub reference: Option<KReference>,
+    /// Absolute URL, or a URL relative to `ref`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    /// PEM CA certificates for an https destination.
+    #[serde(default, rename = "CACerts", skip_serializing_if = "Option::is_none")]
+    pub ca_certs: Option<String>,
+    /// OIDC audience of the destination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+}
+
+/// A Knative `DeliverySpec`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliverySpec {
+    /// Where events go when retries are exhausted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_sink: Option<Destination>,
+    /// Retries after the first attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<i32>,
+    /// `linear` or `exponential`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_policy: Option<String>,
+    /// ISO-8601 duration, the backoff unit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_delay: Option<String>,
+    /// ISO-8601 duration, per-attempt timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// ISO-8601 duration, cap on a subscriber's Retry-After.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_max: Option<String>,
+    /// `json` (structured) or `binary` content mode toward subscribers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+}
+
+/// A Knative status condition.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// Condition type (`Ready`, `Addressable`, ...).
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// `Error`, `Warning` or `Info` (empty means Error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<String>,
+    /// RFC 3339 time of the last status change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<String>,
+    /// One-word CamelCase reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Human-readable details.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// An address (`status.address`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Addressable {
+    /// Name of the address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// URL events are sent to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// PEM CA certificates of an https address.
+    #[serde(default, rename = "CACerts", skip_serializing_if = "Option::is_none")]
+    pub ca_certs: Option<String>,
+    /// OIDC audience.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+}
+
+/// `status` of a Broker.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokerStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready` and its dependent conditions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Status annotations (Switchyard records the immutable fields it first saw here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+    /// The broker's ingress address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<Addressable>,
+    /// All addresses (Switchyard has one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<Addressable>,
+    /// Resolved `spec.delivery.deadLetterSink`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_sink_uri: Option<String>,
+    /// CA certificates of the dead-letter sink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_sink_ca_certs: Option<String>,
+    /// OIDC audience of the dead-letter sink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_sink_audience: Option<String>,
+    /// Applied EventPolicies (Knative; Switchyard applies none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "free_form_object_list")]
+    pub policies: Vec<serde_json::Value>,
+}
+
+/// `status` of a Trigger.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TriggerStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready` and its dependent conditions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Status annotations (Switchyard records the immutable `spec.broker` it first saw here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+    /// Resolved subscriber URL (empty when it cannot be resolved).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscriber_uri: Option<String>,
+    /// CA certificates of the subscriber.
+    #[serde(
+        default,
+        rename = "subscriberCACerts",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub subscriber_ca_certs: Option<String>,
+    /// OIDC audience of the subscriber.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscriber_audience: Option<String>,
+    /// Resolved dead-letter sink of the delivery in force (the trigger's, else the broker's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_sink_uri: Option<String>,
+    /// CA certificates of the dead-letter sink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_sink_ca_certs: Option<String>,
+    /// OIDC audience of the dead-letter sink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_sink_audience: Option<String>,
+    /// OIDC identity (Knative; unused by Switchyard).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "free_form_object")]
+    pub auth: Option<serde_json::Value>,
+}
+
+fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true
+    })
+}
+
+fn free_form_object_list(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+    })
+}
+
+/// The CRDs `deploy/crds/` holds, as (file name, YAML text).
+pub fn rendered_crds() -> Vec<(String, String)> {
+    use kube::CustomResourceExt;
+    let mut out = Vec::new();
+    for mut crd in [Broker::crd(), Trigger::crd()] {
+        let labels = crd.metadata.labels.get_or_insert_with(BTreeMap::new);
+        labels.insert("knative.dev/crd-install".into(), "true".into());
+        labels.insert("app.kubernetes.io/part-of".into(), "switchyard".into());
+        if crd.spec.names.kind == "Broker" {
+            labels.insert("duck.knative.dev/addressable".into(), "true".into());
+        }
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        let yaml = serde_yaml::to_string(&crd).expect("a CRD serializes to YAML");
+        out.push((
+            format!("{name}.yaml"),
+            format!(
+                "# Generated by `cargo run -p switchyard-kube --bin crdgen -- deploy/crds` from \
+                 deploy/controller/src/crd.rs.\n# Do not edit: a test fails when this file and the Rust \
+                 types differ.\n{yaml}"
+            ),
+        ));
+    }
+    out
+}
