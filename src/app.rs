@@ -53,6 +53,28 @@ pub struct ServeOptions {
     pub kafka: KafkaOptions,
     /// JetStream-backed brokers' settings.
     pub nats: NatsOptions,
+    /// Kubernetes mode: Brokers and Triggers come from the cluster instead of `configs`.
+    pub kubernetes: Option<KubeMode>,
+}
+
+/// What a process does in Kubernetes mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// Controller and data plane in one process.
+    All,
+    /// Only the controller (status of Brokers and Triggers); no ingress, no store.
+    Controller,
+    /// Only the data plane (ingress, store, dispatcher), configured from the cluster.
+    DataPlane,
+}
+
+/// Kubernetes mode settings.
+#[derive(Debug, Clone)]
+pub struct KubeMode {
+    /// What this process runs.
+    pub role: Role,
+    /// Installation settings shared by controller and data plane.
+    pub settings: switchyard_kube::Settings,
 }
 
 /// Why the process could not start.
@@ -153,10 +175,26 @@ fn local_base_url(addr: SocketAddr) -> String {
 
 /// Loads config, opens the store, binds the listeners and starts serving.
 pub async fn start(opts: ServeOptions) -> Result<RunningApp, StartError> {
-    let loaded = load_paths(&opts.configs)?;
-    for w in &loaded.warnings {
-        tracing::warn!("{w}");
-    }
+    let (topology, files, kube) = match &opts.kubernetes {
+        None => {
+            let loaded = load_paths(&opts.configs)?;
+            for w in &loaded.warnings {
+                tracing::warn!("{w}");
+            }
+            (loaded.topology, loaded.files, None)
+        }
+        Some(mode) => {
+            if mode.role == Role::Controller {
+                return Err(StartError::Init(anyhow::anyhow!(
+                    "role controller runs no data plane; use start_controller"
+                )));
+            }
+            let client = switchyard_kube::client()
+                .await
+                .context("connecting to the Kubernetes API")?;
+            (Topology::default(), Vec::new(), Some((client, mode.clone())))
+        }
+    };
     let store = match &opts.data_dir {
         Some(dir) => {
             std::fs::create_dir_all(dir)
@@ -215,16 +253,23 @@ pub async fn start(opts: ServeOptions) -> Result<RunningApp, StartError> {
         nats_sources,
         ingress_base: local_base_url(ingress_addr),
     });
-    live.apply(loaded.topology).await?;
-    live.ready.store(true, Ordering::SeqCst);
-
+    live.apply(topology).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let watch = ConfigWatch::new(opts.configs.clone(), loaded.files);
+    let kube = match kube {
+        // Ready once the cluster's configuration is applied (readiness gates the ingress Endpoints).
+        Some((client, mode)) => Some(KubeTasks::start(client, mode, live.clone())),
+        None => {
+            live.ready.store(true, Ordering::SeqCst);
+            None
+        }
+    };
+    let watch = ConfigWatch::new(opts.configs.clone(), files);
     let task = tokio::spawn(run(
         live,
         ingress_listener,
         admin_listener,
         watch,
+        kube,
         opts,
         stop_rx,
     ));
@@ -241,6 +286,7 @@ async fn run(
     ingress_listener: TcpListener,
     admin_listener: TcpListener,
     watch: ConfigWatch,
+    kube: Option<KubeTasks>,
     opts: ServeOptions,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -267,14 +313,22 @@ async fn run(
             })
             .await
     });
-    let reloader = tokio::spawn(reload::run(
-        live.clone(),
-        watch,
-        opts.reload_interval,
-        server_stop_rx.clone(),
-    ));
+    let reloader = match &kube {
+        None => tokio::spawn(reload::run(
+            live.clone(),
+            watch,
+            opts.reload_interval,
+            server_stop_rx.clone(),
+        )),
+        Some(_) => tokio::spawn(async {}),
+    };
 
     let _ = stop.wait_for(|s| *s).await;
+    if let Some(kube) = kube {
+        // The controller first (it gives up its Lease so another replica takes over at once), then the
+        // cluster watch: nothing changes the topology while the data plane drains.
+        kube.shutdown().await;
+    }
     tracing::info!("Shutting down: sources stop, then ingress stops accepting events.");
     let sources_deadline =
         std::time::Instant::now() + opts.shutdown_grace.min(Duration::from_secs(10));
@@ -304,4 +358,132 @@ async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(1), admin_server).await;
     tracing::info!("Shutdown complete.");
     Ok(())
+}
+
+/// The Kubernetes-mode tasks of a data-plane process: the cluster watch feeding topologies to [`Live`],
+/// and (role `all`) the controller.
+struct KubeTasks {
+    stop: watch::Sender<bool>,
+    controller: Option<JoinHandle<()>>,
+    watch: JoinHandle<()>,
+    apply: JoinHandle<()>,
+}
+
+impl KubeTasks {
+    fn start(client: kube::Client, mode: KubeMode, live: Arc<Live>) -> KubeTasks {
+        let (stop, stop_rx) = watch::channel(false);
+        let controller = (mode.role == Role::All).then(|| {
+            tokio::spawn(switchyard_kube::controller::run(
+                client.clone(),
+                mode.settings.clone(),
+                stop_rx.clone(),
+            ))
+        });
+        // Capacity 1: a newer topology waits while one is being applied (bounded, never piles up).
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        let watch = tokio::spawn(switchyard_kube::dataplane::run(
+            client,
+            mode.settings,
+            tx,
+            stop_rx,
+        ));
+        let apply = tokio::spawn(async move {
+            while let Some(topology) = rx.recv().await {
+                match live.apply(topology).await {
+                    Ok(()) => {
+                        live.metrics.reload("success");
+                        if !live.ready.swap(true, Ordering::SeqCst) {
+                            tracing::info!("Cluster configuration applied; ready.");
+                        }
+                    }
+                    Err(e) => {
+                        live.metrics.reload("failed");
+                        tracing::error!(error = %format!("{e:#}"), "Cluster configuration could not be applied.");
+                    }
+                }
+            }
+        });
+        KubeTasks {
+            stop,
+            controller,
+            watch,
+            apply,
+        }
+    }
+
+    async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let deadline = Duration::from_secs(10);
+        if let Some(c) = self.controller {
+            let _ = tokio::time::timeout(deadline, c).await;
+        }
+        let _ = tokio::time::timeout(deadline, self.watch).await;
+        let _ = tokio::time::timeout(deadline, self.apply).await;
+    }
+}
+
+/// A running controller-only process (`--kubernetes --role controller`).
+pub struct RunningController {
+    /// Bound admin address (`/healthz`, `/readyz`).
+    pub admin_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningController {
+    /// A handle that triggers shutdown when sent `true`.
+    pub fn stop_handle(&self) -> watch::Sender<bool> {
+        self.stop.clone()
+    }
+
+    /// Waits until the controller stops (after a stop request); the Lease is released on the way out.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("controller task panicked")?
+    }
+}
+
+/// Starts the controller alone: connects to the cluster, binds the admin listener, runs the controllers
+/// while this process holds the leader Lease.
+pub async fn start_controller(opts: ServeOptions) -> Result<RunningController, StartError> {
+    let mode = opts
+        .kubernetes
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("start_controller needs Kubernetes mode"))?;
+    let client = switchyard_kube::client()
+        .await
+        .context("connecting to the Kubernetes API")?;
+    let admin_listener = TcpListener::bind(opts.admin_listen)
+        .await
+        .with_context(|| format!("binding admin listener {}", opts.admin_listen))?;
+    let admin_addr = admin_listener.local_addr().context("admin address")?;
+    let (stop, mut stop_rx) = watch::channel(false);
+    let controller = tokio::spawn(switchyard_kube::controller::run(
+        client,
+        mode.settings,
+        stop_rx.clone(),
+    ));
+    let router = axum::Router::new()
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route("/readyz", axum::routing::get(|| async { "ready" }));
+    let mut admin_stop = stop_rx.clone();
+    let admin = tokio::spawn(async move {
+        axum::serve(admin_listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = admin_stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    let task = tokio::spawn(async move {
+        let _ = stop_rx.wait_for(|s| *s).await;
+        tracing::info!("Shutting down: the controller stops and releases its Lease.");
+        let _ = tokio::time::timeout(Duration::from_secs(10), controller).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), admin).await;
+        tracing::info!("Shutdown complete.");
+        Ok(())
+    });
+    Ok(RunningController {
+        admin_addr,
+        stop,
+        task,
+    })
 }

@@ -40,9 +40,42 @@ struct ServeArgs {
         long = "config",
         env = "SWITCHYARD_CONFIG",
         value_delimiter = ',',
-        required = true
+        required_unless_present = "kubernetes"
     )]
     configs: Vec<PathBuf>,
+    /// Kubernetes mode: Brokers and Triggers (eventing.knative.dev/v1) come from the cluster (in-cluster
+    /// service account or KUBECONFIG) instead of `--config`; see `--role`.
+    #[arg(long, env = "SWITCHYARD_KUBERNETES", conflicts_with = "configs")]
+    kubernetes: bool,
+    /// Kubernetes mode: `all` runs controller and data plane in one process; `controller` only writes
+    /// Broker/Trigger status (leader-elected); `data-plane` only serves events.
+    #[arg(long, env = "SWITCHYARD_ROLE", value_enum, default_value = "all", requires = "kubernetes")]
+    role: app::Role,
+    /// Kubernetes mode: namespace of Switchyard's ingress Service and leader Lease.
+    #[arg(long, env = "SWITCHYARD_SYSTEM_NAMESPACE", default_value = "switchyard-system")]
+    system_namespace: String,
+    /// Kubernetes mode: the Service in front of the data plane's ingress (Broker addresses point at it).
+    #[arg(long, env = "SWITCHYARD_INGRESS_SERVICE", default_value = "switchyard-ingress")]
+    ingress_service: String,
+    /// Kubernetes mode: the cluster's DNS domain.
+    #[arg(long, env = "SWITCHYARD_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    cluster_domain: String,
+    /// Kubernetes mode: the `eventing.knative.dev/broker.class` this installation reconciles.
+    #[arg(long, env = "SWITCHYARD_BROKER_CLASS", default_value = "Switchyard")]
+    broker_class: String,
+    /// Kubernetes mode: the class assumed for a Broker without the class annotation (set it to
+    /// `MTChannelBasedBroker` to leave such Brokers to an installed Knative).
+    #[arg(long, env = "SWITCHYARD_DEFAULT_BROKER_CLASS", default_value = "Switchyard")]
+    default_broker_class: String,
+    /// Kubernetes mode: only this namespace's Brokers and Triggers (default: all namespaces).
+    #[arg(long, env = "SWITCHYARD_WATCH_NAMESPACE")]
+    watch_namespace: Option<String>,
+    /// Kubernetes mode: name of the controller's leader-election Lease (in the system namespace).
+    #[arg(long, env = "SWITCHYARD_LEASE_NAME", default_value = "switchyard-controller")]
+    lease_name: String,
+    /// Kubernetes mode: how long a silent leader keeps the Lease before another replica takes over.
+    #[arg(long, env = "SWITCHYARD_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    lease_duration: Duration,
     /// Directory of the embedded event store.
     #[arg(long, env = "SWITCHYARD_DATA_DIR", default_value = "./switchyard-data")]
     data_dir: PathBuf,
@@ -153,7 +186,23 @@ async fn serve(args: ServeArgs) -> ExitCode {
             }
         },
     };
+    let kubernetes = args.kubernetes.then(|| app::KubeMode {
+        role: args.role,
+        settings: switchyard_kube::Settings {
+            system_namespace: args.system_namespace.clone(),
+            ingress_service: args.ingress_service.clone(),
+            cluster_domain: args.cluster_domain.clone(),
+            broker_class: args.broker_class.clone(),
+            default_broker_class: args.default_broker_class.clone(),
+            watch_namespace: args.watch_namespace.clone(),
+            lease_name: args.lease_name.clone(),
+            lease_duration: args.lease_duration.max(Duration::from_secs(3)),
+            identity: identity(),
+            ..switchyard_kube::Settings::default()
+        },
+    });
     let opts = ServeOptions {
+        kubernetes,
         extra_roots,
         configs: args.configs,
         data_dir: Some(args.data_dir),
@@ -177,6 +226,13 @@ async fn serve(args: ServeArgs) -> ExitCode {
             ..NatsOptions::default()
         },
     };
+    if opts
+        .kubernetes
+        .as_ref()
+        .is_some_and(|k| k.role == app::Role::Controller)
+    {
+        return serve_controller(opts).await;
+    }
     let running = match app::start(opts).await {
         Ok(r) => r,
         Err(e @ StartError::Config(_)) => {
@@ -194,6 +250,46 @@ async fn serve(args: ServeArgs) -> ExitCode {
         running.ingress_addr, running.admin_addr
     );
     tracing::info!(ingress = %running.ingress_addr, admin = %running.admin_addr, "Switchyard is serving.");
+    let stop = running.stop_handle();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        let _ = stop.send(true);
+    });
+    match running.wait().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error during shutdown: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// This process's name in the leader Lease: `POD_NAME` (set from the downward API), else host and pid.
+fn identity() -> String {
+    std::env::var("POD_NAME")
+        .ok()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_else(|_| "switchyard".into());
+            format!("{host}-{}", std::process::id())
+        })
+}
+
+async fn serve_controller(opts: ServeOptions) -> ExitCode {
+    let running = match app::start_controller(opts).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    println!(
+        "switchyard ready admin={} role=controller",
+        running.admin_addr
+    );
+    tracing::info!(admin = %running.admin_addr, "Switchyard controller is running.");
     let stop = running.stop_handle();
     tokio::spawn(async move {
         wait_for_signal().await;

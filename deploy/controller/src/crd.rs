@@ -289,7 +289,9 @@ pub fn rendered_crds() -> Vec<(String, String)> {
             labels.insert("duck.knative.dev/addressable".into(), "true".into());
         }
         let name = crd.metadata.name.clone().unwrap_or_default();
-        let yaml = serde_yaml::to_string(&crd).expect("a CRD serializes to YAML");
+        let mut value = serde_json::to_value(&crd).expect("a CRD serializes");
+        drop_empty_string_defaults(&mut value);
+        let yaml = serde_yaml::to_string(&value).expect("a CRD serializes to YAML");
         out.push((
             format!("{name}.yaml"),
             format!(
@@ -300,4 +302,20 @@ pub fn rendered_crds() -> Vec<(String, String)> {
         ));
     }
     out
+}
+
+/// Removes `default: ""` from schemas: serde's `#[serde(default)]` on a `String` puts it there, and
+/// Kubernetes 1.20 rejects it ("default: Invalid value: \"null\": must be of type string"). An absent
+/// string reads as empty anyway.
+fn drop_empty_string_defaults(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            if m.get("default") == Some(&serde_json::Value::String(String::new())) {
+                m.remove("default");
+            }
+            m.values_mut().for_each(drop_empty_string_defaults);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(drop_empty_string_defaults),
+        _ => {}
+    }
 }

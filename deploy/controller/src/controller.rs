@@ -1,0 +1,608 @@
+//! The controller: reconciles Switchyard's Brokers and Triggers into Knative's status.
+//!
+//! Broker (class = [`Settings::broker_class`], or no class and that is the default class):
+//! `SpecValid` (the standalone loader's checks on the Broker and its ConfigMap; the immutable class and
+//! `spec.config`, recorded in `status.annotations` on first sight), `Addressable` (+ `status.address.url`),
+//! `DataPlaneAvailable` (the ingress Service's Endpoints have a ready address), `DeadLetterSinkResolved`
+//! (+ `status.deadLetterSinkUri`), and `Ready` as their AND.
+//!
+//! Trigger (of such a Broker, or of a Broker that does not exist yet): `SpecValid` (filters, attribute
+//! keys, CESQL, delivery; immutable `spec.broker`), `BrokerReady` (the Broker's `Ready`),
+//! `SubscriberResolved` (+ `status.subscriberUri`), `DeadLetterSinkResolved` (of the delivery in force: the
+//! trigger's when it sets any field, else the broker's), and `Ready`.
+//!
+//! Status is written only when it changed (`lastTransitionTime` moves only on a status change), failures
+//! are also published as Kubernetes Events, errors are retried with exponential backoff per object, and
+//! Ready objects are reconciled again every [`Settings::resync`] to re-resolve referenced addresses.
+//! [`run`] runs both controllers while this process holds the leader Lease.
+
+use crate::conditions::{self, is_true, status_of, with_ready, Observed};
+use crate::crd::{Broker, BrokerStatus, Condition, DeliverySpec, Trigger, TriggerStatus};
+use crate::leader::LeaseLock;
+use crate::manifest::{
+    broker_manifest, configmap_manifest, delivery_is_set, owns_broker, problems_of,
+    to_yaml, trigger_manifest, PLACEHOLDER_URL,
+};
+use crate::resolve::{resolve, Resolved};
+use crate::{Error, Settings};
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Service};
+use kube::api::{Api, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Status annotation recording the broker class first seen (it is immutable).
+pub const CLASS_SEEN: &str = "switchyard.dev/class";
+/// Status annotation recording the Broker's `spec.config` first seen (immutable).
+pub const CONFIG_SEEN: &str = "switchyard.dev/config";
+/// Status annotation recording the Trigger's `spec.broker` first seen (immutable).
+pub const BROKER_SEEN: &str = "switchyard.dev/broker";
+
+/// Shared by every reconcile.
+pub struct Context {
+    client: Client,
+    settings: Settings,
+    recorder: Recorder,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    /// A context for the reconcilers.
+    pub fn new(client: Client, settings: Settings) -> Context {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "switchyard-controller".into(),
+                instance: Some(settings.identity.clone()),
+            },
+        );
+        Context {
+            client,
+            settings,
+            recorder,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+fn rfc3339_now() -> String {
+    k8s_openapi::jiff::Timestamp::now()
+        .round(k8s_openapi::jiff::Unit::Second)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+fn key(kind: &str, ns: &str, name: &str) -> String {
+    format!("{kind} {ns}/{name}")
+}
+
+fn ready_of(conditions: &[Condition]) -> Option<&Condition> {
+    status_of(conditions, "Ready")
+}
+
+/// Publishes a Warning event when `Ready` turned False (or its reason changed), a Normal one when it
+/// turned True.
+async fn report_transition<K>(ctx: &Context, obj: &K, before: &[Condition], after: &[Condition])
+where
+    K: Resource<DynamicType = ()>,
+{
+    let (Some(now), prev) = (ready_of(after), ready_of(before)) else {
+        return;
+    };
+    let changed = prev.is_none_or(|p| p.status != now.status || p.reason != now.reason);
+    if !changed || now.status == conditions::UNKNOWN {
+        return;
+    }
+    let (type_, reason) = if now.status == conditions::TRUE {
+        (EventType::Normal, "Ready".to_owned())
+    } else {
+        (
+            EventType::Warning,
+            now.reason.clone().unwrap_or_else(|| "NotReady".into()),
+        )
+    };
+    let event = Event {
+        type_,
+        reason,
+        note: now.message.clone(),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
+        tracing::warn!(error = %e, "Could not publish a Kubernetes event.");
+    }
+}
+
+fn is_conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409)
+}
+
+async fn resolve_dls(
+    ctx: &Context,
+    ns: &str,
+    delivery: Option<&DeliverySpec>,
+) -> Result<(Observed, Option<String>), Error> {
+    const T: &str = "DeadLetterSinkResolved";
+    let Some(dls) = delivery.and_then(|d| d.dead_letter_sink.as_ref()) else {
+        return Ok((
+            Observed::ok(T, "DeadLetterSinkNotConfigured", "No dead letter sink is configured."),
+            None,
+        ));
+    };
+    Ok(
+        match resolve(&ctx.client, ns, dls, &ctx.settings.cluster_domain).await? {
+            Resolved::Url(u) => (Observed::ok(T, "", ""), Some(u)),
+            Resolved::Failed(why) => (
+                Observed::failed(T, "Unresolved", format!("dead letter sink: {why}")),
+                None,
+            ),
+        },
+    )
+}
+
+fn spec_valid(problems: Vec<String>, reason: &str) -> Observed {
+    if problems.is_empty() {
+        Observed::ok("SpecValid", "", "")
+    } else {
+        Observed::failed("SpecValid", reason, problems.join("; "))
+    }
+}
+
+/// Reconciles one Broker.
+pub async fn reconcile_broker(b: Arc<Broker>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let s = &ctx.settings;
+    if !owns_broker(&b, s) {
+        return Ok(Action::await_change());
+    }
+    let ns = b.namespace().unwrap_or_else(|| "default".into());
+    let name = b.name_any();
+    let prev = b.status.clone().unwrap_or_default();
+    let mut seen = prev.annotations.clone().unwrap_or_default();
+
+    // Immutable fields: the first values seen are recorded; a change is reported, not applied.
+    let class = crate::manifest::broker_class(&b, s).to_owned();
+    let config = b
+        .spec
+        .config
+        .as_ref()
+        .map(|c| serde_json::to_string(c).unwrap_or_default())
+        .unwrap_or_default();
+    let mut immutable = Vec::new();
+    match seen.get(CLASS_SEEN) {
+        Some(c) if *c != class => immutable.push(format!(
+            "metadata.annotations: {} changed from {c:?} to {class:?}; it is immutable (delete and \
+             recreate the Broker)",
+            switchyard_broker::config::manifest::BROKER_CLASS_ANNOTATION
+        )),
+        Some(_) => {}
+        None => {
+            seen.insert(CLASS_SEEN.into(), class);
+        }
+    }
+    match seen.get(CONFIG_SEEN) {
+        Some(c) if *c != config => immutable.push(format!(
+            "spec.config changed from {c} to {config}; it is immutable (delete and recreate the Broker)"
+        )),
+        Some(_) => {}
+        None => {
+            seen.insert(CONFIG_SEEN.into(), config);
+        }
+    }
+
+    let (dls, dls_uri) = resolve_dls(&ctx, &ns, b.spec.delivery.as_ref()).await?;
+
+    let valid = if !immutable.is_empty() {
+        spec_valid(immutable, "ImmutableFieldChanged")
+    } else {
+        let subject = key("Broker", &ns, &name);
+        let mut sources = vec![(
+            subject.clone(),
+            to_yaml(&broker_manifest(&b, s, dls_uri.as_deref().or(Some(PLACEHOLDER_URL)))),
+        )];
+        let mut missing = None;
+        if let Some(c) = b.spec.config.as_ref().filter(|c| c.kind == "ConfigMap") {
+            let cns = c.namespace.clone().unwrap_or_else(|| ns.clone());
+            let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &cns);
+            match api.get_opt(&c.name).await? {
+                Some(cm) => sources.push((
+                    key("ConfigMap", &cns, &c.name),
+                    to_yaml(&configmap_manifest(
+                        &cns,
+                        &c.name,
+                        &cm.data.unwrap_or_default(),
+                    )),
+                )),
+                None => missing = Some(format!("spec.config: ConfigMap {cns}/{} not found", c.name)),
+            }
+        }
+        match missing {
+            Some(m) => spec_valid(vec![m], "ConfigMapNotFound"),
+            None => spec_valid(problems_of(&subject, &sources), "Invalid"),
+        }
+    };
+
+    let endpoints: Api<Endpoints> = Api::namespaced(ctx.client.clone(), &s.system_namespace);
+    let available = match endpoints.get_opt(&s.ingress_service).await? {
+        Some(ep) if ep
+            .subsets
+            .iter()
+            .flatten()
+            .any(|ss| ss.addresses.as_ref().is_some_and(|a| !a.is_empty())) =>
+        {
+            Observed::ok("DataPlaneAvailable", "", "")
+        }
+        _ => Observed::failed(
+            "DataPlaneAvailable",
+            "NoEndpoints",
+            format!(
+                "no ready data-plane endpoints behind Service {}/{}",
+                s.system_namespace, s.ingress_service
+            ),
+        ),
+    };
+    let url = format!(
+        "http://{}.{}.svc.{}/{ns}/{name}",
+        s.ingress_service, s.system_namespace, s.cluster_domain
+    );
+    let dependents = vec![
+        Observed::ok("Addressable", "", ""),
+        available,
+        dls,
+        valid,
+    ];
+    let status = BrokerStatus {
+        observed_generation: b.metadata.generation,
+        conditions: with_ready(&prev.conditions, dependents, &rfc3339_now()),
+        annotations: Some(seen),
+        address: Some(crate::crd::Addressable {
+            name: Some("http".into()),
+            url: Some(url.clone()),
+            ..Default::default()
+        }),
+        addresses: vec![crate::crd::Addressable {
+            name: Some("http".into()),
+            url: Some(url),
+            ..Default::default()
+        }],
+        dead_letter_sink_uri: dls_uri,
+        ..BrokerStatus::default()
+    };
+    if b.status.as_ref() != Some(&status) {
+        let mut updated = (*b).clone();
+        updated.status = Some(status.clone());
+        let api: Api<Broker> = Api::namespaced(ctx.client.clone(), &ns);
+        match api
+            .replace_status(&name, &PostParams::default(), &updated)
+            .await
+        {
+            Ok(_) => report_transition(&ctx, &*b, &prev.conditions, &status.conditions).await,
+            // The object changed meanwhile; the watch brings the new version.
+            Err(e) if is_conflict(&e) => return Ok(Action::requeue(Duration::from_millis(200))),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    ctx.failures.lock().remove(&key("Broker", &ns, &name));
+    Ok(Action::requeue(s.resync))
+}
+
+/// Reconciles one Trigger.
+pub async fn reconcile_trigger(t: Arc<Trigger>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let s = &ctx.settings;
+    let ns = t.namespace().unwrap_or_else(|| "default".into());
+    let name = t.name_any();
+    let brokers: Api<Broker> = Api::namespaced(ctx.client.clone(), &ns);
+    let broker = if t.spec.broker.is_empty() {
+        None
+    } else {
+        brokers.get_opt(&t.spec.broker).await?
+    };
+    if let Some(b) = &broker {
+        if !owns_broker(b, s) {
+            // Another broker class's trigger: its own controller reports on it.
+            return Ok(Action::await_change());
+        }
+    }
+    let prev = t.status.clone().unwrap_or_default();
+    let mut seen = prev.annotations.clone().unwrap_or_default();
+    let mut problems = Vec::new();
+    let mut reason = "Invalid";
+    match seen.get(BROKER_SEEN) {
+        Some(b) if *b != t.spec.broker => {
+            reason = "ImmutableFieldChanged";
+            problems.push(format!(
+                "spec.broker changed from {b:?} to {:?}; it is immutable (delete and recreate the \
+                 Trigger)",
+                t.spec.broker
+            ));
+        }
+        Some(_) => {}
+        None => {
+            seen.insert(BROKER_SEEN.into(), t.spec.broker.clone());
+        }
+    }
+    if t.spec.broker_ref.is_some() {
+        problems.push(
+            "spec.brokerRef: cross-namespace brokers are not supported; use spec.broker".into(),
+        );
+    }
+
+    let broker_ready = match &broker {
+        None if t.spec.broker.is_empty() => {
+            Observed::failed("BrokerReady", "BrokerDoesNotExist", "spec.broker is empty")
+        }
+        None => Observed::failed(
+            "BrokerReady",
+            "BrokerDoesNotExist",
+            format!("Broker {ns}/{} does not exist", t.spec.broker),
+        ),
+        Some(b) => {
+            let conds = b.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or(&[]);
+            match ready_of(conds) {
+                Some(r) if r.status == conditions::TRUE => Observed::ok("BrokerReady", "", ""),
+                Some(r) if r.status == conditions::FALSE => Observed::failed(
+                    "BrokerReady",
+                    "BrokerNotReady",
+                    format!(
+                        "Broker {ns}/{} is not ready: {}",
+                        t.spec.broker,
+                        r.message.clone().or(r.reason.clone()).unwrap_or_default()
+                    ),
+                ),
+                _ => Observed::unknown(
+                    "BrokerReady",
+                    "BrokerNotReady",
+                    format!("Broker {ns}/{} is not reconciled yet", t.spec.broker),
+                ),
+            }
+        }
+    };
+
+    let (subscriber, subscriber_uri) =
+        match resolve(&ctx.client, &ns, &t.spec.subscriber, &s.cluster_domain).await? {
+            Resolved::Url(u) => (Observed::ok("SubscriberResolved", "", ""), Some(u)),
+            Resolved::Failed(why) => (
+                Observed::failed(
+                    "SubscriberResolved",
+                    "Unresolved",
+                    format!("subscriber: {why}"),
+                ),
+                None,
+            ),
+        };
+    let delivery = if delivery_is_set(t.spec.delivery.as_ref()) {
+        t.spec.delivery.as_ref()
+    } else {
+        broker.as_ref().and_then(|b| b.spec.delivery.as_ref())
+    };
+    let (dls, dls_uri) = resolve_dls(&ctx, &ns, delivery).await?;
+
+    if problems.is_empty() {
+        let subject = key("Trigger", &ns, &name);
+        let m = trigger_manifest(
+            &t,
+            s,
+            subscriber_uri.as_deref().unwrap_or(PLACEHOLDER_URL),
+            Some(dls_uri.as_deref().unwrap_or(PLACEHOLDER_URL)),
+        );
+        problems = problems_of(&subject, &[(subject.clone(), to_yaml(&m))]);
+    }
+    let dependents = vec![broker_ready, subscriber, dls, spec_valid(problems, reason)];
+    let status = TriggerStatus {
+        observed_generation: t.metadata.generation,
+        conditions: with_ready(&prev.conditions, dependents, &rfc3339_now()),
+        annotations: Some(seen),
+        subscriber_uri,
+        dead_letter_sink_uri: dls_uri,
+        ..TriggerStatus::default()
+    };
+    if t.status.as_ref() != Some(&status) {
+        let mut updated = (*t).clone();
+        updated.status = Some(status.clone());
+        let api: Api<Trigger> = Api::namespaced(ctx.client.clone(), &ns);
+        match api
+            .replace_status(&name, &PostParams::default(), &updated)
+            .await
+        {
+            Ok(_) => report_transition(&ctx, &*t, &prev.conditions, &status.conditions).await,
+            Err(e) if is_conflict(&e) => return Ok(Action::requeue(Duration::from_millis(200))),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    ctx.failures.lock().remove(&key("Trigger", &ns, &name));
+    Ok(Action::requeue(s.resync))
+}
+
+/// Exponential backoff per object: 0.5 s, 1 s, 2 s … capped at 5 minutes; reset by a successful reconcile.
+fn backoff(ctx: &Context, k: String, err: &Error) -> Action {
+    let mut failures = ctx.failures.lock();
+    let n = failures.entry(k.clone()).or_insert(0);
+    *n = n.saturating_add(1);
+    let delay = Duration::from_millis(500)
+        .saturating_mul(1u32 << (*n - 1).min(10))
+        .min(Duration::from_secs(300));
+    tracing::warn!(object = %k, error = %err, retry_in = ?delay, "Reconcile failed.");
+    Action::requeue(delay)
+}
+
+fn broker_error_policy(b: Arc<Broker>, err: &Error, ctx: Arc<Context>) -> Action {
+    let k = key("Broker", &b.namespace().unwrap_or_default(), &b.name_any());
+    backoff(&ctx, k, err)
+}
+
+fn trigger_error_policy(t: Arc<Trigger>, err: &Error, ctx: Arc<Context>) -> Action {
+    let k = key("Trigger", &t.namespace().unwrap_or_default(), &t.name_any());
+    backoff(&ctx, k, err)
+}
+
+fn refers_to(d: &crate::crd::Destination, ns: &str, kind: &str, name: &str, obj_ns: &str) -> bool {
+    d.reference.as_ref().is_some_and(|r| {
+        r.kind == kind && r.name == name && r.namespace.as_deref().unwrap_or(ns) == obj_ns
+    })
+}
+
+fn trigger_refers_to_service(t: &Trigger, svc_ns: &str, svc: &str) -> bool {
+    let ns = t.namespace().unwrap_or_default();
+    refers_to(&t.spec.subscriber, &ns, "Service", svc, svc_ns)
+        || t
+            .spec
+            .delivery
+            .as_ref()
+            .and_then(|d| d.dead_letter_sink.as_ref())
+            .is_some_and(|d| refers_to(d, &ns, "Service", svc, svc_ns))
+}
+
+fn api_for<K>(client: &Client, s: &Settings) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    match &s.watch_namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs the Broker and Trigger controllers until `stop` fires.
+pub async fn run_controllers(client: Client, settings: Settings, mut stop: watch::Receiver<bool>) {
+    let ctx = Arc::new(Context::new(client.clone(), settings.clone()));
+    let wc = watcher::Config::default();
+
+    let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), &settings.system_namespace);
+    let broker_ctl = Controller::new(api_for::<Broker>(&client, &settings), wc.clone());
+    let broker_store = broker_ctl.store();
+    let ingress = settings.ingress_service.clone();
+    let mut stop_b = stop.clone();
+    let brokers = broker_ctl
+        .watches(
+            endpoints,
+            watcher::Config::default().fields(&format!("metadata.name={ingress}")),
+            move |_| {
+                broker_store
+                    .state()
+                    .iter()
+                    .map(|b| ObjectRef::from_obj(&**b))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(async move {
+            let _ = stop_b.wait_for(|s| *s).await;
+        })
+        .run(reconcile_broker, broker_error_policy, ctx.clone())
+        .for_each(|_| futures_util::future::ready(()));
+
+    let trigger_ctl = Controller::new(api_for::<Trigger>(&client, &settings), wc.clone());
+    let by_broker = trigger_ctl.store();
+    let by_service = trigger_ctl.store();
+    let mut stop_t = stop.clone();
+    let triggers = trigger_ctl
+        .watches(api_for::<Broker>(&client, &settings), wc.clone(), move |b| {
+            let ns = b.namespace().unwrap_or_default();
+            let name = b.name_any();
+            by_broker
+                .state()
+                .iter()
+                .filter(|t| t.namespace().unwrap_or_default() == ns && t.spec.broker == name)
+                .map(|t| ObjectRef::from_obj(&**t))
+                .collect::<Vec<_>>()
+        })
+        .watches(api_for::<Service>(&client, &settings), wc, move |svc| {
+            let ns = svc.namespace().unwrap_or_default();
+            let name = svc.name_any();
+            by_service
+                .state()
+                .iter()
+                .filter(|t| trigger_refers_to_service(t, &ns, &name))
+                .map(|t| ObjectRef::from_obj(&**t))
+                .collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(async move {
+            let _ = stop_t.wait_for(|s| *s).await;
+        })
+        .run(reconcile_trigger, trigger_error_policy, ctx)
+        .for_each(|_| futures_util::future::ready(()));
+    tokio::select! {
+        _ = futures_util::future::join(brokers, triggers) => {}
+        _ = stop.wait_for(|s| *s) => {}
+    }
+}
+
+/// Runs the controllers while this process holds the leader Lease; gives the Lease up when `stop` fires.
+pub async fn run(client: Client, settings: Settings, mut stop: watch::Receiver<bool>) {
+    let mut lock = LeaseLock::new(
+        client.clone(),
+        &settings.system_namespace,
+        &settings.lease_name,
+        &settings.identity,
+        settings.lease_duration,
+    );
+    let interval = lock.renew_interval();
+    loop {
+        // Candidate: try until the Lease is ours.
+        loop {
+            match lock.try_acquire_or_renew().await {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "Leader election: cannot read the Lease."),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+        tracing::info!(identity = %settings.identity, lease = %settings.lease_name, "Leading: controllers start.");
+        let (lead_tx, lead_rx) = watch::channel(false);
+        let controllers = tokio::spawn(run_controllers(client.clone(), settings.clone(), lead_rx));
+        let mut last_renewed = std::time::Instant::now();
+        let stopping = loop {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = stop.wait_for(|s| *s) => break true,
+            }
+            match lock.try_acquire_or_renew().await {
+                Ok(true) => last_renewed = std::time::Instant::now(),
+                Ok(false) => {
+                    tracing::warn!("Leader election: another replica holds the Lease; stepping down.");
+                    break false;
+                }
+                Err(e) if last_renewed.elapsed() + interval >= settings.lease_duration => {
+                    tracing::warn!(error = %e, "Leader election: cannot renew the Lease in time; stepping down.");
+                    break false;
+                }
+                Err(e) => tracing::warn!(error = %e, "Leader election: renewing the Lease failed; retrying."),
+            }
+        };
+        let _ = lead_tx.send(true);
+        if tokio::time::timeout(Duration::from_secs(5), controllers)
+            .await
+            .is_err()
+        {
+            tracing::warn!("Controllers did not stop within 5 s.");
+        }
+        if stopping {
+            if let Err(e) = lock.release().await {
+                tracing::warn!(error = %e, "Could not release the leader Lease.");
+            }
+            return;
+        }
+    }
+}
+
+/// Conditions of a Broker as `(type, status, reason)` (for tests and the admin API).
+pub fn summary(conditions: &[Condition]) -> BTreeMap<String, (String, Option<String>)> {
+    conditions
+        .iter()
+        .map(|c| (c.type_.clone(), (c.status.clone(), c.reason.clone())))
+        .collect()
+}
+
+/// Whether an object's status says Ready.
+pub fn is_ready(conditions: &[Condition]) -> bool {
+    is_true(conditions, "Ready")
+}

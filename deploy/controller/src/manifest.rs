@@ -1,0 +1,247 @@
+//! Cluster objects → the manifests Switchyard's config loader reads (pure functions).
+//!
+//! Kubernetes mode reuses the standalone loader ([`load_sources`]) for validation and for building the
+//! data plane's topology, so a Broker or Trigger means exactly the same thing in a file and in a cluster.
+//! The translation keeps `apiVersion`, `kind`, name, namespace, labels, annotations and `spec`, maps the
+//! installation's broker class to [`SWITCHYARD_BROKER_CLASS`], and replaces destinations by the URIs the
+//! controller resolved (`ref`s exist only in a cluster).
+
+use crate::crd::{Broker, DeliverySpec, Destination, Trigger};
+use crate::Settings;
+use kube::ResourceExt;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use switchyard_broker::config::load::{load_sources, ConfigError};
+use switchyard_broker::config::manifest::BROKER_CLASS_ANNOTATION;
+use switchyard_broker::config::SWITCHYARD_BROKER_CLASS;
+
+/// Placeholder URL for destinations during validation (their resolution is checked separately).
+pub const PLACEHOLDER_URL: &str = "http://destination.switchyard.invalid/";
+
+/// The broker class of `b` (its annotation, or the installation's default class).
+pub fn broker_class<'a>(b: &'a Broker, settings: &'a Settings) -> &'a str {
+    b.annotations()
+        .get(BROKER_CLASS_ANNOTATION)
+        .map(String::as_str)
+        .unwrap_or(&settings.default_broker_class)
+}
+
+/// Whether this installation reconciles and serves `b`.
+pub fn owns_broker(b: &Broker, settings: &Settings) -> bool {
+    broker_class(b, settings) == settings.broker_class
+}
+
+/// Whether the trigger's delivery sets any field (then it replaces the broker's delivery as a whole).
+pub fn delivery_is_set(d: Option<&DeliverySpec>) -> bool {
+    d.is_some_and(|d| *d != DeliverySpec::default())
+}
+
+fn metadata(obj: &impl ResourceExt, settings: &Settings, is_broker: bool) -> Value {
+    let mut annotations: BTreeMap<String, String> = obj.annotations().clone();
+    // Knative and kubectl bookkeeping means nothing to the loader.
+    annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    if is_broker {
+        annotations.insert(
+            BROKER_CLASS_ANNOTATION.to_owned(),
+            SWITCHYARD_BROKER_CLASS.to_owned(),
+        );
+    }
+    let _ = settings;
+    let mut m = Map::new();
+    m.insert("name".into(), json!(obj.name_any()));
+    m.insert(
+        "namespace".into(),
+        json!(obj.namespace().unwrap_or_else(|| "default".into())),
+    );
+    if !annotations.is_empty() {
+        m.insert("annotations".into(), json!(annotations));
+    }
+    Value::Object(m)
+}
+
+fn destination_as_uri(uri: &str) -> Value {
+    json!({ "uri": uri })
+}
+
+fn delivery(d: &DeliverySpec, dls_uri: Option<&str>) -> Value {
+    let mut v = serde_json::to_value(d).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut v {
+        if d.dead_letter_sink.is_some() {
+            m.insert(
+                "deadLetterSink".into(),
+                destination_as_uri(dls_uri.unwrap_or(PLACEHOLDER_URL)),
+            );
+        }
+    }
+    v
+}
+
+/// The Broker as a standalone manifest, its dead-letter sink replaced by `dls_uri`.
+pub fn broker_manifest(b: &Broker, settings: &Settings, dls_uri: Option<&str>) -> Value {
+    let mut spec = Map::new();
+    if let Some(c) = &b.spec.config {
+        spec.insert("config".into(), serde_json::to_value(c).unwrap_or_default());
+    }
+    if let Some(d) = &b.spec.delivery {
+        spec.insert("delivery".into(), delivery(d, dls_uri));
+    }
+    json!({
+        "apiVersion": "eventing.knative.dev/v1",
+        "kind": "Broker",
+        "metadata": metadata(b, settings, true),
+        "spec": spec,
+    })
+}
+
+/// The Trigger as a standalone manifest with the resolved subscriber and dead-letter sink URIs.
+pub fn trigger_manifest(
+    t: &Trigger,
+    settings: &Settings,
+    subscriber_uri: &str,
+    dls_uri: Option<&str>,
+) -> Value {
+    let mut spec = Map::new();
+    spec.insert("broker".into(), json!(t.spec.broker));
+    if let Some(f) = &t.spec.filter {
+        spec.insert("filter".into(), serde_json::to_value(f).unwrap_or_default());
+    }
+    if !t.spec.filters.is_empty() {
+        spec.insert("filters".into(), json!(t.spec.filters));
+    }
+    spec.insert("subscriber".into(), destination_as_uri(subscriber_uri));
+    if let Some(d) = &t.spec.delivery {
+        spec.insert("delivery".into(), delivery(d, dls_uri));
+    }
+    json!({
+        "apiVersion": "eventing.knative.dev/v1",
+        "kind": "Trigger",
+        "metadata": metadata(t, settings, false),
+        "spec": spec,
+    })
+}
+
+/// A ConfigMap manifest.
+pub fn configmap_manifest(namespace: &str, name: &str, data: &BTreeMap<String, String>) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": namespace},
+        "data": data,
+    })
+}
+
+/// YAML text of a manifest.
+pub fn to_yaml(v: &Value) -> String {
+    serde_yaml::to_string(v).unwrap_or_default()
+}
+
+/// Runs the standalone loader on these documents; the problems of document `subject` (its source name),
+/// as `path: message` lines.
+pub fn problems_of(subject: &str, sources: &[(String, String)]) -> Vec<String> {
+    match load_sources(sources) {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors
+            .0
+            .iter()
+            .filter(|e: &&ConfigError| e.file == subject)
+            .map(|e| format!("{}: {}", e.path, e.message))
+            .collect(),
+    }
+}
+
+/// A destination's fields as given (`ref` kind/name or `uri`), for messages.
+pub fn describe_destination(d: &Destination) -> String {
+    match (&d.reference, &d.uri) {
+        (Some(r), Some(u)) => format!("{} {} + {u}", r.kind, r.name),
+        (Some(r), None) => format!("{} {}", r.kind, r.name),
+        (None, Some(u)) => u.clone(),
+        (None, None) => "(empty)".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{BrokerSpec, KReference, TriggerFilter, TriggerSpec};
+
+    fn broker(class: Option<&str>) -> Broker {
+        let mut b = Broker::new("b", BrokerSpec::default());
+        b.metadata.namespace = Some("ns".into());
+        if let Some(c) = class {
+            b.annotations_mut()
+                .insert(BROKER_CLASS_ANNOTATION.into(), c.into());
+        }
+        b
+    }
+
+    #[test]
+    fn ownership_follows_the_class_and_the_default_class() {
+        let s = Settings::default();
+        assert!(owns_broker(&broker(Some("Switchyard")), &s));
+        assert!(owns_broker(&broker(None), &s), "default class is Switchyard");
+        assert!(!owns_broker(&broker(Some("MTChannelBasedBroker")), &s));
+        let knative_default = Settings {
+            default_broker_class: "MTChannelBasedBroker".into(),
+            ..Settings::default()
+        };
+        assert!(!owns_broker(&broker(None), &knative_default));
+        let custom = Settings {
+            broker_class: "Acme".into(),
+            ..Settings::default()
+        };
+        assert!(owns_broker(&broker(Some("Acme")), &custom));
+        // A custom class is shown to the loader as Switchyard's own class.
+        let m = broker_manifest(&broker(Some("Acme")), &custom, None);
+        assert_eq!(
+            m["metadata"]["annotations"][BROKER_CLASS_ANNOTATION],
+            "Switchyard"
+        );
+    }
+
+    #[test]
+    fn trigger_translation_uses_resolved_uris_and_validates_like_a_file() {
+        let s = Settings::default();
+        let mut t = Trigger::new(
+            "t",
+            TriggerSpec {
+                broker: "b".into(),
+                filter: Some(TriggerFilter {
+                    attributes: Some([("type".to_owned(), "a".to_owned())].into()),
+                }),
+                subscriber: Destination {
+                    reference: Some(KReference {
+                        kind: "Service".into(),
+                        name: "svc".into(),
+                        api_version: Some("v1".into()),
+                        ..KReference::default()
+                    }),
+                    ..Destination::default()
+                },
+                delivery: Some(DeliverySpec {
+                    retry: Some(2),
+                    dead_letter_sink: Some(Destination {
+                        uri: Some("http://dls".into()),
+                        ..Destination::default()
+                    }),
+                    ..DeliverySpec::default()
+                }),
+                ..TriggerSpec::default()
+            },
+        );
+        t.metadata.namespace = Some("ns".into());
+        let m = trigger_manifest(&t, &s, "http://svc.ns.svc.cluster.local", Some("http://dls2"));
+        assert_eq!(m["spec"]["subscriber"], json!({"uri": "http://svc.ns.svc.cluster.local"}));
+        assert_eq!(m["spec"]["delivery"]["deadLetterSink"], json!({"uri": "http://dls2"}));
+        assert_eq!(m["spec"]["delivery"]["retry"], 2);
+        let sources = vec![("Trigger ns/t".to_owned(), to_yaml(&m))];
+        assert!(problems_of("Trigger ns/t", &sources).is_empty());
+
+        t.spec.filter = Some(TriggerFilter {
+            attributes: Some([("Type".to_owned(), "a".to_owned())].into()),
+        });
+        let m = trigger_manifest(&t, &s, PLACEHOLDER_URL, None);
+        let p = problems_of("Trigger ns/t", &[("Trigger ns/t".to_owned(), to_yaml(&m))]);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].starts_with("spec.filter.attributes"), "{p:?}");
+    }
+}
