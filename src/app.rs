@@ -192,7 +192,11 @@ pub async fn start(opts: ServeOptions) -> Result<RunningApp, StartError> {
             let client = switchyard_kube::client()
                 .await
                 .context("connecting to the Kubernetes API")?;
-            (Topology::default(), Vec::new(), Some((client, mode.clone())))
+            (
+                Topology::default(),
+                Vec::new(),
+                Some((client, mode.clone())),
+            )
         }
     };
     let store = match &opts.data_dir {

@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a broker: HTTP ingress, durable embedded store, trigger dispatcher and admin endpoints.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Routing dry-run: for every trigger of a broker, MATCH or NO MATCH for an event, and why.
     Explain(switchyard::explain::ExplainArgs),
     /// Load tool: drives the ingress with N events and measures against in-run baselines.
@@ -49,29 +49,55 @@ struct ServeArgs {
     kubernetes: bool,
     /// Kubernetes mode: `all` runs controller and data plane in one process; `controller` only writes
     /// Broker/Trigger status (leader-elected); `data-plane` only serves events.
-    #[arg(long, env = "SWITCHYARD_ROLE", value_enum, default_value = "all", requires = "kubernetes")]
+    #[arg(
+        long,
+        env = "SWITCHYARD_ROLE",
+        value_enum,
+        default_value = "all",
+        requires = "kubernetes"
+    )]
     role: app::Role,
     /// Kubernetes mode: namespace of Switchyard's ingress Service and leader Lease.
-    #[arg(long, env = "SWITCHYARD_SYSTEM_NAMESPACE", default_value = "switchyard-system")]
+    #[arg(
+        long,
+        env = "SWITCHYARD_SYSTEM_NAMESPACE",
+        default_value = "switchyard-system"
+    )]
     system_namespace: String,
     /// Kubernetes mode: the Service in front of the data plane's ingress (Broker addresses point at it).
-    #[arg(long, env = "SWITCHYARD_INGRESS_SERVICE", default_value = "switchyard-ingress")]
+    #[arg(
+        long,
+        env = "SWITCHYARD_INGRESS_SERVICE",
+        default_value = "switchyard-ingress"
+    )]
     ingress_service: String,
     /// Kubernetes mode: the cluster's DNS domain.
-    #[arg(long, env = "SWITCHYARD_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    #[arg(
+        long,
+        env = "SWITCHYARD_CLUSTER_DOMAIN",
+        default_value = "cluster.local"
+    )]
     cluster_domain: String,
     /// Kubernetes mode: the `eventing.knative.dev/broker.class` this installation reconciles.
     #[arg(long, env = "SWITCHYARD_BROKER_CLASS", default_value = "Switchyard")]
     broker_class: String,
     /// Kubernetes mode: the class assumed for a Broker without the class annotation (set it to
     /// `MTChannelBasedBroker` to leave such Brokers to an installed Knative).
-    #[arg(long, env = "SWITCHYARD_DEFAULT_BROKER_CLASS", default_value = "Switchyard")]
+    #[arg(
+        long,
+        env = "SWITCHYARD_DEFAULT_BROKER_CLASS",
+        default_value = "Switchyard"
+    )]
     default_broker_class: String,
     /// Kubernetes mode: only this namespace's Brokers and Triggers (default: all namespaces).
     #[arg(long, env = "SWITCHYARD_WATCH_NAMESPACE")]
     watch_namespace: Option<String>,
     /// Kubernetes mode: name of the controller's leader-election Lease (in the system namespace).
-    #[arg(long, env = "SWITCHYARD_LEASE_NAME", default_value = "switchyard-controller")]
+    #[arg(
+        long,
+        env = "SWITCHYARD_LEASE_NAME",
+        default_value = "switchyard-controller"
+    )]
     lease_name: String,
     /// Kubernetes mode: how long a silent leader keeps the Lease before another replica takes over.
     #[arg(long, env = "SWITCHYARD_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
@@ -147,7 +173,7 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Serve(args) => runtime.block_on(serve(*args)),
         Command::Explain(args) => match switchyard::explain::run(&args) {
             Ok(out) => {
                 print!("{out}");

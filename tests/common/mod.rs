@@ -389,6 +389,7 @@ impl TestBroker {
             reload_interval: Duration::from_millis(100),
             kafka: Default::default(),
             nats: Default::default(),
+            kubernetes: None,
         };
         customize(&mut opts);
         let app = app::start(opts)

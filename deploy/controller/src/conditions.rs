@@ -123,7 +123,11 @@ mod tests {
             &[],
             vec![
                 Observed::ok("Addressable", "", ""),
-                Observed::ok("DeadLetterSinkResolved", "DeadLetterSinkNotConfigured", "none"),
+                Observed::ok(
+                    "DeadLetterSinkResolved",
+                    "DeadLetterSinkNotConfigured",
+                    "none",
+                ),
             ],
             "t0",
         );
@@ -139,14 +143,21 @@ mod tests {
             &[],
             vec![
                 Observed::unknown("BrokerReady", "BrokerNotReconciled", "wait"),
-                Observed::failed("SubscriberResolved", "Unresolved", "Service default/x not found"),
+                Observed::failed(
+                    "SubscriberResolved",
+                    "Unresolved",
+                    "Service default/x not found",
+                ),
             ],
             "t0",
         );
         let ready = &one_unknown_one_false[0];
         assert_eq!(ready.status, FALSE, "False wins over Unknown");
         assert_eq!(ready.reason.as_deref(), Some("Unresolved"));
-        assert_eq!(ready.message.as_deref(), Some("Service default/x not found"));
+        assert_eq!(
+            ready.message.as_deref(),
+            Some("Service default/x not found")
+        );
 
         let unknown = with_ready(&[], vec![Observed::unknown("BrokerReady", "R", "m")], "t");
         assert_eq!(unknown[0].status, UNKNOWN);
@@ -156,7 +167,10 @@ mod tests {
     fn transition_time_moves_only_on_status_change() {
         let first = with_ready(&[], vec![Observed::ok("Addressable", "", "")], "t0");
         let same = with_ready(&first, vec![Observed::ok("Addressable", "", "")], "t1");
-        assert_eq!(first, same, "nothing changed: identical conditions, nothing to write");
+        assert_eq!(
+            first, same,
+            "nothing changed: identical conditions, nothing to write"
+        );
         let changed = with_ready(
             &same,
             vec![Observed::failed("Addressable", "NoAddress", "x")],

@@ -20,8 +20,8 @@ use crate::conditions::{self, is_true, status_of, with_ready, Observed};
 use crate::crd::{Broker, BrokerStatus, Condition, DeliverySpec, Trigger, TriggerStatus};
 use crate::leader::LeaseLock;
 use crate::manifest::{
-    broker_manifest, configmap_manifest, delivery_is_set, owns_broker, problems_of,
-    to_yaml, trigger_manifest, PLACEHOLDER_URL,
+    broker_manifest, configmap_manifest, delivery_is_set, owns_broker, problems_of, to_yaml,
+    trigger_manifest, PLACEHOLDER_URL,
 };
 use crate::resolve::{resolve, Resolved};
 use crate::{Error, Settings};
@@ -133,7 +133,11 @@ async fn resolve_dls(
     const T: &str = "DeadLetterSinkResolved";
     let Some(dls) = delivery.and_then(|d| d.dead_letter_sink.as_ref()) else {
         return Ok((
-            Observed::ok(T, "DeadLetterSinkNotConfigured", "No dead letter sink is configured."),
+            Observed::ok(
+                T,
+                "DeadLetterSinkNotConfigured",
+                "No dead letter sink is configured.",
+            ),
             None,
         ));
     };
@@ -174,7 +178,8 @@ pub async fn reconcile_broker(b: Arc<Broker>, ctx: Arc<Context>) -> Result<Actio
         .config
         .as_ref()
         .map(|c| serde_json::to_string(c).unwrap_or_default())
-        .unwrap_or_default();
+        // Not "": the 1.20 API server's validation reads an empty string as null and rejects it.
+        .unwrap_or_else(|| "none".to_owned());
     let mut immutable = Vec::new();
     match seen.get(CLASS_SEEN) {
         Some(c) if *c != class => immutable.push(format!(
@@ -205,7 +210,11 @@ pub async fn reconcile_broker(b: Arc<Broker>, ctx: Arc<Context>) -> Result<Actio
         let subject = key("Broker", &ns, &name);
         let mut sources = vec![(
             subject.clone(),
-            to_yaml(&broker_manifest(&b, s, dls_uri.as_deref().or(Some(PLACEHOLDER_URL)))),
+            to_yaml(&broker_manifest(
+                &b,
+                s,
+                dls_uri.as_deref().or(Some(PLACEHOLDER_URL)),
+            )),
         )];
         let mut missing = None;
         if let Some(c) = b.spec.config.as_ref().filter(|c| c.kind == "ConfigMap") {
@@ -220,7 +229,9 @@ pub async fn reconcile_broker(b: Arc<Broker>, ctx: Arc<Context>) -> Result<Actio
                         &cm.data.unwrap_or_default(),
                     )),
                 )),
-                None => missing = Some(format!("spec.config: ConfigMap {cns}/{} not found", c.name)),
+                None => {
+                    missing = Some(format!("spec.config: ConfigMap {cns}/{} not found", c.name))
+                }
             }
         }
         match missing {
@@ -231,11 +242,12 @@ pub async fn reconcile_broker(b: Arc<Broker>, ctx: Arc<Context>) -> Result<Actio
 
     let endpoints: Api<Endpoints> = Api::namespaced(ctx.client.clone(), &s.system_namespace);
     let available = match endpoints.get_opt(&s.ingress_service).await? {
-        Some(ep) if ep
-            .subsets
-            .iter()
-            .flatten()
-            .any(|ss| ss.addresses.as_ref().is_some_and(|a| !a.is_empty())) =>
+        Some(ep)
+            if ep
+                .subsets
+                .iter()
+                .flatten()
+                .any(|ss| ss.addresses.as_ref().is_some_and(|a| !a.is_empty())) =>
         {
             Observed::ok("DataPlaneAvailable", "", "")
         }
@@ -252,12 +264,7 @@ pub async fn reconcile_broker(b: Arc<Broker>, ctx: Arc<Context>) -> Result<Actio
         "http://{}.{}.svc.{}/{ns}/{name}",
         s.ingress_service, s.system_namespace, s.cluster_domain
     );
-    let dependents = vec![
-        Observed::ok("Addressable", "", ""),
-        available,
-        dls,
-        valid,
-    ];
+    let dependents = vec![Observed::ok("Addressable", "", ""), available, dls, valid];
     let status = BrokerStatus {
         observed_generation: b.metadata.generation,
         conditions: with_ready(&prev.conditions, dependents, &rfc3339_now()),
@@ -324,6 +331,7 @@ pub async fn reconcile_trigger(t: Arc<Trigger>, ctx: Arc<Context>) -> Result<Act
             ));
         }
         Some(_) => {}
+        None if t.spec.broker.is_empty() => {}
         None => {
             seen.insert(BROKER_SEEN.into(), t.spec.broker.clone());
         }
@@ -344,7 +352,11 @@ pub async fn reconcile_trigger(t: Arc<Trigger>, ctx: Arc<Context>) -> Result<Act
             format!("Broker {ns}/{} does not exist", t.spec.broker),
         ),
         Some(b) => {
-            let conds = b.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or(&[]);
+            let conds = b
+                .status
+                .as_ref()
+                .map(|s| s.conditions.as_slice())
+                .unwrap_or(&[]);
             match ready_of(conds) {
                 Some(r) if r.status == conditions::TRUE => Observed::ok("BrokerReady", "", ""),
                 Some(r) if r.status == conditions::FALSE => Observed::failed(
@@ -451,8 +463,7 @@ fn refers_to(d: &crate::crd::Destination, ns: &str, kind: &str, name: &str, obj_
 fn trigger_refers_to_service(t: &Trigger, svc_ns: &str, svc: &str) -> bool {
     let ns = t.namespace().unwrap_or_default();
     refers_to(&t.spec.subscriber, &ns, "Service", svc, svc_ns)
-        || t
-            .spec
+        || t.spec
             .delivery
             .as_ref()
             .and_then(|d| d.dead_letter_sink.as_ref())
@@ -502,16 +513,20 @@ pub async fn run_controllers(client: Client, settings: Settings, mut stop: watch
     let by_service = trigger_ctl.store();
     let mut stop_t = stop.clone();
     let triggers = trigger_ctl
-        .watches(api_for::<Broker>(&client, &settings), wc.clone(), move |b| {
-            let ns = b.namespace().unwrap_or_default();
-            let name = b.name_any();
-            by_broker
-                .state()
-                .iter()
-                .filter(|t| t.namespace().unwrap_or_default() == ns && t.spec.broker == name)
-                .map(|t| ObjectRef::from_obj(&**t))
-                .collect::<Vec<_>>()
-        })
+        .watches(
+            api_for::<Broker>(&client, &settings),
+            wc.clone(),
+            move |b| {
+                let ns = b.namespace().unwrap_or_default();
+                let name = b.name_any();
+                by_broker
+                    .state()
+                    .iter()
+                    .filter(|t| t.namespace().unwrap_or_default() == ns && t.spec.broker == name)
+                    .map(|t| ObjectRef::from_obj(&**t))
+                    .collect::<Vec<_>>()
+            },
+        )
         .watches(api_for::<Service>(&client, &settings), wc, move |svc| {
             let ns = svc.namespace().unwrap_or_default();
             let name = svc.name_any();
@@ -568,14 +583,18 @@ pub async fn run(client: Client, settings: Settings, mut stop: watch::Receiver<b
             match lock.try_acquire_or_renew().await {
                 Ok(true) => last_renewed = std::time::Instant::now(),
                 Ok(false) => {
-                    tracing::warn!("Leader election: another replica holds the Lease; stepping down.");
+                    tracing::warn!(
+                        "Leader election: another replica holds the Lease; stepping down."
+                    );
                     break false;
                 }
                 Err(e) if last_renewed.elapsed() + interval >= settings.lease_duration => {
                     tracing::warn!(error = %e, "Leader election: cannot renew the Lease in time; stepping down.");
                     break false;
                 }
-                Err(e) => tracing::warn!(error = %e, "Leader election: renewing the Lease failed; retrying."),
+                Err(e) => {
+                    tracing::warn!(error = %e, "Leader election: renewing the Lease failed; retrying.")
+                }
             }
         };
         let _ = lead_tx.send(true);
@@ -593,6 +612,9 @@ pub async fn run(client: Client, settings: Settings, mut stop: watch::Receiver<b
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
 
 /// Conditions of a Broker as `(type, status, reason)` (for tests and the admin API).
 pub fn summary(conditions: &[Condition]) -> BTreeMap<String, (String, Option<String>)> {

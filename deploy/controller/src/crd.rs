@@ -291,6 +291,18 @@ pub fn rendered_crds() -> Vec<(String, String)> {
         let name = crd.metadata.name.clone().unwrap_or_default();
         let mut value = serde_json::to_value(&crd).expect("a CRD serializes");
         drop_empty_string_defaults(&mut value);
+        if crd.spec.names.kind == "Broker" {
+            // Knative's Brokers may omit `spec` (`kind: Broker` + a name is the usual example): not
+            // required, and defaulted to `{}` by the API server so that every stored Broker has one.
+            let root = &mut value["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+            if let Some(required) = root["required"].as_array_mut() {
+                required.retain(|r| r != "spec");
+                if required.is_empty() {
+                    root.as_object_mut().map(|m| m.remove("required"));
+                }
+            }
+            root["properties"]["spec"]["default"] = serde_json::json!({});
+        }
         let yaml = serde_yaml::to_string(&value).expect("a CRD serializes to YAML");
         out.push((
             format!("{name}.yaml"),

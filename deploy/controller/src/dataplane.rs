@@ -171,11 +171,17 @@ async fn with_configmaps(
         let api: Api<ConfigMap> = Api::namespaced(client.clone(), &cns);
         match api.get_opt(&c.name).await {
             Ok(Some(cm)) => {
-                let yaml = to_yaml(&configmap_manifest(&cns, &c.name, &cm.data.unwrap_or_default()));
+                let yaml = to_yaml(&configmap_manifest(
+                    &cns,
+                    &c.name,
+                    &cm.data.unwrap_or_default(),
+                ));
                 sources.insert(key, yaml);
             }
             Ok(None) => tracing::warn!(configmap = %key, "Referenced ConfigMap not found."),
-            Err(e) => tracing::warn!(configmap = %key, error = %e, "Cannot read a referenced ConfigMap."),
+            Err(e) => {
+                tracing::warn!(configmap = %key, error = %e, "Cannot read a referenced ConfigMap.")
+            }
         }
     }
     sources
@@ -211,8 +217,7 @@ pub async fn run(
     tx: mpsc::Sender<Topology>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let (brokers_api, triggers_api): (Api<Broker>, Api<Trigger>) = match &settings.watch_namespace
-    {
+    let (brokers_api, triggers_api): (Api<Broker>, Api<Trigger>) = match &settings.watch_namespace {
         Some(ns) => (
             Api::namespaced(client.clone(), ns),
             Api::namespaced(client.clone(), ns),
@@ -231,8 +236,18 @@ pub async fn run(
         let debounce = tokio::time::sleep(DEBOUNCE);
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
-            ev = broker_events.next() => { log_watch_error(ev, "Brokers"); dirty = true; continue; }
-            ev = trigger_events.next() => { log_watch_error(ev, "Triggers"); dirty = true; continue; }
+            ev = broker_events.next() => {
+                if ev.is_none() { return; }
+                log_watch_error(ev, "Brokers");
+                dirty = true;
+                continue;
+            }
+            ev = trigger_events.next() => {
+                if ev.is_none() { return; }
+                log_watch_error(ev, "Triggers");
+                dirty = true;
+                continue;
+            }
             _ = resync.tick() => { dirty = true; continue; }
             _ = debounce, if dirty => {}
         }
@@ -282,5 +297,143 @@ impl<K: kube::Resource<DynamicType = ()> + Clone + 'static> ReadyExt for Store<K
 fn log_watch_error<K>(ev: Option<Result<watcher::Event<K>, watcher::Error>>, what: &str) {
     if let Some(Err(e)) = ev {
         tracing::warn!(error = %e, "Watching {what} failed; retrying with backoff.");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{
+        BrokerSpec, BrokerStatus, Condition, Destination, TriggerSpec, TriggerStatus,
+    };
+    use std::sync::Arc;
+
+    fn cond(type_: &str, status: &str) -> Condition {
+        Condition {
+            type_: type_.into(),
+            status: status.into(),
+            ..Condition::default()
+        }
+    }
+
+    fn broker(generation: i64, observed: Option<i64>, retry: i32) -> Arc<Broker> {
+        let mut b = Broker::new(
+            "b",
+            BrokerSpec {
+                delivery: Some(crate::crd::DeliverySpec {
+                    retry: Some(retry),
+                    ..Default::default()
+                }),
+                ..BrokerSpec::default()
+            },
+        );
+        b.metadata.namespace = Some("ns".into());
+        b.metadata.generation = Some(generation);
+        b.status = observed.map(|g| BrokerStatus {
+            observed_generation: Some(g),
+            conditions: vec![cond("SpecValid", "True")],
+            ..BrokerStatus::default()
+        });
+        Arc::new(b)
+    }
+
+    fn trigger(broker: &str, resolved: Option<&str>) -> Arc<Trigger> {
+        let mut t = Trigger::new(
+            "t",
+            TriggerSpec {
+                broker: broker.into(),
+                subscriber: Destination {
+                    uri: Some("http://ignored-until-resolved".into()),
+                    ..Destination::default()
+                },
+                ..TriggerSpec::default()
+            },
+        );
+        t.metadata.namespace = Some("ns".into());
+        t.metadata.generation = Some(1);
+        t.status = Some(TriggerStatus {
+            observed_generation: Some(1),
+            conditions: vec![cond(
+                "SubscriberResolved",
+                if resolved.is_some() { "True" } else { "False" },
+            )],
+            subscriber_uri: resolved.map(str::to_owned),
+            ..TriggerStatus::default()
+        });
+        Arc::new(t)
+    }
+
+    #[test]
+    fn only_what_the_controller_resolved_is_served_and_edits_wait_for_it() {
+        let s = Settings::default();
+        let mut acc = Accepted::default();
+        // Not reconciled yet: nothing.
+        assert!(select(&[broker(1, None, 1)], &[], &s, &mut acc).is_empty());
+        // Reconciled: the broker and its resolved trigger, with the resolved URI.
+        let out = select(
+            &[broker(1, Some(1), 1)],
+            &[trigger("b", Some("http://svc.ns.svc.cluster.local"))],
+            &s,
+            &mut acc,
+        );
+        assert_eq!(out.len(), 2);
+        assert!(out["Trigger ns/t"].contains("uri: http://svc.ns.svc.cluster.local"));
+        let topology = load_tolerant(out.clone());
+        assert_eq!(topology.brokers.len(), 1);
+        assert_eq!(topology.triggers.len(), 1);
+        // An edit the controller has not seen yet: the previous version stays in force.
+        let pending = select(
+            &[broker(2, Some(1), 5)],
+            &[trigger("b", Some("http://svc.ns.svc.cluster.local"))],
+            &s,
+            &mut acc,
+        );
+        assert_eq!(pending["Broker ns/b"], out["Broker ns/b"]);
+        // Once observed, the edit applies.
+        let applied = select(
+            &[broker(2, Some(2), 5)],
+            &[trigger("b", Some("http://svc.ns.svc.cluster.local"))],
+            &s,
+            &mut acc,
+        );
+        assert!(applied["Broker ns/b"].contains("retry: 5"));
+        // Deleted: gone, and not resurrected from the accepted cache.
+        assert!(select(&[], &[], &s, &mut acc).is_empty());
+        let again = select(&[broker(3, Some(2), 5)], &[], &s, &mut acc);
+        assert!(
+            again.is_empty(),
+            "a deleted-then-recreated broker waits for the controller again"
+        );
+    }
+
+    #[test]
+    fn unresolved_triggers_and_other_brokers_triggers_are_left_out() {
+        let s = Settings::default();
+        let mut acc = Accepted::default();
+        let out = select(
+            &[broker(1, Some(1), 1)],
+            &[trigger("b", None), trigger("elsewhere", Some("http://x"))],
+            &s,
+            &mut acc,
+        );
+        assert_eq!(out.keys().collect::<Vec<_>>(), ["Broker ns/b"]);
+    }
+
+    #[test]
+    fn a_rejected_object_does_not_stop_the_others() {
+        let mut sources = BTreeMap::new();
+        sources.insert(
+            "Broker ns/b".to_owned(),
+            "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: b, namespace: ns}\n".to_owned(),
+        );
+        sources.insert(
+            "Trigger ns/bad".to_owned(),
+            "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: bad, namespace: ns}\n\
+             spec: {broker: b, subscriber: {uri: 'not a url'}}\n"
+                .to_owned(),
+        );
+        let topology = load_tolerant(sources);
+        assert_eq!(topology.brokers.len(), 1);
+        assert!(topology.triggers.is_empty());
     }
 }

@@ -178,7 +178,10 @@ mod tests {
     fn ownership_follows_the_class_and_the_default_class() {
         let s = Settings::default();
         assert!(owns_broker(&broker(Some("Switchyard")), &s));
-        assert!(owns_broker(&broker(None), &s), "default class is Switchyard");
+        assert!(
+            owns_broker(&broker(None), &s),
+            "default class is Switchyard"
+        );
         assert!(!owns_broker(&broker(Some("MTChannelBasedBroker")), &s));
         let knative_default = Settings {
             default_broker_class: "MTChannelBasedBroker".into(),
@@ -229,9 +232,20 @@ mod tests {
             },
         );
         t.metadata.namespace = Some("ns".into());
-        let m = trigger_manifest(&t, &s, "http://svc.ns.svc.cluster.local", Some("http://dls2"));
-        assert_eq!(m["spec"]["subscriber"], json!({"uri": "http://svc.ns.svc.cluster.local"}));
-        assert_eq!(m["spec"]["delivery"]["deadLetterSink"], json!({"uri": "http://dls2"}));
+        let m = trigger_manifest(
+            &t,
+            &s,
+            "http://svc.ns.svc.cluster.local",
+            Some("http://dls2"),
+        );
+        assert_eq!(
+            m["spec"]["subscriber"],
+            json!({"uri": "http://svc.ns.svc.cluster.local"})
+        );
+        assert_eq!(
+            m["spec"]["delivery"]["deadLetterSink"],
+            json!({"uri": "http://dls2"})
+        );
         assert_eq!(m["spec"]["delivery"]["retry"], 2);
         let sources = vec![("Trigger ns/t".to_owned(), to_yaml(&m))];
         assert!(problems_of("Trigger ns/t", &sources).is_empty());

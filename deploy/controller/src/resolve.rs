@@ -93,7 +93,12 @@ pub async fn resolve(
         let api: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), ns);
         match api.get_opt(&r.name).await {
             Ok(Some(_)) => service_url(&r.name, ns, cluster_domain),
-            Ok(None) => return Ok(Resolved::Failed(format!("Service {ns}/{} not found", r.name))),
+            Ok(None) => {
+                return Ok(Resolved::Failed(format!(
+                    "Service {ns}/{} not found",
+                    r.name
+                )))
+            }
             Err(e) => match not_found_or_forbidden(&e) {
                 Some(m) => return Ok(Resolved::Failed(format!("Service {ns}/{}: {m}", r.name))),
                 None => return Err(e),
@@ -134,7 +139,10 @@ pub async fn resolve(
             Err(why) => return Ok(Resolved::Failed(why)),
         }
     };
-    Ok(Resolved::Url(join(&base, dest.uri.as_deref().unwrap_or(""))))
+    Ok(Resolved::Url(join(
+        &base,
+        dest.uri.as_deref().unwrap_or(""),
+    )))
 }
 
 async fn addressable_url(
@@ -174,10 +182,16 @@ mod tests {
         assert!(!is_absolute_http("/p"));
         assert!(!is_absolute_http("http:///p"));
         assert!(!is_absolute_http("ftp://x"));
-        assert_eq!(join("http://s.ns.svc.cluster.local", "/a/b"), "http://s.ns.svc.cluster.local/a/b");
+        assert_eq!(
+            join("http://s.ns.svc.cluster.local", "/a/b"),
+            "http://s.ns.svc.cluster.local/a/b"
+        );
         assert_eq!(join("http://s/", "a"), "http://s/a");
         assert_eq!(join("http://s/p", "?q=1"), "http://s/p?q=1");
         assert_eq!(join("http://s", ""), "http://s");
-        assert_eq!(service_url("svc", "ns", "cluster.local"), "http://svc.ns.svc.cluster.local");
+        assert_eq!(
+            service_url("svc", "ns", "cluster.local"),
+            "http://svc.ns.svc.cluster.local"
+        );
     }
 }

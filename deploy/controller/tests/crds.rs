@@ -25,10 +25,23 @@ fn crds_are_structural_and_knative_shaped() {
         let v: serde_yaml::Value = serde_yaml::from_str(&yaml).expect("valid YAML");
         let version = &v["spec"]["versions"][0];
         assert_eq!(version["name"], "v1", "{name}");
-        assert_eq!(version["subresources"]["status"], serde_yaml::Value::Mapping(Default::default()), "{name}: status subresource");
+        assert_eq!(
+            version["subresources"]["status"],
+            serde_yaml::Value::Mapping(Default::default()),
+            "{name}: status subresource"
+        );
         let schema = &version["schema"]["openAPIV3Schema"]["properties"];
-        assert_eq!(schema["status"]["properties"]["conditions"]["type"], "array", "{name}");
-        assert!(!yaml.contains("$ref"), "{name}: structural schemas cannot use $ref");
-        assert!(!yaml.contains("default: ''"), "{name}: Kubernetes 1.20 rejects empty string defaults");
+        assert_eq!(
+            schema["status"]["properties"]["conditions"]["type"], "array",
+            "{name}"
+        );
+        assert!(
+            !yaml.contains("$ref"),
+            "{name}: structural schemas cannot use $ref"
+        );
+        assert!(
+            !yaml.contains("default: ''"),
+            "{name}: Kubernetes 1.20 rejects empty string defaults"
+        );
     }
 }
