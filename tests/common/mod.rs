@@ -2,6 +2,7 @@
 //! a broker started in-process (port 0) or as the real binary, and polling with a deadline.
 #![allow(dead_code)]
 
+pub mod k8s;
 pub mod kafka;
 pub mod nats;
 
