@@ -22,8 +22,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// How long a surviving controller may take to become leader after the holder was SIGKILLed: the Lease
-/// has to expire first (Knative's default lease duration is 15s), then the new leader reconciles.
-const LEASE_TAKEOVER: Duration = Duration::from_secs(60);
+/// (4 s in these tests, `--lease-duration`) has to expire first, then the new leader reconciles.
+const LEASE_TAKEOVER: Duration = Duration::from_secs(30);
 
 const CLASS: &str = "eventing.knative.dev/broker.class";
 
@@ -146,13 +146,12 @@ fn split_crds(yaml: &str) -> (String, String) {
     (crds, rest)
 }
 
-/// `kubectl apply --dry-run=server` of `yaml`, asserting success. CRDs go without kubectl's client-side
-/// validation (v1.20's OpenAPI lacks `x-kubernetes-validations`, see `common::k8s`); everything else with it.
+/// `kubectl apply --dry-run=server` of `yaml` (CRDs first), asserting success.
 /// Objects without a namespace go to the kubeconfig's (`default`).
 fn server_dry_run(cp: &ControlPlane, what: &str, yaml: &str) {
     let (crds, rest) = split_crds(yaml);
     for (docs, extra) in [
-        (crds, vec!["--dry-run=server", "--validate=false"]),
+        (crds, vec!["--dry-run=server"]),
         (rest, vec!["--dry-run=server"]),
     ] {
         if docs.is_empty() {
