@@ -163,6 +163,25 @@ impl Live {
     }
 }
 
+/// Serves `router` on `listener` until `stop` turns true (then finishes open requests).
+fn spawn_server<L>(
+    listener: L,
+    router: axum::Router,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<std::io::Result<()>>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await
+    })
+}
+
 /// `http://ADDR` of a bound listener as seen from this host (an unspecified address becomes loopback).
 fn local_base_url(addr: SocketAddr) -> String {
     let ip = match addr.ip() {
@@ -296,27 +315,13 @@ async fn run(
 ) -> anyhow::Result<()> {
     let (server_stop_tx, server_stop_rx) = watch::channel(false);
     let ingress_router = switchyard_ingress::router(live.ingress.clone());
-    let mut ingress_stop = server_stop_rx.clone();
     let ingress_listener = switchyard_ingress::listener::LimitedListener::new(
         ingress_listener,
         opts.limits.max_connections,
     );
-    let ingress_server = tokio::spawn(async move {
-        axum::serve(ingress_listener, ingress_router)
-            .with_graceful_shutdown(async move {
-                let _ = ingress_stop.wait_for(|s| *s).await;
-            })
-            .await
-    });
+    let ingress_server = spawn_server(ingress_listener, ingress_router, server_stop_rx.clone());
     let admin_router = admin::router(AdminState { live: live.clone() });
-    let mut admin_stop = server_stop_rx.clone();
-    let admin_server = tokio::spawn(async move {
-        axum::serve(admin_listener, admin_router)
-            .with_graceful_shutdown(async move {
-                let _ = admin_stop.wait_for(|s| *s).await;
-            })
-            .await
-    });
+    let admin_server = spawn_server(admin_listener, admin_router, server_stop_rx.clone());
     let reloader = match &kube {
         None => tokio::spawn(reload::run(
             live.clone(),
@@ -469,14 +474,7 @@ pub async fn start_controller(opts: ServeOptions) -> Result<RunningController, S
     let router = axum::Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .route("/readyz", axum::routing::get(|| async { "ready" }));
-    let mut admin_stop = stop_rx.clone();
-    let admin = tokio::spawn(async move {
-        axum::serve(admin_listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = admin_stop.wait_for(|s| *s).await;
-            })
-            .await
-    });
+    let admin = spawn_server(admin_listener, router, stop_rx.clone());
     let task = tokio::spawn(async move {
         let _ = stop_rx.wait_for(|s| *s).await;
         tracing::info!("Shutting down: the controller stops and releases its Lease.");

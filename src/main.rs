@@ -276,12 +276,19 @@ async fn serve(args: ServeArgs) -> ExitCode {
         running.ingress_addr, running.admin_addr
     );
     tracing::info!(ingress = %running.ingress_addr, admin = %running.admin_addr, "Switchyard is serving.");
-    let stop = running.stop_handle();
+    run_until_signal(running.stop_handle(), running.wait()).await
+}
+
+/// Sends stop on SIGTERM/SIGINT, then waits for the orderly shutdown and maps its outcome to the exit code.
+async fn run_until_signal(
+    stop: tokio::sync::watch::Sender<bool>,
+    finished: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> ExitCode {
     tokio::spawn(async move {
         wait_for_signal().await;
         let _ = stop.send(true);
     });
-    match running.wait().await {
+    match finished.await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error during shutdown: {e:#}");
@@ -316,18 +323,7 @@ async fn serve_controller(opts: ServeOptions) -> ExitCode {
         running.admin_addr
     );
     tracing::info!(admin = %running.admin_addr, "Switchyard controller is running.");
-    let stop = running.stop_handle();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        let _ = stop.send(true);
-    });
-    match running.wait().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error during shutdown: {e:#}");
-            ExitCode::from(1)
-        }
-    }
+    run_until_signal(running.stop_handle(), running.wait()).await
 }
 
 async fn wait_for_signal() {
