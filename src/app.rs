@@ -75,6 +75,43 @@ pub struct KubeMode {
     pub role: Role,
     /// Installation settings shared by controller and data plane.
     pub settings: switchyard_kube::Settings,
+    /// The validating admission webhook (served by controller processes when set).
+    pub webhook: Option<switchyard_kube::webhook::WebhookSettings>,
+}
+
+/// Binds the webhook's listener (before anything else starts, so a taken port fails the start).
+async fn bind_webhook(mode: &KubeMode) -> Result<Option<(TcpListener, SocketAddr)>, StartError> {
+    let Some(w) = mode
+        .webhook
+        .as_ref()
+        .filter(|_| mode.role != Role::DataPlane)
+    else {
+        return Ok(None);
+    };
+    let listener = TcpListener::bind(w.listen)
+        .await
+        .with_context(|| format!("binding webhook listener {}", w.listen))?;
+    let addr = listener.local_addr().context("webhook address")?;
+    Ok(Some((listener, addr)))
+}
+
+fn spawn_webhook(
+    client: kube::Client,
+    mode: &KubeMode,
+    bound: Option<(TcpListener, SocketAddr)>,
+    stop: watch::Receiver<bool>,
+) -> Option<JoinHandle<()>> {
+    let (listener, addr) = bound?;
+    let mut settings = mode.webhook.clone()?;
+    settings.listen = addr;
+    let kube_settings = mode.settings.clone();
+    Some(tokio::spawn(async move {
+        if let Err(e) =
+            switchyard_kube::webhook::run(client, kube_settings, settings, listener, stop).await
+        {
+            tracing::error!(error = %e, "The validating webhook stopped.");
+        }
+    }))
 }
 
 /// Why the process could not start.
@@ -94,6 +131,8 @@ pub struct RunningApp {
     pub ingress_addr: SocketAddr,
     /// Bound admin address.
     pub admin_addr: SocketAddr,
+    /// Bound webhook address (Kubernetes mode with a webhook).
+    pub webhook_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -211,10 +250,11 @@ pub async fn start(opts: ServeOptions) -> Result<RunningApp, StartError> {
             let client = switchyard_kube::client()
                 .await
                 .context("connecting to the Kubernetes API")?;
+            let webhook = bind_webhook(mode).await?;
             (
                 Topology::default(),
                 Vec::new(),
-                Some((client, mode.clone())),
+                Some((client, mode.clone(), webhook)),
             )
         }
     };
@@ -278,9 +318,14 @@ pub async fn start(opts: ServeOptions) -> Result<RunningApp, StartError> {
     });
     live.apply(topology).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
+    let webhook_addr = kube
+        .as_ref()
+        .and_then(|(_, _, w)| w.as_ref().map(|(_, addr)| *addr));
     let kube = match kube {
         // Ready once the cluster's configuration is applied (readiness gates the ingress Endpoints).
-        Some((client, mode)) => Some(KubeTasks::start(client, mode, live.clone())),
+        Some((client, mode, webhook)) => {
+            Some(KubeTasks::start(client, mode, webhook, live.clone()))
+        }
         None => {
             live.ready.store(true, Ordering::SeqCst);
             None
@@ -299,6 +344,7 @@ pub async fn start(opts: ServeOptions) -> Result<RunningApp, StartError> {
     Ok(RunningApp {
         ingress_addr,
         admin_addr,
+        webhook_addr,
         stop: stop_tx,
         task,
     })
@@ -374,13 +420,20 @@ async fn run(
 struct KubeTasks {
     stop: watch::Sender<bool>,
     controller: Option<JoinHandle<()>>,
+    webhook: Option<JoinHandle<()>>,
     watch: JoinHandle<()>,
     apply: JoinHandle<()>,
 }
 
 impl KubeTasks {
-    fn start(client: kube::Client, mode: KubeMode, live: Arc<Live>) -> KubeTasks {
+    fn start(
+        client: kube::Client,
+        mode: KubeMode,
+        webhook: Option<(TcpListener, SocketAddr)>,
+        live: Arc<Live>,
+    ) -> KubeTasks {
         let (stop, stop_rx) = watch::channel(false);
+        let webhook = spawn_webhook(client.clone(), &mode, webhook, stop_rx.clone());
         let controller = (mode.role == Role::All).then(|| {
             tokio::spawn(switchyard_kube::controller::run(
                 client.clone(),
@@ -415,6 +468,7 @@ impl KubeTasks {
         KubeTasks {
             stop,
             controller,
+            webhook,
             watch,
             apply,
         }
@@ -426,6 +480,9 @@ impl KubeTasks {
         if let Some(c) = self.controller {
             let _ = tokio::time::timeout(deadline, c).await;
         }
+        if let Some(w) = self.webhook {
+            let _ = tokio::time::timeout(deadline, w).await;
+        }
         let _ = tokio::time::timeout(deadline, self.watch).await;
         let _ = tokio::time::timeout(deadline, self.apply).await;
     }
@@ -435,6 +492,8 @@ impl KubeTasks {
 pub struct RunningController {
     /// Bound admin address (`/healthz`, `/readyz`).
     pub admin_addr: SocketAddr,
+    /// Bound webhook address, when the webhook is enabled.
+    pub webhook_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -465,7 +524,10 @@ pub async fn start_controller(opts: ServeOptions) -> Result<RunningController, S
         .await
         .with_context(|| format!("binding admin listener {}", opts.admin_listen))?;
     let admin_addr = admin_listener.local_addr().context("admin address")?;
+    let webhook = bind_webhook(&mode).await?;
+    let webhook_addr = webhook.as_ref().map(|(_, a)| *a);
     let (stop, mut stop_rx) = watch::channel(false);
+    let webhook = spawn_webhook(client.clone(), &mode, webhook, stop_rx.clone());
     let controller = tokio::spawn(switchyard_kube::controller::run(
         client,
         mode.settings,
@@ -479,12 +541,16 @@ pub async fn start_controller(opts: ServeOptions) -> Result<RunningController, S
         let _ = stop_rx.wait_for(|s| *s).await;
         tracing::info!("Shutting down: the controller stops and releases its Lease.");
         let _ = tokio::time::timeout(Duration::from_secs(10), controller).await;
+        if let Some(w) = webhook {
+            let _ = tokio::time::timeout(Duration::from_secs(5), w).await;
+        }
         let _ = tokio::time::timeout(Duration::from_secs(1), admin).await;
         tracing::info!("Shutdown complete.");
         Ok(())
     });
     Ok(RunningController {
         admin_addr,
+        webhook_addr,
         stop,
         task,
     })

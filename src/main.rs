@@ -102,6 +102,29 @@ struct ServeArgs {
     /// Kubernetes mode: how long a silent leader keeps the Lease before another replica takes over.
     #[arg(long, env = "SWITCHYARD_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
     lease_duration: Duration,
+    /// Kubernetes mode: serve the validating admission webhook (HTTPS) on this address (controller
+    /// processes). Its certificate is issued by Switchyard and its CA written into the
+    /// ValidatingWebhookConfiguration `--webhook-configuration`.
+    #[arg(long, env = "SWITCHYARD_WEBHOOK_LISTEN")]
+    webhook_listen: Option<SocketAddr>,
+    /// Kubernetes mode: names the webhook certificate is valid for (default
+    /// `switchyard-webhook.<system namespace>.svc`).
+    #[arg(long, env = "SWITCHYARD_WEBHOOK_HOST", value_delimiter = ',')]
+    webhook_host: Vec<String>,
+    /// Kubernetes mode: Secret (system namespace) holding the webhook's CA and certificate.
+    #[arg(
+        long,
+        env = "SWITCHYARD_WEBHOOK_SECRET",
+        default_value = "switchyard-webhook-certs"
+    )]
+    webhook_secret: String,
+    /// Kubernetes mode: the ValidatingWebhookConfiguration whose caBundle Switchyard keeps current.
+    #[arg(
+        long,
+        env = "SWITCHYARD_WEBHOOK_CONFIGURATION",
+        default_value = "switchyard-validation"
+    )]
+    webhook_configuration: String,
     /// Directory of the embedded event store.
     #[arg(long, env = "SWITCHYARD_DATA_DIR", default_value = "./switchyard-data")]
     data_dir: PathBuf,
@@ -226,6 +249,18 @@ async fn serve(args: ServeArgs) -> ExitCode {
             identity: identity(),
             ..switchyard_kube::Settings::default()
         },
+        webhook: args
+            .webhook_listen
+            .map(|listen| switchyard_kube::webhook::WebhookSettings {
+                listen,
+                hosts: if args.webhook_host.is_empty() {
+                    vec![format!("switchyard-webhook.{}.svc", args.system_namespace)]
+                } else {
+                    args.webhook_host.clone()
+                },
+                secret: args.webhook_secret.clone(),
+                configuration: args.webhook_configuration.clone(),
+            }),
     });
     let opts = ServeOptions {
         kubernetes,
@@ -271,8 +306,12 @@ async fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     // Machine-readable line for scripts and tests; logs go to stderr.
+    let webhook = running
+        .webhook_addr
+        .map(|w| format!(" webhook={w}"))
+        .unwrap_or_default();
     println!(
-        "switchyard ready ingress={} admin={}",
+        "switchyard ready ingress={} admin={}{webhook}",
         running.ingress_addr, running.admin_addr
     );
     tracing::info!(ingress = %running.ingress_addr, admin = %running.admin_addr, "Switchyard is serving.");
@@ -318,8 +357,12 @@ async fn serve_controller(opts: ServeOptions) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let webhook = running
+        .webhook_addr
+        .map(|w| format!(" webhook={w}"))
+        .unwrap_or_default();
     println!(
-        "switchyard ready admin={} role=controller",
+        "switchyard ready admin={} role=controller{webhook}",
         running.admin_addr
     );
     tracing::info!(admin = %running.admin_addr, "Switchyard controller is running.");

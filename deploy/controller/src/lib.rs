@@ -17,6 +17,7 @@ pub mod dataplane;
 pub mod leader;
 pub mod manifest;
 pub mod resolve;
+pub mod webhook;
 
 use std::time::Duration;
 
