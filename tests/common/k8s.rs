@@ -476,6 +476,8 @@ pub struct Switchyard {
     /// Ingress address (roles `all` and `data-plane`).
     pub ingress: Option<SocketAddr>,
     pub admin: SocketAddr,
+    /// Validating webhook address (when started with `--webhook-listen`).
+    pub webhook: Option<SocketAddr>,
     /// `POD_NAME`, the leader-election identity.
     pub pod_name: String,
     pub role: Role,
@@ -539,7 +541,11 @@ impl Switchyard {
             .unwrap_or_default();
         let mut ingress = None;
         let mut admin = None;
+        let mut webhook = None;
         for part in line.split_whitespace() {
+            if let Some(a) = part.strip_prefix("webhook=") {
+                webhook = a.parse().ok();
+            }
             if let Some(a) = part.strip_prefix("ingress=") {
                 ingress = a.parse().ok();
             }
@@ -565,6 +571,7 @@ impl Switchyard {
             child,
             ingress,
             admin: admin.unwrap(),
+            webhook,
             pod_name: pod_name.to_owned(),
             role,
             dir,
