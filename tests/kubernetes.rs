@@ -15,7 +15,9 @@ use common::k8s::{
     condition, condition_status, has_condition, is_true, observed, ready, repo_root, ControlPlane,
     Role, Switchyard,
 };
+use common::nats::Nats;
 use common::{ce_headers, eventually, post, Subscriber};
+use futures_util::StreamExt;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -104,6 +106,8 @@ fn crds_from_deploy_are_established() {
     for expected in [
         "brokers.eventing.knative.dev",
         "triggers.eventing.knative.dev",
+        "kafkasources.sources.knative.dev",
+        "kafkasinks.eventing.knative.dev",
         "natssources.sources.switchyard.dev",
         "natssinks.sources.switchyard.dev",
     ] {
@@ -122,7 +126,14 @@ fn crds_from_deploy_are_established() {
             crd["status"]
         );
     }
-    for kind in ["brokers", "triggers", "natssources", "natssinks"] {
+    for kind in [
+        "brokers",
+        "triggers",
+        "kafkasources",
+        "kafkasinks",
+        "natssources",
+        "natssinks",
+    ] {
         cp.kubectl_ok(&["get", kind, "-A"]);
     }
 }
@@ -723,4 +734,76 @@ async fn invalid_trigger_reported() {
         "{:#}",
         t["status"]
     );
+}
+
+/// (i) A Trigger whose subscriber refs a NatsSink (created after the Trigger): the controller resolves it
+/// once the sink exists (descriptive subscriberUri `nats://<servers>/<subject>`), and the data plane
+/// publishes the events posted to its ingress to the NATS subject (binary mode, `ce-` headers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trigger_to_a_nats_sink_publishes_to_nats() {
+    let cp = ControlPlane::shared();
+    let ns = cp.new_namespace("natssink");
+    cp.create_data_plane_endpoints(&ns);
+    let nats = Nats::start().await;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let mut messages = client.subscribe("k8s.out").await.unwrap();
+    client.flush().await.unwrap();
+    let sw = Switchyard::spawn(cp, Role::All, &ns);
+    cp.apply(&broker(&ns, "b", "Switchyard"));
+    cp.apply(&trigger(
+        &ns,
+        "to-nats",
+        "b",
+        &filter_type("a"),
+        "    ref:\n      apiVersion: sources.switchyard.dev/v1alpha1\n      kind: NatsSink\n      name: out\n",
+    ));
+    let t = cp
+        .wait_for("trigger", &ns, "to-nats", "SubscriberResolved False", |t| {
+            observed(t) && has_condition(t, "SubscriberResolved", "False", "Unresolved")
+        })
+        .await;
+    assert!(
+        message(&t, "SubscriberResolved").contains(&format!("NatsSink {ns}/out not found")),
+        "{:#}",
+        t["status"]
+    );
+    cp.apply(&format!(
+        "apiVersion: sources.switchyard.dev/v1alpha1\nkind: NatsSink\nmetadata:\n  name: out\n  namespace: {ns}\n\
+         spec:\n  servers:\n    - {}\n  subject: k8s.out\n",
+        nats.url()
+    ));
+    cp.wait_for("natssink", &ns, "out", "Ready", |s| observed(s) && ready(s))
+        .await;
+    let t = cp
+        .wait_for("trigger", &ns, "to-nats", "Ready", |t| {
+            observed(t) && ready(t)
+        })
+        .await;
+    assert_eq!(
+        t["status"]["subscriberUri"],
+        format!("{}/k8s.out", nats.url()),
+        "descriptive subscriberUri"
+    );
+
+    // The data plane needs a moment to see the objects: send until a message arrives (404s until then).
+    let url = sw.ingress_url(&format!("/{ns}/b"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut seq = 0;
+    let msg = loop {
+        seq += 1;
+        send(&url, &format!("nats-{seq}"), "a").await;
+        if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(300), messages.next()).await
+        {
+            break m;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no event published to k8s.out within 60 s; Switchyard log:\n{}",
+            sw.log()
+        );
+    };
+    let headers = msg.headers.expect("binary mode has headers");
+    assert_eq!(headers.get("ce-type").unwrap().as_str(), "a");
+    assert!(headers.get("ce-id").unwrap().as_str().starts_with("nats-"));
+    assert_eq!(&msg.payload[..], b"{}");
 }

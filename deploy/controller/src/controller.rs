@@ -11,6 +11,15 @@
 //! `SubscriberResolved` (+ `status.subscriberUri`), `DeadLetterSinkResolved` (of the delivery in force: the
 //! trigger's when it sets any field, else the broker's), and `Ready`.
 //!
+//! A Trigger whose subscriber refs a KafkaSink or NatsSink (by kind and apiVersion) resolves no address:
+//! `SubscriberResolved` is True when the sink exists in the Trigger's namespace, and `status.subscriberUri`
+//! is a descriptive `kafka://<bootstrap servers>/<topic>` or `nats://<servers>/<subject>` (not an HTTP
+//! address; the data plane keeps the `ref` and produces / publishes directly).
+//!
+//! KafkaSource, NatsSource ([`sources`]): `SinkProvided` (+ `status.sinkUri`, `spec.sink` resolved like
+//! any destination), `SpecValid`, `Ready`; KafkaSink, NatsSink: `SpecValid`, `Ready`. A kind whose CRD is
+//! not installed is skipped (logged) until the controller restarts.
+//!
 //! Status is written only when it changed (`lastTransitionTime` moves only on a status change), failures
 //! are also published as Kubernetes Events, errors are retried with exponential backoff per object, and
 //! Ready objects are reconciled again every [`Settings::resync`] to re-resolve referenced addresses.
@@ -18,6 +27,9 @@
 
 use crate::conditions::{self, is_true, status_of, with_ready, Observed};
 use crate::crd::{Broker, BrokerStatus, Condition, DeliverySpec, Trigger, TriggerStatus};
+use crate::crd_sources::{
+    sink_kind_of, KafkaSink, KafkaSource, NatsSink, NatsSource, SourceOrSink,
+};
 use crate::leader::LeaseLock;
 use crate::manifest::{
     broker_manifest, configmap_manifest, delivery_is_set, owns_broker, problems_of, to_yaml,
@@ -25,7 +37,7 @@ use crate::manifest::{
 };
 use crate::resolve::{resolve, Resolved};
 use crate::{Error, Settings};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Service};
 use kube::api::{Api, PostParams};
 use kube::runtime::controller::{Action, Controller};
@@ -34,6 +46,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use parking_lot::Mutex;
+use sources::{object_error_policy, reconcile_object, resolve_sink_subscriber};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -377,8 +390,10 @@ pub async fn reconcile_trigger(t: Arc<Trigger>, ctx: Arc<Context>) -> Result<Act
         }
     };
 
-    let (subscriber, subscriber_uri) =
-        match resolve(&ctx.client, &ns, &t.spec.subscriber, &s.cluster_domain).await? {
+    let sink_kind = sink_kind_of(&t.spec.subscriber);
+    let (subscriber, subscriber_uri) = match sink_kind {
+        Some(kind) => resolve_sink_subscriber(&ctx, &ns, kind, &t.spec.subscriber).await?,
+        None => match resolve(&ctx.client, &ns, &t.spec.subscriber, &s.cluster_domain).await? {
             Resolved::Url(u) => (Observed::ok("SubscriberResolved", "", ""), Some(u)),
             Resolved::Failed(why) => (
                 Observed::failed(
@@ -388,7 +403,8 @@ pub async fn reconcile_trigger(t: Arc<Trigger>, ctx: Arc<Context>) -> Result<Act
                 ),
                 None,
             ),
-        };
+        },
+    };
     let delivery = if delivery_is_set(t.spec.delivery.as_ref()) {
         t.spec.delivery.as_ref()
     } else {
@@ -398,10 +414,15 @@ pub async fn reconcile_trigger(t: Arc<Trigger>, ctx: Arc<Context>) -> Result<Act
 
     if problems.is_empty() {
         let subject = key("Trigger", &ns, &name);
+        // A KafkaSink / NatsSink subscriber is checked by resolve_sink_subscriber; its descriptive
+        // subscriberUri is not an http URL.
         let m = trigger_manifest(
             &t,
             s,
-            subscriber_uri.as_deref().unwrap_or(PLACEHOLDER_URL),
+            subscriber_uri
+                .as_deref()
+                .filter(|_| sink_kind.is_none())
+                .unwrap_or(PLACEHOLDER_URL),
             Some(dls_uri.as_deref().unwrap_or(PLACEHOLDER_URL)),
         );
         problems = problems_of(&subject, &[(subject.clone(), to_yaml(&m))]);
@@ -480,10 +501,115 @@ where
     }
 }
 
-/// Runs the Broker and Trigger controllers until `stop` fires.
+/// Whether the cluster serves kind `K` (its CRD is installed): only a 404 on a list says no.
+pub async fn is_served<K: SourceOrSink>(client: &Client, settings: &Settings) -> bool {
+    let api = api_for::<K>(client, settings);
+    match api.list(&kube::api::ListParams::default().limit(1)).await {
+        Err(kube::Error::Api(s)) if s.code == 404 => {
+            tracing::warn!(
+                kind = K::KIND,
+                "The cluster does not serve this kind (its CRD is not installed): not reconciled. \
+                 Restart the controller after installing the CRD."
+            );
+            false
+        }
+        _ => true,
+    }
+}
+
+/// The controller of a source kind: reconciled again when a Broker its sink refers to changes.
+fn source_controller<K: SourceOrSink>(
+    client: &Client,
+    settings: &Settings,
+    ctx: Arc<Context>,
+    mut stop: watch::Receiver<bool>,
+) -> futures_util::future::BoxFuture<'static, ()> {
+    let wc = watcher::Config::default();
+    let ctl = Controller::new(api_for::<K>(client, settings), wc.clone());
+    let store = ctl.store();
+    ctl.watches(api_for::<Broker>(client, settings), wc, move |b| {
+        let (bns, bname) = (b.namespace().unwrap_or_default(), b.name_any());
+        store
+            .state()
+            .iter()
+            .filter(|o| {
+                let ns = o.namespace().unwrap_or_default();
+                o.sink()
+                    .is_some_and(|d| refers_to(&d, &ns, "Broker", &bname, &bns))
+            })
+            .map(|o| ObjectRef::from_obj(&**o))
+            .collect::<Vec<_>>()
+    })
+    .graceful_shutdown_on(async move {
+        let _ = stop.wait_for(|s| *s).await;
+    })
+    .run(reconcile_object::<K>, object_error_policy::<K>, ctx)
+    .for_each(|_| futures_util::future::ready(()))
+    .boxed()
+}
+
+/// The controller of a sink kind.
+fn sink_controller<K: SourceOrSink>(
+    client: &Client,
+    settings: &Settings,
+    ctx: Arc<Context>,
+    mut stop: watch::Receiver<bool>,
+) -> futures_util::future::BoxFuture<'static, ()> {
+    Controller::new(api_for::<K>(client, settings), watcher::Config::default())
+        .graceful_shutdown_on(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .run(reconcile_object::<K>, object_error_policy::<K>, ctx)
+        .for_each(|_| futures_util::future::ready(()))
+        .boxed()
+}
+
+fn trigger_refers_to_sink(t: &Trigger, kind: &str, sink_ns: &str, sink: &str) -> bool {
+    let ns = t.namespace().unwrap_or_default();
+    sink_kind_of(&t.spec.subscriber) == Some(kind)
+        && refers_to(&t.spec.subscriber, &ns, kind, sink, sink_ns)
+}
+
+/// Runs the Broker, Trigger, source and sink controllers until `stop` fires (a source or sink kind whose
+/// CRD is not installed is skipped).
 pub async fn run_controllers(client: Client, settings: Settings, mut stop: watch::Receiver<bool>) {
     let ctx = Arc::new(Context::new(client.clone(), settings.clone()));
     let wc = watcher::Config::default();
+    let mut extra = Vec::new();
+    if is_served::<KafkaSource>(&client, &settings).await {
+        extra.push(source_controller::<KafkaSource>(
+            &client,
+            &settings,
+            ctx.clone(),
+            stop.clone(),
+        ));
+    }
+    if is_served::<NatsSource>(&client, &settings).await {
+        extra.push(source_controller::<NatsSource>(
+            &client,
+            &settings,
+            ctx.clone(),
+            stop.clone(),
+        ));
+    }
+    let kafka_sinks = is_served::<KafkaSink>(&client, &settings).await;
+    if kafka_sinks {
+        extra.push(sink_controller::<KafkaSink>(
+            &client,
+            &settings,
+            ctx.clone(),
+            stop.clone(),
+        ));
+    }
+    let nats_sinks = is_served::<NatsSink>(&client, &settings).await;
+    if nats_sinks {
+        extra.push(sink_controller::<NatsSink>(
+            &client,
+            &settings,
+            ctx.clone(),
+            stop.clone(),
+        ));
+    }
 
     let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), &settings.system_namespace);
     let broker_ctl = Controller::new(api_for::<Broker>(&client, &settings), wc.clone());
@@ -508,9 +634,41 @@ pub async fn run_controllers(client: Client, settings: Settings, mut stop: watch
         .run(reconcile_broker, broker_error_policy, ctx.clone())
         .for_each(|_| futures_util::future::ready(()));
 
-    let trigger_ctl = Controller::new(api_for::<Trigger>(&client, &settings), wc.clone());
+    let mut trigger_ctl = Controller::new(api_for::<Trigger>(&client, &settings), wc.clone());
     let by_broker = trigger_ctl.store();
     let by_service = trigger_ctl.store();
+    if kafka_sinks {
+        let by_sink = trigger_ctl.store();
+        trigger_ctl = trigger_ctl.watches(
+            api_for::<KafkaSink>(&client, &settings),
+            wc.clone(),
+            move |sink| {
+                let (ns, name) = (sink.namespace().unwrap_or_default(), sink.name_any());
+                by_sink
+                    .state()
+                    .iter()
+                    .filter(|t| trigger_refers_to_sink(t, "KafkaSink", &ns, &name))
+                    .map(|t| ObjectRef::from_obj(&**t))
+                    .collect::<Vec<_>>()
+            },
+        );
+    }
+    if nats_sinks {
+        let by_sink = trigger_ctl.store();
+        trigger_ctl = trigger_ctl.watches(
+            api_for::<NatsSink>(&client, &settings),
+            wc.clone(),
+            move |sink| {
+                let (ns, name) = (sink.namespace().unwrap_or_default(), sink.name_any());
+                by_sink
+                    .state()
+                    .iter()
+                    .filter(|t| trigger_refers_to_sink(t, "NatsSink", &ns, &name))
+                    .map(|t| ObjectRef::from_obj(&**t))
+                    .collect::<Vec<_>>()
+            },
+        );
+    }
     let mut stop_t = stop.clone();
     let triggers = trigger_ctl
         .watches(
@@ -543,7 +701,7 @@ pub async fn run_controllers(client: Client, settings: Settings, mut stop: watch
         .run(reconcile_trigger, trigger_error_policy, ctx)
         .for_each(|_| futures_util::future::ready(()));
     tokio::select! {
-        _ = futures_util::future::join(brokers, triggers) => {}
+        _ = futures_util::future::join3(brokers, triggers, futures_util::future::join_all(extra)) => {}
         _ = stop.wait_for(|s| *s) => {}
     }
 }
@@ -613,6 +771,7 @@ pub async fn run(client: Client, settings: Settings, mut stop: watch::Receiver<b
     }
 }
 
+pub mod sources;
 #[cfg(test)]
 mod tests;
 

@@ -9,13 +9,23 @@
 //! of brokers this installation does not serve, are ignored. ConfigMaps referenced by Kafka- or
 //! JetStream-backed Brokers are read at each rebuild and every [`RESYNC`].
 //!
+//! KafkaSources, KafkaSinks, NatsSources and NatsSinks follow the same acceptance rule; a source keeps a
+//! `ref` to a Broker this installation serves (the loader points it at this process's own ingress) and
+//! otherwise uses `status.sinkUri`; a Trigger whose subscriber is a KafkaSink / NatsSink keeps its `ref`
+//! and runs once that sink does. These kinds are optional: a kind whose list fails with 404 (CRD not
+//! installed) counts as empty, so it never holds up the first topology, and is watched again with backoff.
+//!
 //! Every change is debounced ([`DEBOUNCE`]), loaded with the standalone loader (an object the loader
 //! rejects is left out and logged; the rest still apply) and sent only when the result differs.
 
 use crate::conditions::{is_false, is_true};
 use crate::crd::{Broker, Trigger};
+use crate::crd_sources::{
+    is_broker_ref, sink_kind_of, KafkaSink, KafkaSource, NatsSink, NatsSource, SourceOrSink,
+};
 use crate::manifest::{
-    broker_manifest, configmap_manifest, owns_broker, to_yaml, trigger_manifest,
+    broker_manifest, configmap_manifest, object_manifest, owns_broker, sink_ref_subscriber,
+    source_sink, to_yaml, trigger_manifest_with,
 };
 use crate::Settings;
 use futures_util::StreamExt;
@@ -25,6 +35,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, ResourceExt};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 use switchyard_broker::config::load::load_sources;
 use switchyard_broker::config::Topology;
@@ -45,11 +56,69 @@ fn generation_observed(generation: Option<i64>, observed: Option<i64>) -> bool {
     observed.is_some() && observed == generation
 }
 
+/// The source and sink objects of the cluster (each empty when its CRD is not installed).
+#[derive(Debug, Default, Clone)]
+pub struct Others {
+    /// KafkaSources.
+    pub kafka_sources: Vec<Arc<KafkaSource>>,
+    /// KafkaSinks.
+    pub kafka_sinks: Vec<Arc<KafkaSink>>,
+    /// NatsSources.
+    pub nats_sources: Vec<Arc<NatsSource>>,
+    /// NatsSinks.
+    pub nats_sinks: Vec<Arc<NatsSink>>,
+}
+
+/// Accepts sources and sinks like Brokers (current generation observed, `SpecValid` not False); a
+/// source's sink is its Broker `ref` as is when this installation serves that Broker (the loader
+/// resolves it to this process's own ingress), else the controller's `status.sinkUri`.
+fn select_objects<K: SourceOrSink>(
+    objects: &[Arc<K>],
+    served: &BTreeSet<(String, String)>,
+    settings: &Settings,
+    accepted: &mut Accepted,
+    alive: &mut BTreeSet<String>,
+    out: &mut BTreeMap<String, String>,
+) {
+    for o in objects {
+        let ns = o.namespace().unwrap_or_default();
+        let key = format!("{} {ns}/{}", K::KIND, o.name_any());
+        alive.insert(key.clone());
+        let usable = generation_observed(o.meta().generation, o.observed_generation())
+            && !is_false(o.conditions(), "SpecValid");
+        let sink = match o.sink() {
+            None => Some(None),
+            Some(d) => {
+                let served_broker = is_broker_ref(&d)
+                    && d.reference.as_ref().is_some_and(|r| {
+                        let bns = r.namespace.clone().unwrap_or_else(|| ns.clone());
+                        served.contains(&(bns, r.name.clone()))
+                    });
+                if served_broker {
+                    Some(Some(source_sink(&d, true, None)))
+                } else {
+                    o.sink_uri().map(|u| Some(source_sink(&d, false, Some(u))))
+                }
+            }
+        };
+        if let (true, Some(sink)) = (usable, sink) {
+            let yaml = to_yaml(&object_manifest(&**o, settings, sink));
+            accepted
+                .objects
+                .insert(key.clone(), (o.meta().generation.unwrap_or(0), yaml));
+        }
+        if let Some((_, yaml)) = accepted.objects.get(&key) {
+            out.insert(key, yaml.clone());
+        }
+    }
+}
+
 /// What the data plane applies now: source name → manifest YAML, in a stable order. Pure except for
 /// `accepted`, which carries the last accepted version of each object across calls.
 pub fn select(
-    brokers: &[std::sync::Arc<Broker>],
-    triggers: &[std::sync::Arc<Trigger>],
+    brokers: &[Arc<Broker>],
+    triggers: &[Arc<Trigger>],
+    others: &Others,
     settings: &Settings,
     accepted: &mut Accepted,
 ) -> BTreeMap<String, String> {
@@ -84,6 +153,11 @@ pub fn select(
             served.insert((ns, b.name_any()));
         }
     }
+    let (a, o) = (&mut alive, &mut out);
+    select_objects(&others.kafka_sinks, &served, settings, accepted, a, o);
+    select_objects(&others.nats_sinks, &served, settings, accepted, a, o);
+    select_objects(&others.kafka_sources, &served, settings, accepted, a, o);
+    select_objects(&others.nats_sources, &served, settings, accepted, a, o);
     for t in triggers {
         let ns = t.namespace().unwrap_or_default();
         if !served.contains(&(ns.clone(), t.spec.broker.clone())) {
@@ -101,18 +175,32 @@ pub fn select(
             && !is_false(&status.conditions, "SpecValid")
             && is_true(&status.conditions, "SubscriberResolved")
             && (!dls_needed || status.dead_letter_sink_uri.is_some());
-        if let (true, Some(uri)) = (usable, status.subscriber_uri.as_deref()) {
-            let yaml = to_yaml(&trigger_manifest(
+        // A KafkaSink / NatsSink subscriber stays a ref (the dispatcher produces / publishes to it); the
+        // trigger waits until the data plane runs that sink (the loader would reject it otherwise).
+        let sink = sink_kind_of(&t.spec.subscriber).zip(t.spec.subscriber.reference.as_ref());
+        let subscriber = match sink {
+            Some((_, r)) => Some(sink_ref_subscriber(r)),
+            None => status
+                .subscriber_uri
+                .as_deref()
+                .map(|u| serde_json::json!({ "uri": u })),
+        };
+        if let (true, Some(subscriber)) = (usable, subscriber) {
+            let yaml = to_yaml(&trigger_manifest_with(
                 t,
                 settings,
-                uri,
+                subscriber,
                 status.dead_letter_sink_uri.as_deref(),
             ));
             accepted
                 .objects
                 .insert(key.clone(), (t.metadata.generation.unwrap_or(0), yaml));
         }
-        if let Some((_, yaml)) = accepted.objects.get(&key) {
+        let sink_running = sink.is_none_or(|(kind, r)| {
+            let sns = r.namespace.clone().unwrap_or_else(|| ns.clone());
+            out.contains_key(&format!("{kind} {sns}/{}", r.name))
+        });
+        if let (true, Some((_, yaml))) = (sink_running, accepted.objects.get(&key)) {
             out.insert(key, yaml.clone());
         }
     }
@@ -228,6 +316,24 @@ pub async fn run(
     let (triggers, trigger_events) = watch_stream(triggers_api);
     let mut broker_events = std::pin::pin!(broker_events);
     let mut trigger_events = std::pin::pin!(trigger_events);
+    // The source and sink kinds: optional (a cluster may not have their CRDs), so one stream of
+    // (kind index, outcome) for all four, and a kind whose list fails with 404 counts as empty.
+    let (kafka_sources, ks) = watch_stream(api_for::<KafkaSource>(&client, &settings));
+    let (kafka_sinks, kk) = watch_stream(api_for::<KafkaSink>(&client, &settings));
+    let (nats_sources, ns) = watch_stream(api_for::<NatsSource>(&client, &settings));
+    let (nats_sinks, nk) = watch_stream(api_for::<NatsSink>(&client, &settings));
+    let mut other_events = futures_util::stream::select_all([
+        ks.map(|e| (0, e.map(|_| ()))).boxed(),
+        kk.map(|e| (1, e.map(|_| ()))).boxed(),
+        ns.map(|e| (2, e.map(|_| ()))).boxed(),
+        nk.map(|e| (3, e.map(|_| ()))).boxed(),
+    ]);
+    let mut optional = [
+        OptionalKind::new("KafkaSource"),
+        OptionalKind::new("KafkaSink"),
+        OptionalKind::new("NatsSource"),
+        OptionalKind::new("NatsSink"),
+    ];
     let mut accepted = Accepted::default();
     let mut last: Option<BTreeMap<String, String>> = None;
     let mut dirty = true;
@@ -248,16 +354,41 @@ pub async fn run(
                 dirty = true;
                 continue;
             }
+            ev = other_events.next() => {
+                let Some((i, ev)) = ev else { return; };
+                optional[i].observe(ev);
+                dirty = true;
+                continue;
+            }
             _ = resync.tick() => { dirty = true; continue; }
             _ = debounce, if dirty => {}
         }
         // Both caches must have their initial list, or a half-read cluster would look like deletions.
-        if brokers.is_empty_unready() || triggers.is_empty_unready() {
+        // The optional kinds too, unless the cluster does not serve them (404: no objects of that kind).
+        let unready = [
+            kafka_sources.is_empty_unready(),
+            kafka_sinks.is_empty_unready(),
+            nats_sources.is_empty_unready(),
+            nats_sinks.is_empty_unready(),
+        ];
+        if brokers.is_empty_unready()
+            || triggers.is_empty_unready()
+            || unready
+                .iter()
+                .zip(&optional)
+                .any(|(unready, k)| *unready && !k.missing)
+        {
             continue;
         }
         dirty = false;
         let (b, t) = (brokers.state(), triggers.state());
-        let selected = select(&b, &t, &settings, &mut accepted);
+        let others = Others {
+            kafka_sources: kafka_sources.state(),
+            kafka_sinks: kafka_sinks.state(),
+            nats_sources: nats_sources.state(),
+            nats_sinks: nats_sinks.state(),
+        };
+        let selected = select(&b, &t, &others, &settings, &mut accepted);
         let sources = with_configmaps(&client, &b, &settings, selected).await;
         if last.as_ref() == Some(&sources) {
             continue;
@@ -280,6 +411,57 @@ pub async fn run(
             return;
         }
         last = Some(sources);
+    }
+}
+
+fn api_for<K>(client: &Client, s: &Settings) -> Api<K>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    match &s.watch_namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// A source or sink kind the cluster may not serve.
+struct OptionalKind {
+    kind: &'static str,
+    /// The last list failed with 404: the CRD is not installed (no objects of that kind).
+    missing: bool,
+    logged: bool,
+}
+
+impl OptionalKind {
+    fn new(kind: &'static str) -> OptionalKind {
+        OptionalKind {
+            kind,
+            missing: false,
+            logged: false,
+        }
+    }
+
+    fn observe(&mut self, ev: Result<(), watcher::Error>) {
+        match ev {
+            Ok(()) => self.missing = false,
+            Err(
+                watcher::Error::InitialListFailed(kube::Error::Api(s))
+                | watcher::Error::WatchStartFailed(kube::Error::Api(s)),
+            ) if s.code == 404 => {
+                self.missing = true;
+                if !self.logged {
+                    self.logged = true;
+                    tracing::info!(
+                        kind = self.kind,
+                        "The cluster does not serve this kind (CRD not installed): none of them run; \
+                         watching again with backoff."
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::warn!(kind = self.kind, error = %e, "Watch failed; retrying with backoff.")
+            }
+        }
     }
 }
 
@@ -368,11 +550,12 @@ mod tests {
         let s = Settings::default();
         let mut acc = Accepted::default();
         // Not reconciled yet: nothing.
-        assert!(select(&[broker(1, None, 1)], &[], &s, &mut acc).is_empty());
+        assert!(select(&[broker(1, None, 1)], &[], &Others::default(), &s, &mut acc).is_empty());
         // Reconciled: the broker and its resolved trigger, with the resolved URI.
         let out = select(
             &[broker(1, Some(1), 1)],
             &[trigger("b", Some("http://svc.ns.svc.cluster.local"))],
+            &Others::default(),
             &s,
             &mut acc,
         );
@@ -385,6 +568,7 @@ mod tests {
         let pending = select(
             &[broker(2, Some(1), 5)],
             &[trigger("b", Some("http://svc.ns.svc.cluster.local"))],
+            &Others::default(),
             &s,
             &mut acc,
         );
@@ -393,13 +577,20 @@ mod tests {
         let applied = select(
             &[broker(2, Some(2), 5)],
             &[trigger("b", Some("http://svc.ns.svc.cluster.local"))],
+            &Others::default(),
             &s,
             &mut acc,
         );
         assert!(applied["Broker ns/b"].contains("retry: 5"));
         // Deleted: gone, and not resurrected from the accepted cache.
-        assert!(select(&[], &[], &s, &mut acc).is_empty());
-        let again = select(&[broker(3, Some(2), 5)], &[], &s, &mut acc);
+        assert!(select(&[], &[], &Others::default(), &s, &mut acc).is_empty());
+        let again = select(
+            &[broker(3, Some(2), 5)],
+            &[],
+            &Others::default(),
+            &s,
+            &mut acc,
+        );
         assert!(
             again.is_empty(),
             "a deleted-then-recreated broker waits for the controller again"
@@ -413,10 +604,194 @@ mod tests {
         let out = select(
             &[broker(1, Some(1), 1)],
             &[trigger("b", None), trigger("elsewhere", Some("http://x"))],
+            &Others::default(),
             &s,
             &mut acc,
         );
         assert_eq!(out.keys().collect::<Vec<_>>(), ["Broker ns/b"]);
+    }
+
+    fn nats_sink(observed: bool, spec_valid: &str) -> Arc<NatsSink> {
+        let mut k = NatsSink::new(
+            "out",
+            crate::crd_sources::NatsSinkSpec {
+                servers: serde_json::json!(["nats://n:4222"]),
+                subject: "orders.out".into(),
+                ..Default::default()
+            },
+        );
+        k.metadata.namespace = Some("ns".into());
+        k.metadata.generation = Some(1);
+        k.status = observed.then(|| crate::crd_sources::SinkStatus {
+            observed_generation: Some(1),
+            conditions: vec![cond("SpecValid", spec_valid)],
+        });
+        Arc::new(k)
+    }
+
+    fn nats_source(
+        sink: crate::crd_sources::SourceSink,
+        sink_uri: Option<&str>,
+    ) -> Arc<NatsSource> {
+        let mut k = NatsSource::new(
+            "in",
+            crate::crd_sources::NatsSourceSpec {
+                servers: serde_json::json!("nats://n:4222"),
+                subject: "orders.>".into(),
+                sink,
+                ..Default::default()
+            },
+        );
+        k.metadata.namespace = Some("ns".into());
+        k.metadata.generation = Some(1);
+        k.status = Some(crate::crd_sources::SourceStatus {
+            observed_generation: Some(1),
+            conditions: vec![cond("SpecValid", "True")],
+            sink_uri: sink_uri.map(str::to_owned),
+        });
+        Arc::new(k)
+    }
+
+    fn broker_sink(name: &str) -> crate::crd_sources::SourceSink {
+        crate::crd_sources::SourceSink {
+            reference: Some(crate::crd_sources::SinkRef {
+                api_version: "eventing.knative.dev/v1".into(),
+                kind: "Broker".into(),
+                name: name.into(),
+                namespace: None,
+            }),
+            uri: None,
+        }
+    }
+
+    fn sink_trigger() -> Arc<Trigger> {
+        let mut t = (*trigger("b", Some("nats://n:4222/orders.out"))).clone();
+        t.metadata.name = Some("to-nats".into());
+        t.spec.subscriber = Destination {
+            reference: Some(crate::crd::KReference {
+                kind: "NatsSink".into(),
+                name: "out".into(),
+                api_version: Some("sources.switchyard.dev/v1alpha1".into()),
+                ..Default::default()
+            }),
+            ..Destination::default()
+        };
+        Arc::new(t)
+    }
+
+    #[test]
+    fn sinks_and_their_triggers_are_served_once_reconciled() {
+        let s = Settings::default();
+        let mut acc = Accepted::default();
+        let b = [broker(1, Some(1), 1)];
+        let t = [sink_trigger()];
+        // The sink is not reconciled yet: neither it nor the trigger that needs it.
+        let others = Others {
+            nats_sinks: vec![nats_sink(false, "True")],
+            ..Others::default()
+        };
+        let out = select(&b, &t, &others, &s, &mut acc);
+        assert_eq!(out.keys().collect::<Vec<_>>(), ["Broker ns/b"]);
+        // An invalid sink: left out, and so is the trigger.
+        let others = Others {
+            nats_sinks: vec![nats_sink(true, "False")],
+            ..Others::default()
+        };
+        let out = select(&b, &t, &others, &s, &mut acc);
+        assert_eq!(out.keys().collect::<Vec<_>>(), ["Broker ns/b"]);
+        // Reconciled: both, the trigger keeping its ref (not the descriptive subscriberUri).
+        let others = Others {
+            nats_sinks: vec![nats_sink(true, "True")],
+            ..Others::default()
+        };
+        let out = select(&b, &t, &others, &s, &mut acc);
+        assert_eq!(
+            out.keys().collect::<Vec<_>>(),
+            ["Broker ns/b", "NatsSink ns/out", "Trigger ns/to-nats"]
+        );
+        assert!(
+            out["Trigger ns/to-nats"].contains("kind: NatsSink"),
+            "{}",
+            out["Trigger ns/to-nats"]
+        );
+        assert!(!out["Trigger ns/to-nats"].contains("nats://n:4222/orders.out"));
+        let topology = load_tolerant(out);
+        assert_eq!(topology.nats_sinks.len(), 1);
+        assert_eq!(topology.triggers.len(), 1);
+    }
+
+    #[test]
+    fn sources_keep_a_served_broker_ref_and_use_the_sink_uri_otherwise() {
+        let s = Settings::default();
+        let mut acc = Accepted::default();
+        let b = [broker(1, Some(1), 1)];
+        // A served Broker: the ref as is (the loader resolves it to this process's ingress).
+        let others = Others {
+            nats_sources: vec![nats_source(broker_sink("b"), Some("http://ignored"))],
+            ..Others::default()
+        };
+        let out = select(&b, &[], &others, &s, &mut acc);
+        let yaml = &out["NatsSource ns/in"];
+        assert!(
+            yaml.contains("kind: Broker") && !yaml.contains("http://ignored"),
+            "{yaml}"
+        );
+        let topology = load_tolerant(out);
+        assert_eq!(topology.nats_sources.len(), 1);
+        // A Broker this installation does not serve: status.sinkUri.
+        let mut acc = Accepted::default();
+        let others = Others {
+            nats_sources: vec![nats_source(
+                broker_sink("elsewhere"),
+                Some("http://other-broker.example/ns/elsewhere"),
+            )],
+            ..Others::default()
+        };
+        let out = select(&b, &[], &others, &s, &mut acc);
+        assert!(out["NatsSource ns/in"].contains("uri: http://other-broker.example/ns/elsewhere"));
+        assert_eq!(load_tolerant(out).nats_sources.len(), 1);
+        // Not resolved (no sinkUri) and not a served Broker: not run.
+        let mut acc = Accepted::default();
+        let others = Others {
+            nats_sources: vec![nats_source(broker_sink("elsewhere"), None)],
+            ..Others::default()
+        };
+        assert!(!select(&b, &[], &others, &s, &mut acc).contains_key("NatsSource ns/in"));
+        // Deleted: forgotten.
+        assert_eq!(
+            select(&b, &[], &Others::default(), &s, &mut acc)
+                .keys()
+                .collect::<Vec<_>>(),
+            ["Broker ns/b"]
+        );
+    }
+
+    #[test]
+    fn a_kind_the_cluster_does_not_serve_counts_as_empty_and_comes_back() {
+        let not_found = || {
+            watcher::Error::InitialListFailed(kube::Error::Api(Box::new(
+                kube::core::Status::failure(
+                    "the server could not find the requested resource",
+                    "NotFound",
+                )
+                .with_code(404),
+            )))
+        };
+        let mut k = OptionalKind::new("KafkaSource");
+        assert!(!k.missing, "unknown until the first list fails");
+        k.observe(Err(not_found()));
+        assert!(k.missing && k.logged);
+        k.observe(Err(not_found()));
+        assert!(k.missing);
+        // Another failure (e.g. 403 or a timeout) does not mean "not served": the build keeps waiting.
+        let mut other = OptionalKind::new("NatsSink");
+        other.observe(Err(watcher::Error::InitialListFailed(kube::Error::Api(
+            Box::new(kube::core::Status::failure("forbidden", "Forbidden").with_code(403)),
+        ))));
+        assert!(!other.missing);
+        // The CRD installed later: the list succeeds, the store fills and counts again.
+        k.observe(Ok(()));
+        assert!(!k.missing);
     }
 
     #[test]

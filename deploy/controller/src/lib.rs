@@ -2,10 +2,11 @@
 //!
 //! The only crate that depends on `kube`:
 //! - [`crd`]: the `eventing.knative.dev/v1` Broker and Trigger types and their CRDs (`crdgen`);
+//! - [`crd_sources`]: KafkaSource, KafkaSink (Knative's field names), NatsSource and NatsSink;
 //! - [`controller`]: reconcilers that validate, resolve and report Broker and Trigger status (Knative's
 //!   conditions, address, subscriber and dead-letter URIs), with Lease-based leader election ([`leader`]);
-//! - [`dataplane`]: the data plane's watch that turns the cluster's Brokers and Triggers (as the controller
-//!   resolved them) into the same [`Topology`](switchyard_broker::config::Topology) a config file gives.
+//! - [`dataplane`]: the data plane's watch that turns the cluster's Brokers, Triggers, sources and sinks (as
+//!   the controller resolved them) into the same [`Topology`](switchyard_broker::config::Topology) a config file gives.
 //!
 //! Pure parts (condition sets, manifest translation, ownership) live in [`conditions`] and [`manifest`] and are
 //! unit-tested without a cluster; the reconcilers are tested against tower-test's mock API server.
@@ -13,6 +14,7 @@
 pub mod conditions;
 pub mod controller;
 pub mod crd;
+pub mod crd_sources;
 pub mod dataplane;
 pub mod leader;
 pub mod manifest;

@@ -6,7 +6,8 @@
 //! installation's broker class to [`SWITCHYARD_BROKER_CLASS`], and replaces destinations by the URIs the
 //! controller resolved (`ref`s exist only in a cluster).
 
-use crate::crd::{Broker, DeliverySpec, Destination, Trigger};
+use crate::crd::{Broker, DeliverySpec, Destination, KReference, Trigger};
+use crate::crd_sources::SourceOrSink;
 use crate::Settings;
 use kube::ResourceExt;
 use serde_json::{json, Map, Value};
@@ -100,6 +101,29 @@ pub fn trigger_manifest(
     subscriber_uri: &str,
     dls_uri: Option<&str>,
 ) -> Value {
+    trigger_manifest_with(t, settings, destination_as_uri(subscriber_uri), dls_uri)
+}
+
+/// The `subscriber` of a Trigger whose subscriber refs a KafkaSink or NatsSink: the `ref` as is (the
+/// standalone loader reads it the same way), without Knative's `group` / `address`.
+pub fn sink_ref_subscriber(r: &KReference) -> Value {
+    let mut m = Map::new();
+    m.insert("apiVersion".into(), json!(r.api_version));
+    m.insert("kind".into(), json!(r.kind));
+    m.insert("name".into(), json!(r.name));
+    if let Some(ns) = &r.namespace {
+        m.insert("namespace".into(), json!(ns));
+    }
+    json!({ "ref": m })
+}
+
+/// The Trigger as a standalone manifest with this `subscriber` and the resolved dead-letter sink URI.
+pub fn trigger_manifest_with(
+    t: &Trigger,
+    settings: &Settings,
+    subscriber: Value,
+    dls_uri: Option<&str>,
+) -> Value {
     let mut spec = Map::new();
     spec.insert("broker".into(), json!(t.spec.broker));
     if let Some(f) = &t.spec.filter {
@@ -108,7 +132,7 @@ pub fn trigger_manifest(
     if !t.spec.filters.is_empty() {
         spec.insert("filters".into(), json!(t.spec.filters));
     }
-    spec.insert("subscriber".into(), destination_as_uri(subscriber_uri));
+    spec.insert("subscriber".into(), subscriber);
     if let Some(d) = &t.spec.delivery {
         spec.insert("delivery".into(), delivery(d, dls_uri));
     }
@@ -117,6 +141,50 @@ pub fn trigger_manifest(
         "kind": "Trigger",
         "metadata": metadata(t, settings, false),
         "spec": spec,
+    })
+}
+
+/// A source's `spec.sink` for the loader: the `ref` as is when `keep_ref` (a Broker this installation
+/// serves: the loader resolves it to the process's own ingress), else `uri: sink_uri` (the controller's
+/// resolution; [`PLACEHOLDER_URL`] while there is none). `CACerts` / `audience` are kept, so that the
+/// loader reports them as unsupported.
+pub fn source_sink(dest: &Destination, keep_ref: bool, sink_uri: Option<&str>) -> Value {
+    if keep_ref {
+        return serde_json::to_value(dest).unwrap_or_default();
+    }
+    let mut v = destination_as_uri(sink_uri.unwrap_or(PLACEHOLDER_URL));
+    if let Value::Object(m) = &mut v {
+        if let Some(c) = &dest.ca_certs {
+            m.insert("CACerts".into(), json!(c));
+        }
+        if let Some(a) = &dest.audience {
+            m.insert("audience".into(), json!(a));
+        }
+    }
+    v
+}
+
+/// A KafkaSource, KafkaSink, NatsSource or NatsSink as a standalone manifest; a source's `spec.sink`
+/// replaced by `sink` (see [`source_sink`]).
+pub fn object_manifest<K: SourceOrSink>(o: &K, settings: &Settings, sink: Option<Value>) -> Value {
+    let mut spec = o.spec_json();
+    if let (Value::Object(m), Some(sink)) = (&mut spec, sink) {
+        m.insert("sink".into(), sink);
+    }
+    json!({
+        "apiVersion": K::API_VERSION,
+        "kind": K::KIND,
+        "metadata": metadata(o, settings, false),
+        "spec": spec,
+    })
+}
+
+/// A minimal Broker manifest: validating a source whose sink refs a Broker needs the Broker defined.
+pub fn stub_broker_manifest(namespace: &str, name: &str) -> Value {
+    json!({
+        "apiVersion": "eventing.knative.dev/v1",
+        "kind": "Broker",
+        "metadata": {"name": name, "namespace": namespace},
     })
 }
 

@@ -1,4 +1,4 @@
-//! Renders the Broker and Trigger CRDs from the Rust types.
+//! Renders the CRDs (Broker, Trigger, KafkaSource, KafkaSink, NatsSource, NatsSink) from the Rust types.
 //!
 //! `crdgen DIR` writes them into DIR (the repository keeps them in `deploy/crds/`);
 //! `crdgen --check DIR` exits 1 when a file in DIR differs from what the types render (CI drift check);

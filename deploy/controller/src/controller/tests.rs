@@ -567,3 +567,293 @@ async fn api_errors_back_off_exponentially_per_object() {
         Action::requeue(Duration::from_millis(500))
     );
 }
+
+fn eventing_v1_resources() -> Value {
+    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "eventing.knative.dev/v1",
+           "resources": [
+               {"name": "brokers", "singularName": "broker", "namespaced": true, "kind": "Broker",
+                "verbs": ["get", "list", "watch"]},
+               {"name": "brokers/status", "singularName": "", "namespaced": true, "kind": "Broker",
+                "verbs": ["get", "update"]}]})
+}
+
+fn broker_sink(name: &str) -> crate::crd_sources::SourceSink {
+    crate::crd_sources::SourceSink {
+        reference: Some(crate::crd_sources::SinkRef {
+            api_version: "eventing.knative.dev/v1".into(),
+            kind: "Broker".into(),
+            name: name.into(),
+            namespace: None,
+        }),
+        uri: None,
+    }
+}
+
+#[tokio::test]
+async fn source_with_a_broker_sink_is_ready_with_the_broker_address() {
+    let mut b = broker(Some("Switchyard"), BrokerSpec::default());
+    b.status = Some(ready_broker_status(&b).await);
+    let address = b
+        .status
+        .as_ref()
+        .unwrap()
+        .address
+        .clone()
+        .unwrap()
+        .url
+        .unwrap();
+    let broker_json = serde_json::to_value(&b).unwrap();
+    let mut src = crate::crd_sources::NatsSource::new(
+        "src",
+        crate::crd_sources::NatsSourceSpec {
+            servers: json!(["nats://n:4222"]),
+            subject: "orders.>".into(),
+            sink: broker_sink("b"),
+            ..Default::default()
+        },
+    );
+    src.metadata.namespace = Some("ns".into());
+    src.metadata.generation = Some(2);
+    let (ctx, mut handle) = context();
+    let server = tokio::spawn(async move {
+        let (_, send) = expect(&mut handle, Method::GET, "/apis/eventing.knative.dev/v1").await;
+        respond(send, 200, eventing_v1_resources());
+        let (_, send) = expect(
+            &mut handle,
+            Method::GET,
+            "/apis/eventing.knative.dev/v1/namespaces/ns/brokers/b",
+        )
+        .await;
+        respond(send, 200, broker_json);
+        let (body, send) = expect(
+            &mut handle,
+            Method::PUT,
+            "/apis/sources.switchyard.dev/v1alpha1/namespaces/ns/natssources/src/status",
+        )
+        .await;
+        respond(send, 200, body.clone());
+        let (event, send) = expect(
+            &mut handle,
+            Method::POST,
+            "/apis/events.k8s.io/v1/namespaces/ns/events",
+        )
+        .await;
+        respond(send, 201, json!({}));
+        no_more_requests(&mut handle).await;
+        (body, event)
+    });
+    let action = reconcile_object(Arc::new(src), ctx)
+        .await
+        .expect("reconciled");
+    assert_eq!(action, Action::requeue(Settings::default().resync));
+    let (written, event) = server.await.unwrap();
+    let status = &written["status"];
+    assert_eq!(status["observedGeneration"], 2);
+    assert_eq!(status["sinkUri"], address.as_str());
+    assert_eq!(
+        address,
+        "http://switchyard-ingress.sys.svc.cluster.local/ns/b"
+    );
+    for t in ["Ready", "SinkProvided", "SpecValid"] {
+        assert_eq!(condition(status, t)["status"], "True", "{t}: {status}");
+    }
+    assert_eq!(event["type"], "Normal");
+    assert_eq!(event["reason"], "Ready");
+}
+
+#[tokio::test]
+async fn source_with_a_missing_sink_is_not_ready() {
+    let mut src = crate::crd_sources::KafkaSource::new(
+        "src",
+        crate::crd_sources::KafkaSourceSpec {
+            bootstrap_servers: vec!["kafka:9092".into()],
+            topics: vec!["orders".into()],
+            sink: (&broker_sink("gone")).into(),
+            ..Default::default()
+        },
+    );
+    src.metadata.namespace = Some("ns".into());
+    src.metadata.generation = Some(1);
+    let (ctx, mut handle) = context();
+    let server = tokio::spawn(async move {
+        let (_, send) = expect(&mut handle, Method::GET, "/apis/eventing.knative.dev/v1").await;
+        respond(send, 200, eventing_v1_resources());
+        let (_, send) = expect(
+            &mut handle,
+            Method::GET,
+            "/apis/eventing.knative.dev/v1/namespaces/ns/brokers/gone",
+        )
+        .await;
+        respond(send, 404, not_found("brokers.eventing.knative.dev", "gone"));
+        let (body, send) = expect(
+            &mut handle,
+            Method::PUT,
+            "/apis/sources.knative.dev/v1beta1/namespaces/ns/kafkasources/src/status",
+        )
+        .await;
+        respond(send, 200, body.clone());
+        let (event, send) = expect(
+            &mut handle,
+            Method::POST,
+            "/apis/events.k8s.io/v1/namespaces/ns/events",
+        )
+        .await;
+        respond(send, 201, json!({}));
+        no_more_requests(&mut handle).await;
+        (body, event)
+    });
+    reconcile_object(Arc::new(src), ctx)
+        .await
+        .expect("reconciled");
+    let (written, event) = server.await.unwrap();
+    let status = &written["status"];
+    assert_eq!(status["observedGeneration"], 1);
+    assert!(status.get("sinkUri").is_none(), "{status}");
+    assert_eq!(condition(status, "Ready")["status"], "False");
+    assert_eq!(condition(status, "SinkProvided")["status"], "False");
+    assert_eq!(condition(status, "SinkProvided")["reason"], "NotFound");
+    let msg = condition(status, "SinkProvided")["message"]
+        .as_str()
+        .unwrap();
+    assert!(msg.contains("Broker ns/gone not found"), "{msg}");
+    assert_eq!(
+        condition(status, "SpecValid")["status"],
+        "True",
+        "the spec itself is valid: {status}"
+    );
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["reason"], "NotFound");
+}
+
+#[tokio::test]
+async fn invalid_sink_spec_is_reported() {
+    let mut sink = crate::crd_sources::KafkaSink::new(
+        "k",
+        crate::crd_sources::KafkaSinkSpec {
+            topic: "out".into(),
+            bootstrap_servers: vec!["kafka:9092".into()],
+            num_partitions: Some(10),
+            ..Default::default()
+        },
+    );
+    sink.metadata.namespace = Some("ns".into());
+    sink.metadata.generation = Some(1);
+    let (ctx, mut handle) = context();
+    let server = tokio::spawn(async move {
+        let (body, send) = expect(
+            &mut handle,
+            Method::PUT,
+            "/apis/eventing.knative.dev/v1alpha1/namespaces/ns/kafkasinks/k/status",
+        )
+        .await;
+        respond(send, 200, body.clone());
+        let (_, send) = expect(
+            &mut handle,
+            Method::POST,
+            "/apis/events.k8s.io/v1/namespaces/ns/events",
+        )
+        .await;
+        respond(send, 201, json!({}));
+        body
+    });
+    reconcile_object(Arc::new(sink), ctx)
+        .await
+        .expect("reconciled");
+    let status = server.await.unwrap()["status"].clone();
+    assert_eq!(condition(&status, "SpecValid")["status"], "False");
+    let msg = condition(&status, "SpecValid")["message"].as_str().unwrap();
+    assert!(msg.contains("spec.numPartitions"), "{msg}");
+    assert!(status.get("sinkUri").is_none());
+}
+
+#[tokio::test]
+async fn trigger_with_a_nats_sink_subscriber_resolves_when_the_sink_exists() {
+    let mut b = broker(Some("Switchyard"), BrokerSpec::default());
+    b.status = Some(ready_broker_status(&b).await);
+    let broker_json = serde_json::to_value(&b).unwrap();
+    let sink_ref = Destination {
+        reference: Some(KReference {
+            kind: "NatsSink".into(),
+            name: "out".into(),
+            api_version: Some("sources.switchyard.dev/v1alpha1".into()),
+            ..KReference::default()
+        }),
+        ..Destination::default()
+    };
+    for exists in [true, false] {
+        let (ctx, mut handle) = context();
+        let broker_json = broker_json.clone();
+        let server = tokio::spawn(async move {
+            let (_, send) = expect(
+                &mut handle,
+                Method::GET,
+                "/apis/eventing.knative.dev/v1/namespaces/ns/brokers/b",
+            )
+            .await;
+            respond(send, 200, broker_json);
+            let (_, send) = expect(
+                &mut handle,
+                Method::GET,
+                "/apis/sources.switchyard.dev/v1alpha1/namespaces/ns/natssinks/out",
+            )
+            .await;
+            if exists {
+                respond(
+                    send,
+                    200,
+                    json!({"apiVersion": "sources.switchyard.dev/v1alpha1", "kind": "NatsSink",
+                           "metadata": {"name": "out", "namespace": "ns"},
+                           "spec": {"servers": ["nats://a:4222", "tls://b:4222"], "subject": "o.x"}}),
+                );
+            } else {
+                respond(
+                    send,
+                    404,
+                    not_found("natssinks.sources.switchyard.dev", "out"),
+                );
+            }
+            let (body, send) = expect(
+                &mut handle,
+                Method::PUT,
+                "/apis/eventing.knative.dev/v1/namespaces/ns/triggers/t/status",
+            )
+            .await;
+            respond(send, 200, body.clone());
+            let (_, send) = expect(
+                &mut handle,
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/ns/events",
+            )
+            .await;
+            respond(send, 201, json!({}));
+            no_more_requests(&mut handle).await;
+            body
+        });
+        reconcile_trigger(Arc::new(trigger(sink_ref.clone())), ctx)
+            .await
+            .expect("reconciled");
+        let status = server.await.unwrap()["status"].clone();
+        let resolved = condition(&status, "SubscriberResolved");
+        assert_eq!(
+            condition(&status, "SpecValid")["status"],
+            "True",
+            "{status}"
+        );
+        if exists {
+            assert_eq!(resolved["status"], "True", "{status}");
+            assert_eq!(condition(&status, "Ready")["status"], "True", "{status}");
+            assert_eq!(status["subscriberUri"], "nats://a:4222,b:4222/o.x");
+        } else {
+            assert_eq!(resolved["status"], "False", "{status}");
+            assert_eq!(resolved["reason"], "Unresolved");
+            assert!(
+                resolved["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("NatsSink ns/out not found"),
+                "{status}"
+            );
+            assert!(status.get("subscriberUri").is_none());
+        }
+    }
+}
