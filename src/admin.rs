@@ -50,12 +50,25 @@ async fn metrics(State(s): State<AdminState>) -> Response {
             .metrics
             .set_backlog(&key.to_string(), s.live.channel.trigger_backlog(key));
     }
+    let mut text = s.live.metrics.render();
+    if let Some(c) = &s.live.controller_metrics {
+        // One exposition: the first one's `# EOF` terminator goes, the controller's ends it.
+        if let Some(stripped) = text.strip_suffix("# EOF\n") {
+            text.truncate(stripped.len());
+        }
+        text.push_str(&c.encode());
+    }
+    openmetrics(text)
+}
+
+/// An OpenMetrics text response.
+pub(crate) fn openmetrics(text: String) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        s.live.metrics.render(),
+        text,
     )
         .into_response()
 }

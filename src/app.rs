@@ -26,6 +26,7 @@ use switchyard_dispatcher::{Dispatcher, DispatcherOptions};
 use switchyard_ingress::kafka_source::{KafkaSourceOptions, KafkaSources};
 use switchyard_ingress::nats_source::{NatsSourceOptions, NatsSources};
 use switchyard_ingress::{Ingress, Limits};
+use switchyard_kube::metrics::ControllerMetrics;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -98,6 +99,7 @@ async fn bind_webhook(mode: &KubeMode) -> Result<Option<(TcpListener, SocketAddr
 fn spawn_webhook(
     client: kube::Client,
     mode: &KubeMode,
+    metrics: Arc<ControllerMetrics>,
     bound: Option<(TcpListener, SocketAddr)>,
     stop: watch::Receiver<bool>,
 ) -> Option<JoinHandle<()>> {
@@ -107,7 +109,8 @@ fn spawn_webhook(
     let kube_settings = mode.settings.clone();
     Some(tokio::spawn(async move {
         if let Err(e) =
-            switchyard_kube::webhook::run(client, kube_settings, settings, listener, stop).await
+            switchyard_kube::webhook::run(client, kube_settings, metrics, settings, listener, stop)
+                .await
         {
             tracing::error!(error = %e, "The validating webhook stopped.");
         }
@@ -176,6 +179,8 @@ pub(crate) struct Live {
     pub(crate) sources: KafkaSources,
     pub(crate) nats_sources: NatsSources,
     pub(crate) ingress_base: String,
+    /// The controller's metrics when it runs in this process (role `all`), appended to `/metrics`.
+    pub(crate) controller_metrics: Option<Arc<ControllerMetrics>>,
 }
 
 impl Live {
@@ -315,6 +320,10 @@ pub async fn start(opts: ServeOptions) -> Result<RunningApp, StartError> {
         sources,
         nats_sources,
         ingress_base: local_base_url(ingress_addr),
+        controller_metrics: kube
+            .as_ref()
+            .filter(|(_, mode, _)| mode.role == Role::All)
+            .map(|_| Arc::new(ControllerMetrics::default())),
     });
     live.apply(topology).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -433,11 +442,19 @@ impl KubeTasks {
         live: Arc<Live>,
     ) -> KubeTasks {
         let (stop, stop_rx) = watch::channel(false);
-        let webhook = spawn_webhook(client.clone(), &mode, webhook, stop_rx.clone());
+        let metrics = live.controller_metrics.clone().unwrap_or_default();
+        let webhook = spawn_webhook(
+            client.clone(),
+            &mode,
+            metrics.clone(),
+            webhook,
+            stop_rx.clone(),
+        );
         let controller = (mode.role == Role::All).then(|| {
             tokio::spawn(switchyard_kube::controller::run(
                 client.clone(),
                 mode.settings.clone(),
+                metrics,
                 stop_rx.clone(),
             ))
         });
@@ -527,15 +544,31 @@ pub async fn start_controller(opts: ServeOptions) -> Result<RunningController, S
     let webhook = bind_webhook(&mode).await?;
     let webhook_addr = webhook.as_ref().map(|(_, a)| *a);
     let (stop, mut stop_rx) = watch::channel(false);
-    let webhook = spawn_webhook(client.clone(), &mode, webhook, stop_rx.clone());
+    let metrics = Arc::new(ControllerMetrics::default());
+    let webhook = spawn_webhook(
+        client.clone(),
+        &mode,
+        metrics.clone(),
+        webhook,
+        stop_rx.clone(),
+    );
     let controller = tokio::spawn(switchyard_kube::controller::run(
         client,
         mode.settings,
+        metrics.clone(),
         stop_rx.clone(),
     ));
     let router = axum::Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok" }))
-        .route("/readyz", axum::routing::get(|| async { "ready" }));
+        // Standby replicas are ready too: they serve the webhook, and a PodDisruptionBudget counts them.
+        .route("/readyz", axum::routing::get(|| async { "ready" }))
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let metrics = metrics.clone();
+                async move { crate::admin::openmetrics(metrics.encode()) }
+            }),
+        );
     let admin = spawn_server(admin_listener, router, stop_rx.clone());
     let task = tokio::spawn(async move {
         let _ = stop_rx.wait_for(|s| *s).await;

@@ -16,7 +16,7 @@ use common::k8s::{
     Role, Switchyard,
 };
 use common::nats::Nats;
-use common::{ce_headers, eventually, post, Subscriber};
+use common::{ce_headers, eventually, post, request, Subscriber};
 use futures_util::StreamExt;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -806,4 +806,291 @@ async fn trigger_to_a_nats_sink_publishes_to_nats() {
     assert_eq!(headers.get("ce-type").unwrap().as_str(), "a");
     assert!(headers.get("ce-id").unwrap().as_str().starts_with("nats-"));
     assert_eq!(&msg.payload[..], b"{}");
+}
+
+/// The validating admission webhook, called by the real apiserver over HTTPS with the CA the controller
+/// issued and published: bad writes are refused with the field path, good ones pass, immutable fields
+/// stay immutable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_refuses_invalid_writes() {
+    let cp = ControlPlane::shared();
+    let ns = cp.new_namespace("webhook");
+    cp.kubectl_ok(&[
+        "label",
+        "namespace",
+        &ns,
+        &format!("switchyard-webhook={ns}"),
+    ]);
+    let config = format!("switchyard-validation-{ns}");
+    let ctl = Switchyard::spawn_with(
+        cp,
+        Role::Controller,
+        &ns,
+        &format!("{ns}-controller"),
+        &[
+            "--webhook-listen",
+            "127.0.0.1:0",
+            "--webhook-host",
+            "127.0.0.1",
+            "--webhook-configuration",
+            &config,
+        ],
+    );
+    let port = ctl
+        .webhook
+        .expect("the controller reports its webhook address")
+        .port();
+    // What deploy/webhook.yaml installs, pointed at this process and limited to this test's namespace.
+    cp.apply(&format!(
+        "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\n\
+         metadata: {{name: {config}}}\nwebhooks:\n- name: validation.switchyard.dev\n  \
+         admissionReviewVersions: [v1]\n  sideEffects: None\n  failurePolicy: Fail\n  timeoutSeconds: 5\n  \
+         namespaceSelector: {{matchLabels: {{switchyard-webhook: {ns}}}}}\n  \
+         clientConfig: {{url: 'https://127.0.0.1:{port}/validate'}}\n  rules:\n  \
+         - apiGroups: [eventing.knative.dev]\n    apiVersions: [v1]\n    operations: [CREATE, UPDATE]\n    \
+         resources: [brokers, triggers]\n"
+    ));
+    cp.wait_for(
+        "validatingwebhookconfiguration",
+        "",
+        &config,
+        "the CA in caBundle",
+        |c| {
+            c["webhooks"][0]["clientConfig"]["caBundle"]
+                .as_str()
+                .is_some_and(|b| !b.is_empty())
+        },
+    )
+    .await;
+    // The Secret holds what the webhook serves with.
+    let secret = cp
+        .get_json("secret", &ns, "switchyard-webhook-certs")
+        .expect("certificate Secret");
+    assert!(secret["data"]["tls.crt"].is_string() && secret["data"]["ca.crt"].is_string());
+
+    let refused = |yaml: String, expected: &'static str| {
+        let out = cp.try_apply(&yaml, &[]);
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!out.status.success(), "accepted: {yaml}");
+        assert!(
+            err.contains("admission webhook \"validation.switchyard.dev\" denied the request")
+                && err.contains(expected),
+            "expected a denial naming {expected:?}, got: {err}"
+        );
+    };
+    refused(
+        trigger(
+            &ns,
+            "upper",
+            "b",
+            &filter_type("a").replace("type:", "Type:"),
+            &uri("http://s.example/"),
+        ),
+        "spec.filter.attributes: key \"Type\"",
+    );
+    refused(
+        trigger(
+            &ns,
+            "cesql",
+            "b",
+            "  filters:\n  - cesql: \"type = \"\n",
+            &uri("http://s.example/"),
+        ),
+        "spec.filters[0].cesql",
+    );
+    refused(
+        trigger(&ns, "relative", "b", "", &uri("/not-absolute")),
+        "spec.subscriber.uri",
+    );
+    // Valid objects pass; immutable fields cannot change afterwards.
+    cp.apply(&broker(&ns, "b", "Switchyard"));
+    cp.apply(&trigger(
+        &ns,
+        "ok",
+        "b",
+        &filter_type("a"),
+        &uri("http://s.example/"),
+    ));
+    refused(
+        trigger(
+            &ns,
+            "ok",
+            "other",
+            &filter_type("a"),
+            &uri("http://s.example/"),
+        ),
+        "spec.broker is immutable (was \"b\", now \"other\")",
+    );
+    refused(
+        broker(&ns, "b", "Switchyard").replace("Switchyard", "Acme"),
+        "is immutable",
+    );
+    // Brokers of another class are not Switchyard's to judge.
+    cp.apply(&broker(&ns, "knative", "MTChannelBasedBroker"));
+    let metrics = request("GET", &ctl.admin_url("/metrics"), &[], "").await;
+    let text = String::from_utf8_lossy(&metrics.body).to_string();
+    assert!(
+        text.contains("switchyard_webhook_reviews_total{kind=\"Trigger\",allowed=\"false\"}"),
+        "{text}"
+    );
+    cp.kubectl_ok(&["delete", "validatingwebhookconfiguration", &config]);
+}
+
+/// Dead-letter sinks: the Broker's is resolved into its status (Ready needs it, as the spec says), a
+/// Trigger without delivery inherits it, a Trigger with its own delivery uses its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letter_sinks_resolve_and_inherit() {
+    let cp = ControlPlane::shared();
+    let ns = cp.new_namespace("dls");
+    cp.create_data_plane_endpoints(&ns);
+    cp.create_service(&ns, "dls");
+    let _ctl = Switchyard::spawn(cp, Role::Controller, &ns);
+    let with_dls = |name: &str, svc: &str| {
+        format!(
+            "{}spec:\n  delivery:\n    retry: 2\n    deadLetterSink:\n      ref: {{apiVersion: v1, kind: Service, name: {svc}}}\n",
+            broker(&ns, name, "Switchyard")
+        )
+    };
+    cp.apply(&with_dls("b", "dls"));
+    cp.apply(&with_dls("broken", "missing"));
+    cp.apply(&trigger(
+        &ns,
+        "inherits",
+        "b",
+        "",
+        &uri("http://s.example/"),
+    ));
+    cp.apply(&trigger(
+        &ns,
+        "own",
+        "b",
+        "  delivery:\n    deadLetterSink: {uri: 'http://own-dls.example/'}\n",
+        &uri("http://s.example/"),
+    ));
+    let b = cp.wait_for("broker", &ns, "b", "Ready", ready).await;
+    let dls = format!("http://dls.{ns}.svc.cluster.local");
+    assert_eq!(
+        b["status"]["deadLetterSinkUri"],
+        dls.as_str(),
+        "{:#}",
+        b["status"]
+    );
+    let t = cp
+        .wait_for("trigger", &ns, "inherits", "Ready", ready)
+        .await;
+    assert_eq!(
+        t["status"]["deadLetterSinkUri"],
+        dls.as_str(),
+        "{:#}",
+        t["status"]
+    );
+    let t = cp.wait_for("trigger", &ns, "own", "Ready", ready).await;
+    assert_eq!(
+        t["status"]["deadLetterSinkUri"], "http://own-dls.example/",
+        "{:#}",
+        t["status"]
+    );
+    let broken = cp
+        .wait_for(
+            "broker",
+            &ns,
+            "broken",
+            "DeadLetterSinkResolved False",
+            |b| observed(b) && has_condition(b, "DeadLetterSinkResolved", "False", "Unresolved"),
+        )
+        .await;
+    assert_eq!(condition_status(&broken, "Ready"), Some("False"));
+    assert!(broken["status"].get("deadLetterSinkUri").is_none());
+    // Creating the missing Service resolves it.
+    cp.create_service(&ns, "missing");
+    let fixed = cp
+        .wait_for_within(
+            Duration::from_secs(30),
+            "broker",
+            &ns,
+            "broken",
+            "Ready",
+            ready,
+        )
+        .await;
+    assert_eq!(
+        fixed["status"]["deadLetterSinkUri"],
+        format!("http://missing.{ns}.svc.cluster.local").as_str()
+    );
+}
+
+/// Failures are Kubernetes Events on the object (what `kubectl describe` shows).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_are_published_as_events() {
+    let cp = ControlPlane::shared();
+    let ns = cp.new_namespace("events");
+    let _ctl = Switchyard::spawn(cp, Role::Controller, &ns);
+    cp.apply(&trigger(
+        &ns,
+        "orphan",
+        "nope",
+        "",
+        &uri("http://s.example/"),
+    ));
+    eventually(
+        "a Warning event BrokerDoesNotExist for Trigger orphan",
+        || async {
+            let out = cp.kubectl(&["get", "events.events.k8s.io", "-n", &ns, "-o", "json"]);
+            let list: Value = serde_json::from_slice(&out.stdout).ok()?;
+            list["items"]
+                .as_array()?
+                .iter()
+                .any(|e| {
+                    e["type"] == "Warning"
+                        && e["reason"] == "BrokerDoesNotExist"
+                        && e["regarding"]["kind"] == "Trigger"
+                        && e["regarding"]["name"] == "orphan"
+                        && e["note"].as_str().is_some_and(|n| n.contains("nope"))
+                })
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+/// `serve --kubernetes` (role all): controller and data plane in one process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_process_controls_and_serves() {
+    let cp = ControlPlane::shared();
+    let ns = cp.new_namespace("all-in-one");
+    cp.create_data_plane_endpoints(&ns);
+    let sy = Switchyard::spawn(cp, Role::All, &ns);
+    let sub = Subscriber::start().await;
+    cp.apply(&broker(&ns, "b", "Switchyard"));
+    cp.apply(&trigger(&ns, "t", "b", "", &uri(&sub.url("/t"))));
+    cp.wait_for("trigger", &ns, "t", "Ready", ready).await;
+    let url = sy.ingress_url(&format!("/{ns}/b"));
+    let mut n = 0;
+    eventually("an event delivered through the all-in-one process", || {
+        n += 1;
+        let id = format!("e{n}");
+        let (url, sub) = (url.clone(), &sub);
+        async move {
+            send(&url, &id, "a").await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            (!sub.received_on("/t").is_empty()).then_some(())
+        }
+    })
+    .await;
+    let readyz = request("GET", &sy.admin_url("/readyz"), &[], "").await;
+    assert_eq!(
+        readyz.status, 200,
+        "the data plane is ready once the cluster configuration is applied"
+    );
+    // One OpenMetrics exposition with the data plane's and the controller's metrics.
+    let metrics = request("GET", &sy.admin_url("/metrics"), &[], "").await;
+    let text = String::from_utf8_lossy(&metrics.body).to_string();
+    assert!(text.contains("switchyard_controller_leader 1"), "{text}");
+    assert!(
+        text.contains("switchyard_controller_reconciles_total{kind=\"Trigger\",result=\"ok\"}"),
+        "{text}"
+    );
+    assert!(text.contains("switchyard_events_accepted_total"), "{text}");
+    assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+    assert!(text.ends_with("# EOF\n"));
 }

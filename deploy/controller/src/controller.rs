@@ -35,6 +35,7 @@ use crate::manifest::{
     broker_manifest, configmap_manifest, delivery_is_set, owns_broker, problems_of, to_yaml,
     trigger_manifest, PLACEHOLDER_URL,
 };
+use crate::metrics::ControllerMetrics;
 use crate::resolve::{resolve, Resolved};
 use crate::{Error, Settings};
 use futures_util::{FutureExt, StreamExt};
@@ -63,13 +64,14 @@ pub const BROKER_SEEN: &str = "switchyard.dev/broker";
 pub struct Context {
     client: Client,
     settings: Settings,
+    metrics: Arc<ControllerMetrics>,
     recorder: Recorder,
     failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Context {
     /// A context for the reconcilers.
-    pub fn new(client: Client, settings: Settings) -> Context {
+    pub fn new(client: Client, settings: Settings, metrics: Arc<ControllerMetrics>) -> Context {
         let recorder = Recorder::new(
             client.clone(),
             Reporter {
@@ -80,6 +82,7 @@ impl Context {
         Context {
             client,
             settings,
+            metrics,
             recorder,
             failures: Mutex::new(HashMap::new()),
         }
@@ -517,6 +520,12 @@ pub async fn is_served<K: SourceOrSink>(client: &Client, settings: &Settings) ->
     }
 }
 
+/// Counts a reconcile outcome (the stream item of a kube-runtime controller).
+fn counted(ctx: &Context, kind: &str, ok: bool) -> futures_util::future::Ready<()> {
+    ctx.metrics.reconciled(kind, ok);
+    futures_util::future::ready(())
+}
+
 /// The controller of a source kind: reconciled again when a Broker its sink refers to changes.
 fn source_controller<K: SourceOrSink>(
     client: &Client,
@@ -543,8 +552,8 @@ fn source_controller<K: SourceOrSink>(
     .graceful_shutdown_on(async move {
         let _ = stop.wait_for(|s| *s).await;
     })
-    .run(reconcile_object::<K>, object_error_policy::<K>, ctx)
-    .for_each(|_| futures_util::future::ready(()))
+    .run(reconcile_object::<K>, object_error_policy::<K>, ctx.clone())
+    .for_each(move |r| counted(&ctx, &K::kind(&()), r.is_ok()))
     .boxed()
 }
 
@@ -559,8 +568,8 @@ fn sink_controller<K: SourceOrSink>(
         .graceful_shutdown_on(async move {
             let _ = stop.wait_for(|s| *s).await;
         })
-        .run(reconcile_object::<K>, object_error_policy::<K>, ctx)
-        .for_each(|_| futures_util::future::ready(()))
+        .run(reconcile_object::<K>, object_error_policy::<K>, ctx.clone())
+        .for_each(move |r| counted(&ctx, &K::kind(&()), r.is_ok()))
         .boxed()
 }
 
@@ -572,8 +581,13 @@ fn trigger_refers_to_sink(t: &Trigger, kind: &str, sink_ns: &str, sink: &str) ->
 
 /// Runs the Broker, Trigger, source and sink controllers until `stop` fires (a source or sink kind whose
 /// CRD is not installed is skipped).
-pub async fn run_controllers(client: Client, settings: Settings, mut stop: watch::Receiver<bool>) {
-    let ctx = Arc::new(Context::new(client.clone(), settings.clone()));
+pub async fn run_controllers(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<ControllerMetrics>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let ctx = Arc::new(Context::new(client.clone(), settings.clone(), metrics));
     let wc = watcher::Config::default();
     let mut extra = Vec::new();
     if is_served::<KafkaSource>(&client, &settings).await {
@@ -614,9 +628,31 @@ pub async fn run_controllers(client: Client, settings: Settings, mut stop: watch
     let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), &settings.system_namespace);
     let broker_ctl = Controller::new(api_for::<Broker>(&client, &settings), wc.clone());
     let broker_store = broker_ctl.store();
+    let brokers_by_service = broker_ctl.store();
     let ingress = settings.ingress_service.clone();
     let mut stop_b = stop.clone();
     let brokers = broker_ctl
+        // A dead-letter sink Service created (or deleted) after its Broker.
+        .watches(
+            api_for::<Service>(&client, &settings),
+            wc.clone(),
+            move |svc| {
+                let (ns, name) = (svc.namespace().unwrap_or_default(), svc.name_any());
+                brokers_by_service
+                    .state()
+                    .iter()
+                    .filter(|b| {
+                        let bns = b.namespace().unwrap_or_default();
+                        b.spec
+                            .delivery
+                            .as_ref()
+                            .and_then(|d| d.dead_letter_sink.as_ref())
+                            .is_some_and(|d| refers_to(d, &bns, "Service", &name, &ns))
+                    })
+                    .map(|b| ObjectRef::from_obj(&**b))
+                    .collect::<Vec<_>>()
+            },
+        )
         .watches(
             endpoints,
             watcher::Config::default().fields(&format!("metadata.name={ingress}")),
@@ -632,7 +668,10 @@ pub async fn run_controllers(client: Client, settings: Settings, mut stop: watch
             let _ = stop_b.wait_for(|s| *s).await;
         })
         .run(reconcile_broker, broker_error_policy, ctx.clone())
-        .for_each(|_| futures_util::future::ready(()));
+        .for_each({
+            let ctx = ctx.clone();
+            move |r| counted(&ctx, "Broker", r.is_ok())
+        });
 
     let mut trigger_ctl = Controller::new(api_for::<Trigger>(&client, &settings), wc.clone());
     let by_broker = trigger_ctl.store();
@@ -698,8 +737,8 @@ pub async fn run_controllers(client: Client, settings: Settings, mut stop: watch
         .graceful_shutdown_on(async move {
             let _ = stop_t.wait_for(|s| *s).await;
         })
-        .run(reconcile_trigger, trigger_error_policy, ctx)
-        .for_each(|_| futures_util::future::ready(()));
+        .run(reconcile_trigger, trigger_error_policy, ctx.clone())
+        .for_each(move |r| counted(&ctx, "Trigger", r.is_ok()));
     tokio::select! {
         _ = futures_util::future::join3(brokers, triggers, futures_util::future::join_all(extra)) => {}
         _ = stop.wait_for(|s| *s) => {}
@@ -707,7 +746,12 @@ pub async fn run_controllers(client: Client, settings: Settings, mut stop: watch
 }
 
 /// Runs the controllers while this process holds the leader Lease; gives the Lease up when `stop` fires.
-pub async fn run(client: Client, settings: Settings, mut stop: watch::Receiver<bool>) {
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<ControllerMetrics>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut lock = LeaseLock::new(
         client.clone(),
         &settings.system_namespace,
@@ -731,7 +775,13 @@ pub async fn run(client: Client, settings: Settings, mut stop: watch::Receiver<b
         }
         tracing::info!(identity = %settings.identity, lease = %settings.lease_name, "Leading: controllers start.");
         let (lead_tx, lead_rx) = watch::channel(false);
-        let controllers = tokio::spawn(run_controllers(client.clone(), settings.clone(), lead_rx));
+        metrics.set_leader(true);
+        let controllers = tokio::spawn(run_controllers(
+            client.clone(),
+            settings.clone(),
+            metrics.clone(),
+            lead_rx,
+        ));
         let mut last_renewed = std::time::Instant::now();
         let stopping = loop {
             tokio::select! {
@@ -756,6 +806,7 @@ pub async fn run(client: Client, settings: Settings, mut stop: watch::Receiver<b
             }
         };
         let _ = lead_tx.send(true);
+        metrics.set_leader(false);
         if tokio::time::timeout(Duration::from_secs(5), controllers)
             .await
             .is_err()

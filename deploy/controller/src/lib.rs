@@ -18,6 +18,7 @@ pub mod crd_sources;
 pub mod dataplane;
 pub mod leader;
 pub mod manifest;
+pub mod metrics;
 pub mod resolve;
 pub mod webhook;
 

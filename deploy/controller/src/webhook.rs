@@ -215,6 +215,7 @@ where
 struct AppState {
     client: Client,
     settings: Settings,
+    metrics: Arc<crate::metrics::ControllerMetrics>,
 }
 
 async fn validate(
@@ -232,6 +233,7 @@ async fn validate(
         Api::<Broker>::namespaced(client, &ns).get_opt(&name).await
     })
     .await;
+    s.metrics.reviewed(&req.kind.kind, response.allowed);
     Json(response.into_review())
 }
 
@@ -417,6 +419,7 @@ const MAX_REVIEW_BYTES: usize = 4 * 1024 * 1024;
 pub async fn run(
     client: Client,
     settings: Settings,
+    metrics: Arc<crate::metrics::ControllerMetrics>,
     webhook: WebhookSettings,
     listener: TcpListener,
     mut stop: watch::Receiver<bool>,
@@ -451,7 +454,11 @@ pub async fn run(
     let app = axum::Router::new()
         .route(PATH, axum::routing::post(validate))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REVIEW_BYTES))
-        .with_state(AppState { client, settings });
+        .with_state(AppState {
+            client,
+            settings,
+            metrics,
+        });
     let listener = TlsListener {
         tcp: listener,
         acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(tls)),

@@ -17,7 +17,14 @@ fn context() -> (Arc<Context>, Handle) {
         system_namespace: "sys".into(),
         ..Settings::default()
     };
-    (Arc::new(Context::new(client, settings)), handle)
+    (
+        Arc::new(Context::new(
+            client,
+            settings,
+            Arc::new(crate::metrics::ControllerMetrics::default()),
+        )),
+        handle,
+    )
 }
 
 fn respond(send: tower_test::mock::SendResponse<Response<Body>>, status: u16, body: Value) {
