@@ -19,7 +19,7 @@
 //! rejects is left out and logged; the rest still apply) and sent only when the result differs.
 
 use crate::conditions::{is_false, is_true};
-use crate::crd::{Broker, Trigger};
+use crate::crd::{Broker, BrokerStatus, Trigger, TriggerStatus};
 use crate::crd_sources::{
     is_broker_ref, sink_kind_of, KafkaSink, KafkaSource, NatsSink, NatsSource, SourceOrSink,
 };
@@ -46,10 +46,24 @@ pub const DEBOUNCE: Duration = Duration::from_millis(150);
 /// Rebuild at least this often (picks up ConfigMap edits).
 pub const RESYNC: Duration = Duration::from_secs(30);
 
-/// The last accepted manifest per object: `(kind namespace/name)` → (generation, YAML).
+/// The last accepted manifest per object: `(kind namespace/name)` → (fingerprint, YAML). The fingerprint
+/// (the object's `resourceVersion` plus any outside input) lets an unchanged object keep its YAML
+/// without rendering it again: a status update of one Trigger among thousands re-renders one.
 #[derive(Debug, Default)]
 pub struct Accepted {
-    objects: HashMap<String, (i64, String)>,
+    objects: HashMap<String, (Option<String>, String)>,
+}
+
+impl Accepted {
+    /// Records the accepted version of `key`, rendering it only when `fingerprint` changed (`None`: always).
+    fn accept(&mut self, key: &str, fingerprint: Option<String>, render: impl FnOnce() -> String) {
+        if let Some((Some(seen), _)) = self.objects.get(key) {
+            if fingerprint.as_ref() == Some(seen) {
+                return;
+            }
+        }
+        self.objects.insert(key.to_owned(), (fingerprint, render()));
+    }
 }
 
 fn generation_observed(generation: Option<i64>, observed: Option<i64>) -> bool {
@@ -102,10 +116,15 @@ fn select_objects<K: SourceOrSink>(
             }
         };
         if let (true, Some(sink)) = (usable, sink) {
-            let yaml = to_yaml(&object_manifest(&**o, settings, sink));
-            accepted
-                .objects
-                .insert(key.clone(), (o.meta().generation.unwrap_or(0), yaml));
+            // The sink depends on other objects (is its Broker served here?): part of the fingerprint.
+            let fingerprint = o
+                .meta()
+                .resource_version
+                .as_ref()
+                .map(|rv| format!("{rv} {sink:?}"));
+            accepted.accept(&key, fingerprint, || {
+                to_yaml(&object_manifest(&**o, settings, sink))
+            });
         }
         if let Some((_, yaml)) = accepted.objects.get(&key) {
             out.insert(key, yaml.clone());
@@ -129,7 +148,8 @@ pub fn select(
         let ns = b.namespace().unwrap_or_default();
         let key = format!("Broker {ns}/{}", b.name_any());
         alive.insert(key.clone());
-        let status = b.status.clone().unwrap_or_default();
+        let no_status = BrokerStatus::default();
+        let status = b.status.as_ref().unwrap_or(&no_status);
         let dls_needed = b
             .spec
             .delivery
@@ -139,14 +159,13 @@ pub fn select(
             && !is_false(&status.conditions, "SpecValid")
             && (!dls_needed || status.dead_letter_sink_uri.is_some());
         if usable {
-            let yaml = to_yaml(&broker_manifest(
-                b,
-                settings,
-                status.dead_letter_sink_uri.as_deref(),
-            ));
-            accepted
-                .objects
-                .insert(key.clone(), (b.metadata.generation.unwrap_or(0), yaml));
+            accepted.accept(&key, b.metadata.resource_version.clone(), || {
+                to_yaml(&broker_manifest(
+                    b,
+                    settings,
+                    status.dead_letter_sink_uri.as_deref(),
+                ))
+            });
         }
         if let Some((_, yaml)) = accepted.objects.get(&key) {
             out.insert(key, yaml.clone());
@@ -165,7 +184,8 @@ pub fn select(
         }
         let key = format!("Trigger {ns}/{}", t.name_any());
         alive.insert(key.clone());
-        let status = t.status.clone().unwrap_or_default();
+        let no_status = TriggerStatus::default();
+        let status = t.status.as_ref().unwrap_or(&no_status);
         let dls_needed = t
             .spec
             .delivery
@@ -186,15 +206,14 @@ pub fn select(
                 .map(|u| serde_json::json!({ "uri": u })),
         };
         if let (true, Some(subscriber)) = (usable, subscriber) {
-            let yaml = to_yaml(&trigger_manifest_with(
-                t,
-                settings,
-                subscriber,
-                status.dead_letter_sink_uri.as_deref(),
-            ));
-            accepted
-                .objects
-                .insert(key.clone(), (t.metadata.generation.unwrap_or(0), yaml));
+            accepted.accept(&key, t.metadata.resource_version.clone(), || {
+                to_yaml(&trigger_manifest_with(
+                    t,
+                    settings,
+                    subscriber,
+                    status.dead_letter_sink_uri.as_deref(),
+                ))
+            });
         }
         let sink_running = sink.is_none_or(|(kind, r)| {
             let sns = r.namespace.clone().unwrap_or_else(|| ns.clone());
