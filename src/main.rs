@@ -306,10 +306,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     // Machine-readable line for scripts and tests; logs go to stderr.
-    let webhook = running
-        .webhook_addr
-        .map(|w| format!(" webhook={w}"))
-        .unwrap_or_default();
+    let webhook = webhook_field(running.webhook_addr);
     println!(
         "switchyard ready ingress={} admin={}{webhook}",
         running.ingress_addr, running.admin_addr
@@ -349,6 +346,11 @@ fn identity() -> String {
         })
 }
 
+/// ` webhook=ADDR` for the ready line, when the webhook serves.
+fn webhook_field(addr: Option<SocketAddr>) -> String {
+    addr.map(|w| format!(" webhook={w}")).unwrap_or_default()
+}
+
 async fn serve_controller(opts: ServeOptions) -> ExitCode {
     let running = match app::start_controller(opts).await {
         Ok(r) => r,
@@ -357,10 +359,7 @@ async fn serve_controller(opts: ServeOptions) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let webhook = running
-        .webhook_addr
-        .map(|w| format!(" webhook={w}"))
-        .unwrap_or_default();
+    let webhook = webhook_field(running.webhook_addr);
     println!(
         "switchyard ready admin={} role=controller{webhook}",
         running.admin_addr

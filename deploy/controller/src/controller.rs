@@ -137,6 +137,38 @@ where
     }
 }
 
+/// Writes `updated` (carrying the new status and the `resourceVersion` it was read at) to the status
+/// subresource and publishes the Ready transition as an Event. `Ok(false)`: the object changed meanwhile
+/// (409); the watch brings the new version, requeue soon.
+pub(crate) async fn write_status<K>(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    before: &[Condition],
+    after: &[Condition],
+    updated: &K,
+) -> Result<bool, Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    match api
+        .replace_status(name, &PostParams::default(), updated)
+        .await
+    {
+        Ok(_) => {
+            report_transition(ctx, updated, before, after).await;
+            Ok(true)
+        }
+        Err(e) if is_conflict(&e) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn is_conflict(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 409)
 }
@@ -299,17 +331,11 @@ pub async fn reconcile_broker(b: Arc<Broker>, ctx: Arc<Context>) -> Result<Actio
         ..BrokerStatus::default()
     };
     if b.status.as_ref() != Some(&status) {
+        let conditions = status.conditions.clone();
         let mut updated = (*b).clone();
-        updated.status = Some(status.clone());
-        let api: Api<Broker> = Api::namespaced(ctx.client.clone(), &ns);
-        match api
-            .replace_status(&name, &PostParams::default(), &updated)
-            .await
-        {
-            Ok(_) => report_transition(&ctx, &*b, &prev.conditions, &status.conditions).await,
-            // The object changed meanwhile; the watch brings the new version.
-            Err(e) if is_conflict(&e) => return Ok(Action::requeue(Duration::from_millis(200))),
-            Err(e) => return Err(e.into()),
+        updated.status = Some(status);
+        if !write_status(&ctx, &ns, &name, &prev.conditions, &conditions, &updated).await? {
+            return Ok(Action::requeue(Duration::from_millis(200)));
         }
     }
     ctx.failures.lock().remove(&key("Broker", &ns, &name));
@@ -440,16 +466,11 @@ pub async fn reconcile_trigger(t: Arc<Trigger>, ctx: Arc<Context>) -> Result<Act
         ..TriggerStatus::default()
     };
     if t.status.as_ref() != Some(&status) {
+        let conditions = status.conditions.clone();
         let mut updated = (*t).clone();
-        updated.status = Some(status.clone());
-        let api: Api<Trigger> = Api::namespaced(ctx.client.clone(), &ns);
-        match api
-            .replace_status(&name, &PostParams::default(), &updated)
-            .await
-        {
-            Ok(_) => report_transition(&ctx, &*t, &prev.conditions, &status.conditions).await,
-            Err(e) if is_conflict(&e) => return Ok(Action::requeue(Duration::from_millis(200))),
-            Err(e) => return Err(e.into()),
+        updated.status = Some(status);
+        if !write_status(&ctx, &ns, &name, &prev.conditions, &conditions, &updated).await? {
+            return Ok(Action::requeue(Duration::from_millis(200)));
         }
     }
     ctx.failures.lock().remove(&key("Trigger", &ns, &name));

@@ -2,7 +2,7 @@
 //! KafkaSink, NatsSink (`SpecValid`, `Ready`), and the resolution of Trigger subscribers that are such
 //! sinks (not addresses: the dispatcher produces / publishes to them directly).
 
-use super::{is_conflict, key, report_transition, rfc3339_now, spec_valid, Context};
+use super::{key, rfc3339_now, spec_valid, Context};
 use crate::conditions::{with_ready, Observed};
 use crate::crd::Destination;
 use crate::crd_sources::{
@@ -11,7 +11,7 @@ use crate::crd_sources::{
 use crate::manifest::{object_manifest, problems_of, source_sink, stub_broker_manifest, to_yaml};
 use crate::resolve::{resolve, Resolved};
 use crate::Error;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::ResourceExt;
 use std::sync::Arc;
@@ -70,14 +70,8 @@ pub async fn reconcile_object<K: SourceOrSink>(
         || o.sink_uri() != sink_uri.as_deref();
     if changed {
         let updated = o.with_status(generation, conditions.clone(), sink_uri);
-        let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
-        match api
-            .replace_status(&name, &PostParams::default(), &updated)
-            .await
-        {
-            Ok(_) => report_transition(&ctx, &*o, &prev, &conditions).await,
-            Err(e) if is_conflict(&e) => return Ok(Action::requeue(Duration::from_millis(200))),
-            Err(e) => return Err(e.into()),
+        if !super::write_status(&ctx, &ns, &name, &prev, &conditions, &updated).await? {
+            return Ok(Action::requeue(Duration::from_millis(200)));
         }
     }
     ctx.failures.lock().remove(&subject);
