@@ -601,15 +601,18 @@ async fn kafka_unreachable_mid_stream_requests_wait_and_nothing_acknowledged_is_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kafka_killed_and_restarted_requests_fail_or_succeed_never_silently_and_the_broker_recovers(
+async fn kafka_hung_then_resumed_requests_fail_or_succeed_never_silently_and_nothing_accepted_is_lost(
 ) {
-    let mut kafka = Kafka::start().await;
-    // Created through the harness so that a restart of the (in-memory, so empty) tansu re-creates it.
+    // A hung broker (SIGSTOP: connections open, nothing answered), then resumed with its data. (A SIGKILL
+    // and restart of tansu cannot be used here: with memory storage it comes back without topics, and
+    // librdkafka 2.12.1 crashes (SIGSEGV in rd_kafka_metadata_update_op, cf. confluentinc/librdkafka
+    // #5280) on the leader-discovery data of the fetch errors such a broker returns.)
+    let kafka = Kafka::start().await;
     kafka.create_topic(TOPIC, 3).await;
     let sub = Subscriber::start().await;
     let yaml = kafka_config(&kafka.bootstrap(), "", &[trigger("t", "", &sub.url("/t"))]);
     let options = KafkaOptions {
-        produce_timeout: Duration::from_secs(5),
+        produce_timeout: Duration::from_secs(3),
         ..kafka_options()
     };
     let b = start(&yaml, options).await;
@@ -618,7 +621,7 @@ async fn kafka_killed_and_restarted_requests_fail_or_succeed_never_silently_and_
     }
     sub.wait_for("/t", 10).await;
 
-    kafka.kill9();
+    kafka.freeze();
     let url = b.ingress("/default/default");
     let mut pending = Vec::new();
     for i in 0..5 {
@@ -629,9 +632,8 @@ async fn kafka_killed_and_restarted_requests_fail_or_succeed_never_silently_and_
             (id, r.status)
         }));
     }
-    kafka.restart().await;
-    // A request in flight during the crash is either stored (202) or answered 503 (the client retries):
-    // a tansu with memory storage lost its producer state, so the broker replaces its stuck producer.
+    // While the broker hangs, every request is answered (503 after the produce timeout), none waits
+    // forever and none is acknowledged without being stored.
     let mut accepted = Vec::new();
     for h in pending {
         let (id, status) = h.await.unwrap();
@@ -640,8 +642,8 @@ async fn kafka_killed_and_restarted_requests_fail_or_succeed_never_silently_and_
             accepted.push(id);
         }
     }
+    kafka.thaw();
     // The broker recovers: new events are accepted (after at most one more timeout) and delivered.
-    let mut after = Vec::new();
     let deadline = std::time::Instant::now() + patience();
     for i in 0..5 {
         let id = format!("after-{i}");
@@ -656,12 +658,22 @@ async fn kafka_killed_and_restarted_requests_fail_or_succeed_never_silently_and_
                 "broker did not recover"
             );
         }
-        after.push(id);
+        accepted.push(id);
     }
-    // (Delivery after the restart is not asserted: tansu with memory storage comes back with an empty
-    // log and forgets its consumer groups, which a real Kafka broker restart does not do. The outage
-    // test above covers "Kafka down, nothing acknowledged lost" with the broker's state kept.)
-    let _ = accepted;
+    // Nothing acknowledged is lost: every 202 is delivered.
+    eventually(
+        "every accepted event delivered after the broker resumed",
+        || {
+            let got: std::collections::HashSet<String> = sub
+                .received_on("/t")
+                .iter()
+                .filter_map(|r| r.header("ce-id"))
+                .collect();
+            let missing: Vec<&String> = accepted.iter().filter(|id| !got.contains(*id)).collect();
+            async move { missing.is_empty().then_some(()) }
+        },
+    )
+    .await;
     b.shutdown().await;
 }
 

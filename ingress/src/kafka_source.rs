@@ -308,6 +308,8 @@ struct SourceContext {
     key: ObjectKey,
     offsets: Arc<Mutex<Offsets>>,
     counters: Arc<Counters>,
+    /// Set after the final commit: the revocation librdkafka serves while closing must not commit.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 impl ClientContext for SourceContext {}
@@ -317,6 +319,9 @@ impl ConsumerContext for SourceContext {
         let Rebalance::Revoke(revoked) = rebalance else {
             return;
         };
+        if self.closing.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
         // The lock is not held while committing (the commit callback takes it).
         let tpl = self.offsets.lock().take_commit(Some(revoked));
         if let Some(tpl) = tpl {
@@ -555,6 +560,7 @@ impl KafkaSources {
             key: key.clone(),
             offsets: offsets.clone(),
             counters: counters.clone(),
+            closing: std::sync::atomic::AtomicBool::new(false),
         };
         let consumer: SourceConsumer = config
             .create_with_context(context)
@@ -695,6 +701,10 @@ async fn run_source(p: Prepared, mut stop: StopSignal, previous: Vec<Stopping>) 
                 bump(&counters.commit_failures);
             }
         }
+        consumer
+            .context()
+            .closing
+            .store(true, std::sync::atomic::Ordering::Release);
         consumer.unsubscribe();
         drop(consumer);
         spec

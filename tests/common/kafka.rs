@@ -365,6 +365,31 @@ impl Kafka {
         .expect("committed_offset task")
     }
 
+    /// Freezes tansu (SIGSTOP): connections stay open but nothing is answered — a hung broker that
+    /// keeps its data. [`Kafka::thaw`] resumes it.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Resumes a frozen tansu (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self
+            .child
+            .as_ref()
+            .expect("tansu is running")
+            .id()
+            .to_string();
+        let ok = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} {pid}");
+    }
+
     /// Kills tansu with SIGKILL and reaps it. Clients see connection refused until [`Kafka::restart`].
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {

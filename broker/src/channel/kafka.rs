@@ -559,6 +559,9 @@ struct GroupContext {
     /// Set when a rebalance looks like the coordinator forgot a dead member's partitions (see
     /// `post_rebalance`); the consumer loop then leaves and rejoins the group.
     rejoin: std::sync::atomic::AtomicBool,
+    /// Set once the final commit is done and the consumer is being closed: the revocation that closing
+    /// triggers (served inside librdkafka's close, from the dropping thread) must not commit again.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 impl ClientContext for GroupContext {}
@@ -577,7 +580,8 @@ impl ConsumerContext for GroupContext {
                 }
                 commits
             };
-            if commits.count() > 0 {
+            let closing = self.closing.load(std::sync::atomic::Ordering::Acquire);
+            if commits.count() > 0 && !closing {
                 if let Err(e) = consumer.commit(&commits, CommitMode::Sync) {
                     tracing::warn!(broker = %self.shared.key, "commit on revocation failed: {e}");
                 }
@@ -733,6 +737,7 @@ async fn run_consumer(
                 shared: shared.clone(),
                 last_revoked: Mutex::new(Vec::new()),
                 rejoin: std::sync::atomic::AtomicBool::new(false),
+                closing: std::sync::atomic::AtomicBool::new(false),
             }) {
             Ok(c) => c,
             Err(e) => {
@@ -778,6 +783,10 @@ async fn run_consumer(
         }
     }
     commit(&consumer, &shared, CommitMode::Sync);
+    consumer
+        .context()
+        .closing
+        .store(true, std::sync::atomic::Ordering::Release);
     consumer.unsubscribe();
 }
 
