@@ -25,7 +25,7 @@
 //! Ready objects are reconciled again every [`Settings::resync`] to re-resolve referenced addresses.
 //! [`run`] runs both controllers while this process holds the leader Lease.
 
-use crate::conditions::{self, is_true, status_of, with_ready, Observed};
+use crate::conditions::{self, status_of, with_ready, Observed};
 use crate::crd::{Broker, BrokerStatus, Condition, DeliverySpec, Trigger, TriggerStatus};
 use crate::crd_sources::{
     sink_kind_of, KafkaSink, KafkaSource, NatsSink, NatsSource, SourceOrSink,
@@ -48,7 +48,7 @@ use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use parking_lot::Mutex;
 use sources::{object_error_policy, reconcile_object, resolve_sink_subscriber};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -260,7 +260,6 @@ pub async fn reconcile_broker(b: Arc<Broker>, ctx: Arc<Context>) -> Result<Actio
             subject.clone(),
             to_yaml(&broker_manifest(
                 &b,
-                s,
                 dls_uri.as_deref().or(Some(PLACEHOLDER_URL)),
             )),
         )];
@@ -447,7 +446,6 @@ pub async fn reconcile_trigger(t: Arc<Trigger>, ctx: Arc<Context>) -> Result<Act
         // subscriberUri is not an http URL.
         let m = trigger_manifest(
             &t,
-            s,
             subscriber_uri
                 .as_deref()
                 .filter(|_| sink_kind.is_none())
@@ -846,16 +844,3 @@ pub async fn run(
 pub mod sources;
 #[cfg(test)]
 mod tests;
-
-/// Conditions of a Broker as `(type, status, reason)` (for tests and the admin API).
-pub fn summary(conditions: &[Condition]) -> BTreeMap<String, (String, Option<String>)> {
-    conditions
-        .iter()
-        .map(|c| (c.type_.clone(), (c.status.clone(), c.reason.clone())))
-        .collect()
-}
-
-/// Whether an object's status says Ready.
-pub fn is_ready(conditions: &[Condition]) -> bool {
-    is_true(conditions, "Ready")
-}

@@ -89,7 +89,6 @@ pub struct Others {
 fn select_objects<K: SourceOrSink>(
     objects: &[Arc<K>],
     served: &BTreeSet<(String, String)>,
-    settings: &Settings,
     accepted: &mut Accepted,
     alive: &mut BTreeSet<String>,
     out: &mut BTreeMap<String, String>,
@@ -122,9 +121,7 @@ fn select_objects<K: SourceOrSink>(
                 .resource_version
                 .as_ref()
                 .map(|rv| format!("{rv} {sink:?}"));
-            accepted.accept(&key, fingerprint, || {
-                to_yaml(&object_manifest(&**o, settings, sink))
-            });
+            accepted.accept(&key, fingerprint, || to_yaml(&object_manifest(&**o, sink)));
         }
         if let Some((_, yaml)) = accepted.objects.get(&key) {
             out.insert(key, yaml.clone());
@@ -160,11 +157,7 @@ pub fn select(
             && (!dls_needed || status.dead_letter_sink_uri.is_some());
         if usable {
             accepted.accept(&key, b.metadata.resource_version.clone(), || {
-                to_yaml(&broker_manifest(
-                    b,
-                    settings,
-                    status.dead_letter_sink_uri.as_deref(),
-                ))
+                to_yaml(&broker_manifest(b, status.dead_letter_sink_uri.as_deref()))
             });
         }
         if let Some((_, yaml)) = accepted.objects.get(&key) {
@@ -173,10 +166,10 @@ pub fn select(
         }
     }
     let (a, o) = (&mut alive, &mut out);
-    select_objects(&others.kafka_sinks, &served, settings, accepted, a, o);
-    select_objects(&others.nats_sinks, &served, settings, accepted, a, o);
-    select_objects(&others.kafka_sources, &served, settings, accepted, a, o);
-    select_objects(&others.nats_sources, &served, settings, accepted, a, o);
+    select_objects(&others.kafka_sinks, &served, accepted, a, o);
+    select_objects(&others.nats_sinks, &served, accepted, a, o);
+    select_objects(&others.kafka_sources, &served, accepted, a, o);
+    select_objects(&others.nats_sources, &served, accepted, a, o);
     for t in triggers {
         let ns = t.namespace().unwrap_or_default();
         if !served.contains(&(ns.clone(), t.spec.broker.clone())) {
@@ -209,7 +202,6 @@ pub fn select(
             accepted.accept(&key, t.metadata.resource_version.clone(), || {
                 to_yaml(&trigger_manifest_with(
                     t,
-                    settings,
                     subscriber,
                     status.dead_letter_sink_uri.as_deref(),
                 ))

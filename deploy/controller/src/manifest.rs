@@ -37,7 +37,7 @@ pub fn delivery_is_set(d: Option<&DeliverySpec>) -> bool {
     d.is_some_and(|d| *d != DeliverySpec::default())
 }
 
-fn metadata(obj: &impl ResourceExt, settings: &Settings, is_broker: bool) -> Value {
+fn metadata(obj: &impl ResourceExt, is_broker: bool) -> Value {
     let mut annotations: BTreeMap<String, String> = obj.annotations().clone();
     // Knative and kubectl bookkeeping means nothing to the loader.
     annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
@@ -47,7 +47,6 @@ fn metadata(obj: &impl ResourceExt, settings: &Settings, is_broker: bool) -> Val
             SWITCHYARD_BROKER_CLASS.to_owned(),
         );
     }
-    let _ = settings;
     let mut m = Map::new();
     m.insert("name".into(), json!(obj.name_any()));
     m.insert(
@@ -78,7 +77,7 @@ fn delivery(d: &DeliverySpec, dls_uri: Option<&str>) -> Value {
 }
 
 /// The Broker as a standalone manifest, its dead-letter sink replaced by `dls_uri`.
-pub fn broker_manifest(b: &Broker, settings: &Settings, dls_uri: Option<&str>) -> Value {
+pub fn broker_manifest(b: &Broker, dls_uri: Option<&str>) -> Value {
     let mut spec = Map::new();
     if let Some(c) = &b.spec.config {
         spec.insert("config".into(), serde_json::to_value(c).unwrap_or_default());
@@ -89,19 +88,14 @@ pub fn broker_manifest(b: &Broker, settings: &Settings, dls_uri: Option<&str>) -
     json!({
         "apiVersion": "eventing.knative.dev/v1",
         "kind": "Broker",
-        "metadata": metadata(b, settings, true),
+        "metadata": metadata(b, true),
         "spec": spec,
     })
 }
 
 /// The Trigger as a standalone manifest with the resolved subscriber and dead-letter sink URIs.
-pub fn trigger_manifest(
-    t: &Trigger,
-    settings: &Settings,
-    subscriber_uri: &str,
-    dls_uri: Option<&str>,
-) -> Value {
-    trigger_manifest_with(t, settings, destination_as_uri(subscriber_uri), dls_uri)
+pub fn trigger_manifest(t: &Trigger, subscriber_uri: &str, dls_uri: Option<&str>) -> Value {
+    trigger_manifest_with(t, destination_as_uri(subscriber_uri), dls_uri)
 }
 
 /// The `subscriber` of a Trigger whose subscriber refs a KafkaSink or NatsSink: the `ref` as is (the
@@ -118,12 +112,7 @@ pub fn sink_ref_subscriber(r: &KReference) -> Value {
 }
 
 /// The Trigger as a standalone manifest with this `subscriber` and the resolved dead-letter sink URI.
-pub fn trigger_manifest_with(
-    t: &Trigger,
-    settings: &Settings,
-    subscriber: Value,
-    dls_uri: Option<&str>,
-) -> Value {
+pub fn trigger_manifest_with(t: &Trigger, subscriber: Value, dls_uri: Option<&str>) -> Value {
     let mut spec = Map::new();
     spec.insert("broker".into(), json!(t.spec.broker));
     if let Some(f) = &t.spec.filter {
@@ -139,7 +128,7 @@ pub fn trigger_manifest_with(
     json!({
         "apiVersion": "eventing.knative.dev/v1",
         "kind": "Trigger",
-        "metadata": metadata(t, settings, false),
+        "metadata": metadata(t, false),
         "spec": spec,
     })
 }
@@ -166,7 +155,7 @@ pub fn source_sink(dest: &Destination, keep_ref: bool, sink_uri: Option<&str>) -
 
 /// A KafkaSource, KafkaSink, NatsSource or NatsSink as a standalone manifest; a source's `spec.sink`
 /// replaced by `sink` (see [`source_sink`]).
-pub fn object_manifest<K: SourceOrSink>(o: &K, settings: &Settings, sink: Option<Value>) -> Value {
+pub fn object_manifest<K: SourceOrSink>(o: &K, sink: Option<Value>) -> Value {
     let mut spec = o.spec_json();
     if let (Value::Object(m), Some(sink)) = (&mut spec, sink) {
         m.insert("sink".into(), sink);
@@ -174,7 +163,7 @@ pub fn object_manifest<K: SourceOrSink>(o: &K, settings: &Settings, sink: Option
     json!({
         "apiVersion": K::API_VERSION,
         "kind": K::KIND,
-        "metadata": metadata(o, settings, false),
+        "metadata": metadata(o, false),
         "spec": spec,
     })
 }
@@ -262,7 +251,7 @@ mod tests {
         };
         assert!(owns_broker(&broker(Some("Acme")), &custom));
         // A custom class is shown to the loader as Switchyard's own class.
-        let m = broker_manifest(&broker(Some("Acme")), &custom, None);
+        let m = broker_manifest(&broker(Some("Acme")), None);
         assert_eq!(
             m["metadata"]["annotations"][BROKER_CLASS_ANNOTATION],
             "Switchyard"
@@ -271,7 +260,6 @@ mod tests {
 
     #[test]
     fn trigger_translation_uses_resolved_uris_and_validates_like_a_file() {
-        let s = Settings::default();
         let mut t = Trigger::new(
             "t",
             TriggerSpec {
@@ -300,12 +288,7 @@ mod tests {
             },
         );
         t.metadata.namespace = Some("ns".into());
-        let m = trigger_manifest(
-            &t,
-            &s,
-            "http://svc.ns.svc.cluster.local",
-            Some("http://dls2"),
-        );
+        let m = trigger_manifest(&t, "http://svc.ns.svc.cluster.local", Some("http://dls2"));
         assert_eq!(
             m["spec"]["subscriber"],
             json!({"uri": "http://svc.ns.svc.cluster.local"})
@@ -321,7 +304,7 @@ mod tests {
         t.spec.filter = Some(TriggerFilter {
             attributes: Some([("Type".to_owned(), "a".to_owned())].into()),
         });
-        let m = trigger_manifest(&t, &s, PLACEHOLDER_URL, None);
+        let m = trigger_manifest(&t, PLACEHOLDER_URL, None);
         let p = problems_of("Trigger ns/t", &[("Trigger ns/t".to_owned(), to_yaml(&m))]);
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(p[0].starts_with("spec.filter.attributes"), "{p:?}");

@@ -72,7 +72,7 @@ pub fn broker_problems(new: &Broker, old: Option<&Broker>, settings: &Settings) 
     }
     if owns_broker(new, settings) {
         let subject = "Broker".to_owned();
-        let doc = to_yaml(&broker_manifest(new, settings, Some(PLACEHOLDER_URL)));
+        let doc = to_yaml(&broker_manifest(new, Some(PLACEHOLDER_URL)));
         // The referenced ConfigMap may be created later: its checks belong to the controller.
         problems.extend(
             problems_of(&subject, &[(subject.clone(), doc)])
@@ -142,7 +142,6 @@ pub fn trigger_problems(
     let subject = "Trigger".to_owned();
     let doc = to_yaml(&trigger_manifest(
         new,
-        settings,
         PLACEHOLDER_URL,
         Some(PLACEHOLDER_URL),
     ));

@@ -58,7 +58,7 @@ pub async fn reconcile_object<K: SourceOrSink>(
             Some(source_sink(&dest, keep_ref, sink_uri.as_deref()))
         }
     };
-    let mut sources = vec![(subject.clone(), to_yaml(&object_manifest(&*o, s, sink)))];
+    let mut sources = vec![(subject.clone(), to_yaml(&object_manifest(&*o, sink)))];
     sources.extend(others);
     dependents.push(spec_valid(problems_of(&subject, &sources), "Invalid"));
 

@@ -63,6 +63,21 @@ async fn expect(
     (body, send)
 }
 
+/// Expects the status write (PUT, answered with what was sent) and the Event the transition publishes;
+/// returns the written object and the event.
+async fn status_written_with_event(handle: &mut Handle, status_path: &str) -> (Value, Value) {
+    let (body, send) = expect(handle, Method::PUT, status_path).await;
+    respond(send, 200, body.clone());
+    let (event, send) = expect(
+        handle,
+        Method::POST,
+        "/apis/events.k8s.io/v1/namespaces/ns/events",
+    )
+    .await;
+    respond(send, 201, event.clone());
+    (body, event)
+}
+
 async fn no_more_requests(handle: &mut Handle) {
     let next = tokio::time::timeout(Duration::from_millis(100), handle.next_request()).await;
     if let Ok(Some((request, _))) = next {
@@ -120,20 +135,11 @@ async fn broker_becomes_ready_with_its_address_and_an_event() {
         )
         .await;
         respond(send, 200, endpoints(true));
-        let (body, send) = expect(
+        let (body, event) = status_written_with_event(
             &mut handle,
-            Method::PUT,
             "/apis/eventing.knative.dev/v1/namespaces/ns/brokers/b/status",
         )
         .await;
-        respond(send, 200, body.clone());
-        let (event, send) = expect(
-            &mut handle,
-            Method::POST,
-            "/apis/events.k8s.io/v1/namespaces/ns/events",
-        )
-        .await;
-        respond(send, 201, event.clone());
         no_more_requests(&mut handle).await;
         (body, event)
     });
@@ -200,20 +206,11 @@ async fn broker_without_endpoints_or_with_missing_configmap_is_not_ready() {
         )
         .await;
         respond(send, 200, endpoints(false));
-        let (body, send) = expect(
+        let (body, event) = status_written_with_event(
             &mut handle,
-            Method::PUT,
             "/apis/eventing.knative.dev/v1/namespaces/ns/brokers/b/status",
         )
         .await;
-        respond(send, 200, body.clone());
-        let (event, send) = expect(
-            &mut handle,
-            Method::POST,
-            "/apis/events.k8s.io/v1/namespaces/ns/events",
-        )
-        .await;
-        respond(send, 201, event.clone());
         (body, event)
     });
     reconcile_broker(Arc::new(b), ctx)
@@ -259,20 +256,11 @@ async fn ready_broker_status(b: &Broker) -> BrokerStatus {
         )
         .await;
         respond(send, 200, endpoints(true));
-        let (body, send) = expect(
+        let (body, _) = status_written_with_event(
             &mut handle,
-            Method::PUT,
             "/apis/eventing.knative.dev/v1/namespaces/ns/brokers/b/status",
         )
         .await;
-        respond(send, 200, body.clone());
-        let (_, send) = expect(
-            &mut handle,
-            Method::POST,
-            "/apis/events.k8s.io/v1/namespaces/ns/events",
-        )
-        .await;
-        respond(send, 201, json!({}));
         body
     });
     reconcile_broker(Arc::new(b.clone()), ctx)
@@ -322,20 +310,11 @@ async fn changing_the_broker_class_is_reported_not_applied() {
         )
         .await;
         respond(send, 200, endpoints(true));
-        let (body, send) = expect(
+        let (body, _) = status_written_with_event(
             &mut handle,
-            Method::PUT,
             "/apis/eventing.knative.dev/v1/namespaces/ns/brokers/b/status",
         )
         .await;
-        respond(send, 200, body.clone());
-        let (_, send) = expect(
-            &mut handle,
-            Method::POST,
-            "/apis/events.k8s.io/v1/namespaces/ns/events",
-        )
-        .await;
-        respond(send, 201, json!({}));
         body
     });
     reconcile_broker(Arc::new(b), ctx)
@@ -397,20 +376,11 @@ async fn trigger_before_its_broker_says_so() {
         )
         .await;
         respond(send, 404, not_found("brokers", "b"));
-        let (body, send) = expect(
+        let (body, event) = status_written_with_event(
             &mut handle,
-            Method::PUT,
             "/apis/eventing.knative.dev/v1/namespaces/ns/triggers/t/status",
         )
         .await;
-        respond(send, 200, body.clone());
-        let (event, send) = expect(
-            &mut handle,
-            Method::POST,
-            "/apis/events.k8s.io/v1/namespaces/ns/events",
-        )
-        .await;
-        respond(send, 201, json!({}));
         (body, event)
     });
     reconcile_trigger(Arc::new(t), ctx)
@@ -455,20 +425,11 @@ async fn trigger_resolves_a_service_ref_and_follows_its_ready_broker() {
             200,
             json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "svc", "namespace": "ns"}}),
         );
-        let (body, send) = expect(
+        let (body, _) = status_written_with_event(
             &mut handle,
-            Method::PUT,
             "/apis/eventing.knative.dev/v1/namespaces/ns/triggers/t/status",
         )
         .await;
-        respond(send, 200, body.clone());
-        let (_, send) = expect(
-            &mut handle,
-            Method::POST,
-            "/apis/events.k8s.io/v1/namespaces/ns/events",
-        )
-        .await;
-        respond(send, 201, json!({}));
         body
     });
     reconcile_trigger(Arc::new(t), ctx)
@@ -511,20 +472,11 @@ async fn trigger_with_a_missing_service_and_a_bad_filter_reports_both() {
         )
         .await;
         respond(send, 404, not_found("services", "gone"));
-        let (body, send) = expect(
+        let (body, _) = status_written_with_event(
             &mut handle,
-            Method::PUT,
             "/apis/eventing.knative.dev/v1/namespaces/ns/triggers/t/status",
         )
         .await;
-        respond(send, 200, body.clone());
-        let (_, send) = expect(
-            &mut handle,
-            Method::POST,
-            "/apis/events.k8s.io/v1/namespaces/ns/events",
-        )
-        .await;
-        respond(send, 201, json!({}));
         body
     });
     reconcile_trigger(Arc::new(t), ctx)
@@ -632,20 +584,11 @@ async fn source_with_a_broker_sink_is_ready_with_the_broker_address() {
         )
         .await;
         respond(send, 200, broker_json);
-        let (body, send) = expect(
+        let (body, event) = status_written_with_event(
             &mut handle,
-            Method::PUT,
             "/apis/sources.switchyard.dev/v1alpha1/namespaces/ns/natssources/src/status",
         )
         .await;
-        respond(send, 200, body.clone());
-        let (event, send) = expect(
-            &mut handle,
-            Method::POST,
-            "/apis/events.k8s.io/v1/namespaces/ns/events",
-        )
-        .await;
-        respond(send, 201, json!({}));
         no_more_requests(&mut handle).await;
         (body, event)
     });
@@ -692,20 +635,11 @@ async fn source_with_a_missing_sink_is_not_ready() {
         )
         .await;
         respond(send, 404, not_found("brokers.eventing.knative.dev", "gone"));
-        let (body, send) = expect(
+        let (body, event) = status_written_with_event(
             &mut handle,
-            Method::PUT,
             "/apis/sources.knative.dev/v1beta1/namespaces/ns/kafkasources/src/status",
         )
         .await;
-        respond(send, 200, body.clone());
-        let (event, send) = expect(
-            &mut handle,
-            Method::POST,
-            "/apis/events.k8s.io/v1/namespaces/ns/events",
-        )
-        .await;
-        respond(send, 201, json!({}));
         no_more_requests(&mut handle).await;
         (body, event)
     });
@@ -747,20 +681,11 @@ async fn invalid_sink_spec_is_reported() {
     sink.metadata.generation = Some(1);
     let (ctx, mut handle) = context();
     let server = tokio::spawn(async move {
-        let (body, send) = expect(
+        let (body, _) = status_written_with_event(
             &mut handle,
-            Method::PUT,
             "/apis/eventing.knative.dev/v1alpha1/namespaces/ns/kafkasinks/k/status",
         )
         .await;
-        respond(send, 200, body.clone());
-        let (_, send) = expect(
-            &mut handle,
-            Method::POST,
-            "/apis/events.k8s.io/v1/namespaces/ns/events",
-        )
-        .await;
-        respond(send, 201, json!({}));
         body
     });
     reconcile_object(Arc::new(sink), ctx)
@@ -819,20 +744,11 @@ async fn trigger_with_a_nats_sink_subscriber_resolves_when_the_sink_exists() {
                     not_found("natssinks.sources.switchyard.dev", "out"),
                 );
             }
-            let (body, send) = expect(
+            let (body, _) = status_written_with_event(
                 &mut handle,
-                Method::PUT,
                 "/apis/eventing.knative.dev/v1/namespaces/ns/triggers/t/status",
             )
             .await;
-            respond(send, 200, body.clone());
-            let (_, send) = expect(
-                &mut handle,
-                Method::POST,
-                "/apis/events.k8s.io/v1/namespaces/ns/events",
-            )
-            .await;
-            respond(send, 201, json!({}));
             no_more_requests(&mut handle).await;
             body
         });
