@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use switchyard_broker::channel::kafka::consumer_group;
+use switchyard_broker::channel::store::StoreHealth;
 use switchyard_broker::channel::{Channel, ChannelError};
 use switchyard_broker::config::Backend;
 use switchyard_broker::format::json::write_event;
@@ -35,11 +36,24 @@ pub(crate) fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
+/// Ready once the configuration is applied, and while the embedded store takes events: a full or
+/// failed store makes the process not ready (with the reason) until it recovers by itself.
 async fn readyz(State(s): State<AdminState>) -> Response {
-    if s.live.ready.load(Ordering::SeqCst) {
-        (StatusCode::OK, "ready").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+    if !s.live.ready.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response();
+    }
+    match s.live.channel.store().health() {
+        StoreHealth::Healthy => (StatusCode::OK, "ready").into_response(),
+        StoreHealth::Full { reason } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: the broker's store is full ({reason})"),
+        )
+            .into_response(),
+        StoreHealth::Failed { reason } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: the broker's store is recovering from a write failure ({reason})"),
+        )
+            .into_response(),
     }
 }
 
@@ -50,6 +64,13 @@ async fn metrics(State(s): State<AdminState>) -> Response {
             .metrics
             .set_backlog(&key.to_string(), s.live.channel.trigger_backlog(key));
     }
+    let store = s.live.channel.store();
+    let space = store.space();
+    s.live.metrics.set_store(
+        store.health().is_degraded(),
+        space.file_bytes,
+        space.free_bytes,
+    );
     let mut text = s.live.metrics.render();
     if let Some(c) = &s.live.controller_metrics {
         // One exposition: the first one's `# EOF` terminator goes, the controller's ends it.

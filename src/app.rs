@@ -38,6 +38,8 @@ pub struct ServeOptions {
     pub configs: Vec<PathBuf>,
     /// Directory of the embedded store; `None` keeps everything in memory (tests only).
     pub data_dir: Option<PathBuf>,
+    /// Embedded store settings (cache size, free-space reserve).
+    pub store: StoreOptions,
     /// Ingress listen address.
     pub listen: SocketAddr,
     /// Admin listen address.
@@ -267,10 +269,10 @@ pub async fn start(opts: ServeOptions) -> Result<RunningApp, StartError> {
         Some(dir) => {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("creating data dir {}", dir.display()))?;
-            StoreChannel::open(dir, StoreOptions::default())
+            StoreChannel::open(dir, opts.store.clone())
                 .with_context(|| format!("opening the store in {}", dir.display()))?
         }
-        None => StoreChannel::in_memory(StoreOptions::default()).context("in-memory store")?,
+        None => StoreChannel::in_memory(opts.store.clone()).context("in-memory store")?,
     };
     let channel = Arc::new(CompositeChannel::new(
         Arc::new(store),
@@ -411,10 +413,10 @@ async fn run(
             "Shutdown grace period over; unfinished deliveries stay queued and are redelivered at restart."
         );
     }
-    live.channel
-        .flush()
-        .await
-        .context("flushing acknowledgements")?;
+    if let Err(e) = live.channel.flush().await {
+        // A failed store cannot commit the last acks: those deliveries are made again after a restart.
+        tracing::error!(error = %e, "Flushing acknowledgements failed.");
+    }
     live.channel
         .close(deadline)
         .await

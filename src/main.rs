@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use switchyard::app::{self, ServeOptions, StartError};
-use switchyard::util::parse_duration;
+use switchyard::util::{self, parse_duration};
 use switchyard_broker::channel::kafka::KafkaOptions;
 use switchyard_broker::channel::nats::NatsOptions;
+use switchyard_broker::channel::store::StoreOptions;
 use switchyard_ingress::Limits;
 
 /// Switchyard: a CloudEvents broker with Knative Broker/Trigger routing.
@@ -128,6 +129,14 @@ struct ServeArgs {
     /// Directory of the embedded event store.
     #[arg(long, env = "SWITCHYARD_DATA_DIR", default_value = "./switchyard-data")]
     data_dir: PathBuf,
+    /// Memory for the embedded store's page cache (e.g. 32MiB, 256MiB). The backlog lives on disk; a
+    /// bigger cache only speeds up reading it back.
+    #[arg(long, env = "SWITCHYARD_STORE_CACHE_BYTES", default_value = "32MiB", value_parser = util::parse_bytes)]
+    store_cache_bytes: u64,
+    /// Free space to keep on the store's volume: below it, ingress answers 507 so that deliveries, acks
+    /// and parking still have room (default: 64MiB or 5% of the volume, whichever is smaller; 0 = off).
+    #[arg(long, env = "SWITCHYARD_MIN_FREE_BYTES", value_parser = util::parse_bytes)]
+    min_free_bytes: Option<u64>,
     /// Address of the CloudEvents ingress (POST /{namespace}/{broker}).
     #[arg(long, env = "SWITCHYARD_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -267,6 +276,11 @@ async fn serve(args: ServeArgs) -> ExitCode {
         extra_roots,
         configs: args.configs,
         data_dir: Some(args.data_dir),
+        store: StoreOptions {
+            cache_bytes: usize::try_from(args.store_cache_bytes).unwrap_or(usize::MAX),
+            min_free_bytes: args.min_free_bytes,
+            ..StoreOptions::default()
+        },
         listen: args.listen,
         admin_listen: args.admin_listen,
         limits: Limits {

@@ -38,6 +38,9 @@ pub struct Metrics {
     backlog: Family<Labels, Gauge>,
     latency: Family<Labels, Histogram, LatencyBuckets>,
     reloads: Family<Labels, Counter>,
+    store_degraded: Gauge,
+    store_bytes: Gauge,
+    store_free_bytes: Gauge,
 }
 
 /// Cached per-broker handles for the ingress hot path.
@@ -90,6 +93,9 @@ impl Metrics {
             backlog: Family::default(),
             latency: Family::new_with_constructor(LatencyBuckets),
             reloads: Family::default(),
+            store_degraded: Gauge::default(),
+            store_bytes: Gauge::default(),
+            store_free_bytes: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -147,7 +153,30 @@ impl Metrics {
             "Config reloads by result (success, invalid)",
             m.reloads.clone(),
         );
+        registry.register(
+            "store_degraded",
+            "1 while the embedded store refuses events (volume full or below --min-free-bytes, or recovering from a write failure), else 0",
+            m.store_degraded.clone(),
+        );
+        registry.register(
+            "store_bytes",
+            "Size of the embedded store's database file in bytes",
+            m.store_bytes.clone(),
+        );
+        registry.register(
+            "store_free_bytes",
+            "Free bytes on the embedded store's volume (-1 when unknown)",
+            m.store_free_bytes.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// Sets the embedded store's gauges (done at scrape time).
+    pub fn set_store(&self, degraded: bool, file_bytes: u64, free_bytes: Option<u64>) {
+        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.store_degraded.set(i64::from(degraded));
+        self.store_bytes.set(clamp(file_bytes));
+        self.store_free_bytes.set(free_bytes.map_or(-1, clamp));
     }
 
     /// Handles for one broker.

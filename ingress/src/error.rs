@@ -47,6 +47,9 @@ pub enum IngressError {
         /// Limit.
         limit: u64,
     },
+    /// The broker's store is full (or below its free-space reserve).
+    #[error("the broker's store is full")]
+    StoreFull,
     /// Storage failed or the process is shutting down.
     #[error("{0}")]
     Unavailable(String),
@@ -64,6 +67,7 @@ impl IngressError {
             IngressError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             IngressError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             IngressError::Backlog { .. } => StatusCode::TOO_MANY_REQUESTS,
+            IngressError::StoreFull => StatusCode::INSUFFICIENT_STORAGE,
             IngressError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -78,6 +82,7 @@ impl IngressError {
             IngressError::MethodNotAllowed(_) => "method_not_allowed",
             IngressError::TooLarge { .. } => "too_large",
             IngressError::Backlog { .. } => "backlog",
+            IngressError::StoreFull => "store_full",
             IngressError::Unavailable(_) => "unavailable",
         }
     }
@@ -102,9 +107,20 @@ impl From<FormatError> for IngressError {
 
 impl From<ChannelError> for IngressError {
     fn from(e: ChannelError) -> Self {
+        // Clients get the project's own words; the store's wording goes to the logs (the store logs its
+        // state transitions once, so this is only a debug line per request).
         match e {
             ChannelError::UnknownBroker(b) => IngressError::UnknownBroker(b.to_string()),
-            other => IngressError::Unavailable(format!("event could not be stored: {other}")),
+            ChannelError::Full => IngressError::StoreFull,
+            ChannelError::Closed => IngressError::Unavailable(
+                "the broker is shutting down; retry against another replica or later".into(),
+            ),
+            other => {
+                tracing::debug!(error = %other, "Event not stored.");
+                IngressError::Unavailable(
+                    "the broker could not store the event; retry later".into(),
+                )
+            }
         }
     }
 }
@@ -122,6 +138,9 @@ impl IntoResponse for IngressError {
             }
             IngressError::Unavailable(_) => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            IngressError::StoreFull => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
             }
             _ => {}
         }

@@ -238,11 +238,8 @@ async fn handler(State(ingress): State<Arc<Ingress>>, req: Request<Body>) -> Res
             resp
         }
         Err(e) => {
-            if matches!(e, IngressError::Unavailable(_)) {
-                tracing::warn!(error = %e, "Ingress could not accept an event.");
-            } else {
-                tracing::debug!(error = %e, "Ingress rejected a request.");
-            }
+            // Not logged above debug per request: a failing store or backend logs its transitions.
+            tracing::debug!(error = %e, "Ingress rejected a request.");
             e.into_response()
         }
     }

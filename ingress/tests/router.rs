@@ -19,6 +19,7 @@ use tower::ServiceExt;
 #[derive(Default)]
 struct FakeChannel {
     fail: AtomicBool,
+    full: AtomicBool,
     appended: Mutex<Vec<Vec<Event>>>,
 }
 
@@ -29,7 +30,13 @@ impl Channel for FakeChannel {
     fn append<'a>(&'a self, _b: &'a BrokerKey, events: Vec<Event>) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             if self.fail.load(Ordering::SeqCst) {
-                return Err(ChannelError::Storage("disk full".into()));
+                return Err(ChannelError::Storage(
+                    "I/O error: Previous I/O error occurred. Please close and re-open the database."
+                        .into(),
+                ));
+            }
+            if self.full.load(Ordering::SeqCst) {
+                return Err(ChannelError::Full);
             }
             self.appended.lock().push(events);
             Ok(())
@@ -104,7 +111,27 @@ async fn storage_failure_is_503_with_retry_after_and_nothing_is_acknowledged() {
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(resp.headers().get("retry-after").is_some());
     let v = json_body(resp).await;
-    assert!(v["error"].as_str().unwrap().contains("disk full"), "{v}");
+    // The project's own words, never the storage library's.
+    assert_eq!(
+        v["error"], "the broker could not store the event; retry later",
+        "{v}"
+    );
+    assert!(!v.to_string().contains("I/O"), "{v}");
+    assert!(channel.appended.lock().is_empty());
+}
+
+#[tokio::test]
+async fn full_store_is_507_with_retry_after_in_our_words() {
+    let (channel, ingress) = setup();
+    channel.full.store(true, Ordering::SeqCst);
+    let resp = router(ingress).oneshot(event_request()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::INSUFFICIENT_STORAGE);
+    assert_eq!(resp.headers()["retry-after"], "10");
+    let v = json_body(resp).await;
+    assert_eq!(
+        v,
+        serde_json::json!({"error": "the broker's store is full", "field": null})
+    );
     assert!(channel.appended.lock().is_empty());
 }
 

@@ -382,6 +382,7 @@ impl TestBroker {
         let mut opts = ServeOptions {
             configs: vec![config.clone()],
             data_dir: Some(dir.path().join("data")),
+            store: Default::default(),
             listen: "127.0.0.1:0".parse().unwrap(),
             admin_listen: "127.0.0.1:0".parse().unwrap(),
             limits: Limits::default(),

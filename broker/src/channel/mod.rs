@@ -46,9 +46,13 @@ pub enum ChannelError {
     /// No parked event with this id.
     #[error("dead letter {0} not found")]
     DeadLetterNotFound(u64),
-    /// The storage engine failed (IO, corruption, full disk).
+    /// The storage engine failed (IO, corruption); the embedded store then recovers by itself.
     #[error("storage failure: {0}")]
     Storage(String),
+    /// The store's volume is full, or below the free-space reserve (`--min-free-bytes`): appends are
+    /// refused until space comes back; deliveries, acks and parking go on.
+    #[error("the broker's store is full")]
+    Full,
     /// The channel has been shut down.
     #[error("channel is shut down")]
     Closed,
@@ -57,7 +61,10 @@ pub enum ChannelError {
 impl ChannelError {
     /// Whether the caller may retry later (storage trouble) rather than having sent something wrong.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, ChannelError::Storage(_) | ChannelError::Closed)
+        matches!(
+            self,
+            ChannelError::Storage(_) | ChannelError::Full | ChannelError::Closed
+        )
     }
 }
 

@@ -108,6 +108,7 @@
 //!   entries whose key has one in flight.
 
 mod codec;
+pub mod space;
 mod writer;
 
 use crate::channel::{
@@ -119,8 +120,8 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use parking_lot::Mutex;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::collections::{HashMap, VecDeque};
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -151,6 +152,13 @@ pub struct StoreOptions {
     pub trigger_buffer: usize,
     /// Capacity of the writer's command queue (callers wait when it is full). Default 8192.
     pub queue_depth: usize,
+    /// Bytes of redb's page cache (redb's own default is 1 GiB, which a large backlog fills). Default
+    /// 32 MiB.
+    pub cache_bytes: usize,
+    /// Free bytes to keep on the store's volume: below this, appends are refused with
+    /// [`ChannelError::Full`] so that deliveries, acks and parking still have room to commit. `None`:
+    /// 64 MiB or 5 % of the volume, whichever is smaller. Ignored by stores without a directory.
+    pub min_free_bytes: Option<u64>,
 }
 
 impl Default for StoreOptions {
@@ -160,6 +168,8 @@ impl Default for StoreOptions {
             max_batch_bytes: 8 << 20,
             trigger_buffer: 1024,
             queue_depth: 8192,
+            cache_bytes: 32 << 20,
+            min_free_bytes: None,
         }
     }
 }
@@ -184,6 +194,76 @@ pub struct StoreStats {
     pub dead_letters: u64,
     /// Rows in `triggers`.
     pub triggers: u64,
+}
+
+/// Whether the embedded store can take writes (readiness, `switchyard_store_degraded`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreHealth {
+    /// Writes succeed.
+    Healthy,
+    /// The volume is full or below the free-space reserve: appends are refused ([`ChannelError::Full`],
+    /// HTTP 507) until space comes back; deliveries, acks and parking go on while the database can
+    /// commit. `reason` is for operators (logs, readiness), never for clients.
+    Full {
+        /// What was measured.
+        reason: String,
+    },
+    /// A write failed: the database is closed and reopened with backoff until a write succeeds again;
+    /// appends are refused ([`ChannelError::Storage`], HTTP 503), acks are kept in memory and committed
+    /// after recovery, parks wait for it.
+    Failed {
+        /// The storage error, for operators.
+        reason: String,
+    },
+}
+
+impl StoreHealth {
+    /// Whether appends are refused.
+    pub fn is_degraded(&self) -> bool {
+        !matches!(self, StoreHealth::Healthy)
+    }
+}
+
+/// Sizes for metrics (`switchyard_store_bytes`, `switchyard_store_free_bytes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoreSpace {
+    /// Size of the database file (0 in memory).
+    pub file_bytes: u64,
+    /// Free bytes on the volume (`None` in memory or when it cannot be measured).
+    pub free_bytes: Option<u64>,
+    /// The reserve in force (`None` in memory).
+    pub min_free_bytes: Option<u64>,
+}
+
+const HEALTHY: u8 = 0;
+const FULL: u8 = 1;
+const FAILED: u8 = 2;
+
+/// Reopens the database (after a failure): the file again, or the same storage backend.
+pub(crate) type Opener =
+    Box<dyn Fn(usize) -> std::result::Result<Database, redb::DatabaseError> + Send>;
+
+/// A storage backend shared between successive `Database`s (so that a store on a custom backend can be
+/// reopened after a failure like a file can).
+#[derive(Debug)]
+struct SharedBackend<B>(Arc<B>);
+
+impl<B: redb::StorageBackend> redb::StorageBackend for SharedBackend<B> {
+    fn len(&self) -> std::io::Result<u64> {
+        self.0.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        self.0.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.0.set_len(len)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.0.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.0.write(offset, data)
+    }
 }
 
 /// The embedded redb channel. Cheap to clone (all clones share one store and one writer thread).
@@ -223,8 +303,18 @@ impl Drop for Inner {
 
 /// State shared by the handle, the writer thread and the subscriptions.
 pub(crate) struct Shared {
-    /// The database for readers; `None` once closed.
+    /// The database for readers; `None` once closed, and briefly while it is reopened or compacted.
     db: ArcSwapOption<Database>,
+    /// The data directory and database file (`None` for stores without a file).
+    dir: Option<PathBuf>,
+    file: Option<PathBuf>,
+    /// `HEALTHY`, `FULL` or `FAILED`, with the reason in `health`.
+    health_code: AtomicU8,
+    health: Mutex<StoreHealth>,
+    file_bytes: AtomicU64,
+    /// `u64::MAX` = unknown.
+    free_bytes: AtomicU64,
+    min_free_bytes: AtomicU64,
     /// Triggers known to the store (replaced by the writer on topology changes).
     registry: ArcSwap<Registry>,
     closed: AtomicBool,
@@ -239,6 +329,55 @@ pub(crate) struct Shared {
 impl Shared {
     fn all_triggers(&self) -> Vec<Arc<TriggerState>> {
         self.registry.load().by_key.values().cloned().collect()
+    }
+
+    /// The database for a read; an error while it is being reopened or compacted (retry later).
+    fn reader(&self) -> Result<Arc<Database>> {
+        match self.db.load_full() {
+            Some(db) => Ok(db),
+            None if self.closed.load(Ordering::Acquire) => Err(ChannelError::Closed),
+            None => Err(ChannelError::Storage(
+                "the store is being reopened or compacted".into(),
+            )),
+        }
+    }
+
+    /// Records a health transition and logs it (once per transition, never per request).
+    fn set_health(&self, health: StoreHealth) {
+        let code = match &health {
+            StoreHealth::Healthy => HEALTHY,
+            StoreHealth::Full { .. } => FULL,
+            StoreHealth::Failed { .. } => FAILED,
+        };
+        let mut current = self.health.lock();
+        if *current == health {
+            return;
+        }
+        let was = self.health_code.swap(code, Ordering::AcqRel);
+        match &health {
+            StoreHealth::Healthy => {
+                tracing::info!("The store accepts events again.");
+            }
+            StoreHealth::Full { reason } if was != FULL => {
+                tracing::error!(reason = %reason, "The store is full: events are refused (507) until space comes back.");
+            }
+            StoreHealth::Failed { reason } if was != FAILED => {
+                tracing::error!(reason = %reason, "The store failed: events are refused (503) while it reopens.");
+            }
+            _ => {}
+        }
+        *current = health;
+    }
+
+    /// The error an append gets while the store is degraded, if it is.
+    fn refusal(&self) -> Option<ChannelError> {
+        match self.health_code.load(Ordering::Acquire) {
+            FULL => Some(ChannelError::Full),
+            FAILED => Some(ChannelError::Storage(
+                "the store is recovering from a write failure".into(),
+            )),
+            _ => None,
+        }
     }
 }
 
@@ -315,8 +454,15 @@ fn encode_batch(events: &[Event]) -> (Vec<u8>, Vec<usize>) {
     (encoded, ends)
 }
 
+/// A redb error as a channel error: a full volume is [`ChannelError::Full`], the rest `Storage`.
 fn storage<E: Into<redb::Error>>(e: E) -> ChannelError {
-    ChannelError::Storage(e.into().to_string())
+    let e = e.into();
+    if let redb::Error::Io(io) = &e {
+        if space::is_full(io) {
+            return ChannelError::Full;
+        }
+    }
+    ChannelError::Storage(e.to_string())
 }
 
 fn corrupt(what: impl std::fmt::Display) -> ChannelError {
@@ -344,10 +490,12 @@ impl StoreChannel {
         std::fs::create_dir_all(dir)
             .map_err(|e| ChannelError::Storage(format!("creating {}: {e}", dir.display())))?;
         let path = dir.join(DB_FILE);
-        let db = Database::builder()
-            .create(&path)
+        let file = path.clone();
+        let opener: Opener =
+            Box::new(move |cache| Database::builder().set_cache_size(cache).create(&file));
+        let db = opener(options.cache_bytes)
             .map_err(|e| ChannelError::Storage(format!("opening {}: {e}", path.display())))?;
-        StoreChannel::start(db, options)
+        StoreChannel::start(db, opener, Some(dir.to_path_buf()), options)
     }
 
     /// Same store in memory (redb `InMemoryBackend`) — identical semantics, for unit tests.
@@ -361,18 +509,29 @@ impl StoreChannel {
         backend: impl redb::StorageBackend,
         options: StoreOptions,
     ) -> Result<StoreChannel, ChannelError> {
-        let db = Database::builder()
-            .create_with_backend(backend)
-            .map_err(storage)?;
-        StoreChannel::start(db, options)
+        let backend = Arc::new(backend);
+        let opener: Opener = Box::new(move |cache| {
+            Database::builder()
+                .set_cache_size(cache)
+                .create_with_backend(SharedBackend(backend.clone()))
+        });
+        let db = opener(options.cache_bytes).map_err(storage)?;
+        StoreChannel::start(db, opener, None, options)
     }
 
-    fn start(db: Database, options: StoreOptions) -> Result<StoreChannel> {
+    fn start(
+        db: Database,
+        opener: Opener,
+        dir: Option<PathBuf>,
+        options: StoreOptions,
+    ) -> Result<StoreChannel> {
         let options = StoreOptions {
             max_batch_events: options.max_batch_events.max(1),
             max_batch_bytes: options.max_batch_bytes.max(1),
             trigger_buffer: options.trigger_buffer.max(1),
             queue_depth: options.queue_depth.max(1),
+            cache_bytes: options.cache_bytes,
+            min_free_bytes: options.min_free_bytes,
         };
         let recovered = writer::recover(&db)?;
         let by_key: HashMap<_, _> = recovered
@@ -381,8 +540,16 @@ impl StoreChannel {
             .map(|t| (t.key.clone(), t.clone()))
             .collect();
         let db = Arc::new(db);
+        let file = dir.as_ref().map(|d| d.join(DB_FILE));
         let shared = Arc::new(Shared {
             db: ArcSwapOption::from(Some(db.clone())),
+            dir,
+            file,
+            health_code: AtomicU8::new(HEALTHY),
+            health: Mutex::new(StoreHealth::Healthy),
+            file_bytes: AtomicU64::new(0),
+            free_bytes: AtomicU64::new(u64::MAX),
+            min_free_bytes: AtomicU64::new(u64::MAX),
             registry: ArcSwap::from_pointee(Registry::new(by_key.clone())),
             closed: AtomicBool::new(false),
             page: options.trigger_buffer.clamp(64, 4096),
@@ -392,7 +559,8 @@ impl StoreChannel {
             appends: AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::channel(shared.options.queue_depth);
-        let writer = writer::Writer::new(db, shared.clone(), rx, recovered.counters, by_key);
+        let writer =
+            writer::Writer::new(db, opener, shared.clone(), rx, recovered.counters, by_key);
         let thread = std::thread::Builder::new()
             .name("switchyard-store".into())
             .spawn(move || writer.run())
@@ -426,7 +594,7 @@ impl StoreChannel {
             appends: shared.appends.load(Ordering::Relaxed),
             ..StoreStats::default()
         };
-        let db = shared.db.load_full().ok_or(ChannelError::Closed)?;
+        let db = shared.reader()?;
         let txn = db.begin_read().map_err(storage)?;
         stats.events = txn
             .open_table(EVENTS)
@@ -505,6 +673,22 @@ impl StoreChannel {
     fn trigger(&self, key: &TriggerKey) -> Option<Arc<TriggerState>> {
         self.inner.shared.registry.load().by_key.get(key).cloned()
     }
+
+    /// Whether the store takes writes; see [`StoreHealth`].
+    pub fn health(&self) -> StoreHealth {
+        self.inner.shared.health.lock().clone()
+    }
+
+    /// File size and free space, as last measured by the writer (about once a second).
+    pub fn space(&self) -> StoreSpace {
+        let s = &self.inner.shared;
+        let known = |v: u64| (v != u64::MAX).then_some(v);
+        StoreSpace {
+            file_bytes: s.file_bytes.load(Ordering::Relaxed),
+            free_bytes: known(s.free_bytes.load(Ordering::Relaxed)),
+            min_free_bytes: known(s.min_free_bytes.load(Ordering::Relaxed)),
+        }
+    }
 }
 
 impl Channel for StoreChannel {
@@ -520,6 +704,10 @@ impl Channel for StoreChannel {
         Box::pin(async move {
             if events.is_empty() {
                 return Ok(());
+            }
+            // Refused at once while degraded (the writer would refuse it too, after queueing).
+            if let Some(e) = self.inner.shared.refusal() {
+                return Err(e);
             }
             let (encoded, ends) = encode_batch(&events);
             self.call(move |respond| Command::Append {
@@ -617,12 +805,7 @@ impl Channel for StoreChannel {
     }
 
     fn dead_letters(&self, limit: usize) -> Result<Vec<ParkedEvent>> {
-        let db = self
-            .inner
-            .shared
-            .db
-            .load_full()
-            .ok_or(ChannelError::Closed)?;
+        let db = self.inner.shared.reader()?;
         let txn = db.begin_read().map_err(storage)?;
         let table = txn.open_table(DEADLETTERS).map_err(storage)?;
         let mut out = Vec::new();
@@ -690,9 +873,7 @@ impl StoreSubscription {
 
     /// Reads up to one page of this trigger's queue from `next_seq`; returns how many entries it saw.
     fn read_page(&mut self) -> Result<usize> {
-        let Some(db) = self.shared.db.load_full() else {
-            return Ok(0);
-        };
+        let db = self.shared.reader()?;
         let txn = db.begin_read().map_err(storage)?;
         let queue = txn.open_table(QUEUE).map_err(storage)?;
         let events = txn.open_table(EVENTS).map_err(storage)?;
@@ -749,8 +930,13 @@ impl StoreSubscription {
                     Err(e) => {
                         // Storage trouble: back off and retry (the subscription has no error channel).
                         self.read_failures = self.read_failures.saturating_add(1);
-                        let wait_ms = 50u64 << self.read_failures.min(6);
-                        tracing::warn!(trigger = %self.state.key, error = %e, wait_ms, "queue read failed");
+                        let wait_ms = 20u64 << self.read_failures.min(5);
+                        // The store reports its own failures (once per transition): one line per streak here.
+                        if self.read_failures == 1 && self.shared.refusal().is_none() {
+                            tracing::warn!(trigger = %self.state.key, error = %e, wait_ms, "queue read failed; retrying");
+                        } else {
+                            tracing::debug!(trigger = %self.state.key, error = %e, wait_ms, "queue read failed; retrying");
+                        }
                         tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
                     }
                 }

@@ -2,8 +2,8 @@
 
 use super::codec::decode_park;
 use super::{
-    corrupt, parse_key, storage, trigger_row_key, Registry, Shared, TriggerState, DEADLETTERS,
-    EVENTS, META, QUEUE, REFS, TRIGGERS,
+    corrupt, parse_key, space, storage, trigger_row_key, Opener, Registry, Shared, StoreHealth,
+    TriggerState, DEADLETTERS, EVENTS, META, QUEUE, REFS, TRIGGERS,
 };
 use crate::channel::{ChannelError, Delivery, Result};
 use crate::config::{BrokerKey, Topology, TriggerKey};
@@ -36,6 +36,39 @@ const RUN_GAP: u64 = 64;
 
 /// An ack waiting for the end of its batch: (trigger id, seq, trigger).
 type PendingAck = (u64, u64, Arc<TriggerState>);
+
+/// How often the writer measures space, considers compaction and (when healthy) looks around.
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
+/// Free space is measured again before an append batch when the last measurement is older than this.
+const SPACE_CHECK: Duration = Duration::from_millis(50);
+/// First and longest wait between two attempts to reopen a failed database.
+const RECOVERY_FIRST: Duration = Duration::from_millis(100);
+const RECOVERY_MAX: Duration = Duration::from_secs(5);
+/// Acks kept in memory while the database is failed (16 bytes each plus the trigger handle); beyond,
+/// acks fail and the entries are redelivered after a restart.
+const MAX_DEFERRED_ACKS: usize = 1 << 20;
+/// Parks waiting for the database to recover (each holds its delivery's in-flight permit).
+const MAX_DEFERRED_PARKS: usize = 10_000;
+/// The writer compacts only after this long without a command.
+const COMPACT_IDLE: Duration = Duration::from_millis(500);
+/// Minimum file size worth compacting when every queue is empty.
+const COMPACT_MIN_BYTES: u64 = 4 << 20;
+
+/// The database failed a write and must be reopened.
+struct Failure {
+    /// The volume was full (507 to clients) rather than some other storage error (503).
+    full: bool,
+    reason: String,
+    retry_at: Instant,
+    backoff: Duration,
+}
+
+/// What waiting for a command gave.
+enum Recv {
+    Command(Command),
+    Timeout,
+    Closed,
+}
 
 const META_NEXT_SEQ: &str = "next_seq";
 const META_NEXT_TRIGGER_ID: &str = "next_trigger_id";
@@ -410,7 +443,9 @@ pub(crate) fn recover(db: &Database) -> Result<Recovered> {
 
 /// Owns the write side of the database; see the module docs of `store`.
 pub(crate) struct Writer {
-    db: Arc<Database>,
+    /// `None` only while a failed database could not be reopened yet.
+    db: Option<Arc<Database>>,
+    opener: Opener,
     shared: Arc<Shared>,
     rx: mpsc::Receiver<Command>,
     counters: Counters,
@@ -436,18 +471,41 @@ pub(crate) struct Writer {
     acks: Vec<PendingAck>,
     removed: Vec<u64>,
     dead: Vec<u64>,
+    // Failure model (see the module docs of `store`).
+    failure: Option<Failure>,
+    /// Acks received while failed, committed after recovery.
+    deferred_acks: Vec<PendingAck>,
+    /// Parks received while failed, applied (and answered) after recovery.
+    deferred_parks: Vec<Command>,
+    /// Free space is below the reserve: appends are refused.
+    low_space: bool,
+    /// The reserve in force (0 for stores without a directory).
+    reserve: u64,
+    free: Option<u64>,
+    space_checked: Instant,
+    last_housekeeping: Instant,
+    last_activity: Instant,
+    /// Queue entries removed (acked, parked) since the last compaction: whether one could give back
+    /// anything.
+    freed_since_compaction: u64,
+    /// Earliest time of the next compaction attempt.
+    compact_after: Instant,
+    compact_backoff: Duration,
 }
 
 impl Writer {
     pub(crate) fn new(
         db: Arc<Database>,
+        opener: Opener,
         shared: Arc<Shared>,
         rx: mpsc::Receiver<Command>,
         counters: Counters,
         triggers: HashMap<TriggerKey, Arc<TriggerState>>,
     ) -> Writer {
+        let now = Instant::now();
         Writer {
-            db,
+            db: Some(db),
+            opener,
             shared,
             rx,
             counters,
@@ -467,22 +525,45 @@ impl Writer {
             acks: Vec::new(),
             removed: Vec::new(),
             dead: Vec::new(),
+            failure: None,
+            deferred_acks: Vec::new(),
+            deferred_parks: Vec::new(),
+            low_space: false,
+            reserve: 0,
+            free: None,
+            space_checked: now,
+            last_housekeeping: now,
+            last_activity: now,
+            freed_since_compaction: 0,
+            compact_after: now,
+            compact_backoff: Duration::from_secs(5),
         }
     }
 
     /// The thread's main loop.
     pub(crate) fn run(mut self) {
+        self.measure_space();
+        self.update_health();
         loop {
             let first = match self.pending.take() {
                 Some(cmd) => cmd,
-                None => match self.rx.blocking_recv() {
-                    Some(cmd) => cmd,
+                None => match self.recv_deadline(self.next_tick()) {
+                    Recv::Command(cmd) => cmd,
+                    Recv::Timeout => {
+                        self.housekeeping();
+                        continue;
+                    }
                     // Every handle is gone.
-                    None => return self.finish(None),
+                    Recv::Closed => return self.finish(None),
                 },
             };
+            if Instant::now() >= self.next_tick() {
+                self.housekeeping();
+            }
+            self.last_activity = Instant::now();
             match first {
                 Command::Close { respond } => return self.finish(Some(respond)),
+                cmd if self.failure.is_some() => self.while_failed(cmd),
                 Command::ApplyTopology { topology, respond } => {
                     let result = self.apply_topology(topology);
                     let _ = respond.send(result);
@@ -495,6 +576,289 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// When the next housekeeping (or recovery attempt) is due.
+    fn next_tick(&self) -> Instant {
+        match &self.failure {
+            Some(f) => f.retry_at,
+            None => self.last_housekeeping + HOUSEKEEPING,
+        }
+    }
+
+    /// Measures space, retries a failed database, compacts when worthwhile.
+    fn housekeeping(&mut self) {
+        self.last_housekeeping = Instant::now();
+        self.measure_space();
+        if self.failure.is_some() {
+            if Instant::now() >= self.next_tick() {
+                self.try_recover();
+            }
+        } else if self.should_compact() {
+            self.compact();
+        }
+        self.update_health();
+    }
+
+    /// Refreshes free space and file size (shared with metrics) and the low-space state.
+    fn measure_space(&mut self) {
+        self.space_checked = Instant::now();
+        let (Some(dir), Some(file)) = (self.shared.dir.as_deref(), self.shared.file.as_deref())
+        else {
+            return;
+        };
+        let len = space::file_len(file);
+        self.shared.file_bytes.store(len, Ordering::Relaxed);
+        let Some(volume) = space::volume(dir) else {
+            return;
+        };
+        self.reserve = space::reserve(self.shared.options.min_free_bytes, volume.total);
+        self.free = Some(volume.free);
+        self.shared.free_bytes.store(volume.free, Ordering::Relaxed);
+        self.shared
+            .min_free_bytes
+            .store(self.reserve, Ordering::Relaxed);
+        self.low_space = space::next_low(self.low_space, volume.free, self.reserve);
+    }
+
+    /// Publishes the current health (logged by `Shared::set_health` at transitions only).
+    fn update_health(&self) {
+        let health = match (&self.failure, self.low_space) {
+            (Some(f), _) if f.full => StoreHealth::Full {
+                reason: f.reason.clone(),
+            },
+            (Some(f), _) => StoreHealth::Failed {
+                reason: f.reason.clone(),
+            },
+            (None, true) => StoreHealth::Full {
+                reason: format!(
+                    "{} bytes free on the store's volume, below the reserve of {} bytes (--min-free-bytes)",
+                    self.free.unwrap_or(0),
+                    self.reserve
+                ),
+            },
+            (None, false) => StoreHealth::Healthy,
+        };
+        self.shared.set_health(health);
+    }
+
+    /// Enters (or stays in) the failed state after a storage error.
+    fn fail(&mut self, error: &ChannelError) {
+        let full = matches!(error, ChannelError::Full);
+        let reason = match error {
+            ChannelError::Full => "no space left on the store's volume".to_owned(),
+            ChannelError::Storage(m) => m.clone(),
+            other => other.to_string(),
+        };
+        let backoff = self
+            .failure
+            .as_ref()
+            .map_or(RECOVERY_FIRST, |f| (f.backoff * 2).min(RECOVERY_MAX));
+        self.failure = Some(Failure {
+            full,
+            reason,
+            retry_at: Instant::now() + backoff,
+            backoff,
+        });
+        self.update_health();
+    }
+
+    /// The error a write gets while the database is failed.
+    fn failed_error(&self) -> ChannelError {
+        match &self.failure {
+            Some(f) if f.full => ChannelError::Full,
+            _ => ChannelError::Storage("the store is recovering from a write failure".into()),
+        }
+    }
+
+    /// A command while the database is failed: acks are kept, parks wait, the rest is refused.
+    fn while_failed(&mut self, cmd: Command) {
+        match cmd {
+            Command::Ack {
+                trigger,
+                seq,
+                respond,
+            } => {
+                if self.deferred_acks.len() < MAX_DEFERRED_ACKS {
+                    self.deferred_acks.push((trigger.id, seq, trigger));
+                    let _ = respond.send(Ok(()));
+                } else {
+                    let _ = respond.send(Err(self.failed_error()));
+                }
+            }
+            cmd @ (Command::Park { .. } | Command::ParkDetached { .. })
+                if self.deferred_parks.len() < MAX_DEFERRED_PARKS =>
+            {
+                self.deferred_parks.push(cmd);
+            }
+            Command::ApplyTopology { topology, respond } => {
+                self.try_recover();
+                let result = match self.failure {
+                    None => self.apply_topology(topology),
+                    Some(_) => Err(self.failed_error()),
+                };
+                let _ = respond.send(result);
+            }
+            Command::Flush { respond } => {
+                self.try_recover();
+                if self.failure.is_none() {
+                    let mut batch = std::mem::take(&mut self.batch);
+                    batch.push(Command::Flush { respond });
+                    self.run_batch(&mut batch);
+                    self.batch = batch;
+                } else {
+                    let _ = respond.send(Err(self.failed_error()));
+                }
+            }
+            other => {
+                let _ = other.into_responder().send(Err(self.failed_error()));
+            }
+        }
+    }
+
+    /// Closes and reopens the database, then commits what waited for it (acks, parks) durably. On
+    /// success the store is healthy again (or full, if space is still short); on failure the next
+    /// attempt is scheduled with backoff.
+    fn try_recover(&mut self) {
+        if self.failure.is_none() {
+            return;
+        }
+        if let Err(e) = self.reopen() {
+            self.fail(&e);
+            return;
+        }
+        // The probe: what waited for recovery, in one durable commit. A failure re-enters `fail`.
+        let failure = self.failure.take();
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.append(&mut self.deferred_parks);
+        batch.push(Command::Flush {
+            respond: oneshot::channel().0,
+        });
+        self.run_batch(&mut batch);
+        self.batch = batch;
+        if let (Some(old), Some(new)) = (failure, self.failure.as_mut()) {
+            // Still failing: keep backing off from where we were.
+            new.backoff = (old.backoff * 2).min(RECOVERY_MAX);
+            new.retry_at = Instant::now() + new.backoff;
+        }
+        self.measure_space();
+        self.update_health();
+    }
+
+    /// Releases the database (waiting briefly for readers) and opens it again; re-reads the counters so
+    /// that a commit that reached the disk although it reported a failure is not overwritten.
+    fn reopen(&mut self) -> Result<()> {
+        if let Some(db) = self.db.take() {
+            self.shared.db.store(None);
+            match unwrap_db(db, Duration::from_secs(1)) {
+                // Closing a failed database reports the failure again; the reopen repairs the file.
+                Ok(db) => drop(db.close()),
+                Err(db) => {
+                    self.shared.db.store(Some(db.clone()));
+                    self.db = Some(db);
+                    return Err(ChannelError::Storage(
+                        "the store is still in use by a reader".into(),
+                    ));
+                }
+            }
+        }
+        let db = (self.opener)(self.shared.options.cache_bytes).map_err(storage)?;
+        let recovered = recover(&db)?;
+        let db = Arc::new(db);
+        self.db = Some(db.clone());
+        self.shared.db.store(Some(db));
+        let found = recovered.counters;
+        if found.seq > self.counters.seq {
+            // A batch reported as failed did reach the disk: count its entries and let every consumer
+            // read its queue from the database again (its waiters were told it failed; a retry by the
+            // client duplicates it, which at-least-once allows).
+            self.counters.seq = found.seq;
+            self.counters.seq_limit = self.counters.seq_limit.max(found.seq_limit);
+            let backlog: HashMap<u64, u64> = recovered
+                .triggers
+                .iter()
+                .map(|t| (t.id, t.backlog.load(Ordering::Relaxed)))
+                .collect();
+            for state in self.triggers.values() {
+                if let Some(&n) = backlog.get(&state.id) {
+                    state.backlog.store(n, Ordering::Relaxed);
+                }
+                state.buffer.lock().overflow = true;
+                state.notify.notify_one();
+            }
+        }
+        self.counters.trigger_id = self.counters.trigger_id.max(found.trigger_id);
+        self.counters.deadletter_id = self.counters.deadletter_id.max(found.deadletter_id);
+        Ok(())
+    }
+
+    /// Compaction gives space back to the volume once a backlog has drained (redb files never shrink
+    /// on their own): when idle, entries were removed since the last compaction, and either every
+    /// queue is empty and the file is bigger than `COMPACT_MIN_BYTES` (compacting an empty store takes
+    /// milliseconds), or appends are refused for space.
+    fn should_compact(&self) -> bool {
+        let now = Instant::now();
+        if self.shared.file.is_none()
+            || self.freed_since_compaction == 0
+            || now < self.compact_after
+            || now.duration_since(self.last_activity) < COMPACT_IDLE
+        {
+            return false;
+        }
+        let len = self.shared.file_bytes.load(Ordering::Relaxed);
+        let empty = self
+            .triggers
+            .values()
+            .all(|t| t.backlog.load(Ordering::Relaxed) == 0);
+        (empty && len > COMPACT_MIN_BYTES) || self.low_space
+    }
+
+    fn compact(&mut self) {
+        let Some(db) = self.db.take() else {
+            return;
+        };
+        self.shared.db.store(None);
+        let mut db = match unwrap_db(db, Duration::from_secs(1)) {
+            Ok(db) => db,
+            Err(db) => {
+                self.shared.db.store(Some(db.clone()));
+                self.db = Some(db);
+                return;
+            }
+        };
+        let before = self.shared.file_bytes.load(Ordering::Relaxed);
+        let started = Instant::now();
+        let result = db.compact();
+        let db = Arc::new(db);
+        self.db = Some(db.clone());
+        self.shared.db.store(Some(db));
+        self.measure_space();
+        let after = self.shared.file_bytes.load(Ordering::Relaxed);
+        match result {
+            Ok(_) => {
+                tracing::info!(
+                    before_bytes = before,
+                    after_bytes = after,
+                    ms = started.elapsed().as_millis() as u64,
+                    "Compacted the store."
+                );
+                // A compaction that gave little back is not retried soon.
+                self.compact_backoff = if after.saturating_mul(10) > before.saturating_mul(9) {
+                    (self.compact_backoff * 2).min(Duration::from_secs(300))
+                } else {
+                    Duration::from_secs(5)
+                };
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Compacting the store failed.");
+                self.compact_backoff = (self.compact_backoff * 2).min(Duration::from_secs(300));
+                if let redb::CompactionError::Storage(e) = e {
+                    self.fail(&storage(e));
+                }
+            }
+        }
+        self.freed_since_compaction = 0;
+        self.compact_after = Instant::now() + self.compact_backoff;
     }
 
     /// Drains queued commands after `first` into `batch`, up to the batch limits. If the previous batch
@@ -537,18 +901,28 @@ impl Writer {
 
     /// The next command, waiting until `deadline` at most (`None` on timeout or when every sender is gone).
     fn recv_until(&mut self, deadline: Instant) -> Option<Command> {
+        match self.recv_deadline(deadline) {
+            Recv::Command(cmd) => Some(cmd),
+            Recv::Timeout | Recv::Closed => None,
+        }
+    }
+
+    /// The next command, waiting until `deadline` at most.
+    fn recv_deadline(&mut self, deadline: Instant) -> Recv {
         let waker = self
             .waker
             .get_or_insert_with(|| Waker::from(Arc::new(ThreadWaker(std::thread::current()))))
             .clone();
         let mut cx = Context::from_waker(&waker);
         loop {
-            if let Poll::Ready(cmd) = self.rx.poll_recv(&mut cx) {
-                return cmd;
+            match self.rx.poll_recv(&mut cx) {
+                Poll::Ready(Some(cmd)) => return Recv::Command(cmd),
+                Poll::Ready(None) => return Recv::Closed,
+                Poll::Pending => {}
             }
             let now = Instant::now();
             if now >= deadline {
-                return None;
+                return Recv::Timeout;
             }
             std::thread::park_timeout(deadline - now);
         }
@@ -556,6 +930,13 @@ impl Writer {
 
     /// Applies a batch in one transaction, then publishes its effects and answers its waiters.
     fn run_batch(&mut self, batch: &mut Vec<Command>) {
+        if self.shared.dir.is_some()
+            && self.space_checked.elapsed() >= SPACE_CHECK
+            && batch.iter().any(|c| matches!(c, Command::Append { .. }))
+        {
+            self.measure_space();
+            self.update_health();
+        }
         let durable = self.nondurable_streak + 1 >= DURABLE_EVERY
             || batch.iter().any(Command::needs_durability);
         let mut counters = self.counters;
@@ -576,17 +957,26 @@ impl Writer {
                 }
             }
             Err(e) => {
-                let message = match e {
-                    ChannelError::Storage(m) => m,
-                    other => other.to_string(),
-                };
-                tracing::error!(error = %message, "channel store batch failed; aborted");
+                // Logged once by the health transition, not per batch.
+                tracing::debug!(error = %e, "channel store batch failed; aborted");
                 self.pushes.clear();
                 self.removals.clear();
-                self.acks.clear();
+                // The batch's acks are kept and committed after recovery (their senders are told it
+                // failed; acking twice is a no-op).
+                self.deferred_acks.append(&mut self.acks);
+                self.deferred_acks.truncate(MAX_DEFERRED_ACKS);
+                let answer = match &e {
+                    ChannelError::Full => ChannelError::Full,
+                    _ => ChannelError::Storage("the store failed to commit".into()),
+                };
                 for (respond, result) in self.replies.drain(..) {
-                    let _ = respond.send(result.and(Err(ChannelError::Storage(message.clone()))));
+                    let again = match &answer {
+                        ChannelError::Full => ChannelError::Full,
+                        other => ChannelError::Storage(other.to_string()),
+                    };
+                    let _ = respond.send(result.and(Err(again)));
                 }
+                self.fail(&e);
             }
         }
     }
@@ -620,6 +1010,8 @@ impl Writer {
         };
         let mut failure = None;
         self.acks.clear();
+        // Acks that waited for the database to recover go with the first batch after it.
+        self.acks.append(&mut self.deferred_acks);
         {
             let mut t = match Tables::open(&txn) {
                 Ok(t) => t,
@@ -670,7 +1062,11 @@ impl Writer {
     }
 
     fn begin(&self, durable: bool) -> Result<WriteTransaction> {
-        let mut txn = self.db.begin_write().map_err(storage)?;
+        let db = self
+            .db
+            .as_ref()
+            .ok_or_else(|| ChannelError::Storage("the store is not open".into()))?;
+        let mut txn = db.begin_write().map_err(storage)?;
         txn.set_durability(if durable {
             Durability::Immediate
         } else {
@@ -696,6 +1092,9 @@ impl Writer {
                 ends,
                 respond,
             } => {
+                if self.low_space {
+                    return (respond, Ok(Err(ChannelError::Full)));
+                }
                 *appends += 1;
                 let r = self.append(t, counters, &broker, events, &encoded, &ends);
                 (respond, r)
@@ -910,6 +1309,7 @@ impl Writer {
             }
             state.notify.notify_one();
         }
+        self.freed_since_compaction += self.removals.len() as u64;
         for state in self.removals.drain(..) {
             let _ = state
                 .backlog
@@ -998,7 +1398,10 @@ impl Writer {
     /// Makes everything durable, ends the subscriptions, releases the database and answers `respond`.
     fn finish(mut self, respond: Option<Responder>) {
         let mut result = Ok(());
-        if self.nondurable_streak > 0 {
+        if self.failure.is_some() {
+            // Nothing can be committed; what was acknowledged is on disk already.
+            result = Err(self.failed_error());
+        } else if self.nondurable_streak > 0 {
             result = self
                 .begin(true)
                 .and_then(|txn| txn.commit().map_err(storage));
@@ -1012,6 +1415,15 @@ impl Writer {
         if let Some(cmd) = self.pending.take() {
             let _ = cmd.into_responder().send(Err(ChannelError::Closed));
         }
+        for cmd in self.deferred_parks.drain(..) {
+            let _ = cmd.into_responder().send(Err(ChannelError::Closed));
+        }
+        if !self.deferred_acks.is_empty() {
+            tracing::warn!(
+                acks = self.deferred_acks.len(),
+                "The store closed before it recovered: these deliveries will be made again after a restart."
+            );
+        }
         while let Ok(cmd) = self.rx.try_recv() {
             let _ = cmd.into_responder().send(Err(ChannelError::Closed));
         }
@@ -1021,28 +1433,37 @@ impl Writer {
         self.shared.db.store(None);
         // Readers hold the database only for the length of a read; wait for them to finish so that the
         // file is released when `close` returns.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let mut db = self.db;
-        loop {
-            match Arc::try_unwrap(db) {
+        if let Some(db) = self.db.take() {
+            match unwrap_db(db, Duration::from_secs(5)) {
                 Ok(db) => {
                     if let Err(e) = db.close() {
                         result = result.and(Err(storage(e)));
                     }
-                    break;
                 }
-                Err(shared) if Instant::now() < deadline => {
-                    db = shared;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err(_) => {
-                    tracing::warn!("channel store still in use by a reader at close");
-                    break;
-                }
+                Err(_) => tracing::warn!("channel store still in use by a reader at close"),
             }
         }
         if let Some(respond) = respond {
             let _ = respond.send(result);
+        }
+    }
+}
+
+/// The database itself once no reader holds it any more (readers hold it only for one read), or the
+/// shared handle back after `patience`.
+fn unwrap_db(
+    mut db: Arc<Database>,
+    patience: Duration,
+) -> std::result::Result<Database, Arc<Database>> {
+    let deadline = Instant::now() + patience;
+    loop {
+        match Arc::try_unwrap(db) {
+            Ok(db) => return Ok(db),
+            Err(shared) if Instant::now() < deadline => {
+                db = shared;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(shared) => return Err(shared),
         }
     }
 }
