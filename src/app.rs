@@ -375,7 +375,10 @@ async fn run(
     let ingress_listener = switchyard_ingress::listener::LimitedListener::new(
         ingress_listener,
         opts.limits.max_connections,
-    );
+    )
+    .with_linger(switchyard_ingress::listener::Linger::for_max_request(
+        opts.limits.max_batch_bytes.max(opts.limits.max_event_bytes),
+    ));
     let ingress_server = spawn_server(ingress_listener, ingress_router, server_stop_rx.clone());
     let admin_router = admin::router(AdminState { live: live.clone() });
     let admin_server = spawn_server(admin_listener, admin_router, server_stop_rx.clone());

@@ -165,6 +165,8 @@ async fn oversized_events_get_413() {
     let big = vec![b'a'; 65 * 1024];
     let r = post(&url, &h, big).await;
     assert_eq!(r.status, 413);
+    // The body is not read to its end: the connection is closed after the answer.
+    assert_eq!(r.header("connection").as_deref(), Some("close"));
     assert!(b.metrics().await.contains("reason=\"too_large\""));
     b.shutdown().await;
 }
@@ -213,5 +215,153 @@ async fn binary_mode_header_values_are_percent_decoded() {
     assert_eq!(v["greeting"], "Euro € 😀");
     assert_eq!(v["quoted"], "a \"b\"");
     assert!(v["knativearrivaltime"].is_string());
+    b.shutdown().await;
+}
+
+/// A blocking socket connected to `addr` whose send buffer holds only 64 KiB, like a client behind a
+/// real network link (where little of a large body can be in flight) rather than loopback, which would
+/// otherwise buffer a whole 2 MiB body before the server reacts.
+async fn small_buffer_client(addr: std::net::SocketAddr) -> std::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_send_buffer_size(64 * 1024).unwrap();
+    let s = socket.connect(addr).await.unwrap().into_std().unwrap();
+    s.set_nonblocking(false).unwrap();
+    s
+}
+
+/// Sends `head` and `body` on `s` like Python's `http.client` does, blocking (call it on its own
+/// thread): everything is written before anything is read; then reads until the server closes the
+/// connection. Returns the status and body of the one complete response, or what went wrong (typically
+/// a reset while writing or reading).
+fn raw_exchange(
+    mut s: std::net::TcpStream,
+    head: &str,
+    body: &[u8],
+) -> Result<(u16, Vec<u8>), String> {
+    use std::io::{Read, Write};
+    s.set_read_timeout(Some(patience())).unwrap();
+    s.set_write_timeout(Some(patience())).unwrap();
+    s.write_all(head.as_bytes())
+        .map_err(|e| format!("writing the head failed: {e}"))?;
+    s.write_all(body)
+        .map_err(|e| format!("writing the body failed: {e}"))?;
+    let mut got = Vec::new();
+    s.read_to_end(&mut got)
+        .map_err(|e| format!("reading the response failed: {e}"))?;
+    let text = String::from_utf8_lossy(&got).into_owned();
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return Err(format!("not a response: {text:?}"));
+    };
+    let status = head
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|r| r.get(..3))
+        .and_then(|c| c.parse().ok());
+    let length = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse::<usize>().ok())?
+    });
+    match (status, length) {
+        (Some(status), Some(n)) if n == body.len() => Ok((status, body.as_bytes().to_vec())),
+        _ => Err(format!("not one complete response: {text:?}")),
+    }
+}
+
+/// Issue 11: an error sent before the request body was read (413 for a declared or chunked body above
+/// the limit, 404 for an unknown broker, 400 for broken chunking) must reach a client that writes its
+/// whole request before reading, instead of being destroyed by a TCP reset when the server closes.
+#[tokio::test]
+async fn error_responses_before_the_body_is_read_are_readable() {
+    const TRIES: usize = 50;
+    let b = TestBroker::start(&config("", &[])).await; // default limits: 1 MiB per event
+    let addr = b.app.as_ref().unwrap().ingress_addr;
+    let body = vec![b'a'; 2 * 1024 * 1024];
+    let ce = "ce-specversion: 1.0\r\nce-id: 1\r\nce-source: /s\r\nce-type: t\r\n\
+              content-type: text/plain\r\n";
+    let sized = |path: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nhost: x\r\n{ce}content-length: {}\r\n\r\n",
+            body.len()
+        )
+    };
+    let chunked_head = format!(
+        "POST /default/default HTTP/1.1\r\nhost: x\r\n{ce}transfer-encoding: chunked\r\n\r\n"
+    );
+    let mut chunked = Vec::new();
+    for part in body.chunks(64 * 1024) {
+        chunked.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+        chunked.extend_from_slice(part);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    // 64 KiB of data, then a chunk size that is not hex, then the rest of the 2 MiB.
+    let mut broken = chunked[..64 * 1024 + 7].to_vec();
+    broken.extend_from_slice(b"zz\r\n");
+    broken.extend_from_slice(&body[..body.len() - 64 * 1024]);
+
+    let cases: [(&str, String, &[u8], u16, &str); 4] = [
+        (
+            "content-length above the limit",
+            sized("/default/default"),
+            &body,
+            413,
+            "exceeds the limit",
+        ),
+        (
+            "chunked body above the limit",
+            chunked_head.clone(),
+            &chunked,
+            413,
+            "exceeds the limit",
+        ),
+        (
+            "unknown broker, body unread",
+            sized("/default/nope"),
+            &body,
+            404,
+            "does not exist",
+        ),
+        (
+            "broken chunked encoding",
+            chunked_head,
+            &broken,
+            400,
+            "request body",
+        ),
+    ];
+    let mut report = Vec::new();
+    for (what, head, body, status, error) in cases {
+        let mut failures = Vec::new();
+        for i in 0..TRIES {
+            let (head, body) = (head.clone(), body.to_vec());
+            let s = small_buffer_client(addr).await;
+            let outcome = tokio::task::spawn_blocking(move || raw_exchange(s, &head, &body))
+                .await
+                .unwrap();
+            match outcome {
+                Ok((s, b)) if s == status => {
+                    let v: serde_json::Value = serde_json::from_slice(&b)
+                        .unwrap_or_else(|e| panic!("{what}, try {i}: body is not JSON: {e}"));
+                    assert!(
+                        v["error"].as_str().is_some_and(|e| e.contains(error)),
+                        "{what}, try {i}: {v}"
+                    );
+                }
+                Ok((s, b)) => failures.push(format!(
+                    "try {i}: status {s}: {}",
+                    String::from_utf8_lossy(&b)
+                )),
+                Err(e) => failures.push(format!("try {i}: {e}")),
+            }
+        }
+        if !failures.is_empty() {
+            report.push(format!(
+                "{what}: {}/{TRIES} tries did not get the {status}:\n  {}",
+                failures.len(),
+                failures.join("\n  ")
+            ));
+        }
+    }
+    assert!(report.is_empty(), "{}", report.join("\n"));
     b.shutdown().await;
 }

@@ -240,7 +240,17 @@ async fn handler(State(ingress): State<Arc<Ingress>>, req: Request<Body>) -> Res
         Err(e) => {
             // Not logged above debug per request: a failing store or backend logs its transitions.
             tracing::debug!(error = %e, "Ingress rejected a request.");
-            e.into_response()
+            // The body may be partly unread: hyper ends the connection after this response (and
+            // `listener` closes it lingering, so the client can read the response). Saying so keeps
+            // clients from sending their next request on it.
+            let unread_body =
+                matches!(e, IngressError::TooLarge { .. } | IngressError::BodyRead(_));
+            let mut resp = e.into_response();
+            if unread_body {
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            resp
         }
     }
 }
