@@ -390,3 +390,145 @@ async fn https_subscriber_with_a_trusted_private_ca() {
     assert!(sub.received_on("/x").is_empty());
     b.shutdown().await;
 }
+
+/// A trigger document with `switchyard.dev/max-inflight`.
+fn trigger_with_max_inflight(name: &str, max_inflight: u32, delivery: &str, url: &str) -> String {
+    format!(
+        "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: {name}\n  annotations:\n    switchyard.dev/max-inflight: \"{max_inflight}\"\nspec:\n  broker: default\n{delivery}  subscriber:\n    uri: {url}\n"
+    )
+}
+
+fn ids(got: &[Received]) -> Vec<String> {
+    got.iter().filter_map(|r| r.header("ce-id")).collect()
+}
+
+/// A delivery waiting for its retry gives its in-flight permit back: with `max-inflight: 1`, event B
+/// (sent after A failed) is delivered at once, not after A's 5 s backoff. A keeps its schedule.
+#[tokio::test]
+async fn waiting_retry_does_not_hold_the_triggers_only_permit() {
+    let sub = Subscriber::start().await;
+    sub.script([Reply::status(503)]);
+    let t = trigger_with_max_inflight(
+        "t",
+        1,
+        "  delivery:\n    retry: 1\n    backoffPolicy: linear\n    backoffDelay: PT5S\n",
+        &sub.url("/s"),
+    );
+    let b = TestBroker::start(&config("", &[t])).await;
+    b.send("A", "t").await;
+    let first = sub.wait_for("/s", 1).await;
+    assert_eq!(ids(&first), ["A"]);
+    let a_failed = first[0].at;
+    for id in ["B1", "B2", "B3"] {
+        b.send(id, "t").await;
+    }
+    let got = eventually("B1..B3 delivered", || async {
+        let got = sub.received_on("/s");
+        (ids(&got).iter().filter(|id| id.starts_with('B')).count() == 3).then_some(got)
+    })
+    .await;
+    let last_b = got.iter().map(|r| r.at).max().unwrap();
+    assert!(
+        last_b - a_failed < Duration::from_millis(2500),
+        "B1..B3 waited {:?} behind A's 5 s backoff: {:?}",
+        last_b - a_failed,
+        ids(&got)
+    );
+    assert_eq!(ids(&got), ["A", "B1", "B2", "B3"], "A's retry came early");
+    // A's retry still comes, on schedule, once it has a permit again.
+    let got = sub.wait_for("/s", 5).await;
+    assert_eq!(ids(&got), ["A", "B1", "B2", "B3", "A"]);
+    assert!(got[4].at - a_failed >= Duration::from_secs(5));
+    assert_eq!(
+        sub.max_concurrency(),
+        1,
+        "max-inflight still bounds attempts"
+    );
+    b.shutdown().await;
+}
+
+/// Shutdown does not wait for a retry's backoff, and the entry waiting for it (holding no permit) is
+/// handed back, not acked: after a restart on the same data directory it is delivered again, while an
+/// event delivered during the wait is not.
+#[tokio::test]
+async fn waiting_retry_without_a_permit_is_handed_back_at_shutdown() {
+    let sub = Subscriber::start().await;
+    sub.script([Reply::status(503)]);
+    let t = trigger_with_max_inflight(
+        "t",
+        1,
+        "  delivery:\n    retry: 3\n    backoffPolicy: linear\n    backoffDelay: PT30S\n",
+        &sub.url("/s"),
+    );
+    let yaml = config("", &[t]);
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().join("data");
+    let b = TestBroker::start_custom(&yaml, |o| o.data_dir = Some(dir.clone())).await;
+    b.send("A", "t").await;
+    sub.wait_for("/s", 1).await; // A failed; now waiting 30 s for its retry, without a permit
+    b.send("B", "t").await;
+    let got = sub.wait_for("/s", 2).await;
+    assert_eq!(ids(&got), ["A", "B"]);
+    let started = std::time::Instant::now();
+    b.shutdown().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "shutdown waited {:?} (grace 5 s, backoff 30 s)",
+        started.elapsed()
+    );
+    let b = TestBroker::start_custom(&yaml, |o| o.data_dir = Some(dir.clone())).await;
+    let got = sub.wait_for("/s", 3).await;
+    assert_eq!(ids(&got), ["A", "B", "A"], "A handed back, B acked");
+    b.send("C", "t").await;
+    let got = sub.wait_for("/s", 4).await;
+    assert_eq!(ids(&got), ["A", "B", "A", "C"]);
+    b.shutdown().await;
+}
+
+/// Entries waiting for a retry hold no permit but are bounded: with `max-inflight: 1` the worker stops
+/// pulling once 10 (10 × max-inflight) wait, so of 25 queued events at most 11 are attempted (the one it
+/// had already taken) before the first backoff ends; the rest follow as retries free room.
+#[tokio::test]
+async fn entries_waiting_for_a_retry_are_bounded_per_trigger() {
+    let sub = Subscriber::start().await;
+    // The first 11 attempts fail (whatever event they carry); everything after succeeds.
+    sub.script((0..11).map(|_| Reply::status(503)));
+    let t = trigger_with_max_inflight(
+        "t",
+        1,
+        "  delivery:\n    retry: 2\n    backoffPolicy: linear\n    backoffDelay: PT3S\n",
+        &sub.url("/s"),
+    );
+    let b = TestBroker::start(&config("", &[t])).await;
+    // One batch: all 25 entries are queued at once, so only the bound limits what the worker takes.
+    let batch: Vec<serde_json::Value> = (0..25)
+        .map(|i| serde_json::json!({"specversion": "1.0", "id": format!("e{i:02}"), "source": "/test", "type": "t"}))
+        .collect();
+    let r = post(
+        &ingress_url(&b),
+        &[("content-type", "application/cloudevents-batch+json")],
+        serde_json::to_vec(&batch).unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 202);
+    let got = eventually("all 25 delivered", || async {
+        let got = sub.received_on("/s");
+        let ok = got.len() >= 25 + 10 && (0..25).all(|i| ids(&got).contains(&format!("e{i:02}")));
+        ok.then_some(got)
+    })
+    .await;
+    let ids = ids(&got);
+    let first_retry = (0..ids.len())
+        .find(|&i| ids[..i].contains(&ids[i]))
+        .expect("a retry");
+    assert!(
+        (10..=11).contains(&first_retry),
+        "{first_retry} entries attempted before the first retry: {ids:?}"
+    );
+    assert!(
+        got[first_retry].at - got[0].at >= Duration::from_secs(3),
+        "the first retry came before its backoff"
+    );
+    assert_eq!(sub.max_concurrency(), 1);
+    b.shutdown().await;
+}

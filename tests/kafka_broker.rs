@@ -186,8 +186,9 @@ async fn a_stuck_trigger_overflows_to_the_store_and_never_blocks_the_others() {
     // The fast trigger gets everything although the slow one holds a full window and more.
     let got = fast.wait_for("/fast", n).await;
     assert_eq!(ids(&got).into_iter().collect::<HashSet<_>>().len(), n);
-    // Nothing was lost or dropped for the stuck trigger: at most its window (4) plus its one in-flight
-    // delivery are in memory, the rest overflowed into its durable queue in the data dir.
+    // Nothing was lost or dropped for the stuck trigger: at most its window (4), its one in-flight
+    // delivery and the entries waiting for a retry without a permit (10 × max-inflight) are in memory,
+    // the rest overflowed into its durable queue in the data dir.
     let brokers = eventually("stuck trigger holds every event", || async {
         let v = common::request(
             "GET",
@@ -208,7 +209,7 @@ async fn a_stuck_trigger_overflows_to_the_store_and_never_blocks_the_others() {
     })
     .await;
     assert!(
-        brokers["overflowBacklog"].as_u64().unwrap() >= (n as u64) - 5,
+        brokers["overflowBacklog"].as_u64().unwrap() >= (n as u64) - 15,
         "{brokers}"
     );
     // Offsets of entries the stuck trigger still holds are not committed (a crash would redeliver them).

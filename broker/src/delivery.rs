@@ -31,7 +31,8 @@ pub struct DeliverySpec {
     pub backoff_policy: Option<BackoffPolicy>,
     /// `backoffDelay`.
     pub backoff_delay: Option<Duration>,
-    /// `backoffMax`: caps any single wait.
+    /// `backoffMax`: caps any single backoff wait (and, unless `retryAfterMax` is set, a Retry-After).
+    /// Unset: [`DEFAULT_BACKOFF_MAX`].
     pub backoff_max: Option<Duration>,
     /// `timeout`: per attempt.
     pub timeout: Option<Duration>,
@@ -49,6 +50,10 @@ pub const DEFAULT_RETRY: u32 = 10;
 pub const DEFAULT_BACKOFF_DELAY: Duration = Duration::from_millis(200);
 /// Default per-attempt timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default cap on a single retry wait when the effective DeliverySpec has no `backoffMax` (1 hour).
+/// Without it an exponential schedule grows toward "forever" (retry 30 with `PT1S` would wait 2^30 s).
+/// It also caps a subscriber's Retry-After when `retryAfterMax` is not set.
+pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(3600);
 
 impl DeliverySpec {
     /// True when no field is set (an empty `delivery: {}` counts as "no delivery spec").
@@ -66,11 +71,12 @@ pub struct RetryPolicy {
     pub backoff_policy: BackoffPolicy,
     /// Base delay of the backoff schedule.
     pub backoff_delay: Duration,
-    /// Cap on any single backoff wait.
-    pub backoff_max: Option<Duration>,
+    /// Cap on any single backoff wait: `backoffMax`, or [`DEFAULT_BACKOFF_MAX`] when it is not set.
+    pub backoff_max: Duration,
     /// Per-attempt timeout.
     pub timeout: Duration,
-    /// Cap on a subscriber's Retry-After; `None` = honour it uncapped, `Some(ZERO)` = ignore it.
+    /// Cap on a subscriber's Retry-After (`retryAfterMax`); `None` = capped by `backoff_max` instead,
+    /// `Some(ZERO)` = ignore Retry-After.
     pub retry_after_max: Option<Duration>,
 }
 
@@ -81,14 +87,19 @@ impl RetryPolicy {
     /// - `Some(spec)`: `retry` defaults to 0; an unset `backoffPolicy` is exponential and an unset
     ///   `backoffDelay` is `PT0.2S` (Switchyard decision 1).
     ///
-    /// In both cases the timeout defaults to 30 s and Retry-After is honoured uncapped.
+    /// In both cases the timeout defaults to 30 s, `backoffMax` to [`DEFAULT_BACKOFF_MAX`] (1 h), and
+    /// Retry-After is honoured up to `backoffMax` unless `retryAfterMax` says otherwise.
+    ///
+    /// The spec is the *effective* one (`TriggerSpec::effective_delivery`): a trigger that sets any
+    /// delivery field replaces the broker's as a whole, so a broker's `backoffMax` applies only to
+    /// triggers without their own `delivery`.
     pub fn from_spec(spec: Option<&DeliverySpec>) -> RetryPolicy {
         match spec {
             None => RetryPolicy {
                 retries: DEFAULT_RETRY,
                 backoff_policy: BackoffPolicy::Exponential,
                 backoff_delay: DEFAULT_BACKOFF_DELAY,
-                backoff_max: None,
+                backoff_max: DEFAULT_BACKOFF_MAX,
                 timeout: DEFAULT_TIMEOUT,
                 retry_after_max: None,
             },
@@ -96,7 +107,7 @@ impl RetryPolicy {
                 retries: s.retry.unwrap_or(0),
                 backoff_policy: s.backoff_policy.unwrap_or(BackoffPolicy::Exponential),
                 backoff_delay: s.backoff_delay.unwrap_or(DEFAULT_BACKOFF_DELAY),
-                backoff_max: s.backoff_max,
+                backoff_max: s.backoff_max.unwrap_or(DEFAULT_BACKOFF_MAX),
                 timeout: s.timeout.unwrap_or(DEFAULT_TIMEOUT),
                 retry_after_max: s.retry_after_max,
             },
@@ -104,7 +115,7 @@ impl RetryPolicy {
     }
 
     /// Wait before retry n (n = 1 for the first retry): linear delay×n, exponential delay×2^n, capped by
-    /// backoff_max. Saturating, never panics.
+    /// backoff_max (`backoffMax`, default 1 h). Saturating, never panics.
     pub fn backoff(&self, n: u32) -> Duration {
         let raw = match self.backoff_policy {
             BackoffPolicy::Linear => self.backoff_delay.saturating_mul(n),
@@ -114,21 +125,22 @@ impl RetryPolicy {
                 None => Duration::MAX,
             },
         };
-        match self.backoff_max {
-            Some(max) => raw.min(max),
-            None => raw,
-        }
+        raw.min(self.backoff_max)
     }
 
-    /// Wait before retry n given an optional Retry-After from a 429/503: max(Retry-After capped by
-    /// retry_after_max, backoff); retry_after_max == Some(0) disables Retry-After.
+    /// Wait before retry n given an optional Retry-After from a 429/503 (decision 10):
+    /// `max(Retry-After capped, backoff(n))`, where Retry-After is capped by `retryAfterMax` when set
+    /// (`PT0S` disables Retry-After) and otherwise by `backoff_max`.
+    ///
+    /// So no single wait exceeds `max(backoffMax, retryAfterMax)`; with neither set, 1 hour. A subscriber
+    /// answering `Retry-After: 99999999` cannot park a delivery for years unless the trigger asks for it.
     pub fn wait(&self, n: u32, retry_after: Option<Duration>) -> Duration {
         let backoff = self.backoff(n);
         let retry_after = match (retry_after, self.retry_after_max) {
             (None, _) => return backoff,
             (Some(_), Some(max)) if max.is_zero() => return backoff,
             (Some(ra), Some(max)) => ra.min(max),
-            (Some(ra), None) => ra,
+            (Some(ra), None) => ra.min(self.backoff_max),
         };
         retry_after.max(backoff)
     }
@@ -184,7 +196,11 @@ mod tests {
         Duration::from_millis(n)
     }
 
-    fn policy(p: BackoffPolicy, delay: Duration, max: Option<Duration>) -> RetryPolicy {
+    /// No cap at all: exercises the saturating arithmetic of the raw schedule.
+    const NO_CAP: Duration = Duration::MAX;
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn policy(p: BackoffPolicy, delay: Duration, max: Duration) -> RetryPolicy {
         RetryPolicy {
             retries: 5,
             backoff_policy: p,
@@ -204,7 +220,7 @@ mod tests {
                 retries: 10,
                 backoff_policy: BackoffPolicy::Exponential,
                 backoff_delay: ms(200),
-                backoff_max: None,
+                backoff_max: HOUR,
                 timeout: Duration::from_secs(30),
                 retry_after_max: None,
             }
@@ -221,6 +237,7 @@ mod tests {
         let p = RetryPolicy::from_spec(Some(&spec));
         assert_eq!(p.retries, 0);
         assert_eq!(p.timeout, Duration::from_secs(30));
+        assert_eq!(p.backoff_max, DEFAULT_BACKOFF_MAX);
         // retry only: exponential, PT0.2S.
         let spec = DeliverySpec {
             retry: Some(3),
@@ -248,7 +265,7 @@ mod tests {
                 retries: 2,
                 backoff_policy: BackoffPolicy::Linear,
                 backoff_delay: ms(50),
-                backoff_max: Some(ms(120)),
+                backoff_max: ms(120),
                 timeout: ms(700),
                 retry_after_max: Some(Duration::from_secs(5)),
             }
@@ -259,7 +276,7 @@ mod tests {
 
     #[test]
     fn linear_schedule() {
-        let p = policy(BackoffPolicy::Linear, ms(200), None);
+        let p = policy(BackoffPolicy::Linear, ms(200), NO_CAP);
         let waits: Vec<_> = (1..=4).map(|n| p.backoff(n)).collect();
         assert_eq!(waits, vec![ms(200), ms(400), ms(600), ms(800)]);
     }
@@ -276,34 +293,36 @@ mod tests {
 
     #[test]
     fn backoff_max_caps_every_wait() {
-        let p = policy(BackoffPolicy::Exponential, ms(200), Some(ms(1000)));
+        let p = policy(BackoffPolicy::Exponential, ms(200), ms(1000));
         let waits: Vec<_> = (1..=5).map(|n| p.backoff(n)).collect();
         assert_eq!(waits, vec![ms(400), ms(800), ms(1000), ms(1000), ms(1000)]);
-        let p = policy(BackoffPolicy::Linear, ms(300), Some(ms(500)));
+        let p = policy(BackoffPolicy::Linear, ms(300), ms(500));
         assert_eq!(p.backoff(1), ms(300));
         assert_eq!(p.backoff(2), ms(500));
     }
 
     #[test]
     fn backoff_saturates() {
-        let p = policy(BackoffPolicy::Exponential, ms(200), None);
+        let p = policy(BackoffPolicy::Exponential, ms(200), NO_CAP);
         assert_eq!(p.backoff(u32::MAX), Duration::MAX);
         assert_eq!(p.backoff(40), Duration::MAX);
-        let p = policy(
-            BackoffPolicy::Exponential,
-            ms(200),
-            Some(Duration::from_secs(60)),
-        );
+        let p = policy(BackoffPolicy::Exponential, ms(200), Duration::from_secs(60));
         assert_eq!(p.backoff(u32::MAX), Duration::from_secs(60));
-        let p = policy(BackoffPolicy::Linear, Duration::MAX, None);
+        let p = policy(BackoffPolicy::Linear, Duration::MAX, NO_CAP);
         assert_eq!(p.backoff(u32::MAX), Duration::MAX);
-        let p = policy(BackoffPolicy::Exponential, Duration::ZERO, None);
+        let p = policy(BackoffPolicy::Exponential, Duration::ZERO, NO_CAP);
         assert_eq!(p.backoff(100), Duration::ZERO);
+        // The same overflowing schedules under the default cap: one hour, not "forever".
+        let p = policy(BackoffPolicy::Exponential, ms(200), DEFAULT_BACKOFF_MAX);
+        assert_eq!(p.backoff(u32::MAX), HOUR);
+        assert_eq!(p.backoff(40), HOUR);
+        let p = policy(BackoffPolicy::Linear, Duration::MAX, DEFAULT_BACKOFF_MAX);
+        assert_eq!(p.backoff(u32::MAX), HOUR);
     }
 
     #[test]
     fn retry_after_is_max_of_header_and_backoff() {
-        let mut p = policy(BackoffPolicy::Linear, ms(200), None);
+        let mut p = policy(BackoffPolicy::Linear, ms(200), DEFAULT_BACKOFF_MAX);
         assert_eq!(p.wait(1, None), ms(200));
         assert_eq!(
             p.wait(1, Some(Duration::from_secs(3))),
@@ -322,6 +341,125 @@ mod tests {
         // PT0S disables Retry-After.
         p.retry_after_max = Some(Duration::ZERO);
         assert_eq!(p.wait(1, Some(Duration::from_secs(3))), ms(200));
+    }
+
+    /// The default cap (no `backoffMax` anywhere): the schedule grows as before until it reaches one hour,
+    /// then stays there.
+    #[test]
+    fn default_cap_is_one_hour() {
+        assert_eq!(DEFAULT_BACKOFF_MAX, HOUR);
+        // Only `retry: 40`: exponential, PT0.2S. 0.2 s × 2^14 = 3276.8 s is the last uncapped wait.
+        let spec = DeliverySpec {
+            retry: Some(40),
+            ..Default::default()
+        };
+        let p = RetryPolicy::from_spec(Some(&spec));
+        assert_eq!(p.backoff_max, HOUR);
+        assert_eq!(p.backoff(1), ms(400));
+        assert_eq!(p.backoff(14), ms(3_276_800));
+        assert_eq!(p.backoff(15), HOUR);
+        assert_eq!(p.backoff(40), HOUR);
+        assert_eq!(p.wait(40, None), HOUR);
+        // The whole schedule of 40 retries: 0.2 s × (2 + 4 + … + 2^14) + 26 h.
+        let total: Duration = (1..=40).map(|n| p.backoff(n)).sum();
+        assert_eq!(total, ms(6_553_200) + HOUR * 26);
+        // Retry 30 with PT1S (2^30 s uncapped): one hour.
+        let spec = DeliverySpec {
+            retry: Some(30),
+            backoff_delay: Some(Duration::from_secs(1)),
+            ..Default::default()
+        };
+        let p = RetryPolicy::from_spec(Some(&spec));
+        assert_eq!(p.backoff(11), Duration::from_secs(2048));
+        assert_eq!(p.backoff(12), HOUR);
+        assert_eq!(p.backoff(30), HOUR);
+        // Linear grows more slowly but is capped the same way.
+        let spec = DeliverySpec {
+            retry: Some(1000),
+            backoff_policy: Some(BackoffPolicy::Linear),
+            backoff_delay: Some(Duration::from_secs(10)),
+            ..Default::default()
+        };
+        let p = RetryPolicy::from_spec(Some(&spec));
+        assert_eq!(p.backoff(359), Duration::from_secs(3590));
+        assert_eq!(p.backoff(360), HOUR);
+        assert_eq!(p.backoff(1000), HOUR);
+        // No delivery spec at all (Knative's broker defaults, 10 retries): the cap never bites.
+        let p = RetryPolicy::from_spec(None);
+        assert_eq!(p.backoff_max, HOUR);
+        assert_eq!(p.backoff(10), ms(204_800));
+    }
+
+    /// An explicit `backoffMax` wins over the default, above or below it.
+    #[test]
+    fn explicit_backoff_max_wins_over_the_default() {
+        let spec = DeliverySpec {
+            retry: Some(40),
+            backoff_max: Some(HOUR * 2),
+            ..Default::default()
+        };
+        let p = RetryPolicy::from_spec(Some(&spec));
+        assert_eq!(p.backoff_max, HOUR * 2);
+        assert_eq!(p.backoff(15), ms(6_553_600));
+        assert_eq!(p.backoff(16), HOUR * 2);
+        assert_eq!(p.backoff(40), HOUR * 2);
+        let spec = DeliverySpec {
+            retry: Some(40),
+            backoff_max: Some(Duration::from_secs(10)),
+            ..Default::default()
+        };
+        let p = RetryPolicy::from_spec(Some(&spec));
+        assert_eq!(p.backoff(5), ms(6400));
+        assert_eq!(p.backoff(6), Duration::from_secs(10));
+        assert_eq!(p.backoff(40), Duration::from_secs(10));
+    }
+
+    /// Retry-After is capped by `retryAfterMax` when set, otherwise by the effective `backoffMax`; the wait
+    /// is never shorter than the backoff.
+    #[test]
+    fn retry_after_is_capped_by_backoff_max_unless_retry_after_max_is_set() {
+        let ten_hours = HOUR * 10;
+        // Nothing configured: at most the default cap.
+        let p = RetryPolicy::from_spec(None);
+        assert_eq!(p.wait(1, Some(ten_hours)), HOUR);
+        assert_eq!(p.wait(1, Some(Duration::from_secs(u64::MAX))), HOUR);
+        assert_eq!(
+            p.wait(1, Some(Duration::from_secs(90))),
+            Duration::from_secs(90)
+        );
+        // An explicit backoffMax raises (or lowers) the Retry-After cap too.
+        let spec = DeliverySpec {
+            retry: Some(3),
+            backoff_max: Some(HOUR * 2),
+            ..Default::default()
+        };
+        let p = RetryPolicy::from_spec(Some(&spec));
+        assert_eq!(p.wait(1, Some(ten_hours)), HOUR * 2);
+        let spec = DeliverySpec {
+            retry: Some(3),
+            backoff_max: Some(Duration::from_secs(5)),
+            ..Default::default()
+        };
+        let p = RetryPolicy::from_spec(Some(&spec));
+        assert_eq!(
+            p.wait(1, Some(Duration::from_secs(60))),
+            Duration::from_secs(5)
+        );
+        // An explicit retryAfterMax is the Retry-After cap, whatever backoffMax is.
+        let spec = DeliverySpec {
+            retry: Some(3),
+            backoff_max: Some(Duration::from_secs(5)),
+            retry_after_max: Some(Duration::from_secs(86_400)),
+            ..Default::default()
+        };
+        let p = RetryPolicy::from_spec(Some(&spec));
+        assert_eq!(p.wait(1, Some(ten_hours)), ten_hours);
+        assert_eq!(
+            p.wait(1, Some(Duration::from_secs(u64::MAX))),
+            Duration::from_secs(86_400)
+        );
+        // The backoff itself is still a floor.
+        assert_eq!(p.wait(40, Some(Duration::ZERO)), Duration::from_secs(5));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! only performs the IO they call for.
 
 use crate::client::{Response, SendError};
-use crate::{KafkaTarget, NatsTarget, Shared, Target, TriggerCtx};
+use crate::{KafkaTarget, NatsTarget, Shared, Slot, Target, TriggerCtx};
 use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -86,7 +86,8 @@ impl Failure {
 enum Attempt {
     /// Delivered: ack the entry.
     Done,
-    /// The entry was already finished (parked in place).
+    /// Nothing more to do: the entry was already finished (parked in place), or it is handed back
+    /// unfinished because shutdown started.
     Finished,
     /// The attempt failed.
     Failed(Failure),
@@ -121,7 +122,16 @@ pub(crate) fn encode(event: &Event, format: Format) -> (HeaderMap, Bytes) {
 /// Delivers one queue entry to the trigger's subscriber and finishes it: ack, dead-letter sink, or park.
 /// Returns without acking if the process starts shutting down while waiting to retry (the entry is then
 /// redelivered after restart).
-pub(crate) async fn deliver(shared: &Shared, ctx: &TriggerCtx, delivery: Delivery) {
+///
+/// `slot` holds an in-flight permit on entry. Waits for a retry (subscriber or dead-letter sink) give it
+/// back for their duration; it holds a permit again on return unless the entry was handed back at
+/// shutdown.
+pub(crate) async fn deliver(
+    shared: &Shared,
+    ctx: &TriggerCtx,
+    delivery: Delivery,
+    slot: &mut Slot,
+) {
     let event = &delivery.event;
     // Each attempt's request owns its headers: the first is built here, a retry (rare) encodes again
     // rather than every attempt copying a kept header map.
@@ -144,7 +154,7 @@ pub(crate) async fn deliver(shared: &Shared, ctx: &TriggerCtx, delivery: Deliver
         let outcome = match &ctx.target {
             Target::Http(uri) => {
                 let (headers, body) = next.take().unwrap_or_else(request);
-                attempt(shared, ctx, uri, &delivery, headers, body).await
+                attempt(shared, ctx, uri, &delivery, headers, body, slot).await
             }
             Target::Kafka(sink) => attempt_kafka(ctx, sink, event).await,
             Target::Nats(sink) => attempt_nats(ctx, sink, event).await,
@@ -165,7 +175,7 @@ pub(crate) async fn deliver(shared: &Shared, ctx: &TriggerCtx, delivery: Deliver
                 let wait = ctx.policy.wait(retry, f.retry_after);
                 tracing::debug!(trigger = %ctx.label, event.id = %event.id, attempt = retry + 1,
                     reason = f.reason, ?wait, "Retrying delivery.");
-                if !shared.sleep_unless_shutdown(wait).await {
+                if !slot.wait_for_retry(shared, wait).await {
                     return;
                 }
             }
@@ -173,7 +183,7 @@ pub(crate) async fn deliver(shared: &Shared, ctx: &TriggerCtx, delivery: Deliver
     };
     tracing::info!(trigger = %ctx.label, event.id = %event.id, reason = failure.reason,
         code = ?failure.code, "Delivery failed; dead-lettering.");
-    dead_letter(shared, ctx, &delivery, failure).await;
+    dead_letter(shared, ctx, &delivery, failure, slot).await;
 }
 
 /// One POST to the subscriber and the interpretation of its response (including a reply).
@@ -184,6 +194,7 @@ async fn attempt(
     delivery: &Delivery,
     headers: HeaderMap,
     body: Bytes,
+    slot: &mut Slot,
 ) -> Attempt {
     let started = Instant::now();
     let result = shared
@@ -211,7 +222,7 @@ async fn attempt(
     }
     match parse_response(&resp.headers, resp.body.clone()) {
         Ok(None) => Attempt::Done,
-        Ok(Some(reply)) => handle_reply(shared, ctx, delivery, reply).await,
+        Ok(Some(reply)) => handle_reply(shared, ctx, delivery, reply, slot).await,
         Err(e) => {
             let mut f = Failure::from_response(&resp, true, "invalid-reply");
             if f.data.is_none() {
@@ -331,6 +342,7 @@ async fn handle_reply(
     ctx: &TriggerCtx,
     delivery: &Delivery,
     mut reply: Event,
+    slot: &mut Slot,
 ) -> Attempt {
     let original = &delivery.event;
     let ttl = original.ttl().unwrap_or(DEFAULT_TTL);
@@ -345,8 +357,11 @@ async fn handle_reply(
             reason: "ttl-exhausted",
             ..Failure::default()
         };
-        if send_to_dead_letter_sink(shared, ctx, &reply, &failure).await {
-            return Attempt::Done;
+        match send_to_dead_letter_sink(shared, ctx, &reply, &failure, slot).await {
+            DeadLetter::Accepted => return Attempt::Done,
+            // Shutdown during the sink's backoff: no permit; the original is redelivered after restart.
+            DeadLetter::HandedBack => return Attempt::Finished,
+            DeadLetter::Refused => {}
         }
         // The original delivery is done; the looping reply takes its place in the dead-letter store.
         park(shared, ctx, delivery.seq, reply, &failure).await;
@@ -395,15 +410,27 @@ pub(crate) fn dead_letter_event(event: &Event, dest: &str, failure: &Failure) ->
     e
 }
 
-/// Sends to the dead-letter sink with the trigger's retry policy. Returns whether it was accepted.
+/// What the dead-letter sink did with an event.
+enum DeadLetter {
+    /// Accepted (2xx).
+    Accepted,
+    /// No sink, a non-retryable answer, or retries exhausted.
+    Refused,
+    /// Shutdown started while waiting to retry the sink: the entry is handed back (no permit held).
+    HandedBack,
+}
+
+/// Sends to the dead-letter sink with the trigger's retry policy (waits give the permit back, as for the
+/// subscriber).
 async fn send_to_dead_letter_sink(
     shared: &Shared,
     ctx: &TriggerCtx,
     event: &Event,
     failure: &Failure,
-) -> bool {
+    slot: &mut Slot,
+) -> DeadLetter {
     let Some((dls_uri, _)) = &ctx.dead_letter_sink else {
-        return false;
+        return DeadLetter::Refused;
     };
     let dl = dead_letter_event(event, &ctx.subscriber_str, failure);
     let (mut headers, body) = encode(&dl, ctx.format);
@@ -418,30 +445,40 @@ async fn send_to_dead_letter_sink(
         ctx.metrics.latency.observe(started.elapsed().as_secs_f64());
         let f = match result {
             Ok(resp) => match classify(Some(resp.status.as_u16())) {
-                Classification::Success => return true,
+                Classification::Success => return DeadLetter::Accepted,
                 Classification::Retry => Failure::from_response(&resp, true, "retryable-status"),
-                Classification::Fail => return false,
+                Classification::Fail => return DeadLetter::Refused,
             },
             Err(e) => Failure::from_send(&e),
         };
         if !f.retryable || retry >= ctx.policy.retries {
-            return false;
+            return DeadLetter::Refused;
         }
         retry += 1;
-        if !shared
-            .sleep_unless_shutdown(ctx.policy.wait(retry, f.retry_after))
+        if !slot
+            .wait_for_retry(shared, ctx.policy.wait(retry, f.retry_after))
             .await
         {
-            return false;
+            return DeadLetter::HandedBack;
         }
     }
 }
 
-async fn dead_letter(shared: &Shared, ctx: &TriggerCtx, delivery: &Delivery, failure: Failure) {
-    if send_to_dead_letter_sink(shared, ctx, &delivery.event, &failure).await {
-        ctx.metrics.dead_lettered.inc();
-        finish(shared, ctx, delivery.seq).await;
-        return;
+async fn dead_letter(
+    shared: &Shared,
+    ctx: &TriggerCtx,
+    delivery: &Delivery,
+    failure: Failure,
+    slot: &mut Slot,
+) {
+    match send_to_dead_letter_sink(shared, ctx, &delivery.event, &failure, slot).await {
+        DeadLetter::Accepted => {
+            ctx.metrics.dead_lettered.inc();
+            finish(shared, ctx, delivery.seq).await;
+            return;
+        }
+        DeadLetter::HandedBack => return,
+        DeadLetter::Refused => {}
     }
     if shared.is_shutting_down() && ctx.dead_letter_sink.is_some() {
         // Handed back: the entry stays queued and is retried after restart.

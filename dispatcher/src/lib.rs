@@ -2,13 +2,19 @@
 //!
 //! Consumes each trigger's queue from the channel and delivers to its subscriber:
 //!
-//! - one worker task per trigger (`run_worker`) pulls entries while it holds an in-flight permit
-//!   (`max_inflight`, default 100), so a slow subscriber only ever occupies its own trigger's permits;
+//! - one worker task per trigger (`run_worker`) pulls entries and starts each one with an in-flight
+//!   permit (`max_inflight`, default 100), so a slow subscriber only ever occupies its own trigger's
+//!   permits;
 //! - each entry is delivered by its own task (`deliver::deliver`): attempts, backoff from the trigger's
 //!   [`RetryPolicy`], replies re-enqueued into the broker, dead-letter sink, and parking in the local
 //!   dead-letter store when everything else failed — an accepted event is never dropped;
+//! - a permit is held while an *attempt* runs: a delivery waiting for a retry gives it back and takes one
+//!   again before its next attempt (`Slot`), so retries with long backoffs do not starve the trigger's
+//!   healthy events. Entries held without a permit (waiting for a retry, or behind a busy partition key)
+//!   are bounded per trigger by `WAITING_PER_PERMIT` × `max_inflight`: at the bound the worker stops
+//!   pulling;
 //! - shutdown stops pulling, lets in-flight attempts finish within the grace period and hands back
-//!   (does not ack) whatever is still waiting for a retry.
+//!   (does not ack) whatever is still waiting for a retry, without waiting for its backoff.
 
 #![warn(missing_docs)]
 
@@ -19,6 +25,7 @@ use client::HttpClient;
 use http::{HeaderValue, Uri};
 use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_broker::channel::{Channel, Delivery, Subscription};
@@ -27,7 +34,7 @@ use switchyard_broker::config::{
 };
 use switchyard_broker::delivery::{Format, RetryPolicy};
 use switchyard_broker::metrics::{Metrics, TriggerMetrics};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 /// Dispatcher settings.
@@ -134,6 +141,89 @@ impl Shared {
 
     pub(crate) fn is_shutting_down(&self) -> bool {
         *self.shutdown.borrow()
+    }
+
+    /// Resolves once shutdown has started.
+    async fn shutdown_started(&self) {
+        let mut rx = self.shutdown.clone();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+/// Entries a trigger's worker holds without an in-flight permit: waiting for a retry, or (ordered
+/// delivery) waiting behind a busy partition key. The worker stops pulling while there are
+/// [`WAITING_PER_PERMIT`] × `max_inflight` of them, which bounds a trigger's memory.
+#[derive(Default)]
+pub(crate) struct Waiting {
+    count: AtomicUsize,
+    /// Signalled whenever an entry stops waiting.
+    progressed: Notify,
+}
+
+impl Waiting {
+    fn add(&self) {
+        self.count.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn done(&self) {
+        self.count.fetch_sub(1, Ordering::AcqRel);
+        self.progressed.notify_waiters();
+    }
+
+    fn len(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+}
+
+/// A delivery's share of its trigger's in-flight limit: a permit while an attempt runs. While the delivery
+/// waits for a retry the permit is given back (other entries of the trigger go on) and the entry counts
+/// as [`Waiting`]; a permit is taken again (in FIFO order with everyone else) before the next attempt.
+pub(crate) struct Slot {
+    permit: Option<OwnedSemaphorePermit>,
+    semaphore: Arc<Semaphore>,
+    waiting: Arc<Waiting>,
+}
+
+impl Slot {
+    fn new(permit: OwnedSemaphorePermit, semaphore: Arc<Semaphore>, waiting: Arc<Waiting>) -> Slot {
+        Slot {
+            permit: Some(permit),
+            semaphore,
+            waiting,
+        }
+    }
+
+    /// Waits `d` before a retry without holding a permit (a zero wait keeps it), then takes one again.
+    /// Returns `false` if shutdown starts first: the caller then returns without finishing its entry
+    /// (handed back: it stays queued and is redelivered after restart) and holds no permit, so
+    /// [`Dispatcher::shutdown`], which counts unfinished deliveries through the permits, neither waits
+    /// for the backoff nor counts the entry.
+    pub(crate) async fn wait_for_retry(&mut self, shared: &Shared, d: Duration) -> bool {
+        if d.is_zero() {
+            return !shared.is_shutting_down();
+        }
+        self.permit = None;
+        self.waiting.add();
+        let ok = shared.sleep_unless_shutdown(d).await && self.reacquire(shared).await;
+        self.waiting.done();
+        ok
+    }
+
+    async fn reacquire(&mut self, shared: &Shared) -> bool {
+        let permit = tokio::select! {
+            p = self.semaphore.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return false,
+            },
+            _ = shared.shutdown_started() => return false,
+        };
+        // Once shutdown started, a delivery that held no permit never starts another attempt: shutdown
+        // may already have counted the permits.
+        if shared.is_shutting_down() {
+            return false;
+        }
+        self.permit = Some(permit);
+        true
     }
 }
 
@@ -403,15 +493,13 @@ impl Dispatcher {
 struct KeyQueues {
     /// Key → entries waiting for the key's in-flight delivery to finish. A key is present while it has a
     /// delivery in flight.
+    /// Entries waiting in `map` (not counting the in-flight ones) are counted in the worker's [`Waiting`].
     map: Mutex<HashMap<String, std::collections::VecDeque<Delivery>>>,
-    /// Entries waiting in `map` (not counting the in-flight ones).
-    waiting: std::sync::atomic::AtomicUsize,
-    /// Signalled whenever a waiting entry starts.
-    progressed: tokio::sync::Notify,
 }
 
-/// How many entries may wait behind busy keys (per in-flight permit) before the worker stops pulling.
-const WAITING_PER_PERMIT: usize = 10;
+/// How many entries may wait without a permit — for a retry, or behind busy keys — per in-flight permit
+/// before the worker stops pulling.
+pub(crate) const WAITING_PER_PERMIT: usize = 10;
 
 fn partition_key(delivery: &Delivery) -> Option<String> {
     delivery
@@ -428,14 +516,15 @@ async fn run_worker(
     mut stop: watch::Receiver<bool>,
 ) {
     let keys = Arc::new(KeyQueues::default());
+    let waiting = Arc::new(Waiting::default());
     loop {
-        // Ordered triggers: stop pulling while too many entries wait behind busy keys.
+        // Stop pulling while too many entries wait without a permit (for a retry or behind busy keys).
         loop {
             let limit = ctx.borrow().max_inflight * WAITING_PER_PERMIT;
-            let progressed = keys.progressed.notified();
+            let progressed = waiting.progressed.notified();
             tokio::pin!(progressed);
             progressed.as_mut().enable();
-            if keys.waiting.load(std::sync::atomic::Ordering::Acquire) < limit {
+            if waiting.len() < limit {
                 break;
             }
             tokio::select! {
@@ -443,13 +532,8 @@ async fn run_worker(
                 _ = stop.wait_for(|s| *s) => return,
             }
         }
-        let permit = tokio::select! {
-            p = inflight.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            _ = stop.wait_for(|s| *s) => break,
-        };
+        // The entry first, then a permit: a worker never sits on a permit while the queue is empty, so a
+        // delivery back from its backoff can always get one.
         let delivery = tokio::select! {
             d = sub.next() => match d {
                 Some(d) => d,
@@ -458,35 +542,48 @@ async fn run_worker(
             _ = stop.wait_for(|s| *s) => break,
         };
         let ctx = ctx.borrow().clone();
-        let shared = shared.clone();
         let key = match ctx.order {
             DeliveryOrder::Ordered => partition_key(&delivery),
             DeliveryOrder::Unordered => None,
         };
+        if let Some(key) = &key {
+            let mut map = keys.map.lock();
+            if let Some(queue) = map.get_mut(key) {
+                // The key is busy: wait behind it without holding a permit, so other keys go on.
+                queue.push_back(delivery);
+                waiting.add();
+                continue;
+            }
+        }
+        // (Only this loop marks keys busy, so a free key stays free while the permit is awaited.)
+        let permit = tokio::select! {
+            p = inflight.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            // The entry is dropped unfinished: redelivered after restart (or its trigger is gone).
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let mut slot = Slot::new(permit, inflight.clone(), waiting.clone());
+        let shared = shared.clone();
         let Some(key) = key else {
             tokio::spawn(async move {
-                deliver::deliver(&shared, &ctx, delivery).await;
-                drop(permit);
+                deliver::deliver(&shared, &ctx, delivery, &mut slot).await;
             });
             continue;
         };
-        {
-            let mut map = keys.map.lock();
-            if let Some(waiting) = map.get_mut(&key) {
-                // The key is busy: wait behind it without holding a permit, so other keys go on.
-                waiting.push_back(delivery);
-                keys.waiting
-                    .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-                continue;
-            }
-            map.insert(key.clone(), std::collections::VecDeque::new());
-        }
+        keys.map
+            .lock()
+            .insert(key.clone(), std::collections::VecDeque::new());
         let keys = keys.clone();
+        let waiting = waiting.clone();
         tokio::spawn(async move {
-            // One task per busy key delivers its entries one after the other, in queue order.
+            // One task per busy key delivers its entries one after the other, in queue order. While an
+            // entry waits for a retry the key stays busy (its later entries keep waiting behind it) but
+            // the permit is free for other keys.
             let mut next = Some(delivery);
             while let Some(delivery) = next.take() {
-                deliver::deliver(&shared, &ctx, delivery).await;
+                deliver::deliver(&shared, &ctx, delivery, &mut slot).await;
                 if shared.is_shutting_down() {
                     // The rest stays queued (not acked) and is redelivered after restart.
                     keys.map.lock().remove(&key);
@@ -495,14 +592,12 @@ async fn run_worker(
                 let mut map = keys.map.lock();
                 next = map.get_mut(&key).and_then(|q| q.pop_front());
                 if next.is_some() {
-                    keys.waiting
-                        .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-                    keys.progressed.notify_waiters();
+                    waiting.done();
                 } else {
                     map.remove(&key);
                 }
             }
-            drop(permit);
+            drop(slot);
         });
     }
 }

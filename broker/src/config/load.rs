@@ -1200,6 +1200,43 @@ spec:
         assert_eq!(RetryPolicy::from_spec(t.effective_delivery(b)).retries, 10);
     }
 
+    /// `backoffMax` follows the same precedence: the effective spec's value, else the 1 h default. A
+    /// trigger with its own `delivery` does not inherit the broker's `backoffMax`.
+    #[test]
+    fn backoff_max_comes_from_the_effective_delivery_spec_or_the_default() {
+        use crate::delivery::DEFAULT_BACKOFF_MAX;
+        let text = concat!(
+            "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: default}\n",
+            "spec:\n  delivery: {retry: 40, backoffMax: PT2H}\n---\n",
+            "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: inherits}\n",
+            "spec: {broker: default, subscriber: {uri: 'http://x'}}\n---\n",
+            "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: own}\n",
+            "spec: {broker: default, subscriber: {uri: 'http://x'}, delivery: {retry: 40}}\n---\n",
+            "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: own-max}\n",
+            "spec: {broker: default, subscriber: {uri: 'http://x'}, delivery: {retry: 40, backoffMax: PT30M}}\n"
+        );
+        let c = ok(text);
+        let broker = &c.topology.brokers[&BrokerKey::new("default", "default")];
+        let policy = |name: &str| {
+            let t = &c.topology.triggers[&TriggerKey::new("default", name)];
+            RetryPolicy::from_spec(t.effective_delivery(broker))
+        };
+        let hour = Duration::from_secs(3600);
+        assert_eq!(policy("inherits").backoff_max, hour * 2);
+        assert_eq!(policy("inherits").backoff(40), hour * 2);
+        assert_eq!(policy("own").backoff_max, DEFAULT_BACKOFF_MAX);
+        assert_eq!(policy("own").backoff(40), hour);
+        assert_eq!(policy("own-max").backoff(40), hour / 2);
+        // Neither sets one: the default.
+        let plain = ok(&trigger_with(""));
+        let t = only_trigger(&plain);
+        let b = &plain.topology.brokers[&t.broker];
+        assert_eq!(
+            RetryPolicy::from_spec(t.effective_delivery(b)).backoff_max,
+            hour
+        );
+    }
+
     fn filter_of(spec_extra: &str) -> Filter {
         only_trigger(&ok(&trigger_with(spec_extra))).filter.clone()
     }
