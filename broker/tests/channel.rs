@@ -807,3 +807,208 @@ async fn a_failed_commit_fails_every_waiter_and_applies_nothing() {
     let d = next(&mut s).await;
     assert_eq!(d.event.id, "e0");
 }
+
+/// Polls `f` every 10 ms until it is true, or panics after `DEADLINE`.
+async fn until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !f() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_store_keeps_acks_and_parks_and_recovers_by_itself() {
+    use switchyard_broker::channel::store::StoreHealth;
+    let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let backend = FlakyBackend {
+        inner: redb::backends::InMemoryBackend::new(),
+        fail: fail.clone(),
+    };
+    let ch = StoreChannel::with_backend(backend, StoreOptions::default()).expect("store");
+    ch.apply_topology(topology(&["b"], &[("t1", "b")]))
+        .await
+        .expect("topology");
+    ch.append(&bkey("b"), evs(0..5)).await.expect("append");
+    let mut sub = ch.subscribe(&tkey("t1")).expect("sub");
+    let d = next_n(&mut sub, 2).await;
+
+    fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    let err = ch
+        .append(&bkey("b"), evs(5..6))
+        .await
+        .expect_err("the commit fails");
+    assert!(matches!(err, ChannelError::Storage(_)), "{err:?}");
+    assert!(
+        matches!(ch.health(), StoreHealth::Failed { .. }),
+        "{:?}",
+        ch.health()
+    );
+    // Refused at once while failed (no writer round trip), in the project's words.
+    let err = ch.append(&bkey("b"), evs(6..7)).await.expect_err("refused");
+    assert_eq!(
+        err.to_string(),
+        "storage failure: the store is recovering from a write failure"
+    );
+    // Deliveries made while failed: the ack is kept in memory, the park waits for the recovery.
+    ch.ack(&tkey("t1"), d[0].seq)
+        .await
+        .expect("ack kept while failed");
+    let parking = {
+        let ch = ch.clone();
+        let seq = d[1].seq;
+        tokio::spawn(async move {
+            let record = ParkRecord {
+                reason: "retries-exhausted".into(),
+                error_dest: None,
+                error_code: Some(500),
+                error_data: None,
+                event: ev("e1"),
+            };
+            ch.park(&tkey("t1"), seq, record).await
+        })
+    };
+    // Entries still in memory keep flowing to the consumer.
+    assert_eq!(next(&mut sub).await.event.id, "e2");
+
+    fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    until("the store recovers", || ch.health() == StoreHealth::Healthy).await;
+    tokio::time::timeout(DEADLINE, parking)
+        .await
+        .expect("the park completes after recovery")
+        .expect("task")
+        .expect("park");
+    let stats = ch.stats().expect("stats");
+    // e0 acked (the ack made while failed was committed), e1 parked, e2..e4 still queued.
+    assert_eq!(stats.queue_entries, 3, "{stats:?}");
+    assert_eq!(stats.dead_letters, 1, "{stats:?}");
+    assert_eq!(ch.backlog(&bkey("b")), 3);
+    ch.append(&bkey("b"), evs(7..8))
+        .await
+        .expect("appends work again");
+    assert_eq!(next(&mut sub).await.event.id, "e3");
+    assert_eq!(next(&mut sub).await.event.id, "e4");
+    assert_eq!(next(&mut sub).await.event.id, "e7");
+    ch.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_volume_is_reported_as_full() {
+    use switchyard_broker::channel::store::StoreHealth;
+    #[derive(Debug)]
+    struct FullBackend {
+        inner: redb::backends::InMemoryBackend,
+        full: Arc<std::sync::atomic::AtomicBool>,
+    }
+    impl FullBackend {
+        fn check(&self) -> std::io::Result<()> {
+            if self.full.load(std::sync::atomic::Ordering::SeqCst) {
+                Err(std::io::Error::from_raw_os_error(28))
+            } else {
+                Ok(())
+            }
+        }
+    }
+    impl redb::StorageBackend for FullBackend {
+        fn len(&self) -> std::io::Result<u64> {
+            self.inner.len()
+        }
+        fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+            self.inner.read(offset, out)
+        }
+        fn set_len(&self, len: u64) -> std::io::Result<()> {
+            self.check()?;
+            self.inner.set_len(len)
+        }
+        fn sync_data(&self) -> std::io::Result<()> {
+            self.inner.sync_data()
+        }
+        fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+            self.check()?;
+            self.inner.write(offset, data)
+        }
+    }
+    let full = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let backend = FullBackend {
+        inner: redb::backends::InMemoryBackend::new(),
+        full: full.clone(),
+    };
+    let ch = StoreChannel::with_backend(backend, StoreOptions::default()).expect("store");
+    ch.apply_topology(topology(&["b"], &[("t1", "b")]))
+        .await
+        .expect("topology");
+    full.store(true, std::sync::atomic::Ordering::SeqCst);
+    let err = ch.append(&bkey("b"), evs(0..1)).await.expect_err("ENOSPC");
+    assert!(matches!(err, ChannelError::Full), "{err:?}");
+    assert!(err.is_unavailable());
+    assert!(matches!(ch.health(), StoreHealth::Full { .. }));
+    assert!(matches!(
+        ch.append(&bkey("b"), evs(1..2)).await,
+        Err(ChannelError::Full)
+    ));
+    full.store(false, std::sync::atomic::Ordering::SeqCst);
+    until("the store recovers", || ch.health() == StoreHealth::Healthy).await;
+    ch.append(&bkey("b"), evs(2..3)).await.expect("append");
+    let mut sub = ch.subscribe(&tkey("t1")).expect("sub");
+    assert_eq!(next(&mut sub).await.event.id, "e2");
+    ch.close().await.expect("close");
+}
+
+/// Part 2 of issue 11: under steady load through a subscriber that acks everything, the file does not
+/// grow without bound (freed pages are reused), and once the queues drain an idle store compacts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steady_load_does_not_grow_the_file_and_a_drained_store_shrinks() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(switchyard_broker::channel::store::DB_FILE);
+    let ch = StoreChannel::open(dir.path(), StoreOptions::default()).expect("store");
+    ch.apply_topology(topology(&["b"], &[("t1", "b")]))
+        .await
+        .expect("topology");
+    let mut sub = ch.subscribe(&tkey("t1")).expect("sub");
+    let payload = bytes::Bytes::from(vec![b'x'; 4096]);
+    let batch = |from: usize| -> Vec<Event> {
+        (from..from + 100)
+            .map(|i| {
+                let mut e = ev(format!("e{i}"));
+                e.data = switchyard_broker::event::Data::Text(payload.clone());
+                e
+            })
+            .collect()
+    };
+    // A backlog of 2,000 events, then drained: the file's size after this first pass is the yardstick.
+    let mut n = 0;
+    while n < 2000 {
+        ch.append(&bkey("b"), batch(n)).await.expect("append");
+        n += 100;
+    }
+    for d in next_n(&mut sub, 2000).await {
+        ch.ack(&tkey("t1"), d.seq).await.expect("ack");
+    }
+    ch.flush().await.expect("flush");
+    let first = std::fs::metadata(&file).unwrap().len();
+    // Ten times the file's size in events, at a backlog of at most 100.
+    let target = 10 * first;
+    let mut sent = 0u64;
+    let mut largest = first;
+    while sent < target {
+        ch.append(&bkey("b"), batch(n)).await.expect("append");
+        n += 100;
+        sent += 100 * 4096;
+        for d in next_n(&mut sub, 100).await {
+            ch.ack(&tkey("t1"), d.seq).await.expect("ack");
+        }
+        largest = largest.max(std::fs::metadata(&file).unwrap().len());
+    }
+    assert!(
+        largest <= 2 * first,
+        "the file grew from {first} to {largest} bytes under steady load"
+    );
+    // Drained and idle: the store compacts by itself and the space goes back to the volume.
+    ch.flush().await.expect("flush");
+    until("compaction after the drain", || {
+        ch.space().file_bytes > 0 && ch.space().file_bytes < first / 4
+    })
+    .await;
+    assert!(std::fs::metadata(&file).unwrap().len() < first / 4);
+    ch.close().await.expect("close");
+}
