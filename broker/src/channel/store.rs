@@ -94,6 +94,17 @@
 //! next subscriber (at-least-once). The first topology applied keeps the queues of triggers that still exist
 //! on the same broker and drops the others.
 //!
+//! # Failure model
+//!
+//! A storage error aborts the batch and puts the writer into a *failed* state (reported as
+//! [`StoreHealth::Full`] for ENOSPC/EDQUOT, [`StoreHealth::Failed`] otherwise): appends are refused at once,
+//! acks are kept in memory and committed after recovery, parks wait for it. The writer closes and reopens
+//! the database with backoff (redb must be reopened after an I/O error), re-reads the counters and commits
+//! the deferred work durably; the first success makes it healthy again. Independently, free space on the
+//! volume is measured (`space.rs`): below the reserve appends are refused ([`ChannelError::Full`]) while
+//! everything else still commits. An idle writer compacts the file once entries were removed and either the
+//! queues are empty or space is short. ARCHITECTURE.md ("The store's failure model") has the whole picture.
+//!
 //! # How future features fit
 //!
 //! - Retention after delivery: keep events whose `refs` reached 0, add a time index
