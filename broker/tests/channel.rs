@@ -740,14 +740,24 @@ async fn flush_and_unknown_operations() {
 struct FlakyBackend {
     inner: redb::backends::InMemoryBackend,
     fail: Arc<std::sync::atomic::AtomicBool>,
+    /// Fail like a full volume (ENOSPC) rather than with a generic I/O error.
+    full: bool,
 }
 
 impl FlakyBackend {
+    fn new(fail: &Arc<std::sync::atomic::AtomicBool>, full: bool) -> FlakyBackend {
+        FlakyBackend {
+            inner: redb::backends::InMemoryBackend::new(),
+            fail: fail.clone(),
+            full,
+        }
+    }
+
     fn check(&self) -> std::io::Result<()> {
-        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
-            Err(std::io::Error::other("injected IO failure"))
-        } else {
-            Ok(())
+        match self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            false => Ok(()),
+            true if self.full => Err(std::io::Error::from_raw_os_error(28)),
+            true => Err(std::io::Error::other("injected IO failure")),
         }
     }
 }
@@ -776,11 +786,8 @@ impl redb::StorageBackend for FlakyBackend {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_commit_fails_every_waiter_and_applies_nothing() {
     let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let backend = FlakyBackend {
-        inner: redb::backends::InMemoryBackend::new(),
-        fail: fail.clone(),
-    };
-    let ch = StoreChannel::with_backend(backend, StoreOptions::default()).expect("store");
+    let ch = StoreChannel::with_backend(FlakyBackend::new(&fail, false), StoreOptions::default())
+        .expect("store");
     ch.apply_topology(topology(&["b"], &[("t1", "b")]))
         .await
         .expect("topology");
@@ -821,11 +828,8 @@ async fn until(what: &str, mut f: impl FnMut() -> bool) {
 async fn a_failed_store_keeps_acks_and_parks_and_recovers_by_itself() {
     use switchyard_broker::channel::store::StoreHealth;
     let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let backend = FlakyBackend {
-        inner: redb::backends::InMemoryBackend::new(),
-        fail: fail.clone(),
-    };
-    let ch = StoreChannel::with_backend(backend, StoreOptions::default()).expect("store");
+    let ch = StoreChannel::with_backend(FlakyBackend::new(&fail, false), StoreOptions::default())
+        .expect("store");
     ch.apply_topology(topology(&["b"], &[("t1", "b")]))
         .await
         .expect("topology");
@@ -895,45 +899,9 @@ async fn a_failed_store_keeps_acks_and_parks_and_recovers_by_itself() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_volume_is_reported_as_full() {
     use switchyard_broker::channel::store::StoreHealth;
-    #[derive(Debug)]
-    struct FullBackend {
-        inner: redb::backends::InMemoryBackend,
-        full: Arc<std::sync::atomic::AtomicBool>,
-    }
-    impl FullBackend {
-        fn check(&self) -> std::io::Result<()> {
-            if self.full.load(std::sync::atomic::Ordering::SeqCst) {
-                Err(std::io::Error::from_raw_os_error(28))
-            } else {
-                Ok(())
-            }
-        }
-    }
-    impl redb::StorageBackend for FullBackend {
-        fn len(&self) -> std::io::Result<u64> {
-            self.inner.len()
-        }
-        fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
-            self.inner.read(offset, out)
-        }
-        fn set_len(&self, len: u64) -> std::io::Result<()> {
-            self.check()?;
-            self.inner.set_len(len)
-        }
-        fn sync_data(&self) -> std::io::Result<()> {
-            self.inner.sync_data()
-        }
-        fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
-            self.check()?;
-            self.inner.write(offset, data)
-        }
-    }
     let full = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let backend = FullBackend {
-        inner: redb::backends::InMemoryBackend::new(),
-        full: full.clone(),
-    };
-    let ch = StoreChannel::with_backend(backend, StoreOptions::default()).expect("store");
+    let ch = StoreChannel::with_backend(FlakyBackend::new(&full, true), StoreOptions::default())
+        .expect("store");
     ch.apply_topology(topology(&["b"], &[("t1", "b")]))
         .await
         .expect("topology");
