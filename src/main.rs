@@ -137,6 +137,10 @@ struct ServeArgs {
     /// and parking still have room (default: 64MiB or 5% of the volume, whichever is smaller; 0 = off).
     #[arg(long, env = "SWITCHYARD_MIN_FREE_BYTES", value_parser = util::parse_bytes)]
     min_free_bytes: Option<u64>,
+    /// Record redb's allocator state with every durable commit, so that a restart after a crash does not
+    /// walk the whole store file (`false` only to measure what it costs).
+    #[arg(long, env = "SWITCHYARD_STORE_QUICK_REPAIR", default_value_t = true, action = clap::ArgAction::Set, hide = true)]
+    store_quick_repair: bool,
     /// Address of the CloudEvents ingress (POST /{namespace}/{broker}).
     #[arg(long, env = "SWITCHYARD_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -279,6 +283,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         store: StoreOptions {
             cache_bytes: usize::try_from(args.store_cache_bytes).unwrap_or(usize::MAX),
             min_free_bytes: args.min_free_bytes,
+            quick_repair: args.store_quick_repair,
             ..StoreOptions::default()
         },
         listen: args.listen,

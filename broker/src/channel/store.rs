@@ -170,6 +170,9 @@ pub struct StoreOptions {
     /// [`ChannelError::Full`] so that deliveries, acks and parking still have room to commit. `None`:
     /// 64 MiB or 5 % of the volume, whichever is smaller. Ignored by stores without a directory.
     pub min_free_bytes: Option<u64>,
+    /// Durable commits also record redb's allocator state ("quick repair"), so that opening the store
+    /// after a crash does not walk the whole file (seconds with a large backlog). Default true.
+    pub quick_repair: bool,
 }
 
 impl Default for StoreOptions {
@@ -181,6 +184,7 @@ impl Default for StoreOptions {
             queue_depth: 8192,
             cache_bytes: 32 << 20,
             min_free_bytes: None,
+            quick_repair: true,
         }
     }
 }
@@ -541,8 +545,7 @@ impl StoreChannel {
             max_batch_bytes: options.max_batch_bytes.max(1),
             trigger_buffer: options.trigger_buffer.max(1),
             queue_depth: options.queue_depth.max(1),
-            cache_bytes: options.cache_bytes,
-            min_free_bytes: options.min_free_bytes,
+            ..options
         };
         let recovered = writer::recover(&db)?;
         let by_key: HashMap<_, _> = recovered
