@@ -220,7 +220,8 @@ struct RunResult {
     cpu_us_per_event: f64,
 }
 
-fn percentile(sorted: &[u64], p: f64) -> f64 {
+/// The `p` percentile (0..=1) of sorted nanosecond samples, in milliseconds.
+pub(crate) fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -228,7 +229,8 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[i] as f64 / 1e6
 }
 
-async fn connect(
+/// One keep-alive HTTP/1.1 connection (no Nagle) to `addr`.
+pub(crate) async fn connect(
     addr: SocketAddr,
 ) -> anyhow::Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
     let stream = tokio::net::TcpStream::connect(addr).await?;

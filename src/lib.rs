@@ -9,6 +9,7 @@
 //! - [`bench`](mod@bench): the load tool (`switchyard bench`) with its in-run baselines.
 //! - [`bench_kafka`]: the plain-rdkafka baseline of `switchyard bench --kafka`.
 //! - [`explain`]: routing dry-runs (`switchyard explain`).
+//! - [`soak`]: the reliability tool (`switchyard soak`): backlog, kill cycles, slow and down subscribers.
 
 #![warn(missing_docs)]
 
@@ -19,4 +20,5 @@ pub mod bench_kafka;
 pub mod bench_nats;
 pub mod explain;
 pub mod reload;
+pub mod soak;
 pub mod util;

@@ -28,6 +28,8 @@ enum Command {
     Explain(switchyard::explain::ExplainArgs),
     /// Load tool: drives the ingress with N events and measures against in-run baselines.
     Bench(switchyard::bench::BenchArgs),
+    /// Reliability tool: backlog, kill/restart cycles, slow and down subscribers against `serve` children.
+    Soak(Box<switchyard::soak::SoakArgs>),
     /// Baseline servers used by `bench` (not for users).
     #[command(hide = true)]
     Baseline(switchyard::bench::BaselineArgs),
@@ -228,6 +230,13 @@ fn main() -> ExitCode {
             }
         },
         Command::Bench(args) => match runtime.block_on(switchyard::bench::run(args)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Soak(args) => match runtime.block_on(switchyard::soak::run(*args)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");

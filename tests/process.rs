@@ -2,7 +2,25 @@
 
 mod common;
 use common::*;
+use parking_lot::Mutex;
+use std::collections::HashSet;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Many quick linear retries: nothing is dead-lettered while a subscriber fails or is down, and a recovered
+/// subscriber is retried within half a second.
+const QUICK_RETRIES: &str = "spec:\n  delivery:\n    retry: 100000\n    backoffPolicy: linear\n    backoffDelay: PT0.05S\n    backoffMax: PT0.5S\n";
+
+/// Ids that `sub` answered with a 2xx on `path`.
+fn delivered_ids(sub: &Subscriber, path: &str) -> HashSet<String> {
+    sub.received_on(path)
+        .iter()
+        .filter(|r| (200..300).contains(&r.status))
+        .filter_map(|r| r.header("ce-id"))
+        .collect()
+}
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_switchyard"))
@@ -190,4 +208,167 @@ async fn hot_reload_repointing_a_trigger_to_another_broker_keeps_it_delivering()
     let got = sub.wait_for("/s", 2).await;
     assert_eq!(got[1].header("ce-id").as_deref(), Some("2"));
     b.shutdown().await;
+}
+
+/// Issue 11 (what `switchyard soak --scenario kill-cycles` measures at full size): SIGKILL/restart cycles
+/// while 4 senders post concurrently and the subscriber fails every 10th request with 503 (so retries are
+/// in flight at each kill). Every event that got a 202 is delivered (2xx) at least once in the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_cycles_under_load_lose_no_acknowledged_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Subscriber::start().await;
+    sub.script((0..100_000).map(|i| Reply::status(if i % 10 == 9 { 503 } else { 202 })));
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        config(QUICK_RETRIES, &[trigger("t", "", &sub.url("/s"))]),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let target: Arc<Mutex<Option<String>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let next = Arc::new(AtomicU64::new(0));
+    let acked = Arc::new(AtomicU64::new(0));
+    let senders: Vec<_> = (0..4)
+        .map(|_| {
+            let (target, stop, next, acked) =
+                (target.clone(), stop.clone(), next.clone(), acked.clone());
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                while !stop.load(SeqCst) {
+                    let url = target.lock().clone();
+                    let Some(url) = url else {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        continue;
+                    };
+                    let id = format!("e{}", next.fetch_add(1, SeqCst));
+                    match try_post(&url, &ce_headers(&id, "t"), "{}", Duration::from_secs(10)).await
+                    {
+                        Some(r) if r.status == 202 => {
+                            mine.push(id);
+                            acked.fetch_add(1, SeqCst);
+                        }
+                        // Killed mid-request or not listening yet: the event's fate is unknown.
+                        _ => tokio::time::sleep(Duration::from_millis(5)).await,
+                    }
+                }
+                mine
+            })
+        })
+        .collect();
+    for cycle in 0..5 {
+        let mut p = Process::spawn(&cfg, &data, &[]);
+        *target.lock() = Some(format!("http://{}/default/default", p.ingress));
+        let before = acked.load(SeqCst);
+        eventually(
+            &format!("cycle {cycle}: 40 more events acknowledged"),
+            || {
+                let now = acked.load(SeqCst);
+                async move { (now >= before + 40).then_some(()) }
+            },
+        )
+        .await;
+        p.kill9(); // with requests and deliveries in flight
+        *target.lock() = None;
+    }
+    let _p = Process::spawn(&cfg, &data, &[]);
+    stop.store(true, SeqCst);
+    let mut all = Vec::new();
+    for s in senders {
+        let mine = tokio::time::timeout(patience(), s)
+            .await
+            .expect("senders stop")
+            .unwrap();
+        all.extend(mine);
+    }
+    assert!(all.len() >= 200, "only {} events acknowledged", all.len());
+    eventually(
+        "every acknowledged event delivered (2xx) at least once",
+        || {
+            let delivered = delivered_ids(&sub, "/s");
+            let missing = all.iter().filter(|id| !delivered.contains(*id)).count();
+            async move { (missing == 0).then_some(()) }
+        },
+    )
+    .await;
+    assert!(
+        sub.received().iter().any(|r| r.status == 503),
+        "the subscriber's 503s should have caused retries"
+    );
+}
+
+/// Issue 11 (what `switchyard soak --scenario subscriber-down` measures at full size): while the subscriber
+/// refuses connections the backlog grows to `--max-backlog`, where ingress answers 429 with Retry-After;
+/// when the subscriber comes back every accepted event is delivered and ingress accepts again.
+#[tokio::test]
+async fn subscriber_down_backlog_reaches_the_limit_then_drains_without_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        config(
+            QUICK_RETRIES,
+            &[trigger("t", "", &format!("http://127.0.0.1:{port}/s"))],
+        ),
+    )
+    .unwrap();
+    let limit = 150;
+    let p = Process::spawn(
+        &cfg,
+        &dir.path().join("data"),
+        &["--max-backlog", &limit.to_string()],
+    );
+    let url = format!("http://{}/default/default", p.ingress);
+    let mut acked = Vec::new();
+    let mut rejected = None;
+    for i in 0..limit * 4 {
+        let id = format!("e{i}");
+        let r = post(&url, &ce_headers(&id, "t"), "{}").await;
+        match r.status {
+            202 => acked.push(id),
+            429 => {
+                rejected = Some(r);
+                break;
+            }
+            s => panic!(
+                "unexpected status {s}: {}",
+                String::from_utf8_lossy(&r.body)
+            ),
+        }
+    }
+    let r = rejected.expect("a 429 once the backlog reached --max-backlog");
+    assert!(
+        acked.len() >= limit,
+        "429 after only {} accepted events",
+        acked.len()
+    );
+    let retry_after = r.header("retry-after").expect("Retry-After on the 429");
+    assert!(retry_after.parse::<u64>().is_ok(), "{retry_after:?}");
+
+    // The subscriber comes back on the same port.
+    let listener = eventually("the subscriber port can be bound again", || async {
+        tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .ok()
+    })
+    .await;
+    let sub = Subscriber::start_on(listener).await;
+    eventually("every accepted event delivered", || {
+        let delivered = delivered_ids(&sub, "/s");
+        let missing = acked.iter().filter(|id| !delivered.contains(*id)).count();
+        async move { (missing == 0).then_some(()) }
+    })
+    .await;
+    eventually("ingress accepts again", || {
+        let url = url.clone();
+        async move {
+            let r = post(&url, &ce_headers("after", "t"), "{}").await;
+            (r.status == 202).then_some(())
+        }
+    })
+    .await;
 }

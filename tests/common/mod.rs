@@ -60,6 +60,8 @@ pub struct Received {
     pub headers: HeaderMap,
     pub body: Bytes,
     pub at: Instant,
+    /// The status this subscriber answered (after any scripted delay).
+    pub status: u16,
 }
 
 impl Received {
@@ -245,21 +247,22 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    state.received.lock().push(Received {
-        path: uri.path().to_owned(),
-        headers,
-        body,
-        at: Instant::now(),
-    });
-    use std::sync::atomic::Ordering::SeqCst;
-    let now = state.inflight.fetch_add(1, SeqCst) + 1;
-    state.max_inflight.fetch_max(now, SeqCst);
     let reply = state
         .script
         .lock()
         .pop_front()
         .or_else(|| state.default.lock().clone())
         .unwrap_or(Reply::status(202));
+    state.received.lock().push(Received {
+        path: uri.path().to_owned(),
+        headers,
+        body,
+        at: Instant::now(),
+        status: reply.status,
+    });
+    use std::sync::atomic::Ordering::SeqCst;
+    let now = state.inflight.fetch_add(1, SeqCst) + 1;
+    state.max_inflight.fetch_max(now, SeqCst);
     if let Some(d) = reply.delay {
         tokio::time::sleep(d).await;
     }
@@ -333,6 +336,34 @@ pub async fn request(
 
 pub async fn post(url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Resp {
     request("POST", url, headers, body).await
+}
+
+/// POST that reports a connection failure or a timeout (`limit`) as `None` instead of panicking (the
+/// broker may be killed mid-request).
+pub async fn try_post(
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+    limit: Duration,
+) -> Option<Resp> {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut req = http::Request::builder().method("POST").uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let fut = async {
+        let resp = client
+            .request(req.body(Full::new(body.into())).ok()?)
+            .await
+            .ok()?;
+        let (parts, body) = resp.into_parts();
+        Some(Resp {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body: body.collect().await.ok()?.to_bytes(),
+        })
+    };
+    tokio::time::timeout(limit, fut).await.ok().flatten()
 }
 
 /// Binary-mode headers for a simple event.
