@@ -25,10 +25,18 @@
 //!   away is recognised as stale and ignored (the new owner redelivers).
 //! - Parked events go to the embedded store's dead-letter table; a redrive puts them into the trigger's
 //!   store queue, which the trigger's subscription also reads.
+//! - **Health and backlog**: a probe per broker (every `probe_interval`, on a blocking thread, with its own
+//!   client that never joins the group) reads the topic's metadata, high watermarks and the group's
+//!   committed offsets. While a probe fails the broker is not ready and appends fail at once (503); the
+//!   first successful probe makes it ready again. The probe caches the records no process has finished
+//!   yet, without those this process consumed (which its windows and the store count): for a partition
+//!   this process owns, high watermark − next offset to consume; for the others, high watermark −
+//!   committed offset (the consumer group's lag).
 
 use crate::channel::store::StoreChannel;
 use crate::channel::windows::{
-    offer, routes_for, Offered, Routes, TriggerQueues, WindowSubscription,
+    offer, routes_for, set_setup_failure, Offered, Reachability, Routes, TriggerQueues,
+    WindowSubscription,
 };
 use crate::channel::{ChannelError, Delivery, Result, Subscription};
 use crate::config::{Backend, BrokerKey, ContentMode, KafkaBrokerConfig, Topology, TriggerKey};
@@ -95,6 +103,10 @@ pub struct KafkaOptions {
     pub topic_wait: Duration,
     /// Largest record the producer sends (`message.max.bytes`).
     pub max_message_bytes: usize,
+    /// How often each broker's topic is probed (readiness and the consumer group's lag).
+    pub probe_interval: Duration,
+    /// How long one probe request may take before the broker counts as down.
+    pub probe_timeout: Duration,
 }
 
 impl Default for KafkaOptions {
@@ -106,6 +118,8 @@ impl Default for KafkaOptions {
             session_timeout: Duration::from_secs(6),
             topic_wait: Duration::from_secs(15),
             max_message_bytes: 2 * 1024 * 1024,
+            probe_interval: Duration::from_millis(500),
+            probe_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -288,13 +302,27 @@ struct BrokerShared {
     /// Replaced when librdkafka reports a fatal error (an idempotent producer whose state the cluster
     /// lost cannot continue).
     producer: Mutex<(u64, FutureProducer)>,
-    /// `None` when the topic is ready; otherwise why it is not.
+    /// `None` once the topic was set up; otherwise why it is not.
     not_ready: Mutex<Option<String>>,
+    /// Whether the cluster answers (the probe's view).
+    outage: Reachability,
+    /// Records not yet consumed by this process and not finished by another (from the last probe).
+    remote_backlog: AtomicU64,
     tracker: Mutex<Tracker>,
     routes: ArcSwap<Routes>,
     invalid_records: AtomicU64,
     /// Partitions of the topic (from metadata when the consumer started).
     partitions: std::sync::atomic::AtomicUsize,
+}
+
+impl BrokerShared {
+    /// Why the broker cannot take events now, if it cannot.
+    fn not_ready(&self) -> Option<String> {
+        self.not_ready
+            .lock()
+            .clone()
+            .or_else(|| self.outage.reason())
+    }
 }
 
 struct BrokerRuntime {
@@ -383,6 +411,8 @@ impl KafkaBackend {
                     config: config.clone(),
                     producer: Mutex::new((0, producer)),
                     not_ready: Mutex::new(Some(format!("topic {} is not ready yet", config.topic))),
+                    outage: Reachability::default(),
+                    remote_backlog: AtomicU64::new(0),
                     tracker: Mutex::new(Tracker::default()),
                     routes: ArcSwap::new(routes),
                     invalid_records: AtomicU64::new(0),
@@ -422,7 +452,8 @@ impl KafkaBackend {
         let shared = self
             .broker(broker)
             .ok_or_else(|| ChannelError::UnknownBroker(broker.clone()))?;
-        if let Some(reason) = shared.not_ready.lock().clone() {
+        // While the cluster is known to be down, answer at once rather than after the produce timeout.
+        if let Some(reason) = shared.not_ready() {
             return Err(ChannelError::Storage(reason));
         }
         let topic = shared.config.topic.as_str();
@@ -512,9 +543,15 @@ impl KafkaBackend {
         }
     }
 
-    /// In-memory entries of the broker's triggers (overflow is counted by the store).
+    /// The broker's backlog as far as Kafka knows it, without double counting: records not yet consumed by
+    /// this process and not finished by another (the consumer group's lag, from the last probe), plus the
+    /// entries in this process's trigger windows. Entries overflowed into the store are finished for Kafka
+    /// and counted by the store.
     pub fn backlog(&self, broker: &BrokerKey) -> u64 {
-        self.queues.backlog(broker)
+        let remote = self
+            .broker(broker)
+            .map_or(0, |b| b.remote_backlog.load(Ordering::Relaxed));
+        remote + self.queues.backlog(broker)
     }
 
     /// In-memory entries of one trigger.
@@ -528,9 +565,10 @@ impl KafkaBackend {
             .map_or(0, |b| b.invalid_records.load(Ordering::Relaxed))
     }
 
-    /// Whether the broker's topic is usable (`None`) or why not.
+    /// Whether the broker's topic is usable (`None`) or why not (not set up yet, or the cluster does not
+    /// answer).
     pub fn not_ready(&self, broker: &BrokerKey) -> Option<String> {
-        self.broker(broker).and_then(|b| b.not_ready.lock().clone())
+        self.broker(broker).and_then(|b| b.not_ready())
     }
 
     /// Stops the consumers (committing what is finished) and flushes the producers.
@@ -707,8 +745,7 @@ async fn run_consumer(
                 break;
             }
             Err(reason) => {
-                tracing::warn!(broker = %shared.key, "{reason}");
-                *shared.not_ready.lock() = Some(reason);
+                set_setup_failure(&shared.key, &shared.not_ready, reason);
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = stop.changed() => return,
@@ -718,7 +755,10 @@ async fn run_consumer(
         }
     }
 
-    // 2. The broker's consumer group.
+    // 2. The probe (readiness, lag).
+    tokio::spawn(run_probe(shared.clone(), options.clone(), stop.clone()));
+
+    // 3. The broker's consumer group.
     let consumer: StreamConsumer<GroupContext> =
         match client_config(&shared.config.bootstrap_servers)
             .set("group.id", consumer_group(&shared.key))
@@ -776,7 +816,12 @@ async fn run_consumer(
             m = consumer.recv() => match m {
                 Ok(msg) => handle_record(&shared, &store, &msg, &mut scratch, &mut stop).await,
                 Err(e) => {
-                    tracing::warn!(broker = %shared.key, "consume: {e}");
+                    // While the cluster is down the probe has logged it once; no line per retry.
+                    if shared.outage.is_down() {
+                        tracing::debug!(broker = %shared.key, "consume: {e}");
+                    } else {
+                        tracing::warn!(broker = %shared.key, "consume: {e}");
+                    }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
@@ -788,6 +833,131 @@ async fn run_consumer(
         .closing
         .store(true, std::sync::atomic::Ordering::Release);
     consumer.unsubscribe();
+}
+
+/// One partition as seen by the probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PartitionMarks {
+    partition: i32,
+    low: i64,
+    high: i64,
+    /// The consumer group's committed offset, if any.
+    committed: Option<i64>,
+}
+
+/// Metadata, watermarks and the group's committed offsets of `topic` (blocking; every request bounded by
+/// `timeout`). The client is never subscribed, so it does not join the group.
+fn probe(
+    client: &BaseConsumer,
+    topic: &str,
+    timeout: Duration,
+) -> std::result::Result<Vec<PartitionMarks>, String> {
+    // Serve the client's events (errors, logs) so that they do not pile up.
+    for _ in 0..1000 {
+        if client.poll(Duration::ZERO).is_none() {
+            break;
+        }
+    }
+    let metadata = client
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|e| format!("kafka: metadata of topic {topic}: {e}"))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+        .unwrap_or_default();
+    if partitions.is_empty() {
+        return Err(format!("kafka: topic {topic} does not exist"));
+    }
+    let mut marks = Vec::with_capacity(partitions.len());
+    let mut list = TopicPartitionList::new();
+    for &partition in &partitions {
+        let (low, high) = client
+            .fetch_watermarks(topic, partition, timeout)
+            .map_err(|e| format!("kafka: watermarks of {topic}/{partition}: {e}"))?;
+        marks.push(PartitionMarks {
+            partition,
+            low,
+            high,
+            committed: None,
+        });
+        list.add_partition(topic, partition);
+    }
+    let committed = client
+        .committed_offsets(list, timeout)
+        .map_err(|e| format!("kafka: committed offsets of {topic}: {e}"))?;
+    for e in committed.elements() {
+        if let (Offset::Offset(o), Some(m)) = (
+            e.offset(),
+            marks.iter_mut().find(|m| m.partition == e.partition()),
+        ) {
+            m.committed = Some(o);
+        }
+    }
+    Ok(marks)
+}
+
+/// Records no process finished yet and this process did not consume: for partitions this process reads,
+/// high watermark − next offset it will consume; for the others, high watermark − committed offset.
+fn remote_backlog(marks: &[PartitionMarks], tracker: &Tracker) -> u64 {
+    marks
+        .iter()
+        .map(|m| {
+            let start = m.committed.unwrap_or(m.low).max(m.low);
+            let consumed_to = tracker
+                .partitions
+                .get(&m.partition)
+                .and_then(|p| p.next)
+                .map_or(start, |next| next.max(start));
+            u64::try_from(m.high - consumed_to).unwrap_or(0)
+        })
+        .sum()
+}
+
+/// Probes the broker's topic every `probe_interval`: readiness, and the lag no process holds.
+async fn run_probe(
+    shared: Arc<BrokerShared>,
+    options: KafkaOptions,
+    mut stop: watch::Receiver<bool>,
+) {
+    let client: Arc<BaseConsumer> = match client_config(&shared.config.bootstrap_servers)
+        .set("group.id", consumer_group(&shared.key))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .create()
+    {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            tracing::error!(broker = %shared.key, "cannot create the probe client: {e}");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(options.probe_interval) => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let (c, topic, timeout) = (
+            client.clone(),
+            shared.config.topic.clone(),
+            options.probe_timeout,
+        );
+        let result = tokio::task::spawn_blocking(move || probe(&c, &topic, timeout))
+            .await
+            .unwrap_or_else(|e| Err(format!("kafka: probe task: {e}")));
+        match result {
+            Ok(marks) => {
+                let remote = remote_backlog(&marks, &shared.tracker.lock());
+                shared.remote_backlog.store(remote, Ordering::Relaxed);
+                shared.outage.set_up(&shared.key);
+            }
+            Err(reason) => shared.outage.set_down(&shared.key, reason),
+        }
+    }
 }
 
 fn commit(consumer: &StreamConsumer<GroupContext>, shared: &BrokerShared, mode: CommitMode) {
@@ -930,6 +1100,40 @@ mod tests {
             assert_eq!(decode_seq(seq), (g, p, o));
         }
         assert!(!is_kafka_seq(12345));
+    }
+
+    #[test]
+    fn remote_backlog_counts_what_no_one_consumed_once() {
+        let mut t = Tracker::default();
+        t.assign(0);
+        t.partitions.get_mut(&0).unwrap().next = Some(40);
+        let marks = [
+            // Ours: 40 consumed of 100 (those are in windows or the store): 60 left.
+            PartitionMarks {
+                partition: 0,
+                low: 0,
+                high: 100,
+                committed: Some(10),
+            },
+            // Another process's: lag 50 - 20.
+            PartitionMarks {
+                partition: 1,
+                low: 0,
+                high: 50,
+                committed: Some(20),
+            },
+            // Nothing committed yet: from the low watermark.
+            PartitionMarks {
+                partition: 2,
+                low: 5,
+                high: 8,
+                committed: None,
+            },
+        ];
+        assert_eq!(remote_backlog(&marks, &t), 60 + 30 + 3);
+        // A watermark read before the consumer moved on never makes it negative.
+        t.partitions.get_mut(&0).unwrap().next = Some(120);
+        assert_eq!(remote_backlog(&marks, &t), 30 + 3);
     }
 
     #[test]
