@@ -28,10 +28,11 @@
 //! - **Health and backlog**: a probe per broker (every `probe_interval`, on a blocking thread, with its own
 //!   client that never joins the group) reads the topic's metadata, high watermarks and the group's
 //!   committed offsets. While a probe fails the broker is not ready and appends fail at once (503); the
-//!   first successful probe makes it ready again. The probe caches the records no process has finished
-//!   yet, without those this process consumed (which its windows and the store count): for a partition
-//!   this process owns, high watermark − next offset to consume; for the others, high watermark −
-//!   committed offset (the consumer group's lag).
+//!   first successful probe makes it ready again. The backlog combines the probe's watermarks and
+//!   committed offsets with the live consumer positions: records no process finished, without those this
+//!   process consumed (which its windows and the store count): for a partition this process owns, high
+//!   watermark − next offset to consume; for the others, high watermark − committed offset (the consumer
+//!   group's lag).
 
 use crate::channel::store::StoreChannel;
 use crate::channel::windows::{
@@ -306,8 +307,9 @@ struct BrokerShared {
     not_ready: Mutex<Option<String>>,
     /// Whether the cluster answers (the probe's view).
     outage: Reachability,
-    /// Records not yet consumed by this process and not finished by another (from the last probe).
-    remote_backlog: AtomicU64,
+    /// Watermarks and committed offsets from the last probe; the backlog combines them with the tracker's
+    /// live consumer positions.
+    marks: Mutex<Vec<PartitionMarks>>,
     tracker: Mutex<Tracker>,
     routes: ArcSwap<Routes>,
     invalid_records: AtomicU64,
@@ -412,7 +414,7 @@ impl KafkaBackend {
                     producer: Mutex::new((0, producer)),
                     not_ready: Mutex::new(Some(format!("topic {} is not ready yet", config.topic))),
                     outage: Reachability::default(),
-                    remote_backlog: AtomicU64::new(0),
+                    marks: Mutex::new(Vec::new()),
                     tracker: Mutex::new(Tracker::default()),
                     routes: ArcSwap::new(routes),
                     invalid_records: AtomicU64::new(0),
@@ -548,9 +550,10 @@ impl KafkaBackend {
     /// entries in this process's trigger windows. Entries overflowed into the store are finished for Kafka
     /// and counted by the store.
     pub fn backlog(&self, broker: &BrokerKey) -> u64 {
-        let remote = self
-            .broker(broker)
-            .map_or(0, |b| b.remote_backlog.load(Ordering::Relaxed));
+        let remote = self.broker(broker).map_or(0, |b| {
+            let marks = b.marks.lock().clone();
+            remote_backlog(&marks, &b.tracker.lock())
+        });
         remote + self.queues.backlog(broker)
     }
 
@@ -899,7 +902,9 @@ fn probe(
 }
 
 /// Records no process finished yet and this process did not consume: for partitions this process reads,
-/// high watermark − next offset it will consume; for the others, high watermark − committed offset.
+/// high watermark − next offset it will consume (live, so a record moving into a window is never counted
+/// twice); for the others, high watermark − committed offset (the group's lag). The watermarks are from the
+/// last probe, so records produced since are counted from the next probe on.
 fn remote_backlog(marks: &[PartitionMarks], tracker: &Tracker) -> u64 {
     marks
         .iter()
@@ -951,8 +956,7 @@ async fn run_probe(
             .unwrap_or_else(|e| Err(format!("kafka: probe task: {e}")));
         match result {
             Ok(marks) => {
-                let remote = remote_backlog(&marks, &shared.tracker.lock());
-                shared.remote_backlog.store(remote, Ordering::Relaxed);
+                *shared.marks.lock() = marks;
                 shared.outage.set_up(&shared.key);
             }
             Err(reason) => shared.outage.set_down(&shared.key, reason),

@@ -133,9 +133,9 @@ struct BrokerShared {
     not_ready: Mutex<Option<String>>,
     /// Whether the server answers (the probe's view).
     outage: Reachability,
-    /// Messages waiting for any process (not yet delivered, or delivered and not acked) minus those this
-    /// process holds, from the last probe.
-    remote_backlog: AtomicU64,
+    /// Messages of the durable consumer not yet delivered or not yet acked (any process), from the last
+    /// probe.
+    waiting: AtomicU64,
     routes: ArcSwap<Routes>,
     pending: Mutex<HashMap<u64, Pending>>,
     next_seq: AtomicU64,
@@ -245,7 +245,7 @@ impl NatsBackend {
                         config.stream
                     ))),
                     outage: Reachability::default(),
-                    remote_backlog: AtomicU64::new(0),
+                    waiting: AtomicU64::new(0),
                     routes: ArcSwap::new(routes),
                     pending: Mutex::new(HashMap::new()),
                     next_seq: AtomicU64::new(0),
@@ -355,13 +355,16 @@ impl NatsBackend {
     }
 
     /// The broker's backlog as far as JetStream knows it, without double counting: messages of the durable
-    /// consumer not yet delivered or not yet acked by any process (from the last probe, minus the messages
-    /// this process held then), plus the entries in this process's trigger windows. Entries overflowed into
+    /// consumer not yet delivered or not yet acked by any process (from the last probe), minus the messages
+    /// this process holds, plus the entries in this process's trigger windows. Entries overflowed into
     /// the store are acked in JetStream and counted by the store.
     pub fn backlog(&self, broker: &BrokerKey) -> u64 {
-        let remote = self
-            .broker(broker)
-            .map_or(0, |b| b.remote_backlog.load(Ordering::Relaxed));
+        let remote = self.broker(broker).map_or(0, |b| {
+            // The messages this process holds now are in its windows: subtracted here (live), so a message
+            // moving from the stream into a window between two probes is not counted twice.
+            let held = b.pending.lock().len() as u64;
+            b.waiting.load(Ordering::Relaxed).saturating_sub(held)
+        });
         remote + self.queues.backlog(broker)
     }
 
@@ -573,10 +576,7 @@ async fn run_probe(
             Ok(Ok(c)) => {
                 let info = c.cached_info();
                 let waiting = info.num_pending + info.num_ack_pending as u64;
-                let held = shared.pending.lock().len() as u64;
-                shared
-                    .remote_backlog
-                    .store(waiting.saturating_sub(held), Ordering::Relaxed);
+                shared.waiting.store(waiting, Ordering::Relaxed);
                 shared.outage.set_up(&shared.key);
             }
             Ok(Err(e)) => shared
