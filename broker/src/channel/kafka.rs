@@ -551,7 +551,7 @@ impl KafkaBackend {
     /// and counted by the store.
     pub fn backlog(&self, broker: &BrokerKey) -> u64 {
         let remote = self.broker(broker).map_or(0, |b| {
-            let marks = b.marks.lock().clone();
+            let marks = b.marks.lock();
             remote_backlog(&marks, &b.tracker.lock())
         });
         remote + self.queues.backlog(broker)
