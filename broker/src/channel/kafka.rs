@@ -25,9 +25,10 @@
 //!   away is recognised as stale and ignored (the new owner redelivers).
 //! - Parked events go to the embedded store's dead-letter table; a redrive puts them into the trigger's
 //!   store queue, which the trigger's subscription also reads.
-//! - **Health and backlog**: a probe per broker (every `probe_interval`, on a blocking thread, with its own
-//!   client that never joins the group) reads the topic's metadata, high watermarks and the group's
-//!   committed offsets. While a probe fails the broker is not ready and appends fail at once (503); the
+//! - **Health and backlog**: a probe per broker (every `probe_interval`, on a blocking thread, through the
+//!   broker's group member) reads the topic's metadata and high watermarks; every fourth probe, while this
+//!   process reads some but not all partitions, also the group's committed offsets of the others. While a
+//!   probe fails the broker is not ready and appends fail at once (503); the
 //!   first successful probe makes it ready again. The backlog combines the probe's watermarks and
 //!   committed offsets with the live consumer positions: records no process finished, without those this
 //!   process consumed (which its windows and the store count): for a partition this process owns, high
@@ -50,7 +51,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
@@ -758,10 +759,7 @@ async fn run_consumer(
         }
     }
 
-    // 2. The probe (readiness, lag).
-    tokio::spawn(run_probe(shared.clone(), options.clone(), stop.clone()));
-
-    // 3. The broker's consumer group.
+    // 2. The broker's consumer group.
     let consumer: StreamConsumer<GroupContext> =
         match client_config(&shared.config.bootstrap_servers)
             .set("group.id", consumer_group(&shared.key))
@@ -794,6 +792,15 @@ async fn run_consumer(
         return;
     }
     tracing::info!(broker = %shared.key, topic = %shared.config.topic, "consuming");
+
+    // 3. The probe (readiness, lag), through the group member itself: no second client of the group.
+    let consumer = Arc::new(consumer);
+    let probe_task = tokio::spawn(run_probe(
+        shared.clone(),
+        consumer.clone(),
+        options.clone(),
+        stop.clone(),
+    ));
 
     let mut tick = tokio::time::interval(options.commit_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -836,6 +843,8 @@ async fn run_consumer(
         .closing
         .store(true, std::sync::atomic::Ordering::Release);
     consumer.unsubscribe();
+    // Let a probe in flight end (each request is bounded), so that the consumer closes here.
+    let _ = tokio::time::timeout(options.probe_timeout * 4, probe_task).await;
 }
 
 /// One partition as seen by the probe.
@@ -848,19 +857,14 @@ struct PartitionMarks {
     committed: Option<i64>,
 }
 
-/// Metadata, watermarks and the group's committed offsets of `topic` (blocking; every request bounded by
-/// `timeout`). The client is never subscribed, so it does not join the group.
-fn probe(
-    client: &BaseConsumer,
+/// Metadata and watermarks of `topic` (blocking; every request bounded by `timeout`), read through the
+/// broker's group member. Only partition leaders are asked, never the group coordinator: this is the
+/// liveness check.
+fn probe<C: ConsumerContext>(
+    client: &impl Consumer<C>,
     topic: &str,
     timeout: Duration,
 ) -> std::result::Result<Vec<PartitionMarks>, String> {
-    // Serve the client's events (errors, logs) so that they do not pile up.
-    for _ in 0..1000 {
-        if client.poll(Duration::ZERO).is_none() {
-            break;
-        }
-    }
     let metadata = client
         .fetch_metadata(Some(topic), timeout)
         .map_err(|e| format!("kafka: metadata of topic {topic}: {e}"))?;
@@ -874,7 +878,6 @@ fn probe(
         return Err(format!("kafka: topic {topic} does not exist"));
     }
     let mut marks = Vec::with_capacity(partitions.len());
-    let mut list = TopicPartitionList::new();
     for &partition in &partitions {
         let (low, high) = client
             .fetch_watermarks(topic, partition, timeout)
@@ -885,59 +888,63 @@ fn probe(
             high,
             committed: None,
         });
-        list.add_partition(topic, partition);
-    }
-    let committed = client
-        .committed_offsets(list, timeout)
-        .map_err(|e| format!("kafka: committed offsets of {topic}: {e}"))?;
-    for e in committed.elements() {
-        if let (Offset::Offset(o), Some(m)) = (
-            e.offset(),
-            marks.iter_mut().find(|m| m.partition == e.partition()),
-        ) {
-            m.committed = Some(o);
-        }
     }
     Ok(marks)
 }
 
+/// The group's committed offsets of `partitions` (blocking, bounded by `timeout`).
+fn committed<C: ConsumerContext>(
+    client: &impl Consumer<C>,
+    topic: &str,
+    partitions: &[i32],
+    timeout: Duration,
+) -> KafkaResult<Vec<(i32, i64)>> {
+    let mut list = TopicPartitionList::new();
+    for &p in partitions {
+        list.add_partition(topic, p);
+    }
+    let list = client.committed_offsets(list, timeout)?;
+    Ok(list
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some((e.partition(), o)),
+            _ => None,
+        })
+        .collect())
+}
+
 /// Records no process finished yet and this process did not consume: for partitions this process reads,
 /// high watermark − next offset it will consume (live, so a record moving into a window is never counted
-/// twice); for the others, high watermark − committed offset (the group's lag). The watermarks are from the
-/// last probe, so records produced since are counted from the next probe on.
+/// twice); for the others, high watermark − committed offset (the group's lag). A partition whose position
+/// is unknown (not consumed here yet, no committed offset known) counts 0 rather than a guess. The
+/// watermarks are from the last probe, so records produced since are counted from the next probe on.
 fn remote_backlog(marks: &[PartitionMarks], tracker: &Tracker) -> u64 {
     marks
         .iter()
         .map(|m| {
-            let start = m.committed.unwrap_or(m.low).max(m.low);
-            let consumed_to = tracker
-                .partitions
-                .get(&m.partition)
-                .and_then(|p| p.next)
-                .map_or(start, |next| next.max(start));
-            u64::try_from(m.high - consumed_to).unwrap_or(0)
+            let next = tracker.partitions.get(&m.partition).and_then(|p| p.next);
+            let Some(consumed_to) = next.or(m.committed) else {
+                return 0;
+            };
+            u64::try_from(m.high - consumed_to.max(m.low)).unwrap_or(0)
         })
         .sum()
 }
 
+/// How many probes apart the committed offsets of other processes' partitions are read.
+const COMMITTED_EVERY: u32 = 4;
+
 /// Probes the broker's topic every `probe_interval`: readiness, and the lag no process holds.
 async fn run_probe(
     shared: Arc<BrokerShared>,
+    client: Arc<StreamConsumer<GroupContext>>,
     options: KafkaOptions,
     mut stop: watch::Receiver<bool>,
 ) {
-    let client: Arc<BaseConsumer> = match client_config(&shared.config.bootstrap_servers)
-        .set("group.id", consumer_group(&shared.key))
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .create()
-    {
-        Ok(c) => Arc::new(c),
-        Err(e) => {
-            tracing::error!(broker = %shared.key, "cannot create the probe client: {e}");
-            return;
-        }
-    };
+    // Committed offsets of partitions other processes read (last known; kept when a read fails).
+    let mut known: HashMap<i32, i64> = HashMap::new();
+    let mut round: u32 = 0;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(options.probe_interval) => {}
@@ -951,16 +958,44 @@ async fn run_probe(
             shared.config.topic.clone(),
             options.probe_timeout,
         );
-        let result = tokio::task::spawn_blocking(move || probe(&c, &topic, timeout))
+        let result = tokio::task::spawn_blocking(move || probe(&*c, &topic, timeout))
             .await
             .unwrap_or_else(|e| Err(format!("kafka: probe task: {e}")));
-        match result {
+        let mut marks = match result {
             Ok(marks) => {
-                *shared.marks.lock() = marks;
                 shared.outage.set_up(&shared.key);
+                marks
             }
-            Err(reason) => shared.outage.set_down(&shared.key, reason),
+            Err(reason) => {
+                shared.outage.set_down(&shared.key, reason);
+                continue;
+            }
+        };
+        // The lag of partitions this process does not read needs the group coordinator (OffsetFetch).
+        // Asked less often, only while this process is a settled member reading some partitions (not
+        // during a rebalance, when it reads none), and never for liveness: a failure keeps the last values.
+        round = round.wrapping_add(1);
+        let (owned, others): (Vec<i32>, Vec<i32>) = {
+            let tracker = shared.tracker.lock();
+            marks
+                .iter()
+                .map(|m| m.partition)
+                .partition(|p| tracker.partitions.contains_key(p))
+        };
+        if !owned.is_empty() && !others.is_empty() && round % COMMITTED_EVERY == 0 {
+            let (c, topic) = (client.clone(), shared.config.topic.clone());
+            match tokio::task::spawn_blocking(move || committed(&*c, &topic, &others, timeout))
+                .await
+            {
+                Ok(Ok(offsets)) => known.extend(offsets),
+                Ok(Err(e)) => tracing::debug!(broker = %shared.key, "committed offsets: {e}"),
+                Err(e) => tracing::debug!(broker = %shared.key, "committed offsets task: {e}"),
+            }
         }
+        for m in &mut marks {
+            m.committed = known.get(&m.partition).copied();
+        }
+        *shared.marks.lock() = marks;
     }
 }
 
@@ -1126,12 +1161,19 @@ mod tests {
                 high: 50,
                 committed: Some(20),
             },
-            // Nothing committed yet: from the low watermark.
+            // Position unknown (not read here, no committed offset known): not guessed.
             PartitionMarks {
                 partition: 2,
                 low: 5,
                 high: 8,
                 committed: None,
+            },
+            // A committed offset below the low watermark (records deleted): from the low watermark.
+            PartitionMarks {
+                partition: 3,
+                low: 5,
+                high: 8,
+                committed: Some(1),
             },
         ];
         assert_eq!(remote_backlog(&marks, &t), 60 + 30 + 3);
