@@ -498,6 +498,19 @@ async fn delivered_by(admin: std::net::SocketAddr) -> u64 {
         .map_or(0, |v| v as u64)
 }
 
+/// `backlog` of broker `default/default` in a process's `/api/v1/brokers`.
+async fn backlog_of(admin: std::net::SocketAddr) -> u64 {
+    let v = common::request(
+        "GET",
+        &format!("http://{admin}/api/v1/brokers"),
+        &[],
+        axum::body::Bytes::new(),
+    )
+    .await
+    .json();
+    v["brokers"][0]["backlog"].as_u64().unwrap()
+}
+
 async fn post_to(ingress: std::net::SocketAddr, id: &str) {
     let r = post(
         &format!("http://{ingress}/default/default"),
@@ -547,6 +560,12 @@ async fn two_processes_share_the_work_and_one_killed_loses_nothing() {
     }
     eventually("phase 1 delivered", || async {
         (delivered_ids(&sub).await.len() == sent).then_some(())
+    })
+    .await;
+    // Everything delivered and committed: neither process counts a phantom backlog (each counts its own
+    // partitions from its consumer position and the other's from the group's committed offsets).
+    eventually("both backlogs back to 0", || async {
+        (backlog_of(a.admin).await == 0 && backlog_of(b.admin).await == 0).then_some(())
     })
     .await;
 
