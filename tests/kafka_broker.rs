@@ -598,6 +598,83 @@ async fn two_processes_share_the_work_and_one_killed_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backlog_limit_of_one_process_counts_what_another_process_has_not_finished() {
+    // Two processes share the broker's consumer group; the subscriber never answers. What process B holds
+    // for its partitions (not committed: its first delivery never finishes) is lag that A must count too.
+    let kafka = Kafka::start().await;
+    let sub = Subscriber::start().await;
+    sub.set_default(Reply::status(200).delay(Duration::from_secs(3600)));
+    let limit = 200u64;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        kafka_config(
+            &kafka.bootstrap(),
+            &format!("    switchyard.dev/max-backlog: \"{limit}\"\n"),
+            &[format!(
+                "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: t\n  annotations:\n    switchyard.dev/max-inflight: \"1\"\nspec:\n  broker: default\n  subscriber:\n    uri: {}\n",
+                sub.url("/t")
+            )],
+        ),
+    )
+    .unwrap();
+    let args = ["--kafka-session-timeout", "6s", "--shutdown-grace", "1s"];
+    let a = common::Process::spawn(&config, &dir.path().join("a"), &args);
+    let b = common::Process::spawn(&config, &dir.path().join("b"), &args);
+    // Both processes read partitions once each has one delivery in flight (one at a time per process).
+    let mut sent = 0u64;
+    let deadline = std::time::Instant::now() + patience();
+    while sub.received_on("/t").len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "both processes should deliver"
+        );
+        post_to(a.ingress, &format!("e{sent}")).await;
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let url = format!("http://{}/default/default", a.ingress);
+    let rejected = loop {
+        assert!(sent < 3000, "{sent} events accepted and never a 429");
+        let r = post(
+            &url,
+            &ce_headers(&format!("e{sent}"), "com.example.x"),
+            "{}",
+        )
+        .await;
+        match r.status {
+            202 => sent += 1,
+            429 => break r,
+            s => panic!("unexpected {s}: {}", String::from_utf8_lossy(&r.body)),
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert_eq!(rejected.header("retry-after").as_deref(), Some("1"));
+    assert!(
+        sent >= limit,
+        "429 after only {sent} accepted (limit {limit})"
+    );
+    // A's broker backlog includes B's unfinished records: more than what A holds for the trigger itself.
+    let v = common::request(
+        "GET",
+        &format!("http://{}/api/v1/brokers", a.admin),
+        &[],
+        axum::body::Bytes::new(),
+    )
+    .await
+    .json();
+    let broker = &v["brokers"][0];
+    let held_by_a = broker["triggers"][0]["backlog"].as_u64().unwrap();
+    let backlog = broker["backlog"].as_u64().unwrap();
+    assert!(
+        backlog >= limit && backlog > held_by_a,
+        "backlog {backlog}, held by A {held_by_a}, accepted {sent}: {v}"
+    );
+    drop(b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_unreachable_mid_stream_requests_wait_and_nothing_acknowledged_is_lost() {
     let kafka = Kafka::start().await;
     let sub = Subscriber::start().await;
