@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use switchyard_broker::channel::kafka::consumer_group;
+use switchyard_broker::channel::nats::consumer_name as nats_consumer_name;
 use switchyard_broker::channel::store::StoreHealth;
 use switchyard_broker::channel::{Channel, ChannelError};
 use switchyard_broker::config::Backend;
@@ -37,7 +38,9 @@ pub(crate) fn router(state: AdminState) -> Router {
 }
 
 /// Ready once the configuration is applied, and while the embedded store takes events: a full or
-/// failed store makes the process not ready (with the reason) until it recovers by itself.
+/// failed store makes the process not ready (with the reason) until it recovers by itself. A Kafka- or
+/// JetStream-backed broker whose cluster is down does NOT make the process unready: its other brokers still
+/// take events (that broker's readiness is in `/api/v1/brokers` and `switchyard_broker_ready`).
 async fn readyz(State(s): State<AdminState>) -> Response {
     if !s.live.ready.load(Ordering::SeqCst) {
         return (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response();
@@ -64,6 +67,14 @@ async fn metrics(State(s): State<AdminState>) -> Response {
             .metrics
             .set_backlog(&key.to_string(), s.live.channel.trigger_backlog(key));
     }
+    let channel = &s.live.channel;
+    s.live.metrics.set_brokers(topology.brokers.keys().map(|b| {
+        (
+            b.to_string(),
+            channel.broker_not_ready(b).is_none(),
+            channel.backlog(b),
+        )
+    }));
     let store = s.live.channel.store();
     let space = store.space();
     s.live.metrics.set_store(
@@ -110,7 +121,9 @@ async fn brokers(State(s): State<AdminState>) -> Json<Value> {
                         "subscriber": t.subscriber.to_string(),
                         "backlog": s.live.channel.trigger_backlog(&t.key),
                     });
-                    if s.live.channel.kafka().has_trigger(&t.key) {
+                    if s.live.channel.kafka().has_trigger(&t.key)
+                        || s.live.channel.nats().has_trigger(&t.key)
+                    {
                         // Entries kept in the data dir because the trigger's in-memory window was full.
                         v["overflowBacklog"] =
                             json!(s.live.channel.store().trigger_backlog(&t.key));
@@ -118,23 +131,30 @@ async fn brokers(State(s): State<AdminState>) -> Json<Value> {
                     v
                 })
                 .collect();
+            let not_ready = s.live.channel.broker_not_ready(b);
             let mut v = json!({
                 "namespace": b.namespace,
                 "name": b.name,
                 "backlog": s.live.channel.backlog(b),
+                "ready": not_ready.is_none(),
                 "triggers": triggers,
             });
+            if let Some(reason) = not_ready {
+                v["notReadyReason"] = json!(reason);
+            }
             match topology.brokers.get(b).map(|spec| &spec.backend) {
                 Some(Backend::Kafka(k)) => {
                     let kafka = s.live.channel.kafka();
                     v["backend"] = json!("kafka");
                     v["topic"] = json!(k.topic);
                     v["consumerGroup"] = json!(consumer_group(b));
-                    v["ready"] = json!(kafka.not_ready(b).is_none());
-                    if let Some(reason) = kafka.not_ready(b) {
-                        v["notReadyReason"] = json!(reason);
-                    }
                     v["invalidRecords"] = json!(kafka.invalid_records(b));
+                }
+                Some(Backend::NatsJetStream(n)) => {
+                    v["backend"] = json!("nats");
+                    v["stream"] = json!(n.stream);
+                    v["consumer"] = json!(nats_consumer_name(b));
+                    v["invalidMessages"] = json!(s.live.channel.nats().invalid_messages(b));
                 }
                 _ => v["backend"] = json!("embedded"),
             }

@@ -183,6 +183,21 @@ async fn assert_refusing(b: &TestBroker, refusal: &Resp, reason: &str) {
     assert!(text.contains(reason), "{text}");
     let m = b.metrics().await;
     assert!(m.contains("switchyard_store_degraded 1"), "{m}");
+    // An embedded broker's own readiness follows the store.
+    assert!(
+        m.contains("switchyard_broker_ready{broker=\"default/default\"} 0"),
+        "{m}"
+    );
+    let brokers = request("GET", &b.admin("/api/v1/brokers"), &[], "")
+        .await
+        .json();
+    assert_eq!(brokers["brokers"][0]["ready"], false, "{brokers}");
+    assert!(
+        brokers["brokers"][0]["notReadyReason"]
+            .as_str()
+            .is_some_and(|r| r.contains("store is full")),
+        "{brokers}"
+    );
 }
 
 /// Waits until every accepted event reached the subscriber, readiness is back and the broker takes
@@ -212,6 +227,10 @@ async fn assert_recovers(b: &TestBroker, sub: &Subscriber, accepted: &[String]) 
     sub.wait_for("/s", accepted.len() + 1).await;
     let m = b.metrics().await;
     assert!(m.contains("switchyard_store_degraded 0"), "{m}");
+    assert!(
+        m.contains("switchyard_broker_ready{broker=\"default/default\"} 1"),
+        "{m}"
+    );
     assert!(m.contains("switchyard_store_bytes "), "{m}");
     assert!(m.contains("switchyard_store_free_bytes "), "{m}");
 }

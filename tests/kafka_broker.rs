@@ -45,6 +45,25 @@ async fn send_keyed(b: &TestBroker, id: &str, ty: &str, key: Option<&str>) {
     assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
 }
 
+/// `GET /api/v1/brokers`: the entry of broker `default/{name}`.
+async fn broker_status(b: &TestBroker, name: &str) -> serde_json::Value {
+    let v = common::request(
+        "GET",
+        &b.admin("/api/v1/brokers"),
+        &[],
+        axum::body::Bytes::new(),
+    )
+    .await
+    .json();
+    v["brokers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["namespace"] == "default" && x["name"] == name)
+        .unwrap_or_else(|| panic!("broker default/{name} in {v}"))
+        .clone()
+}
+
 fn ids(received: &[common::Received]) -> Vec<String> {
     received
         .iter()
@@ -480,6 +499,19 @@ async fn delivered_by(admin: std::net::SocketAddr) -> u64 {
         .map_or(0, |v| v as u64)
 }
 
+/// `backlog` of broker `default/default` in a process's `/api/v1/brokers`.
+async fn backlog_of(admin: std::net::SocketAddr) -> u64 {
+    let v = common::request(
+        "GET",
+        &format!("http://{admin}/api/v1/brokers"),
+        &[],
+        axum::body::Bytes::new(),
+    )
+    .await
+    .json();
+    v["brokers"][0]["backlog"].as_u64().unwrap()
+}
+
 async fn post_to(ingress: std::net::SocketAddr, id: &str) {
     let r = post(
         &format!("http://{ingress}/default/default"),
@@ -531,6 +563,12 @@ async fn two_processes_share_the_work_and_one_killed_loses_nothing() {
         (delivered_ids(&sub).await.len() == sent).then_some(())
     })
     .await;
+    // Everything delivered and committed: neither process counts a phantom backlog (each counts its own
+    // partitions from its consumer position and the other's from the group's committed offsets).
+    eventually("both backlogs back to 0", || async {
+        (backlog_of(a.admin).await == 0 && backlog_of(b.admin).await == 0).then_some(())
+    })
+    .await;
 
     // Phase 2: keep sending through A while B is killed mid-stream; every accepted event arrives.
     let total = sent + 200;
@@ -558,6 +596,83 @@ async fn two_processes_share_the_work_and_one_killed_loses_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backlog_limit_of_one_process_counts_what_another_process_has_not_finished() {
+    // Two processes share the broker's consumer group; the subscriber never answers. What process B holds
+    // for its partitions (not committed: its first delivery never finishes) is lag that A must count too.
+    let kafka = Kafka::start().await;
+    let sub = Subscriber::start().await;
+    sub.set_default(Reply::status(200).delay(Duration::from_secs(3600)));
+    let limit = 200u64;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        kafka_config(
+            &kafka.bootstrap(),
+            &format!("    switchyard.dev/max-backlog: \"{limit}\"\n"),
+            &[format!(
+                "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: t\n  annotations:\n    switchyard.dev/max-inflight: \"1\"\nspec:\n  broker: default\n  subscriber:\n    uri: {}\n",
+                sub.url("/t")
+            )],
+        ),
+    )
+    .unwrap();
+    let args = ["--kafka-session-timeout", "6s", "--shutdown-grace", "1s"];
+    let a = common::Process::spawn(&config, &dir.path().join("a"), &args);
+    let b = common::Process::spawn(&config, &dir.path().join("b"), &args);
+    // Both processes read partitions once each has one delivery in flight (one at a time per process).
+    let mut sent = 0u64;
+    let deadline = std::time::Instant::now() + patience();
+    while sub.received_on("/t").len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "both processes should deliver"
+        );
+        post_to(a.ingress, &format!("e{sent}")).await;
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let url = format!("http://{}/default/default", a.ingress);
+    let rejected = loop {
+        assert!(sent < 3000, "{sent} events accepted and never a 429");
+        let r = post(
+            &url,
+            &ce_headers(&format!("e{sent}"), "com.example.x"),
+            "{}",
+        )
+        .await;
+        match r.status {
+            202 => sent += 1,
+            429 => break r,
+            s => panic!("unexpected {s}: {}", String::from_utf8_lossy(&r.body)),
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert_eq!(rejected.header("retry-after").as_deref(), Some("1"));
+    assert!(
+        sent >= limit,
+        "429 after only {sent} accepted (limit {limit})"
+    );
+    // A's broker backlog includes B's unfinished records: more than what A holds for the trigger itself.
+    let v = common::request(
+        "GET",
+        &format!("http://{}/api/v1/brokers", a.admin),
+        &[],
+        axum::body::Bytes::new(),
+    )
+    .await
+    .json();
+    let broker = &v["brokers"][0];
+    let held_by_a = broker["triggers"][0]["backlog"].as_u64().unwrap();
+    let backlog = broker["backlog"].as_u64().unwrap();
+    assert!(
+        backlog >= limit && backlog > held_by_a,
+        "backlog {backlog}, held by A {held_by_a}, accepted {sent}: {v}"
+    );
+    drop(b);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -611,7 +726,16 @@ async fn kafka_hung_then_resumed_requests_fail_or_succeed_never_silently_and_not
     let kafka = Kafka::start().await;
     kafka.create_topic(TOPIC, 3).await;
     let sub = Subscriber::start().await;
-    let yaml = kafka_config(&kafka.bootstrap(), "", &[trigger("t", "", &sub.url("/t"))]);
+    // An embedded broker `local` in the same process must not notice the Kafka outage.
+    let local = format!(
+        "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: local\n---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: lt\nspec:\n  broker: local\n  subscriber:\n    uri: {}\n",
+        sub.url("/local")
+    );
+    let yaml = kafka_config(
+        &kafka.bootstrap(),
+        "",
+        &[trigger("t", "", &sub.url("/t")), local],
+    );
     let options = KafkaOptions {
         produce_timeout: Duration::from_secs(3),
         ..kafka_options()
@@ -621,6 +745,7 @@ async fn kafka_hung_then_resumed_requests_fail_or_succeed_never_silently_and_not
         send_keyed(&b, &format!("before-{i}"), "com.example.x", None).await;
     }
     sub.wait_for("/t", 10).await;
+    assert_eq!(broker_status(&b, "default").await["ready"], true);
 
     kafka.freeze();
     let url = b.ingress("/default/default");
@@ -633,7 +758,64 @@ async fn kafka_hung_then_resumed_requests_fail_or_succeed_never_silently_and_not
             (id, r.status)
         }));
     }
-    // While the broker hangs, every request is answered (503 after the produce timeout), none waits
+    // Meanwhile (the freeze stays shorter than the group's session timeout, 6 s: tansu 0.6 does not always
+    // reassign the partitions of a member whose session expired while it was frozen) the probe notices the
+    // hung cluster: the broker is reported not ready, and from then on requests are answered 503 with
+    // Retry-After at once instead of after the produce timeout.
+    eventually("default/default reported not ready", || async {
+        (broker_status(&b, "default").await["ready"] == false).then_some(())
+    })
+    .await;
+    let status = broker_status(&b, "default").await;
+    assert!(
+        status["notReadyReason"]
+            .as_str()
+            .is_some_and(|r| r.contains("kafka")),
+        "{status}"
+    );
+    for i in 0..3 {
+        let t0 = std::time::Instant::now();
+        let r = post(
+            &url,
+            &ce_headers(&format!("hung-{i}"), "com.example.x"),
+            "{}",
+        )
+        .await;
+        assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+        assert!(r.header("retry-after").is_some(), "503 without Retry-After");
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "503 took {:?} (the produce timeout is 3 s)",
+            t0.elapsed()
+        );
+    }
+    let metrics = b.metrics().await;
+    assert!(
+        metrics.contains("switchyard_broker_ready{broker=\"default/default\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("switchyard_broker_ready{broker=\"default/local\"} 1"),
+        "{metrics}"
+    );
+    // The embedded broker of the same process keeps accepting and delivering; the process stays ready.
+    for i in 0..5 {
+        let r = post(
+            &b.ingress("/default/local"),
+            &ce_headers(&format!("local-{i}"), "com.example.x"),
+            "{}",
+        )
+        .await;
+        assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    }
+    sub.wait_for("/local", 5).await;
+    assert_eq!(broker_status(&b, "local").await["ready"], true);
+    let readyz = common::request("GET", &b.admin("/readyz"), &[], axum::body::Bytes::new()).await;
+    assert_eq!(
+        readyz.status, 200,
+        "one Kafka broker down keeps /readyz ready"
+    );
+    // The requests sent when the broker hung are answered (503 after the produce timeout), none waits
     // forever and none is acknowledged without being stored.
     let mut accepted = Vec::new();
     for h in pending {
@@ -658,9 +840,16 @@ async fn kafka_hung_then_resumed_requests_fail_or_succeed_never_silently_and_not
                 std::time::Instant::now() < deadline,
                 "broker did not recover"
             );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         accepted.push(id);
     }
+    // Recovery is automatic: ready again, without the reason.
+    eventually("default/default ready again", || async {
+        (broker_status(&b, "default").await["ready"] == true).then_some(())
+    })
+    .await;
+    assert!(broker_status(&b, "default").await["notReadyReason"].is_null());
     // Nothing acknowledged is lost: every 202 is delivered.
     eventually(
         "every accepted event delivered after the broker resumed",
@@ -728,5 +917,68 @@ async fn a_kafka_source_manifest_feeds_an_embedded_broker_through_the_app() {
         format!("/apis/v1/namespaces/default/kafkasources/src#{topic}")
     );
     assert_eq!(wrapped.header("ce-key").as_deref(), Some("k1"));
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backlog_limit_counts_the_consumer_groups_lag_windows_and_overflow_once() {
+    // A subscriber that never answers (one delivery at a time, window 16): the rest of the accepted events
+    // are in the window, in the overflow queue in the data dir, or not consumed yet (the group's lag).
+    let kafka = Kafka::start().await;
+    let sub = Subscriber::start().await;
+    sub.set_default(Reply::status(200).delay(Duration::from_secs(3600)));
+    let limit = 200u64;
+    let yaml = kafka_config(
+        &kafka.bootstrap(),
+        &format!("    switchyard.dev/max-backlog: \"{limit}\"\n"),
+        &[format!(
+            "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: t\n  annotations:\n    switchyard.dev/max-inflight: \"1\"\nspec:\n  broker: default\n  subscriber:\n    uri: {}\n",
+            sub.url("/t")
+        )],
+    );
+    let options = KafkaOptions {
+        trigger_window: 16,
+        ..kafka_options()
+    };
+    let b = start(&yaml, options).await;
+    let url = b.ingress("/default/default");
+    let mut accepted = 0u64;
+    let cap = 3000;
+    let rejected = loop {
+        assert!(
+            accepted < cap,
+            "{accepted} events accepted and never a 429 (limit {limit}); backlog {}",
+            broker_status(&b, "default").await["backlog"]
+        );
+        let r = post(
+            &url,
+            &ce_headers(&format!("e{accepted}"), "com.example.x"),
+            "{}",
+        )
+        .await;
+        match r.status {
+            202 => accepted += 1,
+            429 => break r,
+            s => panic!("unexpected {s}: {}", String::from_utf8_lossy(&r.body)),
+        }
+    };
+    assert_eq!(rejected.header("retry-after").as_deref(), Some("1"));
+    // Never counted twice: the limit is not reached before that many events exist (an event is either
+    // not consumed yet, in the window, or in the overflow queue).
+    assert!(
+        accepted >= limit,
+        "429 after only {accepted} accepted events (limit {limit})"
+    );
+    let status = broker_status(&b, "default").await;
+    let backlog = status["backlog"].as_u64().unwrap();
+    assert!(
+        (limit..=accepted).contains(&backlog),
+        "backlog {backlog} (accepted {accepted}): {status}"
+    );
+    let metrics = b.metrics().await;
+    assert!(
+        metrics.contains("switchyard_broker_backlog{broker=\"default/default\"}"),
+        "{metrics}"
+    );
     b.shutdown().await;
 }

@@ -36,6 +36,8 @@ pub struct Metrics {
     replies: Family<Labels, Counter>,
     loops: Family<Labels, Counter>,
     backlog: Family<Labels, Gauge>,
+    broker_backlog: Family<Labels, Gauge>,
+    broker_ready: Family<Labels, Gauge>,
     latency: Family<Labels, Histogram, LatencyBuckets>,
     reloads: Family<Labels, Counter>,
     store_degraded: Gauge,
@@ -91,6 +93,8 @@ impl Metrics {
             replies: Family::default(),
             loops: Family::default(),
             backlog: Family::default(),
+            broker_backlog: Family::default(),
+            broker_ready: Family::default(),
             latency: Family::new_with_constructor(LatencyBuckets),
             reloads: Family::default(),
             store_degraded: Gauge::default(),
@@ -142,6 +146,16 @@ impl Metrics {
             "trigger_backlog",
             "Undelivered queue entries per trigger",
             m.backlog.clone(),
+        );
+        registry.register(
+            "broker_backlog",
+            "Undelivered events per broker, as used for the 429 limit (Kafka/JetStream brokers: what the topic or stream holds for every process plus this process's windows and overflow)",
+            m.broker_backlog.clone(),
+        );
+        registry.register(
+            "broker_ready",
+            "1 while the broker takes events, 0 while its Kafka cluster or NATS server does not answer (or, for embedded brokers, while the store is degraded)",
+            m.broker_ready.clone(),
         );
         registry.register(
             "delivery_latency_seconds",
@@ -224,6 +238,22 @@ impl Metrics {
         self.backlog
             .get_or_create(&vec![("trigger", trigger.to_owned())])
             .set(i64::try_from(value).unwrap_or(i64::MAX));
+    }
+
+    /// Sets the per-broker gauges (done at scrape time): `brokers` replaces the previous set, so removed
+    /// brokers disappear.
+    pub fn set_brokers(&self, brokers: impl IntoIterator<Item = (String, bool, u64)>) {
+        self.broker_ready.clear();
+        self.broker_backlog.clear();
+        for (broker, ready, backlog) in brokers {
+            let labels = vec![("broker", broker)];
+            self.broker_ready
+                .get_or_create(&labels)
+                .set(i64::from(ready));
+            self.broker_backlog
+                .get_or_create(&labels)
+                .set(i64::try_from(backlog).unwrap_or(i64::MAX));
+        }
     }
 
     /// Counts a config reload.

@@ -7,7 +7,7 @@
 
 use crate::channel::kafka::{self, KafkaBackend, KafkaOptions};
 use crate::channel::nats::{self, NatsBackend, NatsOptions};
-use crate::channel::store::StoreChannel;
+use crate::channel::store::{StoreChannel, StoreHealth};
 use crate::channel::{BoxFuture, Channel, ParkRecord, ParkedEvent, Result, Subscription};
 use crate::config::{Backend, BrokerKey, Topology, TriggerKey};
 use crate::event::Event;
@@ -60,6 +60,22 @@ impl CompositeChannel {
             .brokers
             .get(broker)
             .map(|b| b.backend.clone())
+    }
+
+    /// Whether a broker takes events (`None`) or why not: for an embedded broker the store's health, for a
+    /// Kafka- or JetStream-backed broker whether its cluster or server answers. `None` for an unknown broker.
+    pub fn broker_not_ready(&self, broker: &BrokerKey) -> Option<String> {
+        match self.backend_of(broker)? {
+            Backend::Kafka(_) => self.kafka.not_ready(broker),
+            Backend::NatsJetStream(_) => self.nats.not_ready(broker),
+            Backend::Embedded => match self.store.health() {
+                StoreHealth::Healthy => None,
+                StoreHealth::Full { reason } => Some(format!("the store is full ({reason})")),
+                StoreHealth::Failed { reason } => Some(format!(
+                    "the store is recovering from a write failure ({reason})"
+                )),
+            },
+        }
     }
 
     /// Stops the Kafka consumers (committing finished offsets), flushes producers, then closes the store.
@@ -139,6 +155,9 @@ impl Channel for CompositeChannel {
         }
     }
 
+    /// Embedded: the store's queue entries. Kafka/JetStream: what the log still holds for the broker
+    /// (not consumed by this process and not finished by another) + this process's windows + its store
+    /// entries (overflow, redriven); each event counted once per place, never twice.
     fn backlog(&self, broker: &BrokerKey) -> u64 {
         self.store.backlog(broker) + self.kafka.backlog(broker) + self.nats.backlog(broker)
     }

@@ -25,10 +25,20 @@
 //!   away is recognised as stale and ignored (the new owner redelivers).
 //! - Parked events go to the embedded store's dead-letter table; a redrive puts them into the trigger's
 //!   store queue, which the trigger's subscription also reads.
+//! - **Health and backlog**: a probe per broker (every `probe_interval`, on a blocking thread, through the
+//!   broker's group member) reads the topic's metadata and high watermarks; every fourth probe, while this
+//!   process reads some but not all partitions, also the group's committed offsets of the others. While a
+//!   probe fails the broker is not ready and appends fail at once (503); the
+//!   first successful probe makes it ready again. The backlog combines the probe's watermarks and
+//!   committed offsets with the live consumer positions: records no process finished, without those this
+//!   process consumed (which its windows and the store count): for a partition this process owns, high
+//!   watermark − next offset to consume; for the others, high watermark − committed offset (the consumer
+//!   group's lag).
 
 use crate::channel::store::StoreChannel;
 use crate::channel::windows::{
-    offer, routes_for, Offered, Routes, TriggerQueues, WindowSubscription,
+    offer, routes_for, set_setup_failure, Offered, Reachability, Routes, TriggerQueues,
+    WindowSubscription,
 };
 use crate::channel::{ChannelError, Delivery, Result, Subscription};
 use crate::config::{Backend, BrokerKey, ContentMode, KafkaBrokerConfig, Topology, TriggerKey};
@@ -41,7 +51,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
@@ -95,6 +105,10 @@ pub struct KafkaOptions {
     pub topic_wait: Duration,
     /// Largest record the producer sends (`message.max.bytes`).
     pub max_message_bytes: usize,
+    /// How often each broker's topic is probed (readiness and the consumer group's lag).
+    pub probe_interval: Duration,
+    /// How long one probe request may take before the broker counts as down.
+    pub probe_timeout: Duration,
 }
 
 impl Default for KafkaOptions {
@@ -106,6 +120,8 @@ impl Default for KafkaOptions {
             session_timeout: Duration::from_secs(6),
             topic_wait: Duration::from_secs(15),
             max_message_bytes: 2 * 1024 * 1024,
+            probe_interval: Duration::from_millis(500),
+            probe_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -288,13 +304,28 @@ struct BrokerShared {
     /// Replaced when librdkafka reports a fatal error (an idempotent producer whose state the cluster
     /// lost cannot continue).
     producer: Mutex<(u64, FutureProducer)>,
-    /// `None` when the topic is ready; otherwise why it is not.
+    /// `None` once the topic was set up; otherwise why it is not.
     not_ready: Mutex<Option<String>>,
+    /// Whether the cluster answers (the probe's view).
+    outage: Reachability,
+    /// Watermarks and committed offsets from the last probe; the backlog combines them with the tracker's
+    /// live consumer positions.
+    marks: Mutex<Vec<PartitionMarks>>,
     tracker: Mutex<Tracker>,
     routes: ArcSwap<Routes>,
     invalid_records: AtomicU64,
     /// Partitions of the topic (from metadata when the consumer started).
     partitions: std::sync::atomic::AtomicUsize,
+}
+
+impl BrokerShared {
+    /// Why the broker cannot take events now, if it cannot.
+    fn not_ready(&self) -> Option<String> {
+        self.not_ready
+            .lock()
+            .clone()
+            .or_else(|| self.outage.reason())
+    }
 }
 
 struct BrokerRuntime {
@@ -383,6 +414,8 @@ impl KafkaBackend {
                     config: config.clone(),
                     producer: Mutex::new((0, producer)),
                     not_ready: Mutex::new(Some(format!("topic {} is not ready yet", config.topic))),
+                    outage: Reachability::default(),
+                    marks: Mutex::new(Vec::new()),
                     tracker: Mutex::new(Tracker::default()),
                     routes: ArcSwap::new(routes),
                     invalid_records: AtomicU64::new(0),
@@ -422,7 +455,8 @@ impl KafkaBackend {
         let shared = self
             .broker(broker)
             .ok_or_else(|| ChannelError::UnknownBroker(broker.clone()))?;
-        if let Some(reason) = shared.not_ready.lock().clone() {
+        // While the cluster is known to be down, answer at once rather than after the produce timeout.
+        if let Some(reason) = shared.not_ready() {
             return Err(ChannelError::Storage(reason));
         }
         let topic = shared.config.topic.as_str();
@@ -512,9 +546,16 @@ impl KafkaBackend {
         }
     }
 
-    /// In-memory entries of the broker's triggers (overflow is counted by the store).
+    /// The broker's backlog as far as Kafka knows it, without double counting: records not yet consumed by
+    /// this process and not finished by another (the consumer group's lag, from the last probe), plus the
+    /// entries in this process's trigger windows. Entries overflowed into the store are finished for Kafka
+    /// and counted by the store.
     pub fn backlog(&self, broker: &BrokerKey) -> u64 {
-        self.queues.backlog(broker)
+        let remote = self.broker(broker).map_or(0, |b| {
+            let marks = b.marks.lock();
+            remote_backlog(&marks, &b.tracker.lock())
+        });
+        remote + self.queues.backlog(broker)
     }
 
     /// In-memory entries of one trigger.
@@ -528,9 +569,10 @@ impl KafkaBackend {
             .map_or(0, |b| b.invalid_records.load(Ordering::Relaxed))
     }
 
-    /// Whether the broker's topic is usable (`None`) or why not.
+    /// Whether the broker's topic is usable (`None`) or why not (not set up yet, or the cluster does not
+    /// answer).
     pub fn not_ready(&self, broker: &BrokerKey) -> Option<String> {
-        self.broker(broker).and_then(|b| b.not_ready.lock().clone())
+        self.broker(broker).and_then(|b| b.not_ready())
     }
 
     /// Stops the consumers (committing what is finished) and flushes the producers.
@@ -707,8 +749,7 @@ async fn run_consumer(
                 break;
             }
             Err(reason) => {
-                tracing::warn!(broker = %shared.key, "{reason}");
-                *shared.not_ready.lock() = Some(reason);
+                set_setup_failure(&shared.key, &shared.not_ready, reason);
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = stop.changed() => return,
@@ -752,6 +793,15 @@ async fn run_consumer(
     }
     tracing::info!(broker = %shared.key, topic = %shared.config.topic, "consuming");
 
+    // 3. The probe (readiness, lag), through the group member itself: no second client of the group.
+    let consumer = Arc::new(consumer);
+    let probe_task = tokio::spawn(run_probe(
+        shared.clone(),
+        consumer.clone(),
+        options.clone(),
+        stop.clone(),
+    ));
+
     let mut tick = tokio::time::interval(options.commit_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut scratch = Vec::new();
@@ -776,7 +826,12 @@ async fn run_consumer(
             m = consumer.recv() => match m {
                 Ok(msg) => handle_record(&shared, &store, &msg, &mut scratch, &mut stop).await,
                 Err(e) => {
-                    tracing::warn!(broker = %shared.key, "consume: {e}");
+                    // While the cluster is down the probe has logged it once; no line per retry.
+                    if shared.outage.is_down() {
+                        tracing::debug!(broker = %shared.key, "consume: {e}");
+                    } else {
+                        tracing::warn!(broker = %shared.key, "consume: {e}");
+                    }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
@@ -788,6 +843,160 @@ async fn run_consumer(
         .closing
         .store(true, std::sync::atomic::Ordering::Release);
     consumer.unsubscribe();
+    // Let a probe in flight end (each request is bounded), so that the consumer closes here.
+    let _ = tokio::time::timeout(options.probe_timeout * 4, probe_task).await;
+}
+
+/// One partition as seen by the probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PartitionMarks {
+    partition: i32,
+    low: i64,
+    high: i64,
+    /// The consumer group's committed offset, if any.
+    committed: Option<i64>,
+}
+
+/// Metadata and watermarks of `topic` (blocking; every request bounded by `timeout`), read through the
+/// broker's group member. Only partition leaders are asked, never the group coordinator: this is the
+/// liveness check.
+fn probe<C: ConsumerContext>(
+    client: &impl Consumer<C>,
+    topic: &str,
+    timeout: Duration,
+) -> std::result::Result<Vec<PartitionMarks>, String> {
+    let metadata = client
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|e| format!("kafka: metadata of topic {topic}: {e}"))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+        .unwrap_or_default();
+    if partitions.is_empty() {
+        return Err(format!("kafka: topic {topic} does not exist"));
+    }
+    let mut marks = Vec::with_capacity(partitions.len());
+    for &partition in &partitions {
+        let (low, high) = client
+            .fetch_watermarks(topic, partition, timeout)
+            .map_err(|e| format!("kafka: watermarks of {topic}/{partition}: {e}"))?;
+        marks.push(PartitionMarks {
+            partition,
+            low,
+            high,
+            committed: None,
+        });
+    }
+    Ok(marks)
+}
+
+/// The group's committed offsets of `partitions` (blocking, bounded by `timeout`).
+fn committed<C: ConsumerContext>(
+    client: &impl Consumer<C>,
+    topic: &str,
+    partitions: &[i32],
+    timeout: Duration,
+) -> KafkaResult<Vec<(i32, i64)>> {
+    let mut list = TopicPartitionList::new();
+    for &p in partitions {
+        list.add_partition(topic, p);
+    }
+    let list = client.committed_offsets(list, timeout)?;
+    Ok(list
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some((e.partition(), o)),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Records no process finished yet and this process did not consume: for partitions this process reads,
+/// high watermark − next offset it will consume (live, so a record moving into a window is never counted
+/// twice); for the others, high watermark − committed offset (the group's lag). A partition whose position
+/// is unknown (not consumed here yet, no committed offset known) counts 0 rather than a guess. The
+/// watermarks are from the last probe, so records produced since are counted from the next probe on.
+fn remote_backlog(marks: &[PartitionMarks], tracker: &Tracker) -> u64 {
+    marks
+        .iter()
+        .map(|m| {
+            let next = tracker.partitions.get(&m.partition).and_then(|p| p.next);
+            let Some(consumed_to) = next.or(m.committed) else {
+                return 0;
+            };
+            u64::try_from(m.high - consumed_to.max(m.low)).unwrap_or(0)
+        })
+        .sum()
+}
+
+/// How many probes apart the committed offsets of other processes' partitions are read.
+const COMMITTED_EVERY: u32 = 4;
+
+/// Probes the broker's topic every `probe_interval`: readiness, and the lag no process holds.
+async fn run_probe(
+    shared: Arc<BrokerShared>,
+    client: Arc<StreamConsumer<GroupContext>>,
+    options: KafkaOptions,
+    mut stop: watch::Receiver<bool>,
+) {
+    // Committed offsets of partitions other processes read (last known; kept when a read fails).
+    let mut known: HashMap<i32, i64> = HashMap::new();
+    let mut round: u32 = 0;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(options.probe_interval) => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let (c, topic, timeout) = (
+            client.clone(),
+            shared.config.topic.clone(),
+            options.probe_timeout,
+        );
+        let result = tokio::task::spawn_blocking(move || probe(&*c, &topic, timeout))
+            .await
+            .unwrap_or_else(|e| Err(format!("kafka: probe task: {e}")));
+        let mut marks = match result {
+            Ok(marks) => {
+                shared.outage.set_up(&shared.key);
+                marks
+            }
+            Err(reason) => {
+                shared.outage.set_down(&shared.key, reason);
+                continue;
+            }
+        };
+        // The lag of partitions this process does not read needs the group coordinator (OffsetFetch).
+        // Asked less often, only while this process is a settled member reading some partitions (not
+        // during a rebalance, when it reads none), and never for liveness: a failure keeps the last values.
+        round = round.wrapping_add(1);
+        let (owned, others): (Vec<i32>, Vec<i32>) = {
+            let tracker = shared.tracker.lock();
+            marks
+                .iter()
+                .map(|m| m.partition)
+                .partition(|p| tracker.partitions.contains_key(p))
+        };
+        if !owned.is_empty() && !others.is_empty() && round % COMMITTED_EVERY == 0 {
+            let (c, topic) = (client.clone(), shared.config.topic.clone());
+            match tokio::task::spawn_blocking(move || committed(&*c, &topic, &others, timeout))
+                .await
+            {
+                Ok(Ok(offsets)) => known.extend(offsets),
+                Ok(Err(e)) => tracing::debug!(broker = %shared.key, "committed offsets: {e}"),
+                Err(e) => tracing::debug!(broker = %shared.key, "committed offsets task: {e}"),
+            }
+        }
+        for m in &mut marks {
+            m.committed = known.get(&m.partition).copied();
+        }
+        *shared.marks.lock() = marks;
+    }
 }
 
 fn commit(consumer: &StreamConsumer<GroupContext>, shared: &BrokerShared, mode: CommitMode) {
@@ -930,6 +1139,47 @@ mod tests {
             assert_eq!(decode_seq(seq), (g, p, o));
         }
         assert!(!is_kafka_seq(12345));
+    }
+
+    #[test]
+    fn remote_backlog_counts_what_no_one_consumed_once() {
+        let mut t = Tracker::default();
+        t.assign(0);
+        t.partitions.get_mut(&0).unwrap().next = Some(40);
+        let marks = [
+            // Ours: 40 consumed of 100 (those are in windows or the store): 60 left.
+            PartitionMarks {
+                partition: 0,
+                low: 0,
+                high: 100,
+                committed: Some(10),
+            },
+            // Another process's: lag 50 - 20.
+            PartitionMarks {
+                partition: 1,
+                low: 0,
+                high: 50,
+                committed: Some(20),
+            },
+            // Position unknown (not read here, no committed offset known): not guessed.
+            PartitionMarks {
+                partition: 2,
+                low: 5,
+                high: 8,
+                committed: None,
+            },
+            // A committed offset below the low watermark (records deleted): from the low watermark.
+            PartitionMarks {
+                partition: 3,
+                low: 5,
+                high: 8,
+                committed: Some(1),
+            },
+        ];
+        assert_eq!(remote_backlog(&marks, &t), 60 + 30 + 3);
+        // A watermark read before the consumer moved on never makes it negative.
+        t.partitions.get_mut(&0).unwrap().next = Some(120);
+        assert_eq!(remote_backlog(&marks, &t), 30 + 3);
     }
 
     #[test]

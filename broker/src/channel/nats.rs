@@ -16,10 +16,16 @@
 //!   a message is pending it is marked in progress (`+WPI`) every third of `ack_wait`, so JetStream only
 //!   redelivers messages of a process that died (after `ack_wait`).
 //! - Entry ids have bit 62 set (Kafka's have bit 63) and index the pending-message table.
+//! - **Health and backlog**: a probe per broker (every `probe_interval`) reads the durable consumer's info.
+//!   While the client is disconnected or the probe fails the broker is not ready and appends fail at once
+//!   (503); the first successful probe makes it ready again. The probe also caches the consumer's backlog
+//!   (`num_pending` + `num_ack_pending`, minus the messages this process holds, which its windows count), so
+//!   the broker's backlog covers what waits in the stream for every process, not only this one's share.
 
 use crate::channel::store::StoreChannel;
 use crate::channel::windows::{
-    offer, routes_for, Offered, Routes, TriggerQueues, WindowSubscription,
+    offer, routes_for, set_setup_failure, Offered, Reachability, Routes, TriggerQueues,
+    WindowSubscription,
 };
 use crate::channel::{ChannelError, Delivery, Result, Subscription};
 use crate::config::{
@@ -60,6 +66,10 @@ pub struct NatsOptions {
     pub publish_timeout: Duration,
     /// How long `apply_topology` waits for a new broker's stream before answering.
     pub stream_wait: Duration,
+    /// How often each broker's consumer info is read (readiness and backlog).
+    pub probe_interval: Duration,
+    /// How long a probe may take before the broker counts as down.
+    pub probe_timeout: Duration,
 }
 
 impl Default for NatsOptions {
@@ -70,6 +80,8 @@ impl Default for NatsOptions {
             max_ack_pending: 10_000,
             publish_timeout: Duration::from_secs(10),
             stream_wait: Duration::from_secs(10),
+            probe_interval: Duration::from_millis(500),
+            probe_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -88,6 +100,24 @@ fn nats_err(context: &str, e: impl std::fmt::Display) -> ChannelError {
     ChannelError::Storage(format!("nats: {context}: {e}"))
 }
 
+/// Server URLs without credentials (`nats://user:pass@host` → `nats://host`), for logs and reasons.
+fn redact(servers: &str) -> String {
+    servers
+        .split(',')
+        .map(|s| {
+            let s = s.trim();
+            let (scheme, rest) = s.split_once("://").map_or(("", s), |(a, b)| (a, b));
+            let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+            if scheme.is_empty() {
+                host.to_owned()
+            } else {
+                format!("{scheme}://{host}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// A message some triggers still work on.
 struct Pending {
     remaining: u32,
@@ -99,7 +129,13 @@ struct BrokerShared {
     config: NatsBrokerConfig,
     /// Set once connected and the stream exists.
     js: Mutex<Option<jetstream::Context>>,
+    /// Why the stream or consumer could not be set up (`None` once it was).
     not_ready: Mutex<Option<String>>,
+    /// Whether the server answers (the probe's view).
+    outage: Reachability,
+    /// Messages of the durable consumer not yet delivered or not yet acked (any process), from the last
+    /// probe.
+    waiting: AtomicU64,
     routes: ArcSwap<Routes>,
     pending: Mutex<HashMap<u64, Pending>>,
     next_seq: AtomicU64,
@@ -107,6 +143,14 @@ struct BrokerShared {
 }
 
 impl BrokerShared {
+    /// Why the broker cannot take events now, if it cannot.
+    fn not_ready(&self) -> Option<String> {
+        self.not_ready
+            .lock()
+            .clone()
+            .or_else(|| self.outage.reason())
+    }
+
     /// One trigger finished entry `seq`; acks the message when it was the last.
     fn finish(&self, seq: u64) {
         let done = {
@@ -200,12 +244,19 @@ impl NatsBackend {
                         "stream {} is not ready yet",
                         config.stream
                     ))),
+                    outage: Reachability::default(),
+                    waiting: AtomicU64::new(0),
                     routes: ArcSwap::new(routes),
                     pending: Mutex::new(HashMap::new()),
                     next_seq: AtomicU64::new(0),
                     invalid_messages: AtomicU64::new(0),
                 });
                 let (stop, stop_rx) = watch::channel(false);
+                tokio::spawn(run_probe(
+                    shared.clone(),
+                    self.options.clone(),
+                    stop_rx.clone(),
+                ));
                 let task = tokio::spawn(run_consumer(
                     shared.clone(),
                     self.store.clone(),
@@ -237,7 +288,7 @@ impl NatsBackend {
         let shared = self
             .broker(broker)
             .ok_or_else(|| ChannelError::UnknownBroker(broker.clone()))?;
-        if let Some(reason) = shared.not_ready.lock().clone() {
+        if let Some(reason) = shared.not_ready() {
             return Err(ChannelError::Storage(reason));
         }
         let js = shared
@@ -245,6 +296,10 @@ impl NatsBackend {
             .lock()
             .clone()
             .ok_or_else(|| ChannelError::Storage("nats: not connected".into()))?;
+        // A disconnected client would buffer the publish until the PubAck timeout: answer at once instead.
+        if js.client().connection_state() != async_nats::connection::State::Connected {
+            return Err(ChannelError::Storage("nats: not connected".into()));
+        }
         let mut acks = Vec::with_capacity(events.len());
         for event in events {
             let message = binding::encode(event, ContentMode::Binary);
@@ -299,9 +354,18 @@ impl NatsBackend {
         }
     }
 
-    /// In-memory entries of the broker's triggers.
+    /// The broker's backlog as far as JetStream knows it, without double counting: messages of the durable
+    /// consumer not yet delivered or not yet acked by any process (from the last probe), minus the messages
+    /// this process holds, plus the entries in this process's trigger windows. Entries overflowed into
+    /// the store are acked in JetStream and counted by the store.
     pub fn backlog(&self, broker: &BrokerKey) -> u64 {
-        self.queues.backlog(broker)
+        let remote = self.broker(broker).map_or(0, |b| {
+            // The messages this process holds now are in its windows: subtracted here (live), so a message
+            // moving from the stream into a window between two probes is not counted twice.
+            let held = b.pending.lock().len() as u64;
+            b.waiting.load(Ordering::Relaxed).saturating_sub(held)
+        });
+        remote + self.queues.backlog(broker)
     }
 
     /// In-memory entries of one trigger.
@@ -309,9 +373,10 @@ impl NatsBackend {
         self.queues.trigger_backlog(trigger)
     }
 
-    /// Whether the broker's stream is usable (`None`) or why not.
+    /// Whether the broker's stream is usable (`None`) or why not (set up failed, or the server does not
+    /// answer).
     pub fn not_ready(&self, broker: &BrokerKey) -> Option<String> {
-        self.broker(broker).and_then(|b| b.not_ready.lock().clone())
+        self.broker(broker).and_then(|b| b.not_ready())
     }
 
     /// Messages of the broker's stream that were not valid CloudEvents (terminated).
@@ -357,7 +422,7 @@ async fn setup(
         .connection_timeout(Duration::from_secs(5))
         .connect(shared.config.servers.as_str())
         .await
-        .map_err(|e| format!("connect {}: {e}", shared.config.servers))?;
+        .map_err(|e| format!("connect {}: {e}", redact(&shared.config.servers)))?;
     let js = jetstream::new(client);
     let config = stream_config(&shared.config);
     if js.get_stream(&config.name).await.is_ok() {
@@ -403,8 +468,7 @@ async fn run_consumer(
         let (js, consumer) = match setup(&shared, &options).await {
             Ok(v) => v,
             Err(reason) => {
-                tracing::warn!(broker = %shared.key, "{reason}");
-                *shared.not_ready.lock() = Some(reason);
+                set_setup_failure(&shared.key, &shared.not_ready, reason);
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = stop.changed() => return,
@@ -415,8 +479,9 @@ async fn run_consumer(
         };
         backoff = Duration::from_millis(200);
         *shared.js.lock() = Some(js);
-        *shared.not_ready.lock() = None;
-        tracing::info!(broker = %shared.key, stream = %shared.config.stream, "consuming");
+        if shared.not_ready.lock().take().is_some() {
+            tracing::info!(broker = %shared.key, stream = %shared.config.stream, "consuming");
+        }
         let ended = consume(&shared, &store, &options, consumer, &mut stop).await;
         if ended {
             return;
@@ -458,11 +523,72 @@ async fn consume(
             m = messages.next() => match m {
                 Some(Ok(m)) => handle_message(shared, store, m, &mut scratch, stop).await,
                 Some(Err(e)) => {
-                    tracing::warn!(broker = %shared.key, "consume: {e}");
+                    // While the server is down the probe has logged it once; no line per retry.
+                    if shared.outage.is_down() {
+                        tracing::debug!(broker = %shared.key, "consume: {e}");
+                    } else {
+                        tracing::warn!(broker = %shared.key, "consume: {e}");
+                    }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 None => return false,
             },
+        }
+    }
+}
+
+/// Reads the broker's consumer info every `probe_interval`: readiness (the client is connected and the
+/// server answers within `probe_timeout`) and the backlog JetStream holds for every process.
+async fn run_probe(
+    shared: Arc<BrokerShared>,
+    options: NatsOptions,
+    mut stop: watch::Receiver<bool>,
+) {
+    let name = consumer_name(&shared.key);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(options.probe_interval) => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        // Before the first setup the consumer task's reason says why the broker is not ready.
+        let Some(js) = shared.js.lock().clone() else {
+            continue;
+        };
+        if js.client().connection_state() != async_nats::connection::State::Connected {
+            shared.outage.set_down(
+                &shared.key,
+                format!("nats: not connected to {}", redact(&shared.config.servers)),
+            );
+            continue;
+        }
+        let info = tokio::time::timeout(
+            options.probe_timeout,
+            js.get_consumer_from_stream::<consumer::pull::Config, _, _>(
+                name.as_str(),
+                shared.config.stream.as_str(),
+            ),
+        )
+        .await;
+        match info {
+            Ok(Ok(c)) => {
+                let info = c.cached_info();
+                let waiting = info.num_pending + info.num_ack_pending as u64;
+                shared.waiting.store(waiting, Ordering::Relaxed);
+                shared.outage.set_up(&shared.key);
+            }
+            Ok(Err(e)) => shared
+                .outage
+                .set_down(&shared.key, format!("nats: consumer {name}: {e}")),
+            Err(_) => shared.outage.set_down(
+                &shared.key,
+                format!(
+                    "nats: consumer {name}: no answer within {:?}",
+                    options.probe_timeout
+                ),
+            ),
         }
     }
 }
@@ -547,6 +673,14 @@ mod tests {
             crate::channel::kafka::KAFKA_SEQ_FLAG | NATS_SEQ_FLAG | 5
         ));
         assert!(!crate::channel::kafka::is_kafka_seq(NATS_SEQ_FLAG | 5));
+    }
+
+    #[test]
+    fn credentials_are_not_shown() {
+        assert_eq!(
+            redact("nats://u:p@a:4222, tls://b:4222,c:1"),
+            "nats://a:4222,tls://b:4222,c:1"
+        );
     }
 
     #[test]

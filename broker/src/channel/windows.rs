@@ -164,6 +164,52 @@ async fn overflow(
     }
 }
 
+/// Whether a broker's external log (Kafka cluster, NATS server) answers, as seen by the broker's background
+/// probe: ingress refuses appends at once (503) while it is down. Each transition is logged once.
+#[derive(Default)]
+pub(crate) struct Reachability {
+    down: Mutex<Option<String>>,
+}
+
+impl Reachability {
+    /// The probe failed: the broker is down (logged when it was up).
+    pub(crate) fn set_down(&self, broker: &BrokerKey, reason: String) {
+        let mut down = self.down.lock();
+        if down.is_none() {
+            tracing::warn!(broker = %broker, "broker not ready: {reason}; its ingress answers 503 until it is reachable again");
+        }
+        *down = Some(reason);
+    }
+
+    /// The probe succeeded: the broker is up (logged when it was down).
+    pub(crate) fn set_up(&self, broker: &BrokerKey) {
+        if self.down.lock().take().is_some() {
+            tracing::info!(broker = %broker, "broker ready again");
+        }
+    }
+
+    /// Why the broker is down, if it is.
+    pub(crate) fn reason(&self) -> Option<String> {
+        self.down.lock().clone()
+    }
+
+    /// Whether the broker is down.
+    pub(crate) fn is_down(&self) -> bool {
+        self.down.lock().is_some()
+    }
+}
+
+/// Records a setup failure reason, logging it only when it changed (not on every retry).
+pub(crate) fn set_setup_failure(broker: &BrokerKey, slot: &Mutex<Option<String>>, reason: String) {
+    let mut slot = slot.lock();
+    if slot.as_deref() != Some(reason.as_str()) {
+        tracing::warn!(broker = %broker, "{reason}; retrying in the background");
+    } else {
+        tracing::debug!(broker = %broker, "{reason}; retrying in the background");
+    }
+    *slot = Some(reason);
+}
+
 /// The trigger windows of one log-backed backend, replaced as a whole on each topology.
 pub(crate) struct TriggerQueues {
     window: usize,
