@@ -108,6 +108,16 @@ impl Data {
             Data::Json(b) | Data::Binary(b) | Data::Text(b) => Some(b),
         }
     }
+
+    /// Copies the payload into an allocation of its own. A payload parsed without copying is a view
+    /// into the request's network buffer and keeps that whole buffer (often many times the payload)
+    /// alive; anything kept in memory for long (a trigger's buffered deliveries) must not pin it.
+    pub fn detach(&mut self) {
+        match self {
+            Data::None => {}
+            Data::Json(b) | Data::Binary(b) | Data::Text(b) => *b = Bytes::copy_from_slice(b),
+        }
+    }
 }
 
 /// A validated CloudEvent.

@@ -159,7 +159,7 @@ pub struct StoreOptions {
     /// Max encoded bytes per write transaction. Default 8 MiB.
     pub max_batch_bytes: usize,
     /// In-memory entries buffered per trigger before its consumer falls back to reading the database.
-    /// Default 1024.
+    /// Default 256 (with a page of the same size read back at a time, a trigger holds at most ~512 events).
     pub trigger_buffer: usize,
     /// Capacity of the writer's command queue (callers wait when it is full). Default 8192.
     pub queue_depth: usize,
@@ -180,7 +180,7 @@ impl Default for StoreOptions {
         StoreOptions {
             max_batch_events: 4096,
             max_batch_bytes: 8 << 20,
-            trigger_buffer: 1024,
+            trigger_buffer: 256,
             queue_depth: 8192,
             cache_bytes: 32 << 20,
             min_free_bytes: None,
@@ -722,6 +722,11 @@ impl Channel for StoreChannel {
             // Refused at once while degraded (the writer would refuse it too, after queueing).
             if let Some(e) = self.inner.shared.refusal() {
                 return Err(e);
+            }
+            let mut events = events;
+            for e in &mut events {
+                // Buffered deliveries must not pin the request's network buffer (memory bound).
+                e.data.detach();
             }
             let (encoded, ends) = encode_batch(&events);
             self.call(move |respond| Command::Append {
