@@ -965,6 +965,8 @@ impl Writer {
                 // failed; acking twice is a no-op).
                 self.deferred_acks.append(&mut self.acks);
                 self.deferred_acks.truncate(MAX_DEFERRED_ACKS);
+                // The state first: whoever gets an error below sees the store degraded.
+                self.fail(&e);
                 let answer = match &e {
                     ChannelError::Full => ChannelError::Full,
                     _ => ChannelError::Storage("the store failed to commit".into()),
@@ -976,7 +978,6 @@ impl Writer {
                     };
                     let _ = respond.send(result.and(Err(again)));
                 }
-                self.fail(&e);
             }
         }
     }
