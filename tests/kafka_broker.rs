@@ -652,8 +652,10 @@ async fn the_backlog_limit_of_one_process_counts_what_another_process_has_not_fi
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     assert_eq!(rejected.header("retry-after").as_deref(), Some("1"));
+    // The estimate may count an entry twice while a rebalance is settling: a record still in flight in A's
+    // window from a partition that moved to B is also B's lag (at most max-inflight = 1 per process).
     assert!(
-        sent >= limit,
+        sent + 2 >= limit,
         "429 after only {sent} accepted (limit {limit})"
     );
     // A's broker backlog includes B's unfinished records: more than what A holds for the trigger itself.
