@@ -783,14 +783,21 @@ impl redb::StorageBackend for FlakyBackend {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_commit_fails_every_waiter_and_applies_nothing() {
+/// A store on a `FlakyBackend` (failing like a full volume when `full`) with broker `b` and trigger `t1`;
+/// writes fail while the returned flag is set.
+async fn flaky_store(full: bool) -> (Arc<std::sync::atomic::AtomicBool>, StoreChannel) {
     let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let ch = StoreChannel::with_backend(FlakyBackend::new(&fail, false), StoreOptions::default())
+    let ch = StoreChannel::with_backend(FlakyBackend::new(&fail, full), StoreOptions::default())
         .expect("store");
     ch.apply_topology(topology(&["b"], &[("t1", "b")]))
         .await
         .expect("topology");
+    (fail, ch)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_commit_fails_every_waiter_and_applies_nothing() {
+    let (fail, ch) = flaky_store(false).await;
     ch.append(&bkey("b"), evs(0..1)).await.expect("append");
     let before = ch.stats().expect("stats");
 
@@ -827,12 +834,7 @@ async fn until(what: &str, mut f: impl FnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_store_keeps_acks_and_parks_and_recovers_by_itself() {
     use switchyard_broker::channel::store::StoreHealth;
-    let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let ch = StoreChannel::with_backend(FlakyBackend::new(&fail, false), StoreOptions::default())
-        .expect("store");
-    ch.apply_topology(topology(&["b"], &[("t1", "b")]))
-        .await
-        .expect("topology");
+    let (fail, ch) = flaky_store(false).await;
     ch.append(&bkey("b"), evs(0..5)).await.expect("append");
     let mut sub = ch.subscribe(&tkey("t1")).expect("sub");
     let d = next_n(&mut sub, 2).await;
@@ -899,12 +901,7 @@ async fn a_failed_store_keeps_acks_and_parks_and_recovers_by_itself() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_volume_is_reported_as_full() {
     use switchyard_broker::channel::store::StoreHealth;
-    let full = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let ch = StoreChannel::with_backend(FlakyBackend::new(&full, true), StoreOptions::default())
-        .expect("store");
-    ch.apply_topology(topology(&["b"], &[("t1", "b")]))
-        .await
-        .expect("topology");
+    let (full, ch) = flaky_store(true).await;
     full.store(true, std::sync::atomic::Ordering::SeqCst);
     let err = ch.append(&bkey("b"), evs(0..1)).await.expect_err("ENOSPC");
     assert!(matches!(err, ChannelError::Full), "{err:?}");

@@ -713,7 +713,7 @@ impl Channel for StoreChannel {
     fn append<'a>(
         &'a self,
         broker: &'a BrokerKey,
-        events: Vec<Event>,
+        mut events: Vec<Event>,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             if events.is_empty() {
@@ -723,7 +723,6 @@ impl Channel for StoreChannel {
             if let Some(e) = self.inner.shared.refusal() {
                 return Err(e);
             }
-            let mut events = events;
             for e in &mut events {
                 // Buffered deliveries must not pin the request's network buffer (memory bound).
                 e.data.detach();

@@ -967,17 +967,11 @@ impl Writer {
                 self.deferred_acks.truncate(MAX_DEFERRED_ACKS);
                 // The state first: whoever gets an error below sees the store degraded.
                 self.fail(&e);
-                let answer = match &e {
-                    ChannelError::Full => ChannelError::Full,
-                    _ => ChannelError::Storage("the store failed to commit".into()),
-                };
-                for (respond, result) in self.replies.drain(..) {
-                    let again = match &answer {
-                        ChannelError::Full => ChannelError::Full,
-                        other => ChannelError::Storage(other.to_string()),
-                    };
-                    let _ = respond.send(result.and(Err(again)));
+                let mut replies = std::mem::take(&mut self.replies);
+                for (respond, result) in replies.drain(..) {
+                    let _ = respond.send(result.and(Err(self.failed_error())));
                 }
+                self.replies = replies;
             }
         }
     }
