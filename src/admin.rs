@@ -121,9 +121,7 @@ async fn brokers(State(s): State<AdminState>) -> Json<Value> {
                         "subscriber": t.subscriber.to_string(),
                         "backlog": s.live.channel.trigger_backlog(&t.key),
                     });
-                    if s.live.channel.kafka().has_trigger(&t.key)
-                        || s.live.channel.nats().has_trigger(&t.key)
-                    {
+                    if s.live.channel.trigger_on_log(&t.key) {
                         // Entries kept in the data dir because the trigger's in-memory window was full.
                         v["overflowBacklog"] =
                             json!(s.live.channel.store().trigger_backlog(&t.key));
@@ -144,19 +142,18 @@ async fn brokers(State(s): State<AdminState>) -> Json<Value> {
             }
             match topology.brokers.get(b).map(|spec| &spec.backend) {
                 Some(Backend::Kafka(k)) => {
-                    let kafka = s.live.channel.kafka();
                     v["backend"] = json!("kafka");
                     v["topic"] = json!(k.topic);
                     v["consumerGroup"] = json!(consumer_group(b));
-                    v["invalidRecords"] = json!(kafka.invalid_records(b));
+                    v["invalidRecords"] = json!(s.live.channel.invalid_records(b));
                 }
                 Some(Backend::NatsJetStream(n)) => {
                     v["backend"] = json!("nats");
                     v["stream"] = json!(n.stream);
                     v["consumer"] = json!(nats_consumer_name(b));
-                    v["invalidMessages"] = json!(s.live.channel.nats().invalid_messages(b));
+                    v["invalidMessages"] = json!(s.live.channel.invalid_records(b));
                 }
-                _ => v["backend"] = json!("embedded"),
+                Some(Backend::Embedded) | None => v["backend"] = json!("embedded"),
             }
             v
         })

@@ -274,11 +274,11 @@ pub async fn start(opts: ServeOptions) -> Result<RunningApp, StartError> {
         }
         None => StoreChannel::in_memory(opts.store.clone()).context("in-memory store")?,
     };
-    let channel = Arc::new(CompositeChannel::new(
-        Arc::new(store),
-        opts.kafka.clone(),
-        opts.nats.clone(),
-    ));
+    let channel = Arc::new(
+        CompositeChannel::new(Arc::new(store))
+            .with_kafka(opts.kafka.clone())
+            .with_nats(opts.nats.clone()),
+    );
     let dyn_channel: Arc<dyn Channel> = channel.clone();
     let metrics = Arc::new(Metrics::new());
     let dispatcher = Dispatcher::new(

@@ -84,7 +84,7 @@ fn main() {
                             // Acks run concurrently, as the dispatcher's would.
                             tokio::spawn(async move {
                                 // The run may end (and the store close) with acks in flight.
-                                if ch.ack(&trigger, d.seq).await.is_ok() {
+                                if ch.ack(&trigger, d.id).await.is_ok() {
                                     acked.fetch_add(1, Ordering::Relaxed);
                                 }
                             });

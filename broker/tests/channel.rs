@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_broker::channel::store::{StoreChannel, StoreOptions};
-use switchyard_broker::channel::{Channel, ChannelError, Delivery, ParkRecord, Subscription};
+use switchyard_broker::channel::{
+    Channel, ChannelError, Delivery, EntryId, ParkRecord, Subscription,
+};
 use switchyard_broker::config::{BrokerKey, BrokerSpec, Topology, TriggerKey, TriggerSpec};
 use switchyard_broker::event::Event;
 use switchyard_broker::filter::Filter;
@@ -126,9 +128,9 @@ async fn append_delivers_to_every_matching_trigger_in_order() {
     let d2 = next_n(&mut s2, 3).await;
     assert_eq!(ids(&d1), names(1..4));
     assert_eq!(ids(&d2), names(1..4));
-    assert!(d1.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert!(d1.windows(2).all(|w| w[0].id < w[1].id));
     for (a, b) in d1.iter().zip(&d2) {
-        assert_eq!(a.seq, b.seq);
+        assert_eq!(a.id, b.id);
         // ...then from the in-memory buffers: one `Arc<Event>` shared by both triggers.
         assert!(Arc::ptr_eq(&a.event, &b.event));
     }
@@ -164,7 +166,7 @@ async fn a_trigger_that_never_acks_does_not_block_another() {
             .await
             .expect("append");
         for d in next_n(&mut s2, 10).await {
-            ch.ack(&tkey("t2"), d.seq).await.expect("ack");
+            ch.ack(&tkey("t2"), d.id).await.expect("ack");
         }
     }
     assert_eq!(ch.trigger_backlog(&tkey("t1")), 30);
@@ -184,17 +186,21 @@ async fn acks_reclaim_space_and_are_idempotent() {
     let d1 = next_n(&mut s1, 5).await;
     let d2 = next_n(&mut s2, 5).await;
     for d in &d1 {
-        ch.ack(&tkey("t1"), d.seq).await.expect("ack t1");
+        ch.ack(&tkey("t1"), d.id).await.expect("ack t1");
     }
     // Still referenced by t2.
     assert_eq!(ch.stats().expect("stats").events, 5);
     for d in &d2 {
-        ch.ack(&tkey("t2"), d.seq).await.expect("ack t2");
+        ch.ack(&tkey("t2"), d.id).await.expect("ack t2");
     }
     // Acking again, or a seq that never existed, changes nothing.
-    ch.ack(&tkey("t2"), d2[0].seq).await.expect("double ack");
-    ch.ack(&tkey("t1"), 9_999).await.expect("unknown seq");
-    ch.ack(&tkey("gone"), 0).await.expect("unknown trigger");
+    ch.ack(&tkey("t2"), d2[0].id).await.expect("double ack");
+    ch.ack(&tkey("t1"), EntryId::seq(9_999))
+        .await
+        .expect("unknown seq");
+    ch.ack(&tkey("gone"), EntryId::seq(0))
+        .await
+        .expect("unknown trigger");
     let stats = ch.stats().expect("stats");
     assert_eq!(
         (stats.events, stats.refs, stats.queue_entries),
@@ -217,10 +223,10 @@ async fn restart_redelivers_unacked_entries_only() {
         ch.append(&bkey("b"), evs(0..4)).await.expect("append");
         let mut s1 = ch.subscribe(&tkey("t1")).expect("sub");
         let d = next_n(&mut s1, 4).await;
-        last_seq = d[3].seq;
+        last_seq = d[3].id;
         // Ack the first two (ack-only batches are committed non-durably; close makes them durable).
-        ch.ack(&tkey("t1"), d[0].seq).await.expect("ack");
-        ch.ack(&tkey("t1"), d[1].seq).await.expect("ack");
+        ch.ack(&tkey("t1"), d[0].id).await.expect("ack");
+        ch.ack(&tkey("t1"), d[1].id).await.expect("ack");
         ch.close().await.expect("close");
         ch.close().await.expect("close is idempotent");
         assert!(ended(&mut s1).await, "subscriptions end at close");
@@ -243,7 +249,7 @@ async fn restart_redelivers_unacked_entries_only() {
     ch.append(&bkey("b"), evs(4..5)).await.expect("append");
     let d = next(&mut s1).await;
     assert_eq!(d.event.id, "e4");
-    assert!(d.seq > last_seq);
+    assert!(d.id > last_seq);
 }
 
 #[tokio::test]
@@ -261,11 +267,11 @@ async fn sequence_numbers_keep_increasing_across_restarts_after_everything_was_a
         let d = next_n(&mut s, 3).await;
         assert_eq!(ids(&d), names(round * 3..round * 3 + 3));
         if let Some(last) = last_seq {
-            assert!(d[0].seq > last, "round {round}: {} after {last}", d[0].seq);
+            assert!(d[0].id > last, "round {round}: {} after {last}", d[0].id);
         }
-        last_seq = Some(d[2].seq);
+        last_seq = Some(d[2].id);
         for d in &d {
-            ch.ack(&tkey("t1"), d.seq).await.expect("ack");
+            ch.ack(&tkey("t1"), d.id).await.expect("ack");
         }
         // Nothing is left that would tell the next open which seqs were used.
         let stats = ch.stats().expect("stats");
@@ -293,15 +299,15 @@ async fn reference_rows_exist_only_for_events_shared_by_several_triggers() {
     assert_eq!(ch.stats().expect("stats").refs, 2);
     let d1 = next_n(&mut s1, 2).await;
     let d2 = next_n(&mut s2, 2).await;
-    ch.ack(&tkey("t1"), d1[0].seq).await.expect("ack");
+    ch.ack(&tkey("t1"), d1[0].id).await.expect("ack");
     // Down to one reference: the row goes, the event stays.
     let stats = ch.stats().expect("stats");
     assert_eq!((stats.events, stats.refs), (2, 1), "{stats:?}");
-    ch.ack(&tkey("t2"), d2[0].seq).await.expect("ack");
+    ch.ack(&tkey("t2"), d2[0].id).await.expect("ack");
     let stats = ch.stats().expect("stats");
     assert_eq!((stats.events, stats.refs), (1, 1), "{stats:?}");
-    ch.ack(&tkey("t2"), d2[1].seq).await.expect("ack");
-    ch.ack(&tkey("t1"), d1[1].seq).await.expect("ack");
+    ch.ack(&tkey("t2"), d2[1].id).await.expect("ack");
+    ch.ack(&tkey("t1"), d1[1].id).await.expect("ack");
     let stats = ch.stats().expect("stats");
     assert_eq!((stats.events, stats.refs, stats.queue_entries), (0, 0, 0));
 }
@@ -318,16 +324,16 @@ async fn many_concurrent_acks_in_any_order_remove_exactly_the_acked_entries() {
     // them newest first. All at once, so that they land in a few batches in mixed order.
     let mut acks = Vec::new();
     for (i, d) in d1.iter().enumerate().filter(|(i, _)| i % 2 == 1) {
-        acks.push(("t1", d.seq));
+        acks.push(("t1", d.id));
         if i % 7 == 0 {
-            acks.push(("t1", d.seq));
+            acks.push(("t1", d.id));
         }
     }
     for (_, d) in d1.iter().enumerate().filter(|(i, _)| i % 6 == 0) {
-        acks.push(("t1", d.seq));
+        acks.push(("t1", d.id));
     }
     for d in d2.iter().rev() {
-        acks.push(("t2", d.seq));
+        acks.push(("t2", d.id));
     }
     let tasks: Vec<_> = acks
         .into_iter()
@@ -367,7 +373,7 @@ async fn dropping_the_last_handle_releases_the_file_durably() {
         ch.append(&bkey("b"), evs(0..3)).await.expect("append");
         let mut s = ch.subscribe(&tkey("t1")).expect("sub");
         let first = next(&mut s).await;
-        ch.ack(&tkey("t1"), first.seq).await.expect("ack");
+        ch.ack(&tkey("t1"), first.id).await.expect("ack");
     }
     let ch = StoreChannel::open(dir.path(), StoreOptions::default()).expect("reopen after drop");
     ch.apply_topology(topo).await.expect("topology");
@@ -421,7 +427,7 @@ async fn a_removed_trigger_ends_its_subscription_and_frees_its_entries() {
     let stats = ch.stats().expect("stats");
     assert_eq!((stats.queue_entries, stats.triggers), (3, 1));
     for d in next_n(&mut s1, 3).await {
-        ch.ack(&tkey("t1"), d.seq).await.expect("ack");
+        ch.ack(&tkey("t1"), d.id).await.expect("ack");
     }
     assert_eq!(
         ch.stats().expect("stats").events,
@@ -472,18 +478,19 @@ async fn park_list_and_redrive() {
         switchyard_broker::event::ExtValue::Int(503),
     );
     let record = park_record(parked_event.clone());
-    ch.park(&tkey("t1"), d[0].seq, record.clone())
+    ch.park(&tkey("t1"), d[0].id, record.clone())
         .await
         .expect("park");
     // Parking an entry that is gone (already parked) does not create a second dead letter.
-    ch.park(&tkey("t1"), d[0].seq, record.clone())
+    ch.park(&tkey("t1"), d[0].id, record.clone())
         .await
         .expect("double park is a no-op");
     assert!(matches!(
-        ch.park(&tkey("nope"), 0, record.clone()).await,
+        ch.park(&tkey("nope"), EntryId::seq(0), record.clone())
+            .await,
         Err(ChannelError::UnknownTrigger(_))
     ));
-    ch.park(&tkey("t1"), d[1].seq, park_record((*d[1].event).clone()))
+    ch.park(&tkey("t1"), d[1].id, park_record((*d[1].event).clone()))
         .await
         .expect("park");
     assert_eq!(ch.trigger_backlog(&tkey("t1")), 0);
@@ -501,7 +508,7 @@ async fn park_list_and_redrive() {
     ch.redrive(parked[0].id).await.expect("redrive");
     let again = next(&mut s1).await;
     assert_eq!(*again.event, parked_event);
-    assert!(again.seq > d[1].seq, "redriven as a new entry");
+    assert!(again.id > d[1].id, "redriven as a new entry");
     // Only t1 gets the redriven event.
     assert_eq!(ch.trigger_backlog(&tkey("t1")), 1);
     assert_eq!(ch.trigger_backlog(&tkey("t2")), 2);
@@ -609,9 +616,9 @@ async fn buffer_overflow_falls_back_to_the_database_in_order_exactly_once() {
     let got = next_n(&mut sub, 100).await;
     producer.await.expect("producer");
     assert_eq!(ids(&got), names(0..100));
-    assert!(got.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert!(got.windows(2).all(|w| w[0].id < w[1].id));
     for d in &got {
-        ch.ack(&tkey("t1"), d.seq).await.expect("ack");
+        ch.ack(&tkey("t1"), d.id).await.expect("ack");
     }
     assert_eq!(ch.trigger_backlog(&tkey("t1")), 0);
     // Back to the in-memory path afterwards.
@@ -687,8 +694,8 @@ async fn backlog_counts_undelivered_entries_per_trigger_and_broker() {
 
     let mut s = ch.subscribe(&tkey("a1")).expect("sub");
     let d = next_n(&mut s, 2).await;
-    ch.ack(&tkey("a1"), d[0].seq).await.expect("ack");
-    ch.park(&tkey("a1"), d[1].seq, park_record((*d[1].event).clone()))
+    ch.ack(&tkey("a1"), d[0].id).await.expect("ack");
+    ch.park(&tkey("a1"), d[1].id, park_record((*d[1].event).clone()))
         .await
         .expect("park");
     assert_eq!(ch.trigger_backlog(&tkey("a1")), 1);
@@ -706,7 +713,7 @@ async fn a_second_subscription_replaces_the_first_and_redelivers_unacked() {
     let mut first = ch.subscribe(&tkey("t1")).expect("sub");
     ch.append(&bkey("b"), evs(0..3)).await.expect("append");
     let d = next_n(&mut first, 2).await;
-    ch.ack(&tkey("t1"), d[0].seq).await.expect("ack");
+    ch.ack(&tkey("t1"), d[0].id).await.expect("ack");
     let mut second = ch.subscribe(&tkey("t1")).expect("sub again");
     assert!(ended(&mut first).await);
     assert_eq!(ids(&next_n(&mut second, 2).await), names(1..3));
@@ -857,12 +864,12 @@ async fn a_failed_store_keeps_acks_and_parks_and_recovers_by_itself() {
         "storage failure: the store is recovering from a write failure"
     );
     // Deliveries made while failed: the ack is kept in memory, the park waits for the recovery.
-    ch.ack(&tkey("t1"), d[0].seq)
+    ch.ack(&tkey("t1"), d[0].id)
         .await
         .expect("ack kept while failed");
     let parking = {
         let ch = ch.clone();
-        let seq = d[1].seq;
+        let seq = d[1].id;
         tokio::spawn(async move {
             let record = ParkRecord {
                 reason: "retries-exhausted".into(),
@@ -947,7 +954,7 @@ async fn steady_load_does_not_grow_the_file_and_a_drained_store_shrinks() {
         n += 100;
     }
     for d in next_n(&mut sub, 2000).await {
-        ch.ack(&tkey("t1"), d.seq).await.expect("ack");
+        ch.ack(&tkey("t1"), d.id).await.expect("ack");
     }
     ch.flush().await.expect("flush");
     let first = std::fs::metadata(&file).unwrap().len();
@@ -960,7 +967,7 @@ async fn steady_load_does_not_grow_the_file_and_a_drained_store_shrinks() {
         n += 100;
         sent += 100 * 4096;
         for d in next_n(&mut sub, 100).await {
-            ch.ack(&tkey("t1"), d.seq).await.expect("ack");
+            ch.ack(&tkey("t1"), d.id).await.expect("ack");
         }
         largest = largest.max(std::fs::metadata(&file).unwrap().len());
     }
@@ -976,4 +983,46 @@ async fn steady_load_does_not_grow_the_file_and_a_drained_store_shrinks() {
     .await;
     assert!(std::fs::metadata(&file).unwrap().len() < first / 4);
     ch.close().await.expect("close");
+}
+
+/// A broker whose class needs a log backend the channel does not have (a build without the `kafka` or
+/// `nats` feature) is refused when the topology is applied, with a message naming the broker and the
+/// missing feature; embedded brokers of the same channel keep working.
+#[tokio::test]
+async fn a_broker_class_without_its_backend_is_refused_by_name() {
+    use switchyard_broker::channel::composite::CompositeChannel;
+    use switchyard_broker::config::{Backend, KafkaBrokerConfig};
+    let store = Arc::new(StoreChannel::in_memory(StoreOptions::default()).expect("store"));
+    let ch = CompositeChannel::new(store.clone());
+    let mut kafka = broker("k");
+    kafka.class = "Kafka".into();
+    kafka.backend = Backend::Kafka(KafkaBrokerConfig {
+        bootstrap_servers: "127.0.0.1:9".into(),
+        topic: "knative-broker-ns-k".into(),
+        external_topic: false,
+        partitions: 1,
+        replication_factor: 1,
+    });
+    let with_kafka = Arc::new(Topology::new(
+        vec![broker("b"), kafka],
+        vec![trigger("t1", "b"), trigger("tk", "k")],
+    ));
+    let err = ch
+        .apply_topology(with_kafka)
+        .await
+        .expect_err("no Kafka backend in this channel");
+    assert!(matches!(err, ChannelError::Unsupported(_)), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("broker default/k") && text.contains("Kafka") && text.contains("`kafka`"),
+        "{text}"
+    );
+    // The embedded broker alone is fine.
+    ch.apply_topology(topology(&["b"], &[("t1", "b")]))
+        .await
+        .expect("embedded only");
+    ch.append(&bkey("b"), evs(0..2)).await.expect("append");
+    let mut sub = ch.subscribe(&tkey("t1")).expect("subscribe");
+    assert_eq!(next_n(&mut sub, 2).await.len(), 2);
+    store.close().await.expect("close");
 }

@@ -8,7 +8,7 @@ use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use std::time::{Duration, Instant, SystemTime};
-use switchyard_broker::channel::{Delivery, ParkRecord};
+use switchyard_broker::channel::{Delivery, EntryId, ParkRecord};
 use switchyard_broker::delivery::{classify, parse_retry_after, Classification, Format};
 use switchyard_broker::event::{Event, ExtValue, DEFAULT_TTL, TTL_EXTENSION};
 use switchyard_broker::format::http::{parse_response, write_binary_egress, write_structured};
@@ -161,7 +161,7 @@ pub(crate) async fn deliver(
         };
         match outcome {
             Attempt::Done => {
-                finish(shared, ctx, delivery.seq).await;
+                finish(shared, ctx, delivery.id).await;
                 return;
             }
             Attempt::Finished => return,
@@ -364,7 +364,7 @@ async fn handle_reply(
             DeadLetter::Refused => {}
         }
         // The original delivery is done; the looping reply takes its place in the dead-letter store.
-        park(shared, ctx, delivery.seq, reply, &failure).await;
+        park(shared, ctx, delivery.id, reply, &failure).await;
         return Attempt::Finished;
     }
     match shared.channel.append(&ctx.broker, vec![reply]).await {
@@ -381,9 +381,9 @@ async fn handle_reply(
     }
 }
 
-async fn finish(shared: &Shared, ctx: &TriggerCtx, seq: u64) {
-    if let Err(e) = shared.channel.ack(&ctx.key, seq).await {
-        tracing::warn!(trigger = %ctx.label, seq, error = %e, "Ack failed; the event will be redelivered.");
+async fn finish(shared: &Shared, ctx: &TriggerCtx, id: EntryId) {
+    if let Err(e) = shared.channel.ack(&ctx.key, id).await {
+        tracing::warn!(trigger = %ctx.label, entry = %id, error = %e, "Ack failed; the event will be redelivered.");
     }
 }
 
@@ -474,7 +474,7 @@ async fn dead_letter(
     match send_to_dead_letter_sink(shared, ctx, &delivery.event, &failure, slot).await {
         DeadLetter::Accepted => {
             ctx.metrics.dead_lettered.inc();
-            finish(shared, ctx, delivery.seq).await;
+            finish(shared, ctx, delivery.id).await;
             return;
         }
         DeadLetter::HandedBack => return,
@@ -492,11 +492,11 @@ async fn dead_letter(
         "non-retryable"
     };
     let f = Failure { reason, ..failure };
-    park(shared, ctx, delivery.seq, (*delivery.event).clone(), &f).await;
+    park(shared, ctx, delivery.id, (*delivery.event).clone(), &f).await;
 }
 
-/// Parks an event in the local dead-letter store, removing queue entry `seq` atomically.
-async fn park(shared: &Shared, ctx: &TriggerCtx, seq: u64, event: Event, failure: &Failure) {
+/// Parks an event in the local dead-letter store, removing queue entry `id` atomically.
+async fn park(shared: &Shared, ctx: &TriggerCtx, id: EntryId, event: Event, failure: &Failure) {
     let record = ParkRecord {
         reason: failure.reason.to_owned(),
         error_dest: Some(ctx.subscriber_str.clone()),
@@ -504,7 +504,7 @@ async fn park(shared: &Shared, ctx: &TriggerCtx, seq: u64, event: Event, failure
         error_data: failure.data.clone(),
         event,
     };
-    match shared.channel.park(&ctx.key, seq, record).await {
+    match shared.channel.park(&ctx.key, id, record).await {
         Ok(()) => {
             ctx.metrics.parked.inc();
         }

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_broker::channel::{
-    BoxFuture, Channel, ChannelError, Delivery, ParkRecord, ParkedEvent, Result, Subscription,
+    BoxFuture, Channel, ChannelError, Delivery, EntryId, ParkRecord, ParkedEvent, Result,
+    Subscription,
 };
 use switchyard_broker::config::load::load_sources;
 use switchyard_broker::config::{BrokerKey, Topology, TriggerKey};
@@ -33,7 +34,7 @@ impl Subscription for OneShotSub {
 struct FlakyChannel {
     appends: AtomicUsize,
     stored: Mutex<Vec<Event>>,
-    acked: Mutex<Vec<u64>>,
+    acked: Mutex<Vec<EntryId>>,
 }
 
 impl Channel for FlakyChannel {
@@ -56,20 +57,20 @@ impl Channel for FlakyChannel {
             switchyard_broker::event::ExtValue::Int(10),
         );
         Ok(Box::new(OneShotSub(Some(Delivery {
-            seq: 7,
+            id: EntryId::seq(7),
             event: Arc::new(e),
         }))))
     }
-    fn ack<'a>(&'a self, _t: &'a TriggerKey, seq: u64) -> BoxFuture<'a, Result<()>> {
+    fn ack<'a>(&'a self, _t: &'a TriggerKey, id: EntryId) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            self.acked.lock().push(seq);
+            self.acked.lock().push(id);
             Ok(())
         })
     }
     fn park<'a>(
         &'a self,
         _t: &'a TriggerKey,
-        _s: u64,
+        _s: EntryId,
         _r: ParkRecord,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async { panic!("nothing should be parked") })
@@ -148,6 +149,6 @@ async fn reply_storage_failure_retries_the_subscriber() {
         Some(9),
         "the reply carries the original TTL, decremented"
     );
-    assert_eq!(*channel.acked.lock(), vec![7]);
+    assert_eq!(*channel.acked.lock(), vec![EntryId::seq(7)]);
     dispatcher.shutdown(Duration::from_secs(1)).await;
 }

@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use switchyard_broker::channel::{
-    BoxFuture, Channel, ChannelError, ParkRecord, ParkedEvent, Result, Subscription,
+    BoxFuture, Channel, ChannelError, EntryId, ParkRecord, ParkedEvent, Result, Subscription,
 };
 use switchyard_broker::config::{BrokerKey, BrokerSpec, Topology, TriggerKey};
 use switchyard_broker::event::Event;
@@ -45,13 +45,13 @@ impl Channel for FakeChannel {
     fn subscribe(&self, t: &TriggerKey) -> Result<Box<dyn Subscription>> {
         Err(ChannelError::UnknownTrigger(t.clone()))
     }
-    fn ack<'a>(&'a self, _t: &'a TriggerKey, _s: u64) -> BoxFuture<'a, Result<()>> {
+    fn ack<'a>(&'a self, _t: &'a TriggerKey, _s: EntryId) -> BoxFuture<'a, Result<()>> {
         Box::pin(async { Ok(()) })
     }
     fn park<'a>(
         &'a self,
         _t: &'a TriggerKey,
-        _s: u64,
+        _s: EntryId,
         _r: ParkRecord,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async { Ok(()) })

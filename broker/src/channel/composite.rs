@@ -2,41 +2,70 @@
 //!
 //! Every trigger exists in the store (a Kafka trigger's store queue holds its overflow and redriven
 //! events, and its dead letters live in the store's dead-letter table), so parking, listing and redriving
-//! work the same on every backend. Queue entry ids of Kafka entries have [`kafka::KAFKA_SEQ_FLAG`] set,
-//! which is how acks and parks find their backend.
+//! work the same on every backend. An entry's [`EntryId`] says which backend handed it out, which is how
+//! acks and parks find their backend.
 
-use crate::channel::kafka::{self, KafkaBackend, KafkaOptions};
-use crate::channel::nats::{self, NatsBackend, NatsOptions};
+#[cfg(feature = "kafka")]
+use crate::channel::kafka::{KafkaDriver, KafkaOptions};
+#[cfg(any(feature = "kafka", feature = "nats"))]
+use crate::channel::log::LogLayer;
+#[cfg(feature = "nats")]
+use crate::channel::nats::{NatsDriver, NatsOptions};
 use crate::channel::store::{StoreChannel, StoreHealth};
-use crate::channel::{BoxFuture, Channel, ParkRecord, ParkedEvent, Result, Subscription};
+use crate::channel::{
+    BoxFuture, Channel, ChannelError, Entry, EntryId, LogBackend, ParkRecord, ParkedEvent, Result,
+    Subscription,
+};
 use crate::config::{Backend, BrokerKey, Topology, TriggerKey};
 use crate::event::Event;
 use arc_swap::ArcSwap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Store + Kafka, chosen per broker by its class.
-#[derive(Debug)]
+/// The store plus the compiled-in log backends (Cargo features `kafka`, `nats`), chosen per broker by its
+/// class.
 pub struct CompositeChannel {
     store: Arc<StoreChannel>,
-    kafka: KafkaBackend,
-    nats: NatsBackend,
+    logs: Vec<Box<dyn LogBackend>>,
     topology: ArcSwap<Topology>,
 }
 
+impl std::fmt::Debug for CompositeChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompositeChannel")
+            .field("store", &self.store)
+            .field(
+                "logs",
+                &self.logs.iter().map(|l| l.name()).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
 impl CompositeChannel {
-    /// A channel over an opened store.
-    pub fn new(
-        store: Arc<StoreChannel>,
-        options: KafkaOptions,
-        nats_options: NatsOptions,
-    ) -> CompositeChannel {
+    /// A channel over an opened store, serving embedded brokers only until log backends are added.
+    pub fn new(store: Arc<StoreChannel>) -> CompositeChannel {
         CompositeChannel {
-            kafka: KafkaBackend::new(store.clone(), options),
-            nats: NatsBackend::new(store.clone(), nats_options),
             store,
+            logs: Vec::new(),
             topology: ArcSwap::from_pointee(Topology::default()),
         }
+    }
+
+    /// Serves Kafka-backed brokers too.
+    #[cfg(feature = "kafka")]
+    pub fn with_kafka(mut self, options: KafkaOptions) -> CompositeChannel {
+        let layer = LogLayer::new(self.store.clone(), KafkaDriver::new(options));
+        self.logs.push(Box::new(layer));
+        self
+    }
+
+    /// Serves JetStream-backed brokers too.
+    #[cfg(feature = "nats")]
+    pub fn with_nats(mut self, options: NatsOptions) -> CompositeChannel {
+        let layer = LogLayer::new(self.store.clone(), NatsDriver::new(options));
+        self.logs.push(Box::new(layer));
+        self
     }
 
     /// The embedded store.
@@ -44,14 +73,30 @@ impl CompositeChannel {
         &self.store
     }
 
-    /// The Kafka backend (producers are shared with KafkaSinks).
-    pub fn kafka(&self) -> &KafkaBackend {
-        &self.kafka
+    /// The log serving brokers with this backend (`None` for the embedded store, or a backend this build
+    /// does not have).
+    fn log_for(&self, backend: &Backend) -> Option<&dyn LogBackend> {
+        self.logs.iter().find(|l| l.serves(backend)).map(|l| &**l)
     }
 
-    /// The JetStream backend.
-    pub fn nats(&self) -> &NatsBackend {
-        &self.nats
+    /// The log serving this trigger (`None`: the store does).
+    fn log_of_trigger(&self, trigger: &TriggerKey) -> Option<&dyn LogBackend> {
+        self.logs
+            .iter()
+            .find(|l| l.has_trigger(trigger))
+            .map(|l| &**l)
+    }
+
+    /// Whether the trigger's broker keeps its events in an external log (Kafka, JetStream): its deliveries
+    /// come from the log through an in-memory window, and only overflow and redriven entries from the store.
+    pub fn trigger_on_log(&self, trigger: &TriggerKey) -> bool {
+        self.log_of_trigger(trigger).is_some()
+    }
+
+    /// Records of a log-backed broker's topic or stream that were not valid CloudEvents (skipped); 0 for an
+    /// embedded broker.
+    pub fn invalid_records(&self, broker: &BrokerKey) -> u64 {
+        self.logs.iter().map(|l| l.invalid(broker)).sum()
     }
 
     fn backend_of(&self, broker: &BrokerKey) -> Option<Backend> {
@@ -65,34 +110,60 @@ impl CompositeChannel {
     /// Whether a broker takes events (`None`) or why not: for an embedded broker the store's health, for a
     /// Kafka- or JetStream-backed broker whether its cluster or server answers. `None` for an unknown broker.
     pub fn broker_not_ready(&self, broker: &BrokerKey) -> Option<String> {
-        match self.backend_of(broker)? {
-            Backend::Kafka(_) => self.kafka.not_ready(broker),
-            Backend::NatsJetStream(_) => self.nats.not_ready(broker),
-            Backend::Embedded => match self.store.health() {
+        let backend = self.backend_of(broker)?;
+        if let Backend::Embedded = backend {
+            return match self.store.health() {
                 StoreHealth::Healthy => None,
                 StoreHealth::Full { reason } => Some(format!("the store is full ({reason})")),
                 StoreHealth::Failed { reason } => Some(format!(
                     "the store is recovering from a write failure ({reason})"
                 )),
-            },
+            };
+        }
+        match self.log_for(&backend) {
+            Some(log) => log.not_ready(broker),
+            None => Some(unsupported(broker, &backend).to_string()),
         }
     }
 
-    /// Stops the Kafka consumers (committing finished offsets), flushes producers, then closes the store.
+    /// Stops the log consumers (committing finished offsets), flushes producers, then closes the store.
     pub async fn close(&self, deadline: Duration) -> Result<()> {
-        self.kafka.close(deadline).await;
-        self.nats.close(deadline).await;
+        for log in &self.logs {
+            log.close(deadline).await;
+        }
         self.store.close().await
     }
+}
+
+/// The error for a broker whose backend this build does not have.
+fn unsupported(broker: &BrokerKey, backend: &Backend) -> ChannelError {
+    let (class, feature) = match backend {
+        Backend::Kafka(_) => ("Kafka", "kafka"),
+        Backend::NatsJetStream(_) => ("NatsJetStream", "nats"),
+        Backend::Embedded => ("embedded", ""),
+    };
+    ChannelError::Unsupported(format!(
+        "broker {broker} has class {class}, which this build of switchyard does not include \
+         (Cargo feature `{feature}`)"
+    ))
 }
 
 impl Channel for CompositeChannel {
     fn apply_topology(&self, topology: Arc<Topology>) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
+            for (key, broker) in &topology.brokers {
+                if !matches!(broker.backend, Backend::Embedded)
+                    && self.log_for(&broker.backend).is_none()
+                {
+                    return Err(unsupported(key, &broker.backend));
+                }
+            }
             self.store.apply_topology(topology.clone()).await?;
             self.topology.store(topology.clone());
-            self.kafka.apply_topology(topology.clone()).await?;
-            self.nats.apply_topology(topology).await
+            for log in &self.logs {
+                log.apply_topology(topology.clone()).await?;
+            }
+            Ok(())
         })
     }
 
@@ -102,56 +173,50 @@ impl Channel for CompositeChannel {
         events: Vec<Event>,
     ) -> BoxFuture<'a, Result<()>> {
         match self.backend_of(broker) {
-            Some(Backend::Kafka(_)) => {
-                Box::pin(async move { self.kafka.append(broker, &events).await })
-            }
-            Some(Backend::NatsJetStream(_)) => {
-                Box::pin(async move { self.nats.append(broker, &events).await })
+            Some(backend @ (Backend::Kafka(_) | Backend::NatsJetStream(_))) => {
+                match self.log_for(&backend) {
+                    Some(log) => log.append(broker, events),
+                    None => Box::pin(async move { Err(unsupported(broker, &backend)) }),
+                }
             }
             _ => self.store.append(broker, events),
         }
     }
 
     fn subscribe(&self, trigger: &TriggerKey) -> Result<Box<dyn Subscription>> {
-        if self.kafka.has_trigger(trigger) {
-            self.kafka.subscribe(trigger)
-        } else if self.nats.has_trigger(trigger) {
-            self.nats.subscribe(trigger)
-        } else {
-            self.store.subscribe(trigger)
+        match self.log_of_trigger(trigger) {
+            Some(log) => log.subscribe(trigger),
+            None => self.store.subscribe(trigger),
         }
     }
 
-    fn ack<'a>(&'a self, trigger: &'a TriggerKey, seq: u64) -> BoxFuture<'a, Result<()>> {
-        if kafka::is_kafka_seq(seq) {
-            self.kafka.finish(trigger, seq);
-            Box::pin(async { Ok(()) })
-        } else if nats::is_nats_seq(seq) {
-            self.nats.finish(trigger, seq);
-            Box::pin(async { Ok(()) })
-        } else {
-            self.store.ack(trigger, seq)
+    fn ack<'a>(&'a self, trigger: &'a TriggerKey, id: EntryId) -> BoxFuture<'a, Result<()>> {
+        match id.0 {
+            Entry::Store(_) => self.store.ack(trigger, id),
+            Entry::Kafka { .. } | Entry::Nats(_) => {
+                if let Some(log) = self.log_of_trigger(trigger) {
+                    log.finish(trigger, id);
+                }
+                Box::pin(async { Ok(()) })
+            }
         }
     }
 
     fn park<'a>(
         &'a self,
         trigger: &'a TriggerKey,
-        seq: u64,
+        id: EntryId,
         record: ParkRecord,
     ) -> BoxFuture<'a, Result<()>> {
-        if kafka::is_kafka_seq(seq) || nats::is_nats_seq(seq) {
-            Box::pin(async move {
+        match id.0 {
+            Entry::Store(_) => self.store.park(trigger, id, record),
+            Entry::Kafka { .. } | Entry::Nats(_) => Box::pin(async move {
                 self.store.park_detached(trigger, record).await?;
-                if kafka::is_kafka_seq(seq) {
-                    self.kafka.finish(trigger, seq);
-                } else {
-                    self.nats.finish(trigger, seq);
+                if let Some(log) = self.log_of_trigger(trigger) {
+                    log.finish(trigger, id);
                 }
                 Ok(())
-            })
-        } else {
-            self.store.park(trigger, seq, record)
+            }),
         }
     }
 
@@ -159,13 +224,16 @@ impl Channel for CompositeChannel {
     /// (not consumed by this process and not finished by another) + this process's windows + its store
     /// entries (overflow, redriven); each event counted once per place, never twice.
     fn backlog(&self, broker: &BrokerKey) -> u64 {
-        self.store.backlog(broker) + self.kafka.backlog(broker) + self.nats.backlog(broker)
+        self.store.backlog(broker) + self.logs.iter().map(|l| l.backlog(broker)).sum::<u64>()
     }
 
     fn trigger_backlog(&self, trigger: &TriggerKey) -> u64 {
         self.store.trigger_backlog(trigger)
-            + self.kafka.trigger_backlog(trigger)
-            + self.nats.trigger_backlog(trigger)
+            + self
+                .logs
+                .iter()
+                .map(|l| l.trigger_backlog(trigger))
+                .sum::<u64>()
     }
 
     fn dead_letters(&self, limit: usize) -> Result<Vec<ParkedEvent>> {

@@ -20,9 +20,8 @@
 //!   (deliver, dead-letter or park). The consumer commits the lowest unfinished offset (everything before it
 //!   is finished) every `commit_interval`, on partition revocation (synchronously) and at shutdown.
 //!   A crash redelivers from the last commit: at-least-once.
-//! - **Queue entry ids** (`Delivery::seq`) carry the partition, offset and an assignment generation, with the
-//!   top bit set so they never collide with the store's ids: an ack after a rebalance that took the partition
-//!   away is recognised as stale and ignored (the new owner redelivers).
+//! - **Entry handles** ([`EntryId`]) carry the partition, offset and an assignment generation: an ack after
+//!   a rebalance that took the partition away is recognised as stale and ignored (the new owner redelivers).
 //! - Parked events go to the embedded store's dead-letter table; a redrive puts them into the trigger's
 //!   store queue, which the trigger's subscription also reads.
 //! - **Health and backlog**: a probe per broker (every `probe_interval`, on a blocking thread, through the
@@ -35,13 +34,11 @@
 //!   watermark − next offset to consume; for the others, high watermark − committed offset (the consumer
 //!   group's lag).
 
+use crate::channel::log::{LogBroker, LogDriver};
 use crate::channel::store::StoreChannel;
-use crate::channel::windows::{
-    offer, routes_for, set_setup_failure, Offered, Reachability, Routes, TriggerQueues,
-    WindowSubscription,
-};
-use crate::channel::{ChannelError, Delivery, Result, Subscription};
-use crate::config::{Backend, BrokerKey, ContentMode, KafkaBrokerConfig, Topology, TriggerKey};
+use crate::channel::windows::{offer, set_setup_failure, Offered, Reachability, Routes};
+use crate::channel::{ChannelError, Delivery, Entry, EntryId, Result};
+use crate::config::{Backend, BrokerKey, ContentMode, KafkaBrokerConfig};
 use crate::event::Event;
 use crate::format::kafka::{self as binding, Decoded};
 use arc_swap::ArcSwap;
@@ -62,30 +59,14 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// Top bit of a [`Delivery::seq`] that comes from a Kafka-backed broker.
-pub const KAFKA_SEQ_FLAG: u64 = 1 << 63;
-const OFFSET_BITS: u32 = 40;
-const PARTITION_BITS: u32 = 16;
-const OFFSET_MASK: u64 = (1 << OFFSET_BITS) - 1;
-const PARTITION_MASK: u64 = (1 << PARTITION_BITS) - 1;
-
-/// Whether a queue entry id belongs to a Kafka-backed broker.
-pub fn is_kafka_seq(seq: u64) -> bool {
-    seq & KAFKA_SEQ_FLAG != 0
-}
-
-fn encode_seq(generation: u8, partition: i32, offset: i64) -> u64 {
-    KAFKA_SEQ_FLAG
-        | (u64::from(generation & 0x7f) << (OFFSET_BITS + PARTITION_BITS))
-        | ((partition as u64 & PARTITION_MASK) << OFFSET_BITS)
-        | (offset as u64 & OFFSET_MASK)
-}
-
-fn decode_seq(seq: u64) -> (u8, i32, i64) {
-    let generation = ((seq >> (OFFSET_BITS + PARTITION_BITS)) & 0x7f) as u8;
-    let partition = ((seq >> OFFSET_BITS) & PARTITION_MASK) as i32;
-    let offset = (seq & OFFSET_MASK) as i64;
-    (generation, partition, offset)
+/// The handle of a consumed record: its partition and offset under one assignment `generation` of the
+/// partition (full `i32`/`i64` range; nothing is packed into bits).
+fn entry_id(generation: u8, partition: i32, offset: i64) -> EntryId {
+    EntryId(Entry::Kafka {
+        generation,
+        partition,
+        offset,
+    })
 }
 
 /// Settings of the Kafka backend.
@@ -298,7 +279,7 @@ impl Tracker {
 }
 
 /// State of one Kafka-backed broker shared by its consumer task, ingress and acks.
-struct BrokerShared {
+pub(crate) struct BrokerShared {
     key: BrokerKey,
     config: KafkaBrokerConfig,
     /// Replaced when librdkafka reports a fatal error (an idempotent producer whose state the cluster
@@ -318,51 +299,64 @@ struct BrokerShared {
     partitions: std::sync::atomic::AtomicUsize,
 }
 
-impl BrokerShared {
-    /// Why the broker cannot take events now, if it cannot.
+impl LogBroker for BrokerShared {
+    type Config = KafkaBrokerConfig;
+
+    fn config(&self) -> &KafkaBrokerConfig {
+        &self.config
+    }
+
+    fn set_routes(&self, routes: Arc<Routes>) {
+        self.routes.store(routes);
+    }
+
+    fn setup_pending(&self) -> Option<String> {
+        self.not_ready.lock().clone()
+    }
+
     fn not_ready(&self) -> Option<String> {
-        self.not_ready
-            .lock()
-            .clone()
-            .or_else(|| self.outage.reason())
+        self.setup_pending().or_else(|| self.outage.reason())
+    }
+
+    fn finish(&self, id: EntryId) {
+        if let Entry::Kafka {
+            generation,
+            partition,
+            offset,
+        } = id.0
+        {
+            self.tracker.lock().finish(generation, partition, offset);
+        }
+    }
+
+    /// Records no process finished, without those this process consumed (its windows and the store count
+    /// them): the consumer group's lag from the last probe, combined with the live consumer positions.
+    fn remote_backlog(&self) -> u64 {
+        let marks = self.marks.lock();
+        remote_backlog(&marks, &self.tracker.lock())
+    }
+
+    fn invalid(&self) -> u64 {
+        self.invalid_records.load(Ordering::Relaxed)
     }
 }
 
-struct BrokerRuntime {
-    shared: Arc<BrokerShared>,
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
-}
-
-/// The Kafka side of the channel: producers, per-broker consumers, per-trigger queues.
-pub struct KafkaBackend {
-    store: Arc<StoreChannel>,
+/// How Kafka-backed brokers start (topic, consumer group, probe) and take appends (produce).
+pub(crate) struct KafkaDriver {
     options: KafkaOptions,
-    brokers: Mutex<HashMap<BrokerKey, BrokerRuntime>>,
-    queues: TriggerQueues,
     producers: Mutex<HashMap<String, FutureProducer>>,
 }
 
-impl std::fmt::Debug for KafkaBackend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KafkaBackend").finish_non_exhaustive()
-    }
-}
-
-impl KafkaBackend {
-    /// A backend that keeps overflow and dead letters in `store`.
-    pub fn new(store: Arc<StoreChannel>, options: KafkaOptions) -> KafkaBackend {
-        KafkaBackend {
-            store,
-            queues: TriggerQueues::new(options.trigger_window),
+impl KafkaDriver {
+    pub(crate) fn new(options: KafkaOptions) -> KafkaDriver {
+        KafkaDriver {
             options,
-            brokers: Mutex::new(HashMap::new()),
             producers: Mutex::new(HashMap::new()),
         }
     }
 
-    /// A producer for these bootstrap servers (shared by brokers and sinks on the same cluster).
-    pub fn producer_for(&self, bootstrap_servers: &str) -> Result<FutureProducer> {
+    /// A producer for these bootstrap servers (shared by the brokers on the same cluster).
+    fn producer_for(&self, bootstrap_servers: &str) -> Result<FutureProducer> {
         let mut producers = self.producers.lock();
         if let Some(p) = producers.get(bootstrap_servers) {
             return Ok(p.clone());
@@ -377,88 +371,82 @@ impl KafkaBackend {
         Ok(p)
     }
 
-    /// Starts, restarts and stops broker consumers and trigger queues for a new topology. The store must
-    /// already have the topology (overflow and parking need the triggers there).
-    pub async fn apply_topology(&self, topology: Arc<Topology>) -> Result<()> {
-        // Trigger queues: keep a trigger's queue while it stays on the same broker.
-        let queues = self
-            .queues
-            .rebuild(&topology, |b| matches!(b, Backend::Kafka(_)));
-        let mut started = Vec::new();
-        {
-            let mut brokers = self.brokers.lock();
-            let wanted: HashMap<&BrokerKey, &KafkaBrokerConfig> = topology
-                .brokers
-                .iter()
-                .filter_map(|(k, b)| match &b.backend {
-                    Backend::Kafka(c) => Some((k, c)),
-                    Backend::Embedded | Backend::NatsJetStream(_) => None,
-                })
-                .collect();
-            brokers.retain(|key, rt| {
-                let keep = wanted.get(key).is_some_and(|c| **c == rt.shared.config);
-                if !keep {
-                    let _ = rt.stop.send(true);
-                }
-                keep
-            });
-            for (key, config) in wanted {
-                let routes = Arc::new(routes_for(&topology, key, &queues));
-                if let Some(rt) = brokers.get(key) {
-                    rt.shared.routes.store(routes);
-                    continue;
-                }
-                let producer = self.producer_for(&config.bootstrap_servers)?;
-                let shared = Arc::new(BrokerShared {
-                    key: key.clone(),
-                    config: config.clone(),
-                    producer: Mutex::new((0, producer)),
-                    not_ready: Mutex::new(Some(format!("topic {} is not ready yet", config.topic))),
-                    outage: Reachability::default(),
-                    marks: Mutex::new(Vec::new()),
-                    tracker: Mutex::new(Tracker::default()),
-                    routes: ArcSwap::new(routes),
-                    invalid_records: AtomicU64::new(0),
-                    partitions: std::sync::atomic::AtomicUsize::new(0),
-                });
-                let (stop, stop_rx) = watch::channel(false);
-                let task = tokio::spawn(run_consumer(
-                    shared.clone(),
-                    self.store.clone(),
-                    self.options.clone(),
-                    stop_rx,
-                ));
-                started.push(shared.clone());
-                brokers.insert(key.clone(), BrokerRuntime { shared, stop, task });
-            }
+    /// After a fatal error or a record that timed out (e.g. a cluster that came back without the idempotent
+    /// producer's state, which leaves the producer stuck), builds a new producer so that the next request
+    /// can succeed. Only the first failure of a producer generation replaces it.
+    fn replace_producer(
+        &self,
+        shared: &BrokerShared,
+        failed_generation: u64,
+        fatal: Option<(RDKafkaErrorCode, String)>,
+    ) {
+        let mut current = shared.producer.lock();
+        if current.0 != failed_generation {
+            return;
         }
+        tracing::warn!(broker = %shared.key, ?fatal, "kafka producer failed; creating a new producer");
+        let Ok(fresh) = producer(
+            &shared.config.bootstrap_servers,
+            self.options.produce_timeout,
+            self.options.max_message_bytes,
+        ) else {
+            return;
+        };
+        *current = (failed_generation + 1, fresh);
+    }
+}
 
-        // Give new brokers a moment to get their topic, so that the first event after start-up is accepted.
-        let deadline = tokio::time::Instant::now() + self.options.topic_wait;
-        for shared in started {
-            while shared.not_ready.lock().is_some() && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            if let Some(reason) = shared.not_ready.lock().as_ref() {
-                tracing::warn!(broker = %shared.key, "{reason}; retrying in the background");
-            }
+impl LogDriver for KafkaDriver {
+    type Broker = BrokerShared;
+    const NAME: &'static str = "kafka";
+
+    fn config_of(backend: &Backend) -> Option<&KafkaBrokerConfig> {
+        match backend {
+            Backend::Kafka(c) => Some(c),
+            Backend::Embedded | Backend::NatsJetStream(_) => None,
         }
-        Ok(())
     }
 
-    fn broker(&self, key: &BrokerKey) -> Option<Arc<BrokerShared>> {
-        self.brokers.lock().get(key).map(|rt| rt.shared.clone())
+    fn window(&self) -> usize {
+        self.options.trigger_window
+    }
+
+    fn setup_wait(&self) -> Duration {
+        self.options.topic_wait
+    }
+
+    fn start(
+        &self,
+        key: &BrokerKey,
+        config: &KafkaBrokerConfig,
+        routes: Arc<Routes>,
+        store: &Arc<StoreChannel>,
+        stop: watch::Receiver<bool>,
+    ) -> Result<(Arc<BrokerShared>, JoinHandle<()>)> {
+        let producer = self.producer_for(&config.bootstrap_servers)?;
+        let shared = Arc::new(BrokerShared {
+            key: key.clone(),
+            config: config.clone(),
+            producer: Mutex::new((0, producer)),
+            not_ready: Mutex::new(Some(format!("topic {} is not ready yet", config.topic))),
+            outage: Reachability::default(),
+            marks: Mutex::new(Vec::new()),
+            tracker: Mutex::new(Tracker::default()),
+            routes: ArcSwap::new(routes),
+            invalid_records: AtomicU64::new(0),
+            partitions: std::sync::atomic::AtomicUsize::new(0),
+        });
+        let task = tokio::spawn(run_consumer(
+            shared.clone(),
+            store.clone(),
+            self.options.clone(),
+            stop,
+        ));
+        Ok((shared, task))
     }
 
     /// Produces a batch to the broker's topic; resolves once every record is acknowledged.
-    pub async fn append(&self, broker: &BrokerKey, events: &[Event]) -> Result<()> {
-        let shared = self
-            .broker(broker)
-            .ok_or_else(|| ChannelError::UnknownBroker(broker.clone()))?;
-        // While the cluster is known to be down, answer at once rather than after the produce timeout.
-        if let Some(reason) = shared.not_ready() {
-            return Err(ChannelError::Storage(reason));
-        }
+    async fn append(&self, shared: &Arc<BrokerShared>, events: &[Event]) -> Result<()> {
         let topic = shared.config.topic.as_str();
         let (generation, producer) = shared.producer.lock().clone();
         let mut futures = Vec::with_capacity(events.len());
@@ -490,101 +478,14 @@ impl KafkaBackend {
         if failure.is_some() {
             let fatal = producer.client().fatal_error();
             if fatal.is_some() || timed_out {
-                self.replace_producer(&shared, generation, fatal);
+                self.replace_producer(shared, generation, fatal);
             }
         }
         failure.map_or(Ok(()), Err)
     }
 
-    /// After a fatal error or a record that timed out (e.g. a cluster that came back without the idempotent
-    /// producer's state, which leaves the producer stuck), builds a new producer so that the next request
-    /// can succeed. Only the first failure of a producer generation replaces it.
-    fn replace_producer(
-        &self,
-        shared: &BrokerShared,
-        failed_generation: u64,
-        fatal: Option<(RDKafkaErrorCode, String)>,
-    ) {
-        let mut current = shared.producer.lock();
-        if current.0 != failed_generation {
-            return;
-        }
-        tracing::warn!(broker = %shared.key, ?fatal, "kafka producer failed; creating a new producer");
-        let Ok(fresh) = producer(
-            &shared.config.bootstrap_servers,
-            self.options.produce_timeout,
-            self.options.max_message_bytes,
-        ) else {
-            return;
-        };
-        *current = (failed_generation + 1, fresh);
-    }
-
-    /// Whether this trigger is served by this backend.
-    pub fn has_trigger(&self, trigger: &TriggerKey) -> bool {
-        self.queues.get(trigger).is_some()
-    }
-
-    /// The trigger's subscription: its in-memory queue, then its overflow/redrive queue in the store.
-    pub fn subscribe(&self, trigger: &TriggerKey) -> Result<Box<dyn Subscription>> {
-        let queue = self
-            .queues
-            .get(trigger)
-            .ok_or_else(|| ChannelError::UnknownTrigger(trigger.clone()))?;
-        let store = crate::channel::Channel::subscribe(&*self.store, trigger)?;
-        Ok(Box::new(WindowSubscription::new(&queue, store)))
-    }
-
-    /// Marks a Kafka entry finished for `trigger`.
-    pub fn finish(&self, trigger: &TriggerKey, seq: u64) {
-        let Some(broker) = self.queues.release(trigger) else {
-            return;
-        };
-        if let Some(shared) = self.broker(&broker) {
-            let (generation, partition, offset) = decode_seq(seq);
-            shared.tracker.lock().finish(generation, partition, offset);
-        }
-    }
-
-    /// The broker's backlog as far as Kafka knows it, without double counting: records not yet consumed by
-    /// this process and not finished by another (the consumer group's lag, from the last probe), plus the
-    /// entries in this process's trigger windows. Entries overflowed into the store are finished for Kafka
-    /// and counted by the store.
-    pub fn backlog(&self, broker: &BrokerKey) -> u64 {
-        let remote = self.broker(broker).map_or(0, |b| {
-            let marks = b.marks.lock();
-            remote_backlog(&marks, &b.tracker.lock())
-        });
-        remote + self.queues.backlog(broker)
-    }
-
-    /// In-memory entries of one trigger.
-    pub fn trigger_backlog(&self, trigger: &TriggerKey) -> u64 {
-        self.queues.trigger_backlog(trigger)
-    }
-
-    /// Records of the broker topic that were not valid CloudEvents (skipped).
-    pub fn invalid_records(&self, broker: &BrokerKey) -> u64 {
-        self.broker(broker)
-            .map_or(0, |b| b.invalid_records.load(Ordering::Relaxed))
-    }
-
-    /// Whether the broker's topic is usable (`None`) or why not (not set up yet, or the cluster does not
-    /// answer).
-    pub fn not_ready(&self, broker: &BrokerKey) -> Option<String> {
-        self.broker(broker).and_then(|b| b.not_ready())
-    }
-
-    /// Stops the consumers (committing what is finished) and flushes the producers.
-    pub async fn close(&self, deadline: Duration) {
-        let runtimes: Vec<BrokerRuntime> = self.brokers.lock().drain().map(|(_, r)| r).collect();
-        for rt in &runtimes {
-            let _ = rt.stop.send(true);
-        }
-        for rt in runtimes {
-            let _ = tokio::time::timeout(deadline, rt.task).await;
-        }
-        self.queues.close_all();
+    /// Flushes the producers.
+    async fn closed(&self, deadline: Duration) {
         let producers: Vec<FutureProducer> = self.producers.lock().values().cloned().collect();
         for p in producers {
             let _ = tokio::task::spawn_blocking(move || p.flush(deadline)).await;
@@ -1067,14 +968,14 @@ async fn handle_record(
             p.pending.insert(offset, scratch.len() as u32);
         }
     }
-    let seq = encode_seq(generation, partition, offset);
+    let id = entry_id(generation, partition, offset);
     let event = Arc::new(event);
     for &i in scratch.iter() {
         let Some(Some(queue)) = routes.queues.get(i) else {
             continue;
         };
         let delivery = Delivery {
-            seq,
+            id,
             event: event.clone(),
         };
         if offer(store, &shared.key, queue, delivery, stop).await == Offered::Finished {
@@ -1128,17 +1029,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn seq_round_trip_and_flag() {
+    fn entry_ids_round_trip_and_never_look_like_store_entries() {
         for (g, p, o) in [
             (0u8, 0i32, 0i64),
             (127, 65535, (1 << 40) - 1),
             (5, 3, 123_456),
+            (255, i32::MAX, i64::MAX),
         ] {
-            let seq = encode_seq(g, p, o);
-            assert!(is_kafka_seq(seq));
-            assert_eq!(decode_seq(seq), (g, p, o));
+            let id = entry_id(g, p, o);
+            assert_eq!(
+                id.0,
+                Entry::Kafka {
+                    generation: g,
+                    partition: p,
+                    offset: o
+                }
+            );
+            assert_eq!(id.as_seq(), None);
         }
-        assert!(!is_kafka_seq(12345));
+        assert_ne!(entry_id(0, 0, 12345), EntryId::seq(12345));
     }
 
     #[test]

@@ -13,13 +13,20 @@
 //! - Parking moves an entry to the local dead-letter store atomically; parked events can be listed and
 //!   redriven into the same trigger's queue.
 //!
-//! The embedded backend is [`store::StoreChannel`] (redb, on disk or in memory for tests); Kafka-backed
-//! brokers use [`kafka::KafkaBackend`]; [`composite::CompositeChannel`] picks one per broker.
+//! The embedded backend is [`store::StoreChannel`] (redb, on disk or in memory for tests); Kafka- and
+//! JetStream-backed brokers use one shared log layer (`log.rs`: broker runtimes, trigger windows,
+//! finishing, backlog, readiness) with a driver each ([`kafka`], [`nats`]);
+//! [`composite::CompositeChannel`] picks one per broker.
 
 pub mod composite;
+#[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(any(feature = "kafka", feature = "nats"))]
+mod log;
+#[cfg(feature = "nats")]
 pub mod nats;
 pub mod store;
+#[cfg(any(feature = "kafka", feature = "nats"))]
 mod windows;
 
 use crate::config::{BrokerKey, Topology, TriggerKey};
@@ -56,6 +63,10 @@ pub enum ChannelError {
     /// The channel has been shut down.
     #[error("channel is shut down")]
     Closed,
+    /// The configuration asks for something this build does not include (a broker class whose backend
+    /// was left out at compile time).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 impl ChannelError {
@@ -68,11 +79,65 @@ impl ChannelError {
     }
 }
 
+/// Names one queue entry for [`Channel::ack`] and [`Channel::park`]: an opaque handle that only the backend
+/// which handed it out interprets (a store sequence number, a Kafka partition offset, a JetStream message).
+///
+/// Handles of the embedded store order like the store's queue (append order); handles of different
+/// backends are never equal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EntryId(pub(crate) Entry);
+
+/// What an [`EntryId`] refers to, per backend.
+// A build without a log backend never makes its handles.
+#[cfg_attr(not(all(feature = "kafka", feature = "nats")), allow(dead_code))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Entry {
+    /// The embedded store's sequence number (unique per stored event, increasing in append order).
+    Store(u64),
+    /// A record of a Kafka-backed broker's topic, consumed under assignment `generation` of its partition
+    /// (an ack after a rebalance took the partition away is recognised as stale).
+    Kafka {
+        generation: u8,
+        partition: i32,
+        offset: i64,
+    },
+    /// A message a JetStream-backed broker's consumer holds (index into its pending-message table).
+    Nats(u64),
+}
+
+impl EntryId {
+    /// A handle for sequence number `seq`: what the embedded store hands out, and what another
+    /// [`Channel`] implementation (a test double) may use for its own entries.
+    pub fn seq(seq: u64) -> EntryId {
+        EntryId(Entry::Store(seq))
+    }
+
+    /// The sequence number of a handle made by [`EntryId::seq`] (the embedded store's entries).
+    pub fn as_seq(self) -> Option<u64> {
+        match self.0 {
+            Entry::Store(seq) => Some(seq),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for EntryId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Entry::Store(seq) => write!(f, "{seq}"),
+            Entry::Kafka {
+                partition, offset, ..
+            } => write!(f, "kafka:{partition}@{offset}"),
+            Entry::Nats(n) => write!(f, "nats:{n}"),
+        }
+    }
+}
+
 /// One queue entry handed to a trigger's consumer.
 #[derive(Debug, Clone)]
 pub struct Delivery {
-    /// Position in the channel (unique per event, increasing in append order).
-    pub seq: u64,
+    /// The entry, for [`Channel::ack`] / [`Channel::park`].
+    pub id: EntryId,
     /// The event as stored (shared between the triggers it was routed to).
     pub event: Arc<Event>,
 }
@@ -125,14 +190,15 @@ pub trait Channel: Send + Sync + 'static {
     /// Opens the consumer of a trigger's queue (starting with entries left from before a restart).
     fn subscribe(&self, trigger: &TriggerKey) -> Result<Box<dyn Subscription>>;
 
-    /// Marks an entry done (delivered, or dead-lettered to a sink). Written with group commit.
-    fn ack<'a>(&'a self, trigger: &'a TriggerKey, seq: u64) -> BoxFuture<'a, Result<()>>;
+    /// Marks an entry done (delivered, or dead-lettered to a sink). Written with group commit. Acking an
+    /// entry that no longer exists (or an id of another backend) is a no-op.
+    fn ack<'a>(&'a self, trigger: &'a TriggerKey, id: EntryId) -> BoxFuture<'a, Result<()>>;
 
     /// Moves an entry to the local dead-letter store, durably and atomically with its removal.
     fn park<'a>(
         &'a self,
         trigger: &'a TriggerKey,
-        seq: u64,
+        id: EntryId,
         record: ParkRecord,
     ) -> BoxFuture<'a, Result<()>>;
 
@@ -150,4 +216,33 @@ pub trait Channel: Send + Sync + 'static {
 
     /// Makes every pending ack durable (used during shutdown).
     fn flush(&self) -> BoxFuture<'_, Result<()>>;
+}
+
+/// A log backend as the composite channel sees it (object-safe, one per compiled-in backend).
+pub(crate) trait LogBackend: Send + Sync {
+    /// The backend's name (`kafka`, `nats`), as in the admin API.
+    fn name(&self) -> &'static str;
+    /// Whether brokers with this backend are this log's.
+    fn serves(&self, backend: &crate::config::Backend) -> bool;
+    /// Starts, restarts and stops the log's broker runtimes and trigger windows.
+    fn apply_topology(&self, topology: Arc<Topology>) -> BoxFuture<'_, Result<()>>;
+    /// Writes a batch to the broker's log durably.
+    fn append<'a>(&'a self, broker: &'a BrokerKey, events: Vec<Event>)
+        -> BoxFuture<'a, Result<()>>;
+    /// Whether the trigger's broker is this log's.
+    fn has_trigger(&self, trigger: &TriggerKey) -> bool;
+    /// The trigger's window, then its overflow/redrive queue in the store.
+    fn subscribe(&self, trigger: &TriggerKey) -> Result<Box<dyn Subscription>>;
+    /// The trigger finished an entry of this log (acked, or parked in the store).
+    fn finish(&self, trigger: &TriggerKey, id: EntryId);
+    /// What the log and this process's windows hold for the broker.
+    fn backlog(&self, broker: &BrokerKey) -> u64;
+    /// The trigger's window entries.
+    fn trigger_backlog(&self, trigger: &TriggerKey) -> u64;
+    /// Why the broker cannot take events now, if it cannot.
+    fn not_ready(&self, broker: &BrokerKey) -> Option<String>;
+    /// Records of the broker's log that were not valid CloudEvents.
+    fn invalid(&self, broker: &BrokerKey) -> u64;
+    /// Stops the runtimes, ends the subscriptions, flushes what must be flushed.
+    fn close(&self, deadline: std::time::Duration) -> BoxFuture<'_, ()>;
 }

@@ -15,22 +15,18 @@
 //! - **JetStream's redelivery never drives retries**: the dispatcher applies the trigger's DeliverySpec; while
 //!   a message is pending it is marked in progress (`+WPI`) every third of `ack_wait`, so JetStream only
 //!   redelivers messages of a process that died (after `ack_wait`).
-//! - Entry ids have bit 62 set (Kafka's have bit 63) and index the pending-message table.
+//! - Entry handles ([`EntryId`]) index the pending-message table.
 //! - **Health and backlog**: a probe per broker (every `probe_interval`) reads the durable consumer's info.
 //!   While the client is disconnected or the probe fails the broker is not ready and appends fail at once
 //!   (503); the first successful probe makes it ready again. The probe also caches the consumer's backlog
 //!   (`num_pending` + `num_ack_pending`, minus the messages this process holds, which its windows count), so
 //!   the broker's backlog covers what waits in the stream for every process, not only this one's share.
 
+use crate::channel::log::{LogBroker, LogDriver};
 use crate::channel::store::StoreChannel;
-use crate::channel::windows::{
-    offer, routes_for, set_setup_failure, Offered, Reachability, Routes, TriggerQueues,
-    WindowSubscription,
-};
-use crate::channel::{ChannelError, Delivery, Result, Subscription};
-use crate::config::{
-    Backend, BrokerKey, ContentMode, NatsBrokerConfig, NatsStorage, Topology, TriggerKey,
-};
+use crate::channel::windows::{offer, set_setup_failure, Offered, Reachability, Routes};
+use crate::channel::{ChannelError, Delivery, Entry, EntryId, Result};
+use crate::config::{Backend, BrokerKey, ContentMode, NatsBrokerConfig, NatsStorage};
 use crate::event::Event;
 use crate::format::nats as binding;
 use arc_swap::ArcSwap;
@@ -44,13 +40,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// Bit 62 of a [`Delivery::seq`] that comes from a JetStream-backed broker (bit 63 clear).
-pub const NATS_SEQ_FLAG: u64 = 1 << 62;
-
-/// Whether a queue entry id belongs to a JetStream-backed broker.
-pub fn is_nats_seq(seq: u64) -> bool {
-    seq & (1 << 63) == 0 && seq & NATS_SEQ_FLAG != 0
-}
+/// The next entry handle of any JetStream-backed broker of the process.
+static NEXT_ENTRY: AtomicU64 = AtomicU64::new(0);
 
 /// Settings of the JetStream backend.
 #[derive(Debug, Clone)]
@@ -124,7 +115,7 @@ struct Pending {
     message: jetstream::Message,
 }
 
-struct BrokerShared {
+pub(crate) struct BrokerShared {
     key: BrokerKey,
     config: NatsBrokerConfig,
     /// Set once connected and the stream exists.
@@ -138,21 +129,12 @@ struct BrokerShared {
     waiting: AtomicU64,
     routes: ArcSwap<Routes>,
     pending: Mutex<HashMap<u64, Pending>>,
-    next_seq: AtomicU64,
     invalid_messages: AtomicU64,
 }
 
 impl BrokerShared {
-    /// Why the broker cannot take events now, if it cannot.
-    fn not_ready(&self) -> Option<String> {
-        self.not_ready
-            .lock()
-            .clone()
-            .or_else(|| self.outage.reason())
-    }
-
     /// One trigger finished entry `seq`; acks the message when it was the last.
-    fn finish(&self, seq: u64) {
+    fn finish_message(&self, seq: u64) {
         let done = {
             let mut pending = self.pending.lock();
             match pending.get_mut(&seq) {
@@ -176,121 +158,110 @@ impl BrokerShared {
     }
 }
 
-struct BrokerRuntime {
-    shared: Arc<BrokerShared>,
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
+impl LogBroker for BrokerShared {
+    type Config = NatsBrokerConfig;
+
+    fn config(&self) -> &NatsBrokerConfig {
+        &self.config
+    }
+
+    fn set_routes(&self, routes: Arc<Routes>) {
+        self.routes.store(routes);
+    }
+
+    fn setup_pending(&self) -> Option<String> {
+        self.not_ready.lock().clone()
+    }
+
+    fn not_ready(&self) -> Option<String> {
+        self.setup_pending().or_else(|| self.outage.reason())
+    }
+
+    fn finish(&self, id: EntryId) {
+        if let Entry::Nats(seq) = id.0 {
+            self.finish_message(seq);
+        }
+    }
+
+    /// Messages of the durable consumer not yet delivered or not yet acked by any process (from the last
+    /// probe), minus the messages this process holds (its windows count them).
+    fn remote_backlog(&self) -> u64 {
+        // Subtracted live, so a message moving from the stream into a window between two probes is not
+        // counted twice.
+        let held = self.pending.lock().len() as u64;
+        self.waiting.load(Ordering::Relaxed).saturating_sub(held)
+    }
+
+    fn invalid(&self) -> u64 {
+        self.invalid_messages.load(Ordering::Relaxed)
+    }
 }
 
-/// The JetStream side of the channel.
-pub struct NatsBackend {
-    store: Arc<StoreChannel>,
+/// How JetStream-backed brokers start (stream, durable consumer, probe) and take appends (publish).
+pub(crate) struct NatsDriver {
     options: NatsOptions,
-    brokers: Mutex<HashMap<BrokerKey, BrokerRuntime>>,
-    queues: TriggerQueues,
 }
 
-impl std::fmt::Debug for NatsBackend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NatsBackend").finish_non_exhaustive()
+impl NatsDriver {
+    pub(crate) fn new(options: NatsOptions) -> NatsDriver {
+        NatsDriver { options }
     }
 }
 
-impl NatsBackend {
-    /// A backend that keeps overflow and dead letters in `store`.
-    pub fn new(store: Arc<StoreChannel>, options: NatsOptions) -> NatsBackend {
-        NatsBackend {
-            store,
-            queues: TriggerQueues::new(options.trigger_window),
-            options,
-            brokers: Mutex::new(HashMap::new()),
+impl LogDriver for NatsDriver {
+    type Broker = BrokerShared;
+    const NAME: &'static str = "nats";
+
+    fn config_of(backend: &Backend) -> Option<&NatsBrokerConfig> {
+        match backend {
+            Backend::NatsJetStream(c) => Some(c),
+            Backend::Embedded | Backend::Kafka(_) => None,
         }
     }
 
-    /// Starts, restarts and stops broker consumers and trigger windows for a new topology.
-    pub async fn apply_topology(&self, topology: Arc<Topology>) -> Result<()> {
-        let queues = self
-            .queues
-            .rebuild(&topology, |b| matches!(b, Backend::NatsJetStream(_)));
-        let mut started = Vec::new();
-        {
-            let mut brokers = self.brokers.lock();
-            let wanted: HashMap<&BrokerKey, &NatsBrokerConfig> = topology
-                .brokers
-                .iter()
-                .filter_map(|(k, b)| match &b.backend {
-                    Backend::NatsJetStream(c) => Some((k, c)),
-                    _ => None,
-                })
-                .collect();
-            brokers.retain(|key, rt| {
-                let keep = wanted.get(key).is_some_and(|c| **c == rt.shared.config);
-                if !keep {
-                    let _ = rt.stop.send(true);
-                }
-                keep
-            });
-            for (key, config) in wanted {
-                let routes = Arc::new(routes_for(&topology, key, &queues));
-                if let Some(rt) = brokers.get(key) {
-                    rt.shared.routes.store(routes);
-                    continue;
-                }
-                let shared = Arc::new(BrokerShared {
-                    key: key.clone(),
-                    config: config.clone(),
-                    js: Mutex::new(None),
-                    not_ready: Mutex::new(Some(format!(
-                        "stream {} is not ready yet",
-                        config.stream
-                    ))),
-                    outage: Reachability::default(),
-                    waiting: AtomicU64::new(0),
-                    routes: ArcSwap::new(routes),
-                    pending: Mutex::new(HashMap::new()),
-                    next_seq: AtomicU64::new(0),
-                    invalid_messages: AtomicU64::new(0),
-                });
-                let (stop, stop_rx) = watch::channel(false);
-                tokio::spawn(run_probe(
-                    shared.clone(),
-                    self.options.clone(),
-                    stop_rx.clone(),
-                ));
-                let task = tokio::spawn(run_consumer(
-                    shared.clone(),
-                    self.store.clone(),
-                    self.options.clone(),
-                    stop_rx,
-                ));
-                started.push(shared.clone());
-                brokers.insert(key.clone(), BrokerRuntime { shared, stop, task });
-            }
-        }
-        let deadline = tokio::time::Instant::now() + self.options.stream_wait;
-        for shared in started {
-            while shared.not_ready.lock().is_some() && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            if let Some(reason) = shared.not_ready.lock().as_ref() {
-                tracing::warn!(broker = %shared.key, "{reason}; retrying in the background");
-            }
-        }
-        Ok(())
+    fn window(&self) -> usize {
+        self.options.trigger_window
     }
 
-    fn broker(&self, key: &BrokerKey) -> Option<Arc<BrokerShared>> {
-        self.brokers.lock().get(key).map(|rt| rt.shared.clone())
+    fn setup_wait(&self) -> Duration {
+        self.options.stream_wait
+    }
+
+    fn start(
+        &self,
+        key: &BrokerKey,
+        config: &NatsBrokerConfig,
+        routes: Arc<Routes>,
+        store: &Arc<StoreChannel>,
+        stop: watch::Receiver<bool>,
+    ) -> Result<(Arc<BrokerShared>, JoinHandle<()>)> {
+        let shared = Arc::new(BrokerShared {
+            key: key.clone(),
+            config: config.clone(),
+            js: Mutex::new(None),
+            not_ready: Mutex::new(Some(format!("stream {} is not ready yet", config.stream))),
+            outage: Reachability::default(),
+            waiting: AtomicU64::new(0),
+            routes: ArcSwap::new(routes),
+            pending: Mutex::new(HashMap::new()),
+            invalid_messages: AtomicU64::new(0),
+        });
+        tokio::spawn(run_probe(
+            shared.clone(),
+            self.options.clone(),
+            stop.clone(),
+        ));
+        let task = tokio::spawn(run_consumer(
+            shared.clone(),
+            store.clone(),
+            self.options.clone(),
+            stop,
+        ));
+        Ok((shared, task))
     }
 
     /// Publishes a batch to the broker's stream; resolves once every PubAck arrived.
-    pub async fn append(&self, broker: &BrokerKey, events: &[Event]) -> Result<()> {
-        let shared = self
-            .broker(broker)
-            .ok_or_else(|| ChannelError::UnknownBroker(broker.clone()))?;
-        if let Some(reason) = shared.not_ready() {
-            return Err(ChannelError::Storage(reason));
-        }
+    async fn append(&self, shared: &Arc<BrokerShared>, events: &[Event]) -> Result<()> {
         let js = shared
             .js
             .lock()
@@ -327,74 +298,6 @@ impl NatsBackend {
                 .map_err(|e| nats_err("publish", e))?;
         }
         Ok(())
-    }
-
-    /// Whether this trigger is served by this backend.
-    pub fn has_trigger(&self, trigger: &TriggerKey) -> bool {
-        self.queues.get(trigger).is_some()
-    }
-
-    /// The trigger's subscription: its window, then its overflow/redrive queue in the store.
-    pub fn subscribe(&self, trigger: &TriggerKey) -> Result<Box<dyn Subscription>> {
-        let queue = self
-            .queues
-            .get(trigger)
-            .ok_or_else(|| ChannelError::UnknownTrigger(trigger.clone()))?;
-        let store = crate::channel::Channel::subscribe(&*self.store, trigger)?;
-        Ok(Box::new(WindowSubscription::new(&queue, store)))
-    }
-
-    /// Marks a JetStream entry finished for `trigger`.
-    pub fn finish(&self, trigger: &TriggerKey, seq: u64) {
-        let Some(broker) = self.queues.release(trigger) else {
-            return;
-        };
-        if let Some(shared) = self.broker(&broker) {
-            shared.finish(seq);
-        }
-    }
-
-    /// The broker's backlog as far as JetStream knows it, without double counting: messages of the durable
-    /// consumer not yet delivered or not yet acked by any process (from the last probe), minus the messages
-    /// this process holds, plus the entries in this process's trigger windows. Entries overflowed into
-    /// the store are acked in JetStream and counted by the store.
-    pub fn backlog(&self, broker: &BrokerKey) -> u64 {
-        let remote = self.broker(broker).map_or(0, |b| {
-            // The messages this process holds now are in its windows: subtracted here (live), so a message
-            // moving from the stream into a window between two probes is not counted twice.
-            let held = b.pending.lock().len() as u64;
-            b.waiting.load(Ordering::Relaxed).saturating_sub(held)
-        });
-        remote + self.queues.backlog(broker)
-    }
-
-    /// In-memory entries of one trigger.
-    pub fn trigger_backlog(&self, trigger: &TriggerKey) -> u64 {
-        self.queues.trigger_backlog(trigger)
-    }
-
-    /// Whether the broker's stream is usable (`None`) or why not (set up failed, or the server does not
-    /// answer).
-    pub fn not_ready(&self, broker: &BrokerKey) -> Option<String> {
-        self.broker(broker).and_then(|b| b.not_ready())
-    }
-
-    /// Messages of the broker's stream that were not valid CloudEvents (terminated).
-    pub fn invalid_messages(&self, broker: &BrokerKey) -> u64 {
-        self.broker(broker)
-            .map_or(0, |b| b.invalid_messages.load(Ordering::Relaxed))
-    }
-
-    /// Stops the consumers (unfinished messages are redelivered after `ack_wait`).
-    pub async fn close(&self, deadline: Duration) {
-        let runtimes: Vec<BrokerRuntime> = self.brokers.lock().drain().map(|(_, r)| r).collect();
-        for rt in &runtimes {
-            let _ = rt.stop.send(true);
-        }
-        for rt in runtimes {
-            let _ = tokio::time::timeout(deadline, rt.task).await;
-        }
-        self.queues.close_all();
     }
 }
 
@@ -637,8 +540,9 @@ async fn handle_message(
         let _ = message.ack().await;
         return;
     }
-    let seq =
-        NATS_SEQ_FLAG | (shared.next_seq.fetch_add(1, Ordering::Relaxed) & (NATS_SEQ_FLAG - 1));
+    // Unique in the process, not per broker runtime: a delivery still in flight from a runtime that a
+    // reconfiguration replaced must not finish a message of the new runtime.
+    let seq = NEXT_ENTRY.fetch_add(1, Ordering::Relaxed);
     shared.pending.lock().insert(
         seq,
         Pending {
@@ -652,11 +556,11 @@ async fn handle_message(
             continue;
         };
         let delivery = Delivery {
-            seq,
+            id: EntryId(Entry::Nats(seq)),
             event: event.clone(),
         };
         if offer(store, &shared.key, queue, delivery, stop).await == Offered::Finished {
-            shared.finish(seq);
+            shared.finish_message(seq);
         }
     }
 }
@@ -666,13 +570,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn seq_flags_do_not_collide() {
-        assert!(is_nats_seq(NATS_SEQ_FLAG | 5));
-        assert!(!is_nats_seq(5));
-        assert!(!is_nats_seq(
-            crate::channel::kafka::KAFKA_SEQ_FLAG | NATS_SEQ_FLAG | 5
-        ));
-        assert!(!crate::channel::kafka::is_kafka_seq(NATS_SEQ_FLAG | 5));
+    fn entry_ids_do_not_collide() {
+        let nats = EntryId(Entry::Nats(5));
+        assert_eq!(nats.as_seq(), None);
+        assert_ne!(nats, EntryId::seq(5));
+        assert_ne!(
+            nats,
+            EntryId(Entry::Kafka {
+                generation: 0,
+                partition: 0,
+                offset: 5
+            })
+        );
     }
 
     #[test]

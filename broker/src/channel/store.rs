@@ -123,7 +123,8 @@ pub mod space;
 mod writer;
 
 use crate::channel::{
-    BoxFuture, Channel, ChannelError, Delivery, ParkRecord, ParkedEvent, Result, Subscription,
+    BoxFuture, Channel, ChannelError, Delivery, Entry, EntryId, ParkRecord, ParkedEvent, Result,
+    Subscription,
 };
 use crate::config::{BrokerKey, Topology, TriggerKey};
 use crate::event::Event;
@@ -761,8 +762,12 @@ impl Channel for StoreChannel {
         }))
     }
 
-    fn ack<'a>(&'a self, trigger: &'a TriggerKey, seq: u64) -> BoxFuture<'a, Result<()>> {
+    fn ack<'a>(&'a self, trigger: &'a TriggerKey, id: EntryId) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
+            let Entry::Store(seq) = id.0 else {
+                // Not one of ours: no such entry here.
+                return Ok(());
+            };
             match self.trigger(trigger) {
                 // The trigger's queue is gone with it: nothing left to ack.
                 None => Ok(()),
@@ -781,10 +786,14 @@ impl Channel for StoreChannel {
     fn park<'a>(
         &'a self,
         trigger: &'a TriggerKey,
-        seq: u64,
+        id: EntryId,
         record: ParkRecord,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
+            let Entry::Store(seq) = id.0 else {
+                // Not one of ours: parking an entry that does not exist is a no-op.
+                return Ok(());
+            };
             let state = self
                 .trigger(trigger)
                 .ok_or_else(|| ChannelError::UnknownTrigger(trigger.clone()))?;
@@ -869,6 +878,15 @@ impl Channel for StoreChannel {
 }
 
 /// A trigger's consumer; see the module docs for the protocol.
+/// The sequence number of an entry this store handed out (it hands out no other kind; 0 sorts before
+/// every real entry, so a foreign id would be skipped).
+fn store_seq(id: EntryId) -> u64 {
+    match id.0 {
+        Entry::Store(seq) => seq,
+        _ => 0,
+    }
+}
+
 struct StoreSubscription {
     shared: Arc<Shared>,
     state: Arc<TriggerState>,
@@ -914,7 +932,7 @@ impl StoreSubscription {
             };
             match event {
                 Ok(event) => self.local.push_back(Delivery {
-                    seq,
+                    id: EntryId::seq(seq),
                     event: Arc::new(event),
                 }),
                 // A corrupt entry stays in the queue (and in the backlog) but must not block the others.
@@ -932,8 +950,9 @@ impl StoreSubscription {
                 return None;
             }
             while let Some(d) = self.local.pop_front() {
-                if d.seq >= self.next_seq {
-                    self.next_seq = d.seq + 1;
+                let seq = store_seq(d.id);
+                if seq >= self.next_seq {
+                    self.next_seq = seq + 1;
                     return Some(d);
                 }
             }
@@ -966,8 +985,9 @@ impl StoreSubscription {
             {
                 let mut buffer = self.state.buffer.lock();
                 while let Some(d) = buffer.entries.pop_front() {
-                    if d.seq >= self.next_seq {
-                        self.next_seq = d.seq + 1;
+                    let seq = store_seq(d.id);
+                    if seq >= self.next_seq {
+                        self.next_seq = seq + 1;
                         return Some(d);
                     }
                 }

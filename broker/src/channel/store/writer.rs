@@ -5,7 +5,7 @@ use super::{
     corrupt, parse_key, space, storage, trigger_row_key, Opener, Registry, Shared, StoreHealth,
     TriggerState, DEADLETTERS, EVENTS, META, QUEUE, REFS, TRIGGERS,
 };
-use crate::channel::{ChannelError, Delivery, Result};
+use crate::channel::{ChannelError, Delivery, EntryId, Result};
 use crate::config::{BrokerKey, Topology, TriggerKey};
 use crate::event::Event;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table, WriteTransaction};
@@ -1212,7 +1212,7 @@ impl Writer {
                 pushes.push((
                     state.clone(),
                     Delivery {
-                        seq,
+                        id: EntryId::seq(seq),
                         event: event.clone(),
                     },
                 ));
@@ -1248,7 +1248,7 @@ impl Writer {
             self.pushes.push((
                 trigger.clone(),
                 Delivery {
-                    seq,
+                    id: EntryId::seq(seq),
                     event: Arc::new(event),
                 },
             ));
@@ -1285,7 +1285,7 @@ impl Writer {
         self.pushes.push((
             state.clone(),
             Delivery {
-                seq,
+                id: EntryId::seq(seq),
                 event: Arc::new(entry.record.event),
             },
         ));

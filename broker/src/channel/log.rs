@@ -1,0 +1,308 @@
+//! The layer shared by the brokers whose events live in an external log (Kafka, JetStream), written once:
+//! starting, reconfiguring and stopping one runtime per broker, the per-trigger windows (see `windows.rs`),
+//! subscriptions, finishing entries, backlog and readiness. A backend supplies a [`LogDriver`] (how its
+//! brokers start, how an append reaches the log) and a [`LogBroker`] (the per-broker state its consumer
+//! shares with the layer).
+//!
+//! # Adding a log backend
+//!
+//! 1. A `Backend` variant with the broker's config (`config/`), and an [`Entry`](super::Entry) variant for
+//!    the handles of its consumed records.
+//! 2. A [`LogBroker`]: per-broker state (config, routes, readiness, what the log still holds, and how one
+//!    trigger finishing an entry reaches the log: an offset commit, a message ack).
+//! 3. A [`LogDriver`]: `start` spawns the broker's consumer (decode once, route once, [`offer`] to each
+//!    matching trigger's window) and probe; `append` writes a batch durably.
+//! 4. A field in [`CompositeChannel`](super::composite::CompositeChannel), which routes appends by the
+//!    broker's backend and acks by the handle's variant.
+//!
+//! [`offer`]: super::windows::offer
+
+use crate::channel::store::StoreChannel;
+use crate::channel::windows::{Routes, TriggerQueues, WindowSubscription};
+use crate::channel::{BoxFuture, ChannelError, EntryId, LogBackend, Result, Subscription};
+use crate::config::{Backend, BrokerKey, Topology, TriggerKey};
+use crate::event::Event;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The state of one log-backed broker that its consumer task shares with the layer.
+pub(crate) trait LogBroker: Send + Sync + 'static {
+    /// The broker's backend configuration; a change restarts the broker's runtime.
+    type Config: PartialEq + Clone + Send + Sync + 'static;
+
+    /// The configuration the runtime was started with.
+    fn config(&self) -> &Self::Config;
+
+    /// Installs the broker's routing table with its triggers' windows (topology change, same config).
+    fn set_routes(&self, routes: Arc<Routes>);
+
+    /// Why the broker's topic or stream is not set up yet, if it is not.
+    fn setup_pending(&self) -> Option<String>;
+
+    /// Why the broker cannot take events now (setup pending, or its log does not answer), if it cannot.
+    fn not_ready(&self) -> Option<String>;
+
+    /// One trigger finished entry `id` (delivered, dead-lettered or parked); a handle of another backend
+    /// or of an earlier assignment is ignored.
+    fn finish(&self, id: EntryId);
+
+    /// Entries the log still holds for the broker that this process's windows do not (consumed by no
+    /// process yet, or held by another), from the broker's probe.
+    fn remote_backlog(&self) -> u64;
+
+    /// Records of the broker's log that were not valid CloudEvents (skipped).
+    fn invalid(&self) -> u64;
+}
+
+/// How the brokers of one log backend start and take appends.
+pub(crate) trait LogDriver: Send + Sync + 'static {
+    /// The per-broker state.
+    type Broker: LogBroker;
+
+    /// The backend's name (`kafka`, `nats`), as in the admin API.
+    const NAME: &'static str;
+
+    /// The broker's config if `backend` is this driver's.
+    fn config_of(backend: &Backend) -> Option<&<Self::Broker as LogBroker>::Config>;
+
+    /// In-memory entries per trigger window.
+    fn window(&self) -> usize;
+
+    /// How long `apply_topology` waits for a new broker's setup before answering (the runtime keeps
+    /// retrying in the background; appends answer 503 until it is done).
+    fn setup_wait(&self) -> Duration;
+
+    /// Starts a broker's runtime: its state and its background tasks (consumer, probe), which end when
+    /// `stop` turns `true`.
+    fn start(
+        &self,
+        key: &BrokerKey,
+        config: &<Self::Broker as LogBroker>::Config,
+        routes: Arc<Routes>,
+        store: &Arc<StoreChannel>,
+        stop: watch::Receiver<bool>,
+    ) -> Result<(Arc<Self::Broker>, JoinHandle<()>)>;
+
+    /// Writes a batch to the broker's log; resolves once every record is durable there.
+    fn append<'a>(
+        &'a self,
+        broker: &'a Arc<Self::Broker>,
+        events: &'a [Event],
+    ) -> impl Future<Output = Result<()>> + Send + 'a;
+
+    /// Called at close after every runtime stopped (flush producers...).
+    fn closed(&self, _deadline: Duration) -> impl Future<Output = ()> + Send + '_ {
+        async {}
+    }
+}
+
+struct Runtime<B> {
+    shared: Arc<B>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// One log backend: its driver, its broker runtimes and its trigger windows.
+pub(crate) struct LogLayer<D: LogDriver> {
+    pub(crate) driver: D,
+    store: Arc<StoreChannel>,
+    brokers: Mutex<HashMap<BrokerKey, Runtime<D::Broker>>>,
+    queues: TriggerQueues,
+}
+
+impl<D: LogDriver> std::fmt::Debug for LogLayer<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogLayer")
+            .field("brokers", &self.brokers.lock().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<D: LogDriver> LogLayer<D> {
+    /// A layer that keeps overflow and dead letters in `store`.
+    pub(crate) fn new(store: Arc<StoreChannel>, driver: D) -> LogLayer<D> {
+        LogLayer {
+            queues: TriggerQueues::new(driver.window()),
+            driver,
+            store,
+            brokers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Starts, restarts (config changed) and stops broker runtimes and trigger windows for a new topology.
+    /// The store must already have the topology (overflow and parking need the triggers there).
+    pub(crate) async fn apply_topology(&self, topology: Arc<Topology>) -> Result<()> {
+        // Trigger windows: a trigger keeps its window while it stays on the same broker.
+        let queues = self
+            .queues
+            .rebuild(&topology, |b| D::config_of(b).is_some());
+        let mut started = Vec::new();
+        {
+            let mut brokers = self.brokers.lock();
+            let wanted: HashMap<&BrokerKey, &<D::Broker as LogBroker>::Config> = topology
+                .brokers
+                .iter()
+                .filter_map(|(k, b)| D::config_of(&b.backend).map(|c| (k, c)))
+                .collect();
+            brokers.retain(|key, rt| {
+                let keep = wanted.get(key).is_some_and(|c| *c == rt.shared.config());
+                if !keep {
+                    let _ = rt.stop.send(true);
+                }
+                keep
+            });
+            for (key, config) in wanted {
+                let routes = Arc::new(crate::channel::windows::routes_for(&topology, key, &queues));
+                if let Some(rt) = brokers.get(key) {
+                    rt.shared.set_routes(routes);
+                    continue;
+                }
+                let (stop, stop_rx) = watch::channel(false);
+                let (shared, task) =
+                    self.driver
+                        .start(key, config, routes, &self.store, stop_rx)?;
+                started.push((key.clone(), shared.clone()));
+                brokers.insert(key.clone(), Runtime { shared, stop, task });
+            }
+        }
+
+        // Give new brokers a moment to set up, so that the first event after start-up is accepted.
+        let deadline = tokio::time::Instant::now() + self.driver.setup_wait();
+        for (key, shared) in started {
+            while shared.setup_pending().is_some() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if let Some(reason) = shared.setup_pending() {
+                tracing::warn!(broker = %key, "{reason}; retrying in the background");
+            }
+        }
+        Ok(())
+    }
+
+    /// The runtime state of a broker of this backend.
+    pub(crate) fn broker(&self, key: &BrokerKey) -> Option<Arc<D::Broker>> {
+        self.brokers.lock().get(key).map(|rt| rt.shared.clone())
+    }
+
+    /// Writes a batch to the broker's log. While the broker is not ready the answer comes at once.
+    pub(crate) async fn append(&self, broker: &BrokerKey, events: &[Event]) -> Result<()> {
+        let shared = self
+            .broker(broker)
+            .ok_or_else(|| ChannelError::UnknownBroker(broker.clone()))?;
+        if let Some(reason) = shared.not_ready() {
+            return Err(ChannelError::Storage(reason));
+        }
+        self.driver.append(&shared, events).await
+    }
+
+    /// Whether this trigger is served by this backend.
+    pub(crate) fn has_trigger(&self, trigger: &TriggerKey) -> bool {
+        self.queues.get(trigger).is_some()
+    }
+
+    /// The trigger's subscription: its window, then its overflow/redrive queue in the store.
+    pub(crate) fn subscribe(&self, trigger: &TriggerKey) -> Result<Box<dyn Subscription>> {
+        let queue = self
+            .queues
+            .get(trigger)
+            .ok_or_else(|| ChannelError::UnknownTrigger(trigger.clone()))?;
+        let store = crate::channel::Channel::subscribe(&*self.store, trigger)?;
+        Ok(Box::new(WindowSubscription::new(&queue, store)))
+    }
+
+    /// Marks an entry of this backend finished for `trigger`.
+    pub(crate) fn finish(&self, trigger: &TriggerKey, id: EntryId) {
+        let Some(broker) = self.queues.release(trigger) else {
+            return;
+        };
+        if let Some(shared) = self.broker(&broker) {
+            shared.finish(id);
+        }
+    }
+
+    /// The broker's backlog as far as its log knows it, without double counting: what the log still holds
+    /// beyond this process's windows, plus the windows. Entries overflowed into the store are finished for
+    /// the log and counted by the store.
+    pub(crate) fn backlog(&self, broker: &BrokerKey) -> u64 {
+        let remote = self.broker(broker).map_or(0, |b| b.remote_backlog());
+        remote + self.queues.backlog(broker)
+    }
+
+    /// In-memory entries of one trigger.
+    pub(crate) fn trigger_backlog(&self, trigger: &TriggerKey) -> u64 {
+        self.queues.trigger_backlog(trigger)
+    }
+
+    /// Whether the broker's log is usable (`None`) or why not.
+    pub(crate) fn not_ready(&self, broker: &BrokerKey) -> Option<String> {
+        self.broker(broker).and_then(|b| b.not_ready())
+    }
+
+    /// Records of the broker's log that were not valid CloudEvents.
+    pub(crate) fn invalid(&self, broker: &BrokerKey) -> u64 {
+        self.broker(broker).map_or(0, |b| b.invalid())
+    }
+
+    /// Stops every runtime (each finishes what it must, e.g. committing offsets), ends the subscriptions,
+    /// then lets the driver finish (flushing producers).
+    pub(crate) async fn close(&self, deadline: Duration) {
+        let runtimes: Vec<Runtime<D::Broker>> =
+            self.brokers.lock().drain().map(|(_, r)| r).collect();
+        for rt in &runtimes {
+            let _ = rt.stop.send(true);
+        }
+        for rt in runtimes {
+            let _ = tokio::time::timeout(deadline, rt.task).await;
+        }
+        self.queues.close_all();
+        self.driver.closed(deadline).await;
+    }
+}
+
+impl<D: LogDriver> LogBackend for LogLayer<D> {
+    fn name(&self) -> &'static str {
+        D::NAME
+    }
+    fn serves(&self, backend: &Backend) -> bool {
+        D::config_of(backend).is_some()
+    }
+    fn apply_topology(&self, topology: Arc<Topology>) -> BoxFuture<'_, Result<()>> {
+        Box::pin(LogLayer::apply_topology(self, topology))
+    }
+    fn append<'a>(
+        &'a self,
+        broker: &'a BrokerKey,
+        events: Vec<Event>,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move { LogLayer::append(self, broker, &events).await })
+    }
+    fn has_trigger(&self, trigger: &TriggerKey) -> bool {
+        LogLayer::has_trigger(self, trigger)
+    }
+    fn subscribe(&self, trigger: &TriggerKey) -> Result<Box<dyn Subscription>> {
+        LogLayer::subscribe(self, trigger)
+    }
+    fn finish(&self, trigger: &TriggerKey, id: EntryId) {
+        LogLayer::finish(self, trigger, id)
+    }
+    fn backlog(&self, broker: &BrokerKey) -> u64 {
+        LogLayer::backlog(self, broker)
+    }
+    fn trigger_backlog(&self, trigger: &TriggerKey) -> u64 {
+        LogLayer::trigger_backlog(self, trigger)
+    }
+    fn not_ready(&self, broker: &BrokerKey) -> Option<String> {
+        LogLayer::not_ready(self, broker)
+    }
+    fn invalid(&self, broker: &BrokerKey) -> u64 {
+        LogLayer::invalid(self, broker)
+    }
+    fn close(&self, deadline: Duration) -> BoxFuture<'_, ()> {
+        Box::pin(LogLayer::close(self, deadline))
+    }
+}
