@@ -287,6 +287,7 @@ pub async fn start(opts: ServeOptions) -> Result<RunningApp, StartError> {
         DispatcherOptions {
             max_response_bytes: opts.limits.max_event_bytes,
             extra_roots: opts.extra_roots.clone(),
+            kafka_producers: channel.kafka_producers(),
             ..DispatcherOptions::default()
         },
     )

@@ -28,6 +28,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use switchyard_broker::channel::kafka::Producers;
 use switchyard_broker::channel::{Channel, Delivery, Subscription};
 use switchyard_broker::config::{
     BrokerKey, ContentMode, DeliveryOrder, Destination, Topology, TriggerKey,
@@ -46,6 +47,9 @@ pub struct DispatcherOptions {
     pub max_idle_per_host: usize,
     /// Extra trusted CA certificates for `https` destinations (besides the Mozilla root set).
     pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// KafkaSink producers, shared with the Kafka-backed brokers (`None`: a pool of the dispatcher's own,
+    /// 30 s produce timeout, 2 MiB records).
+    pub kafka_producers: Option<Arc<Producers>>,
 }
 
 impl Default for DispatcherOptions {
@@ -54,6 +58,7 @@ impl Default for DispatcherOptions {
             max_response_bytes: 1024 * 1024,
             max_idle_per_host: 256,
             extra_roots: Vec::new(),
+            kafka_producers: None,
         }
     }
 }
@@ -243,7 +248,7 @@ pub struct Dispatcher {
     shutdown_tx: watch::Sender<bool>,
     workers: Mutex<HashMap<TriggerKey, Worker>>,
     /// KafkaSink producers by bootstrap servers.
-    producers: Mutex<HashMap<String, rdkafka::producer::FutureProducer>>,
+    producers: Arc<Producers>,
     /// NatsSink connections by servers.
     nats_clients: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<async_nats::Client>>>>,
 }
@@ -292,7 +297,9 @@ impl Dispatcher {
             metrics,
             shutdown_tx,
             workers: Mutex::new(HashMap::new()),
-            producers: Mutex::new(HashMap::new()),
+            producers: options.kafka_producers.clone().unwrap_or_else(|| {
+                Arc::new(Producers::new(Duration::from_secs(30), 2 * 1024 * 1024))
+            }),
             nats_clients: Mutex::new(HashMap::new()),
         })
     }
@@ -377,18 +384,9 @@ impl Dispatcher {
     }
 
     fn producer(&self, bootstrap: &str) -> Result<rdkafka::producer::FutureProducer, String> {
-        let mut producers = self.producers.lock();
-        if let Some(p) = producers.get(bootstrap) {
-            return Ok(p.clone());
-        }
-        let p = switchyard_broker::channel::kafka::producer(
-            bootstrap,
-            Duration::from_secs(30),
-            2 * 1024 * 1024,
-        )
-        .map_err(|e| format!("kafka producer for {bootstrap}: {e}"))?;
-        producers.insert(bootstrap.to_owned(), p.clone());
-        Ok(p)
+        self.producers
+            .get(bootstrap)
+            .map_err(|e| format!("kafka producer for {bootstrap}: {e}"))
     }
 
     /// Starts workers for new triggers, updates changed ones, stops removed ones. The channel must

@@ -6,7 +6,7 @@
 //! acks and parks find their backend.
 
 #[cfg(feature = "kafka")]
-use crate::channel::kafka::{KafkaDriver, KafkaOptions};
+use crate::channel::kafka::{KafkaDriver, KafkaOptions, Producers};
 #[cfg(any(feature = "kafka", feature = "nats"))]
 use crate::channel::log::LogLayer;
 #[cfg(feature = "nats")]
@@ -27,6 +27,8 @@ use std::time::Duration;
 pub struct CompositeChannel {
     store: Arc<StoreChannel>,
     logs: Vec<Box<dyn LogBackend>>,
+    #[cfg(feature = "kafka")]
+    kafka_producers: Option<Arc<Producers>>,
     topology: ArcSwap<Topology>,
 }
 
@@ -48,6 +50,8 @@ impl CompositeChannel {
         CompositeChannel {
             store,
             logs: Vec::new(),
+            #[cfg(feature = "kafka")]
+            kafka_producers: None,
             topology: ArcSwap::from_pointee(Topology::default()),
         }
     }
@@ -55,9 +59,18 @@ impl CompositeChannel {
     /// Serves Kafka-backed brokers too.
     #[cfg(feature = "kafka")]
     pub fn with_kafka(mut self, options: KafkaOptions) -> CompositeChannel {
-        let layer = LogLayer::new(self.store.clone(), KafkaDriver::new(options));
-        self.logs.push(Box::new(layer));
+        let driver = KafkaDriver::new(options);
+        self.kafka_producers = Some(driver.producers().clone());
+        self.logs
+            .push(Box::new(LogLayer::new(self.store.clone(), driver)));
         self
+    }
+
+    /// The Kafka producers of the Kafka-backed brokers, for KafkaSinks to share (`None` before
+    /// [`with_kafka`](Self::with_kafka)).
+    #[cfg(feature = "kafka")]
+    pub fn kafka_producers(&self) -> Option<Arc<Producers>> {
+        self.kafka_producers.clone()
     }
 
     /// Serves JetStream-backed brokers too.

@@ -341,34 +341,76 @@ impl LogBroker for BrokerShared {
     }
 }
 
-/// How Kafka-backed brokers start (topic, consumer group, probe) and take appends (produce).
-pub(crate) struct KafkaDriver {
-    options: KafkaOptions,
-    producers: Mutex<HashMap<String, FutureProducer>>,
+/// Kafka producers by bootstrap servers: one per cluster, shared by the Kafka-backed brokers and the
+/// dispatcher's KafkaSinks (librdkafka producers are thread-safe and batch internally).
+pub struct Producers {
+    produce_timeout: Duration,
+    max_message_bytes: usize,
+    map: Mutex<HashMap<String, FutureProducer>>,
 }
 
-impl KafkaDriver {
-    pub(crate) fn new(options: KafkaOptions) -> KafkaDriver {
-        KafkaDriver {
-            options,
-            producers: Mutex::new(HashMap::new()),
+impl std::fmt::Debug for Producers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producers")
+            .field("clusters", &self.map.lock().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Producers {
+    /// An empty pool; producers are made on first use with these settings.
+    pub fn new(produce_timeout: Duration, max_message_bytes: usize) -> Producers {
+        Producers {
+            produce_timeout,
+            max_message_bytes,
+            map: Mutex::new(HashMap::new()),
         }
     }
 
-    /// A producer for these bootstrap servers (shared by the brokers on the same cluster).
-    fn producer_for(&self, bootstrap_servers: &str) -> Result<FutureProducer> {
-        let mut producers = self.producers.lock();
+    /// The producer for these bootstrap servers (made on first use).
+    pub fn get(&self, bootstrap_servers: &str) -> KafkaResult<FutureProducer> {
+        let mut producers = self.map.lock();
         if let Some(p) = producers.get(bootstrap_servers) {
             return Ok(p.clone());
         }
         let p = producer(
             bootstrap_servers,
-            self.options.produce_timeout,
-            self.options.max_message_bytes,
-        )
-        .map_err(|e| kafka_err("producer", e))?;
+            self.produce_timeout,
+            self.max_message_bytes,
+        )?;
         producers.insert(bootstrap_servers.to_owned(), p.clone());
         Ok(p)
+    }
+
+    /// Flushes every producer (at shutdown), each for at most `deadline`.
+    pub async fn flush(&self, deadline: Duration) {
+        let producers: Vec<FutureProducer> = self.map.lock().values().cloned().collect();
+        for p in producers {
+            let _ = tokio::task::spawn_blocking(move || p.flush(deadline)).await;
+        }
+    }
+}
+
+/// How Kafka-backed brokers start (topic, consumer group, probe) and take appends (produce).
+pub(crate) struct KafkaDriver {
+    options: KafkaOptions,
+    producers: Arc<Producers>,
+}
+
+impl KafkaDriver {
+    pub(crate) fn new(options: KafkaOptions) -> KafkaDriver {
+        KafkaDriver {
+            producers: Arc::new(Producers::new(
+                options.produce_timeout,
+                options.max_message_bytes,
+            )),
+            options,
+        }
+    }
+
+    /// The producer pool (shared with KafkaSinks).
+    pub(crate) fn producers(&self) -> &Arc<Producers> {
+        &self.producers
     }
 
     /// After a fatal error or a record that timed out (e.g. a cluster that came back without the idempotent
@@ -392,6 +434,11 @@ impl KafkaDriver {
         ) else {
             return;
         };
+        // Sinks and brokers started later on the same cluster get the new one too.
+        self.producers
+            .map
+            .lock()
+            .insert(shared.config.bootstrap_servers.clone(), fresh.clone());
         *current = (failed_generation + 1, fresh);
     }
 }
@@ -423,7 +470,10 @@ impl LogDriver for KafkaDriver {
         store: &Arc<StoreChannel>,
         stop: watch::Receiver<bool>,
     ) -> Result<(Arc<BrokerShared>, JoinHandle<()>)> {
-        let producer = self.producer_for(&config.bootstrap_servers)?;
+        let producer = self
+            .producers
+            .get(&config.bootstrap_servers)
+            .map_err(|e| kafka_err("producer", e))?;
         let shared = Arc::new(BrokerShared {
             key: key.clone(),
             config: config.clone(),
@@ -484,12 +534,9 @@ impl LogDriver for KafkaDriver {
         failure.map_or(Ok(()), Err)
     }
 
-    /// Flushes the producers.
+    /// Flushes the producers (the brokers' and the KafkaSinks').
     async fn closed(&self, deadline: Duration) {
-        let producers: Vec<FutureProducer> = self.producers.lock().values().cloned().collect();
-        for p in producers {
-            let _ = tokio::task::spawn_blocking(move || p.flush(deadline)).await;
-        }
+        self.producers.flush(deadline).await;
     }
 }
 
