@@ -1544,7 +1544,10 @@ async fn slow_subscriber(args: &SoakArgs) -> anyhow::Result<Table> {
     slow.sort_unstable();
     for (name, lat) in [("A healthy", &base), ("A slow", &slow)] {
         table.row(
-            &format!("{name}, all rounds: B e2e latency p50 / p99 ({} events)", lat.len()),
+            &format!(
+                "{name}, all rounds: B e2e latency p50 / p99 ({} events)",
+                lat.len()
+            ),
             format!(
                 "{:.2} / {:.2} ms",
                 percentile(lat, 0.5),
