@@ -2,8 +2,8 @@
 # Provides the real Kubernetes control plane the Kubernetes tests run against: a kube-apiserver v1.20.2
 # built from Debian's own `kubernetes` source package (tests/k8s/prepare-apiserver.sh, 2-3 min on 2 cores,
 # needs root for apt-get) and Debian's etcd. Prints the path of the apiserver binary on stdout (progress
-# goes to stderr). The tests (tests/kubernetes.rs) start one apiserver + etcd per test run on free loopback
-# ports from this binary and stop them by PID.
+# goes to stderr). The tests (tests/system/kubernetes.rs) start one apiserver + etcd per test run on free
+# loopback ports from this binary and stop them by PID.
 #
 # Order: $SWITCHYARD_KUBE_APISERVER, ~/.cache/switchyard-tools/k8s/bin/kube-apiserver, otherwise build it
 # there (the cache is outside the work tree, so a clean checkout reuses it). Exits non-zero when no working

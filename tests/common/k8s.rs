@@ -1,7 +1,8 @@
-//! A real Kubernetes control plane for tests: ONE etcd + kube-apiserver v1.20.2 per test binary, started on
-//! free loopback ports by `tests/k8s/start-controlplane.sh` the first time a test asks for it
-//! ([`ControlPlane::shared`]), with the CRDs of `deploy/crds/` applied and Established. Tests share it and
-//! separate themselves by namespace ([`ControlPlane::new_namespace`]).
+//! A real Kubernetes control plane for tests: ONE etcd + kube-apiserver v1.20.2 per test binary (in practice
+//! one for `tests/system/`, where the Kubernetes tests are), started on free loopback ports by
+//! `tests/k8s/start-controlplane.sh` the first time a test asks for it ([`ControlPlane::shared`]), with the
+//! CRDs of `deploy/crds/` applied and Established. Tests share it and separate themselves by namespace
+//! ([`ControlPlane::new_namespace`]); the other tests of that binary never start it.
 //!
 //! The apiserver binary comes from `$SWITCHYARD_KUBE_APISERVER` or `~/.cache/switchyard-tools/k8s/bin/
 //! kube-apiserver` (built by `.ci/k8s-testbed.sh`); when there is none the tests FAIL (panic), never skip.

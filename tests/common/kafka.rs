@@ -160,8 +160,9 @@ pub struct Kafka {
     starts: u32,
     topics: parking_lot::Mutex<Vec<(String, i32)>>,
     producer: OnceLock<FutureProducer>,
-    /// Kafka tests of one test binary run one at a time (held until after the Drop above ran): fewer
-    /// librdkafka instances starting and tearing down at once on 2 cores. Declared last, released last.
+    /// The tests of one test binary (`tests/integrations/`) that use this harness run one at a time (held
+    /// until after the Drop above ran): fewer librdkafka instances starting and tearing down at once on 2
+    /// cores. Declared last, released last.
     _serial: std::sync::MutexGuard<'static, ()>,
 }
 

@@ -1,5 +1,11 @@
 //! Shared test tooling: a real HTTP subscriber that records what it receives and answers as scripted,
 //! a broker started in-process (port 0) or as the real binary, and polling with a deadline.
+//!
+//! Each test binary of the root crate (`tests/inproc/`, `tests/integrations/`, `tests/system/`) includes this
+//! module from its `main.rs` (`#[path = "../common/mod.rs"] mod common;`). The tests of a binary run in
+//! parallel threads of one process, so nothing here keeps process-global state besides what is documented
+//! (`k8s::ControlPlane::shared`, the Kafka harness's lock): options are passed explicitly, never through
+//! `std::env::set_var`; listeners use port 0 or a free port; every broker, server and directory is per test.
 #![allow(dead_code)]
 
 pub mod k8s;

@@ -7,9 +7,9 @@
 //! no error. Evaluation borrows attribute values from the event and allocates only in string-producing
 //! functions (`CONCAT`, `LOWER`, …) and casts from Integer to String.
 //!
-//! The engine passes all 275 cases of the official CESQL v1 TCK (`broker/tests/cesql_tck.rs`), with one
-//! documented deviation where the TCK contradicts the spec: `NOT 10` is `false` with no error (spec
-//! §3.7: Integer → Boolean is a MUST cast; sdk-go's copy of the TCK agrees).
+//! The engine passes all 275 cases of the official CESQL v1 TCK (`broker/tests/integration/cesql_tck.rs`),
+//! with one documented deviation where the TCK contradicts the spec: `NOT 10` is `false` with no error
+//! (spec §3.7: Integer → Boolean is a MUST cast; sdk-go's copy of the TCK agrees).
 //!
 //! Decisions where the spec leaves room:
 //! - `AND`, `OR` and `XOR` share one precedence level and associate **left to right** (spec §3.6 text;

@@ -7,7 +7,8 @@
 //!   `numPartitions`, `replicationFactor`) are kept in the schema, so that the API server does not prune
 //!   them silently: the controller reports them in `SpecValid`, like the standalone loader does;
 //! - `sources.switchyard.dev/v1alpha1` **NatsSource** and **NatsSink**, whose `spec` fields are exactly
-//!   the ones the standalone decoder accepts (`broker/tests/crds.rs` checks that they do not drift apart).
+//!   the ones the standalone decoder accepts (`broker/tests/integration/crds.rs` checks that they do not
+//!   drift apart).
 //!
 //! A source's status carries `SinkProvided`, `SpecValid`, `Ready` and the resolved `sinkUri`; a sink's
 //! `SpecValid` and `Ready`. `crdgen` renders all of them into `deploy/crds/` with the Broker and Trigger.

@@ -1,9 +1,8 @@
 //! Delivery behaviour against real HTTP subscribers: headers, retries and their timing, Retry-After,
 //! dead-letter sinks and their extensions, parking and redrive, replies and loop termination.
 
-mod common;
+use crate::common::*;
 use base64::Engine;
-use common::*;
 use std::time::Duration;
 
 fn ingress_url(b: &TestBroker) -> String {

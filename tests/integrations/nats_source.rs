@@ -3,11 +3,11 @@
 //! verdict, invalid messages are answered 400 and counted; a JetStream source acks only what the sink
 //! accepted and gets the rest redelivered.
 
-mod common;
+use crate::common;
 
+use crate::common::nats::Nats;
+use crate::common::{eventually, trigger, Reply, Subscriber, TestBroker};
 use async_nats::jetstream;
-use common::nats::Nats;
-use common::{eventually, trigger, Reply, Subscriber, TestBroker};
 use std::time::Duration;
 
 fn source(name: &str, servers: &str, subject: &str, extra: &str, sink: &str) -> String {

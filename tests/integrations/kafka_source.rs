@@ -6,8 +6,8 @@
 //! Needs the tansu binary: `$TANSU_BIN`, or `~/.cache/switchyard-tools/bin/tansu` (see
 //! `shared/testbeds/kafka.md`).
 
-mod common;
-use common::*;
+use crate::common;
+use crate::common::*;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;

@@ -1,8 +1,7 @@
 //! Ingress status codes and validation over real HTTP (Switchyard decision 9), including the
 //! CloudEvents JSON conformance fixtures sent in structured and batched mode.
 
-mod common;
-use common::*;
+use crate::common::*;
 use switchyard_ingress::Limits;
 
 fn fixtures(name: &str) -> Vec<serde_json::Value> {

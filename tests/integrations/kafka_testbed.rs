@@ -3,11 +3,10 @@
 //! splitting partitions, resuming after the committed offset, producing across an outage, what a tansu
 //! restart (memory storage) does to clients, and a small run of the Kafka bench baseline.
 //!
-//! Timings are printed as `TIMING ...` lines (`cargo test --test kafka_testbed -- --nocapture`).
+//! Timings are printed as `TIMING ...` lines
+//! (`cargo test --test integrations kafka_testbed:: -- --nocapture`).
 
-mod common;
-
-use common::kafka::{fast_consumer, fast_producer, unique, Kafka};
+use crate::common::kafka::{fast_consumer, fast_producer, unique, Kafka};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};

@@ -9,14 +9,12 @@
 //! creates the Endpoints object the endpoints controller would ([`ControlPlane::create_data_plane_endpoints`]).
 //! Without an apiserver binary the tests fail (run `.ci/k8s-testbed.sh`), they never skip.
 
-mod common;
-
-use common::k8s::{
+use crate::common::k8s::{
     condition, condition_status, has_condition, is_true, observed, ready, repo_root, ControlPlane,
     Role, Switchyard,
 };
-use common::nats::Nats;
-use common::{ce_headers, eventually, post, request, Subscriber};
+use crate::common::nats::Nats;
+use crate::common::{ce_headers, eventually, post, request, Subscriber};
 use futures_util::StreamExt;
 use serde_json::Value;
 use std::collections::BTreeMap;

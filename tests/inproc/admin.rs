@@ -1,7 +1,6 @@
 //! Admin endpoints: health, readiness, broker listing, metrics; and the quickstart example stays valid.
 
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;

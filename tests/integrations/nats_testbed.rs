@@ -2,10 +2,8 @@
 //! features Switchyard relies on: headers on core NATS, JetStream publish with PubAck and message-id
 //! de-duplication, durable pull consumers with explicit ack, and a JetStream store that survives a restart.
 
-mod common;
-
+use crate::common::nats::Nats;
 use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy};
-use common::nats::Nats;
 use futures_util::StreamExt;
 use std::time::Duration;
 

@@ -1,7 +1,6 @@
 //! Knative conformance routing cases against a real broker and real HTTP subscribers.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 #[tokio::test]
 async fn trigger_without_filter_receives_everything() {

@@ -1,8 +1,7 @@
 //! Concurrency and isolation: per-trigger in-flight limits, a failing subscriber never delays another
 //! trigger, and graceful shutdown finishes in-flight deliveries and hands back the rest.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::time::Duration;
 
 #[tokio::test]

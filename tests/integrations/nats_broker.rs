@@ -1,11 +1,13 @@
 //! JetStream-backed brokers against a real nats-server (`common::nats::Nats`, one per test with its own
 //! store directory) and real HTTP subscribers. These tests fail — never skip — without nats-server.
 
-mod common;
+use crate::common;
 
+use crate::common::nats::Nats;
+use crate::common::{
+    ce_headers, eventually, patience, post, trigger, Reply, Subscriber, TestBroker,
+};
 use async_nats::jetstream;
-use common::nats::Nats;
-use common::{ce_headers, eventually, patience, post, trigger, Reply, Subscriber, TestBroker};
 use std::collections::HashSet;
 use std::time::Duration;
 use switchyard_broker::channel::nats::NatsOptions;

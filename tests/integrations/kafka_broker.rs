@@ -1,10 +1,12 @@
 //! Kafka-backed brokers against a real Kafka-protocol broker (tansu, started per test by
 //! `common::kafka::Kafka`) and real HTTP subscribers. These tests fail — never skip — when tansu is missing.
 
-mod common;
+use crate::common;
 
-use common::kafka::{unique, Kafka};
-use common::{ce_headers, eventually, patience, post, trigger, Reply, Subscriber, TestBroker};
+use crate::common::kafka::{unique, Kafka};
+use crate::common::{
+    ce_headers, eventually, patience, post, trigger, Reply, Subscriber, TestBroker,
+};
 use rdkafka::message::{Headers, Message};
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;

@@ -1,7 +1,6 @@
 //! `switchyard explain` (CLI) and the admin explain endpoint.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::io::Write;
 use std::process::{Command, Stdio};
 

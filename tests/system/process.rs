@@ -1,7 +1,6 @@
 //! The real binary: crash safety (kill -9), graceful shutdown, config errors, hot reload, --help.
 
-mod common;
-use common::*;
+use crate::common::*;
 use parking_lot::Mutex;
 use std::collections::HashSet;
 use std::process::Command;

@@ -2,11 +2,11 @@
 //! subscriber is a NatsSink publishes each event (core NATS, or JetStream waiting for the PubAck); a publish
 //! that cannot succeed is a failed delivery (retries, then the dead-letter sink).
 
-mod common;
+use crate::common;
 
+use crate::common::nats::Nats;
+use crate::common::{ce_headers, post, Subscriber, TestBroker};
 use async_nats::jetstream;
-use common::nats::Nats;
-use common::{ce_headers, post, Subscriber, TestBroker};
 use futures_util::StreamExt;
 use std::time::Duration;
 
