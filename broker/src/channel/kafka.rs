@@ -34,14 +34,13 @@
 //!   watermark − next offset to consume; for the others, high watermark − committed offset (the consumer
 //!   group's lag).
 
-use crate::channel::log::{LogBroker, LogDriver};
+use crate::channel::log::{BrokerCommon, LogBroker, LogDriver};
 use crate::channel::store::StoreChannel;
-use crate::channel::windows::{offer, set_setup_failure, Offered, Reachability, Routes};
+use crate::channel::windows::{offer, set_setup_failure, Offered, Routes};
 use crate::channel::{ChannelError, Delivery, Entry, EntryId, Result};
 use crate::config::{Backend, BrokerKey, ContentMode, KafkaBrokerConfig};
 use crate::event::Event;
 use crate::format::kafka::{self as binding, Decoded};
-use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -53,7 +52,7 @@ use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -280,23 +279,26 @@ impl Tracker {
 
 /// State of one Kafka-backed broker shared by its consumer task, ingress and acks.
 pub(crate) struct BrokerShared {
-    key: BrokerKey,
+    /// Key, routes, readiness, invalid-record count (also reachable through `Deref`).
+    common: BrokerCommon,
     config: KafkaBrokerConfig,
     /// Replaced when librdkafka reports a fatal error (an idempotent producer whose state the cluster
     /// lost cannot continue).
     producer: Mutex<(u64, FutureProducer)>,
-    /// `None` once the topic was set up; otherwise why it is not.
-    not_ready: Mutex<Option<String>>,
-    /// Whether the cluster answers (the probe's view).
-    outage: Reachability,
     /// Watermarks and committed offsets from the last probe; the backlog combines them with the tracker's
     /// live consumer positions.
     marks: Mutex<Vec<PartitionMarks>>,
     tracker: Mutex<Tracker>,
-    routes: ArcSwap<Routes>,
-    invalid_records: AtomicU64,
     /// Partitions of the topic (from metadata when the consumer started).
     partitions: std::sync::atomic::AtomicUsize,
+}
+
+impl std::ops::Deref for BrokerShared {
+    type Target = BrokerCommon;
+
+    fn deref(&self) -> &BrokerCommon {
+        &self.common
+    }
 }
 
 impl LogBroker for BrokerShared {
@@ -306,16 +308,8 @@ impl LogBroker for BrokerShared {
         &self.config
     }
 
-    fn set_routes(&self, routes: Arc<Routes>) {
-        self.routes.store(routes);
-    }
-
-    fn setup_pending(&self) -> Option<String> {
-        self.not_ready.lock().clone()
-    }
-
-    fn not_ready(&self) -> Option<String> {
-        self.setup_pending().or_else(|| self.outage.reason())
+    fn common(&self) -> &BrokerCommon {
+        &self.common
     }
 
     fn finish(&self, id: EntryId) {
@@ -334,10 +328,6 @@ impl LogBroker for BrokerShared {
     fn remote_backlog(&self) -> u64 {
         let marks = self.marks.lock();
         remote_backlog(&marks, &self.tracker.lock())
-    }
-
-    fn invalid(&self) -> u64 {
-        self.invalid_records.load(Ordering::Relaxed)
     }
 }
 
@@ -475,15 +465,15 @@ impl LogDriver for KafkaDriver {
             .get(&config.bootstrap_servers)
             .map_err(|e| kafka_err("producer", e))?;
         let shared = Arc::new(BrokerShared {
-            key: key.clone(),
+            common: BrokerCommon::new(
+                key,
+                routes,
+                format!("topic {} is not ready yet", config.topic),
+            ),
             config: config.clone(),
             producer: Mutex::new((0, producer)),
-            not_ready: Mutex::new(Some(format!("topic {} is not ready yet", config.topic))),
-            outage: Reachability::default(),
             marks: Mutex::new(Vec::new()),
             tracker: Mutex::new(Tracker::default()),
-            routes: ArcSwap::new(routes),
-            invalid_records: AtomicU64::new(0),
             partitions: std::sync::atomic::AtomicUsize::new(0),
         });
         let task = tokio::spawn(run_consumer(
@@ -1058,7 +1048,7 @@ fn decode_record(
             },
         )),
         Err(e) => {
-            shared.invalid_records.fetch_add(1, Ordering::Relaxed);
+            shared.invalid.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
                 broker = %shared.key,
                 topic = %shared.config.topic,

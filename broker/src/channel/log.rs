@@ -18,17 +18,45 @@
 //! [`offer`]: super::windows::offer
 
 use crate::channel::store::StoreChannel;
-use crate::channel::windows::{Routes, TriggerQueues, WindowSubscription};
+use crate::channel::windows::{Reachability, Routes, TriggerQueues, WindowSubscription};
 use crate::channel::{BoxFuture, ChannelError, EntryId, LogBackend, Result, Subscription};
 use crate::config::{Backend, BrokerKey, Topology, TriggerKey};
 use crate::event::Event;
+use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+/// What every log-backed broker's runtime state holds, whatever its log.
+pub(crate) struct BrokerCommon {
+    pub(crate) key: BrokerKey,
+    /// The broker's routing table with its triggers' windows.
+    pub(crate) routes: ArcSwap<Routes>,
+    /// `None` once the broker's topic or stream is set up; otherwise why it is not.
+    pub(crate) not_ready: Mutex<Option<String>>,
+    /// Whether the log answers (the broker's probe's view).
+    pub(crate) outage: Reachability,
+    /// Records of the log that were not valid CloudEvents (skipped).
+    pub(crate) invalid: AtomicU64,
+}
+
+impl BrokerCommon {
+    /// A broker that is not set up yet (`pending` says what it waits for).
+    pub(crate) fn new(key: &BrokerKey, routes: Arc<Routes>, pending: String) -> BrokerCommon {
+        BrokerCommon {
+            key: key.clone(),
+            routes: ArcSwap::new(routes),
+            not_ready: Mutex::new(Some(pending)),
+            outage: Reachability::default(),
+            invalid: AtomicU64::new(0),
+        }
+    }
+}
 
 /// The state of one log-backed broker that its consumer task shares with the layer.
 pub(crate) trait LogBroker: Send + Sync + 'static {
@@ -38,14 +66,24 @@ pub(crate) trait LogBroker: Send + Sync + 'static {
     /// The configuration the runtime was started with.
     fn config(&self) -> &Self::Config;
 
+    /// The state every log-backed broker has.
+    fn common(&self) -> &BrokerCommon;
+
     /// Installs the broker's routing table with its triggers' windows (topology change, same config).
-    fn set_routes(&self, routes: Arc<Routes>);
+    fn set_routes(&self, routes: Arc<Routes>) {
+        self.common().routes.store(routes);
+    }
 
     /// Why the broker's topic or stream is not set up yet, if it is not.
-    fn setup_pending(&self) -> Option<String>;
+    fn setup_pending(&self) -> Option<String> {
+        self.common().not_ready.lock().clone()
+    }
 
     /// Why the broker cannot take events now (setup pending, or its log does not answer), if it cannot.
-    fn not_ready(&self) -> Option<String>;
+    fn not_ready(&self) -> Option<String> {
+        self.setup_pending()
+            .or_else(|| self.common().outage.reason())
+    }
 
     /// One trigger finished entry `id` (delivered, dead-lettered or parked); a handle of another backend
     /// or of an earlier assignment is ignored.
@@ -56,7 +94,9 @@ pub(crate) trait LogBroker: Send + Sync + 'static {
     fn remote_backlog(&self) -> u64;
 
     /// Records of the broker's log that were not valid CloudEvents (skipped).
-    fn invalid(&self) -> u64;
+    fn invalid(&self) -> u64 {
+        self.common().invalid.load(Ordering::Relaxed)
+    }
 }
 
 /// How the brokers of one log backend start and take appends.

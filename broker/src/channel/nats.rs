@@ -22,14 +22,13 @@
 //!   (`num_pending` + `num_ack_pending`, minus the messages this process holds, which its windows count), so
 //!   the broker's backlog covers what waits in the stream for every process, not only this one's share.
 
-use crate::channel::log::{LogBroker, LogDriver};
+use crate::channel::log::{BrokerCommon, LogBroker, LogDriver};
 use crate::channel::store::StoreChannel;
-use crate::channel::windows::{offer, set_setup_failure, Offered, Reachability, Routes};
+use crate::channel::windows::{offer, set_setup_failure, Offered, Routes};
 use crate::channel::{ChannelError, Delivery, Entry, EntryId, Result};
 use crate::config::{Backend, BrokerKey, ContentMode, NatsBrokerConfig, NatsStorage};
 use crate::event::Event;
 use crate::format::nats as binding;
-use arc_swap::ArcSwap;
 use async_nats::jetstream::{self, consumer, stream, AckKind};
 use futures_util::StreamExt;
 use parking_lot::Mutex;
@@ -116,20 +115,23 @@ struct Pending {
 }
 
 pub(crate) struct BrokerShared {
-    key: BrokerKey,
+    /// Key, routes, readiness, invalid-message count (also reachable through `Deref`).
+    common: BrokerCommon,
     config: NatsBrokerConfig,
     /// Set once connected and the stream exists.
     js: Mutex<Option<jetstream::Context>>,
-    /// Why the stream or consumer could not be set up (`None` once it was).
-    not_ready: Mutex<Option<String>>,
-    /// Whether the server answers (the probe's view).
-    outage: Reachability,
     /// Messages of the durable consumer not yet delivered or not yet acked (any process), from the last
     /// probe.
     waiting: AtomicU64,
-    routes: ArcSwap<Routes>,
     pending: Mutex<HashMap<u64, Pending>>,
-    invalid_messages: AtomicU64,
+}
+
+impl std::ops::Deref for BrokerShared {
+    type Target = BrokerCommon;
+
+    fn deref(&self) -> &BrokerCommon {
+        &self.common
+    }
 }
 
 impl BrokerShared {
@@ -165,16 +167,8 @@ impl LogBroker for BrokerShared {
         &self.config
     }
 
-    fn set_routes(&self, routes: Arc<Routes>) {
-        self.routes.store(routes);
-    }
-
-    fn setup_pending(&self) -> Option<String> {
-        self.not_ready.lock().clone()
-    }
-
-    fn not_ready(&self) -> Option<String> {
-        self.setup_pending().or_else(|| self.outage.reason())
+    fn common(&self) -> &BrokerCommon {
+        &self.common
     }
 
     fn finish(&self, id: EntryId) {
@@ -190,10 +184,6 @@ impl LogBroker for BrokerShared {
         // counted twice.
         let held = self.pending.lock().len() as u64;
         self.waiting.load(Ordering::Relaxed).saturating_sub(held)
-    }
-
-    fn invalid(&self) -> u64 {
-        self.invalid_messages.load(Ordering::Relaxed)
     }
 }
 
@@ -236,15 +226,15 @@ impl LogDriver for NatsDriver {
         stop: watch::Receiver<bool>,
     ) -> Result<(Arc<BrokerShared>, JoinHandle<()>)> {
         let shared = Arc::new(BrokerShared {
-            key: key.clone(),
+            common: BrokerCommon::new(
+                key,
+                routes,
+                format!("stream {} is not ready yet", config.stream),
+            ),
             config: config.clone(),
             js: Mutex::new(None),
-            not_ready: Mutex::new(Some(format!("stream {} is not ready yet", config.stream))),
-            outage: Reachability::default(),
             waiting: AtomicU64::new(0),
-            routes: ArcSwap::new(routes),
             pending: Mutex::new(HashMap::new()),
-            invalid_messages: AtomicU64::new(0),
         });
         tokio::spawn(run_probe(
             shared.clone(),
@@ -521,7 +511,7 @@ async fn handle_message(
     let event = match binding::decode(&pairs, &message.payload) {
         Ok(e) => e,
         Err(e) => {
-            shared.invalid_messages.fetch_add(1, Ordering::Relaxed);
+            shared.invalid.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(broker = %shared.key, "terminating a message that is not a valid CloudEvent: {e}");
             drop(pairs);
             let _ = message.ack_with(AckKind::Term).await;
