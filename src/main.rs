@@ -103,7 +103,7 @@ struct ServeArgs {
     )]
     lease_name: String,
     /// Kubernetes mode: how long a silent leader keeps the Lease before another replica takes over.
-    #[arg(long, env = "SWITCHYARD_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, env = "SWITCHYARD_LEASE_DURATION", default_value = "15s", value_parser = parse_lease_duration)]
     lease_duration: Duration,
     /// Kubernetes mode: serve the validating admission webhook (HTTPS) on this address (controller
     /// processes). Its certificate is issued by Switchyard and its CA written into the
@@ -180,7 +180,7 @@ struct ServeArgs {
     reload_interval: Duration,
     /// Kafka-backed brokers: in-memory queue entries per trigger before the rest overflows into the
     /// trigger's durable queue in the data dir (a slow subscriber never stops the broker's consumer).
-    #[arg(long, env = "SWITCHYARD_KAFKA_TRIGGER_WINDOW", default_value_t = 1024)]
+    #[arg(long, env = "SWITCHYARD_KAFKA_TRIGGER_WINDOW", default_value_t = 1024, value_parser = parse_window)]
     kafka_trigger_window: usize,
     /// Kafka-backed brokers: consumer-group session timeout, i.e. how soon another process takes over
     /// the partitions of a process that died.
@@ -188,8 +188,41 @@ struct ServeArgs {
     kafka_session_timeout: Duration,
     /// JetStream-backed brokers: how soon the messages a dead process held are redelivered to the others
     /// (the consumer's `ack_wait`; live processes mark pending messages in progress).
-    #[arg(long, env = "SWITCHYARD_NATS_ACK_WAIT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "SWITCHYARD_NATS_ACK_WAIT", default_value = "10s", value_parser = parse_ack_wait)]
     nats_ack_wait: Duration,
+}
+
+/// A duration of at least `min` (a smaller value is an error, not silently raised).
+fn duration_at_least(s: &str, min: Duration, why: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < min {
+        return Err(format!("{s:?} is too short: at least {min:?} ({why})"));
+    }
+    Ok(d)
+}
+
+fn parse_lease_duration(s: &str) -> Result<Duration, String> {
+    duration_at_least(
+        s,
+        Duration::from_secs(3),
+        "the leader renews the Lease every third of it",
+    )
+}
+
+fn parse_ack_wait(s: &str) -> Result<Duration, String> {
+    duration_at_least(
+        s,
+        Duration::from_secs(1),
+        "pending messages are marked in progress every third of it",
+    )
+}
+
+fn parse_window(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("0 is too small: a trigger window holds at least 1 entry".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{s:?} is not a whole number of entries: {e}")),
+    }
 }
 
 fn main() -> ExitCode {
@@ -268,7 +301,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
             default_broker_class: args.default_broker_class.clone(),
             watch_namespace: args.watch_namespace.clone(),
             lease_name: args.lease_name.clone(),
-            lease_duration: args.lease_duration.max(Duration::from_secs(3)),
+            lease_duration: args.lease_duration,
             identity: identity(),
             ..switchyard_kube::Settings::default()
         },
@@ -307,12 +340,12 @@ async fn serve(args: ServeArgs) -> ExitCode {
         shutdown_grace: args.shutdown_grace,
         reload_interval: args.reload_interval,
         kafka: KafkaOptions {
-            trigger_window: args.kafka_trigger_window.max(1),
+            trigger_window: args.kafka_trigger_window,
             session_timeout: args.kafka_session_timeout,
             ..KafkaOptions::default()
         },
         nats: NatsOptions {
-            ack_wait: args.nats_ack_wait.max(Duration::from_secs(1)),
+            ack_wait: args.nats_ack_wait,
             ..NatsOptions::default()
         },
     };

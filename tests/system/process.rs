@@ -121,6 +121,28 @@ fn invalid_config_is_rejected_at_start_with_file_doc_and_path() {
     );
 }
 
+/// Flag values below what the broker can work with are refused with the flag and the reason, not raised
+/// silently (exit 2, like other bad input at start-up).
+#[test]
+fn too_small_flag_values_are_refused_by_name() {
+    for (flag, value, expect) in [
+        ("--lease-duration", "1s", "at least 3s"),
+        ("--nats-ack-wait", "200ms", "at least 1s"),
+        ("--kafka-trigger-window", "0", "at least 1 entry"),
+    ] {
+        let out = bin()
+            .args(["serve", flag, value])
+            .output()
+            .expect("run switchyard");
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(flag) && stderr.contains(expect),
+            "{flag} {value}: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn help_documents_every_flag_and_env_var() {
     let out = bin().args(["serve", "--help"]).output().unwrap();
