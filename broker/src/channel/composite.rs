@@ -185,14 +185,16 @@ impl Channel for CompositeChannel {
         broker: &'a BrokerKey,
         events: Vec<Event>,
     ) -> BoxFuture<'a, Result<()>> {
-        match self.backend_of(broker) {
-            Some(backend @ (Backend::Kafka(_) | Backend::NatsJetStream(_))) => {
-                match self.log_for(&backend) {
-                    Some(log) => log.append(broker, events),
-                    None => Box::pin(async move { Err(unsupported(broker, &backend)) }),
+        let topology = self.topology.load();
+        match topology.brokers.get(broker).map(|b| &b.backend) {
+            Some(Backend::Embedded) | None => self.store.append(broker, events),
+            Some(backend) => match self.log_for(backend) {
+                Some(log) => log.append(broker, events),
+                None => {
+                    let err = unsupported(broker, backend);
+                    Box::pin(async move { Err(err) })
                 }
-            }
-            _ => self.store.append(broker, events),
+            },
         }
     }
 

@@ -149,7 +149,7 @@ struct Runtime<B> {
 
 /// One log backend: its driver, its broker runtimes and its trigger windows.
 pub(crate) struct LogLayer<D: LogDriver> {
-    pub(crate) driver: D,
+    driver: D,
     store: Arc<StoreChannel>,
     brokers: Mutex<HashMap<BrokerKey, Runtime<D::Broker>>>,
     queues: TriggerQueues,
@@ -176,7 +176,7 @@ impl<D: LogDriver> LogLayer<D> {
 
     /// Starts, restarts (config changed) and stops broker runtimes and trigger windows for a new topology.
     /// The store must already have the topology (overflow and parking need the triggers there).
-    pub(crate) async fn apply_topology(&self, topology: Arc<Topology>) -> Result<()> {
+    async fn apply(&self, topology: Arc<Topology>) -> Result<()> {
         // Trigger windows: a trigger keeps its window while it stays on the same broker.
         let queues = self
             .queues
@@ -225,28 +225,46 @@ impl<D: LogDriver> LogLayer<D> {
     }
 
     /// The runtime state of a broker of this backend.
-    pub(crate) fn broker(&self, key: &BrokerKey) -> Option<Arc<D::Broker>> {
+    fn broker(&self, key: &BrokerKey) -> Option<Arc<D::Broker>> {
         self.brokers.lock().get(key).map(|rt| rt.shared.clone())
     }
+}
 
-    /// Writes a batch to the broker's log. While the broker is not ready the answer comes at once.
-    pub(crate) async fn append(&self, broker: &BrokerKey, events: &[Event]) -> Result<()> {
-        let shared = self
-            .broker(broker)
-            .ok_or_else(|| ChannelError::UnknownBroker(broker.clone()))?;
-        if let Some(reason) = shared.not_ready() {
-            return Err(ChannelError::Storage(reason));
-        }
-        self.driver.append(&shared, events).await
+impl<D: LogDriver> LogBackend for LogLayer<D> {
+    fn name(&self) -> &'static str {
+        D::NAME
     }
 
-    /// Whether this trigger is served by this backend.
-    pub(crate) fn has_trigger(&self, trigger: &TriggerKey) -> bool {
+    fn serves(&self, backend: &Backend) -> bool {
+        D::config_of(backend).is_some()
+    }
+
+    fn apply_topology(&self, topology: Arc<Topology>) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.apply(topology))
+    }
+
+    /// While the broker is not ready the answer comes at once.
+    fn append<'a>(
+        &'a self,
+        broker: &'a BrokerKey,
+        events: Vec<Event>,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let shared = self
+                .broker(broker)
+                .ok_or_else(|| ChannelError::UnknownBroker(broker.clone()))?;
+            if let Some(reason) = shared.not_ready() {
+                return Err(ChannelError::Storage(reason));
+            }
+            self.driver.append(&shared, &events).await
+        })
+    }
+
+    fn has_trigger(&self, trigger: &TriggerKey) -> bool {
         self.queues.get(trigger).is_some()
     }
 
-    /// The trigger's subscription: its window, then its overflow/redrive queue in the store.
-    pub(crate) fn subscribe(&self, trigger: &TriggerKey) -> Result<Box<dyn Subscription>> {
+    fn subscribe(&self, trigger: &TriggerKey) -> Result<Box<dyn Subscription>> {
         let queue = self
             .queues
             .get(trigger)
@@ -255,8 +273,7 @@ impl<D: LogDriver> LogLayer<D> {
         Ok(Box::new(WindowSubscription::new(&queue, store)))
     }
 
-    /// Marks an entry of this backend finished for `trigger`.
-    pub(crate) fn finish(&self, trigger: &TriggerKey, id: EntryId) {
+    fn finish(&self, trigger: &TriggerKey, id: EntryId) {
         let Some(broker) = self.queues.release(trigger) else {
             return;
         };
@@ -265,84 +282,39 @@ impl<D: LogDriver> LogLayer<D> {
         }
     }
 
-    /// The broker's backlog as far as its log knows it, without double counting: what the log still holds
-    /// beyond this process's windows, plus the windows. Entries overflowed into the store are finished for
-    /// the log and counted by the store.
-    pub(crate) fn backlog(&self, broker: &BrokerKey) -> u64 {
+    /// Without double counting: what the log still holds beyond this process's windows, plus the
+    /// windows. Entries overflowed into the store are finished for the log and counted by the store.
+    fn backlog(&self, broker: &BrokerKey) -> u64 {
         let remote = self.broker(broker).map_or(0, |b| b.remote_backlog());
         remote + self.queues.backlog(broker)
     }
 
-    /// In-memory entries of one trigger.
-    pub(crate) fn trigger_backlog(&self, trigger: &TriggerKey) -> u64 {
+    fn trigger_backlog(&self, trigger: &TriggerKey) -> u64 {
         self.queues.trigger_backlog(trigger)
     }
 
-    /// Whether the broker's log is usable (`None`) or why not.
-    pub(crate) fn not_ready(&self, broker: &BrokerKey) -> Option<String> {
+    fn not_ready(&self, broker: &BrokerKey) -> Option<String> {
         self.broker(broker).and_then(|b| b.not_ready())
     }
 
-    /// Records of the broker's log that were not valid CloudEvents.
-    pub(crate) fn invalid(&self, broker: &BrokerKey) -> u64 {
+    fn invalid(&self, broker: &BrokerKey) -> u64 {
         self.broker(broker).map_or(0, |b| b.invalid())
     }
 
     /// Stops every runtime (each finishes what it must, e.g. committing offsets), ends the subscriptions,
     /// then lets the driver finish (flushing producers).
-    pub(crate) async fn close(&self, deadline: Duration) {
-        let runtimes: Vec<Runtime<D::Broker>> =
-            self.brokers.lock().drain().map(|(_, r)| r).collect();
-        for rt in &runtimes {
-            let _ = rt.stop.send(true);
-        }
-        for rt in runtimes {
-            let _ = tokio::time::timeout(deadline, rt.task).await;
-        }
-        self.queues.close_all();
-        self.driver.closed(deadline).await;
-    }
-}
-
-impl<D: LogDriver> LogBackend for LogLayer<D> {
-    fn name(&self) -> &'static str {
-        D::NAME
-    }
-    fn serves(&self, backend: &Backend) -> bool {
-        D::config_of(backend).is_some()
-    }
-    fn apply_topology(&self, topology: Arc<Topology>) -> BoxFuture<'_, Result<()>> {
-        Box::pin(LogLayer::apply_topology(self, topology))
-    }
-    fn append<'a>(
-        &'a self,
-        broker: &'a BrokerKey,
-        events: Vec<Event>,
-    ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move { LogLayer::append(self, broker, &events).await })
-    }
-    fn has_trigger(&self, trigger: &TriggerKey) -> bool {
-        LogLayer::has_trigger(self, trigger)
-    }
-    fn subscribe(&self, trigger: &TriggerKey) -> Result<Box<dyn Subscription>> {
-        LogLayer::subscribe(self, trigger)
-    }
-    fn finish(&self, trigger: &TriggerKey, id: EntryId) {
-        LogLayer::finish(self, trigger, id)
-    }
-    fn backlog(&self, broker: &BrokerKey) -> u64 {
-        LogLayer::backlog(self, broker)
-    }
-    fn trigger_backlog(&self, trigger: &TriggerKey) -> u64 {
-        LogLayer::trigger_backlog(self, trigger)
-    }
-    fn not_ready(&self, broker: &BrokerKey) -> Option<String> {
-        LogLayer::not_ready(self, broker)
-    }
-    fn invalid(&self, broker: &BrokerKey) -> u64 {
-        LogLayer::invalid(self, broker)
-    }
     fn close(&self, deadline: Duration) -> BoxFuture<'_, ()> {
-        Box::pin(LogLayer::close(self, deadline))
+        Box::pin(async move {
+            let runtimes: Vec<Runtime<D::Broker>> =
+                self.brokers.lock().drain().map(|(_, r)| r).collect();
+            for rt in &runtimes {
+                let _ = rt.stop.send(true);
+            }
+            for rt in runtimes {
+                let _ = tokio::time::timeout(deadline, rt.task).await;
+            }
+            self.queues.close_all();
+            self.driver.closed(deadline).await;
+        })
     }
 }
