@@ -1,7 +1,7 @@
 //! The admin listener: `/healthz`, `/readyz`, `/metrics`, and the dead-letter API
 //! (`GET /api/v1/deadletters`, `POST /api/v1/deadletters/{id}/redrive`), plus `GET /api/v1/brokers`.
 
-use crate::app::Live;
+use crate::live::Live;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};

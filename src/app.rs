@@ -6,6 +6,7 @@
 //! grace period → pending acks are flushed → the store is closed.
 
 use crate::admin::{self, AdminState};
+use crate::live::Live;
 use crate::reload::{self, ConfigWatch};
 use anyhow::Context;
 use arc_swap::ArcSwap;
@@ -34,8 +35,8 @@ use tokio::task::JoinHandle;
 /// Everything `serve` needs.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    /// Config files or directories.
-    pub configs: Vec<PathBuf>,
+    /// Where Brokers, Triggers and sources come from.
+    pub source: Source,
     /// Directory of the embedded store; `None` keeps everything in memory (tests only).
     pub data_dir: Option<PathBuf>,
     /// Embedded store settings (cache size, free-space reserve).
@@ -48,7 +49,8 @@ pub struct ServeOptions {
     pub limits: Limits,
     /// Extra trusted CA certificates (DER) for `https` subscribers and dead-letter sinks.
     pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
-    /// Time allowed for in-flight deliveries at shutdown.
+    /// Deadline of the whole drain from the stop request (sources, open requests, in-flight deliveries);
+    /// closing the channel gets at least 2 s more.
     pub shutdown_grace: Duration,
     /// How often config files are checked for changes.
     pub reload_interval: Duration,
@@ -56,8 +58,15 @@ pub struct ServeOptions {
     pub kafka: KafkaOptions,
     /// JetStream-backed brokers' settings.
     pub nats: NatsOptions,
-    /// Kubernetes mode: Brokers and Triggers come from the cluster instead of `configs`.
-    pub kubernetes: Option<KubeMode>,
+}
+
+/// Where a process's Brokers, Triggers and sources come from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// YAML files or directories, reloaded when they change.
+    Files(Vec<PathBuf>),
+    /// The cluster's objects (Kubernetes mode).
+    Kubernetes(Box<KubeMode>),
 }
 
 /// What a process does in Kubernetes mode.
@@ -169,46 +178,6 @@ impl RunningApp {
     }
 }
 
-/// The live pieces, shared with the reloader and the admin server.
-pub(crate) struct Live {
-    pub(crate) channel: Arc<CompositeChannel>,
-    pub(crate) ingress: Arc<Ingress>,
-    pub(crate) dispatcher: Dispatcher,
-    pub(crate) topology: ArcSwap<Topology>,
-    pub(crate) metrics: Arc<Metrics>,
-    pub(crate) ready: AtomicBool,
-    /// KafkaSources: they send to `ingress_base` (this process's own ingress) or their `uri`.
-    pub(crate) sources: KafkaSources,
-    pub(crate) nats_sources: NatsSources,
-    pub(crate) ingress_base: String,
-    /// The controller's metrics when it runs in this process (role `all`), appended to `/metrics`.
-    pub(crate) controller_metrics: Option<Arc<ControllerMetrics>>,
-}
-
-impl Live {
-    /// Installs a topology everywhere, in order: channel (ordered with appends), ingress, dispatcher.
-    pub(crate) async fn apply(&self, topology: Topology) -> anyhow::Result<()> {
-        let topology = Arc::new(topology);
-        self.channel
-            .apply_topology(topology.clone())
-            .await
-            .context("applying the topology to the channel")?;
-        self.ingress.apply(&topology);
-        self.dispatcher
-            .apply(&topology)
-            .context("starting trigger dispatchers")?;
-        // A source that cannot start (bad sink URL or consumer settings) is reported, the rest run.
-        if let Err(e) = self.sources.apply(&topology, &self.ingress_base) {
-            tracing::error!("{e}");
-        }
-        if let Err(e) = self.nats_sources.apply(&topology, &self.ingress_base) {
-            tracing::error!("{e}");
-        }
-        self.topology.store(topology);
-        Ok(())
-    }
-}
-
 /// Serves `router` on `listener` until `stop` turns true (then finishes open requests).
 fn spawn_server<L>(
     listener: L,
@@ -240,15 +209,15 @@ fn local_base_url(addr: SocketAddr) -> String {
 
 /// Loads config, opens the store, binds the listeners and starts serving.
 pub async fn start(opts: ServeOptions) -> Result<RunningApp, StartError> {
-    let (topology, files, kube) = match &opts.kubernetes {
-        None => {
-            let loaded = load_paths(&opts.configs)?;
+    let (topology, files, kube) = match &opts.source {
+        Source::Files(configs) => {
+            let loaded = load_paths(configs)?;
             for w in &loaded.warnings {
                 tracing::warn!("{w}");
             }
             (loaded.topology, loaded.files, None)
         }
-        Some(mode) => {
+        Source::Kubernetes(mode) => {
             if mode.role == Role::Controller {
                 return Err(StartError::Init(anyhow::anyhow!(
                     "role controller runs no data plane; use start_controller"
@@ -261,7 +230,7 @@ pub async fn start(opts: ServeOptions) -> Result<RunningApp, StartError> {
             (
                 Topology::default(),
                 Vec::new(),
-                Some((client, mode.clone(), webhook)),
+                Some((client, (**mode).clone(), webhook)),
             )
         }
     };
@@ -343,7 +312,11 @@ pub async fn start(opts: ServeOptions) -> Result<RunningApp, StartError> {
             None
         }
     };
-    let watch = ConfigWatch::new(opts.configs.clone(), files);
+    let configs = match &opts.source {
+        Source::Files(configs) => configs.clone(),
+        Source::Kubernetes(_) => Vec::new(),
+    };
+    let watch = ConfigWatch::new(configs, files);
     let task = tokio::spawn(run(
         live,
         ingress_listener,
@@ -400,17 +373,17 @@ async fn run(
         kube.shutdown().await;
     }
     tracing::info!("Shutting down: sources stop, then ingress stops accepting events.");
-    let sources_deadline =
-        std::time::Instant::now() + opts.shutdown_grace.min(Duration::from_secs(10));
+    // One absolute deadline for the whole drain: each phase gets what the earlier ones left.
+    let drain = Drain::new(opts.shutdown_grace);
+    let sources_deadline = drain.sources();
     live.sources.shutdown(sources_deadline).await;
     live.nats_sources.shutdown(sources_deadline).await;
     live.ready.store(false, Ordering::SeqCst);
     live.ingress.start_draining();
     let _ = server_stop_tx.send(true);
-    let deadline = opts.shutdown_grace;
-    let _ = tokio::time::timeout(deadline, ingress_server).await;
+    let _ = tokio::time::timeout(drain.remaining(), ingress_server).await;
     let _ = reloader.await;
-    let unfinished = live.dispatcher.shutdown(deadline).await;
+    let unfinished = live.dispatcher.shutdown(drain.remaining()).await;
     if unfinished > 0 {
         tracing::warn!(
             unfinished,
@@ -422,12 +395,48 @@ async fn run(
         tracing::error!(error = %e, "Flushing acknowledgements failed.");
     }
     live.channel
-        .close(deadline)
+        .close(drain.closing())
         .await
         .context("closing the channel")?;
     let _ = tokio::time::timeout(Duration::from_secs(1), admin_server).await;
     tracing::info!("Shutdown complete.");
     Ok(())
+}
+
+/// The drain's absolute deadline (`--shutdown-grace` from the stop request), shared by its phases.
+#[derive(Debug, Clone, Copy)]
+struct Drain {
+    until: std::time::Instant,
+}
+
+impl Drain {
+    /// Sources may take at most this long of the grace to stop.
+    const SOURCES_MAX: Duration = Duration::from_secs(10);
+    /// Closing the channel (committing the last acks, stopping the log consumers) always gets this long,
+    /// even after deliveries used the whole grace: what is closed in it is not lost otherwise.
+    const CLOSING_MIN: Duration = Duration::from_secs(2);
+
+    fn new(grace: Duration) -> Drain {
+        Drain {
+            until: std::time::Instant::now() + grace,
+        }
+    }
+
+    /// Time left until the deadline (zero once past).
+    fn remaining(&self) -> Duration {
+        self.until
+            .saturating_duration_since(std::time::Instant::now())
+    }
+
+    /// The deadline for stopping the sources.
+    fn sources(&self) -> std::time::Instant {
+        std::time::Instant::now() + self.remaining().min(Self::SOURCES_MAX)
+    }
+
+    /// The time the channel's close may take.
+    fn closing(&self) -> Duration {
+        self.remaining().max(Self::CLOSING_MIN)
+    }
 }
 
 /// The Kubernetes-mode tasks of a data-plane process: the cluster watch feeding topologies to [`Live`],
@@ -536,10 +545,9 @@ impl RunningController {
 /// Starts the controller alone: connects to the cluster, binds the admin listener, runs the controllers
 /// while this process holds the leader Lease.
 pub async fn start_controller(opts: ServeOptions) -> Result<RunningController, StartError> {
-    let mode = opts
-        .kubernetes
-        .clone()
-        .ok_or_else(|| anyhow::anyhow!("start_controller needs Kubernetes mode"))?;
+    let Source::Kubernetes(mode) = opts.source else {
+        return Err(anyhow::anyhow!("start_controller needs Kubernetes mode").into());
+    };
     let client = switchyard_kube::client()
         .await
         .context("connecting to the Kubernetes API")?;

@@ -1,5 +1,7 @@
 //! The `switchyard` binary: parses the command line, installs logging, and hands over to the app.
 
+mod load;
+
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,12 +29,12 @@ enum Command {
     /// Routing dry-run: for every trigger of a broker, MATCH or NO MATCH for an event, and why.
     Explain(switchyard::explain::ExplainArgs),
     /// Load tool: drives the ingress with N events and measures against in-run baselines.
-    Bench(switchyard::bench::BenchArgs),
+    Bench(load::bench::BenchArgs),
     /// Reliability tool: backlog, kill/restart cycles, slow and down subscribers against `serve` children.
-    Soak(Box<switchyard::soak::SoakArgs>),
+    Soak(Box<load::soak::SoakArgs>),
     /// Baseline servers used by `bench` (not for users).
     #[command(hide = true)]
-    Baseline(switchyard::bench::BaselineArgs),
+    Baseline(load::bench::BaselineArgs),
 }
 
 #[derive(Debug, Args)]
@@ -172,7 +174,8 @@ struct ServeArgs {
     /// Mozilla root set is always trusted).
     #[arg(long, env = "SWITCHYARD_CA_FILE")]
     ca_file: Option<PathBuf>,
-    /// Time allowed for in-flight deliveries on SIGTERM/SIGINT (e.g. 30s, 500ms).
+    /// Deadline of the whole drain on SIGTERM/SIGINT: sources stop, open requests end, in-flight deliveries
+    /// finish (e.g. 30s, 500ms); closing the store gets at least 2 s more.
     #[arg(long, env = "SWITCHYARD_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
     shutdown_grace: Duration,
     /// How often the config files are checked for changes.
@@ -256,21 +259,21 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Baseline(args) => match runtime.block_on(switchyard::bench::baseline(args)) {
+        Command::Baseline(args) => match runtime.block_on(load::bench::baseline(args)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");
                 ExitCode::from(1)
             }
         },
-        Command::Bench(args) => match runtime.block_on(switchyard::bench::run(args)) {
+        Command::Bench(args) => match runtime.block_on(load::bench::run(args)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");
                 ExitCode::from(1)
             }
         },
-        Command::Soak(args) => match runtime.block_on(switchyard::soak::run(*args)) {
+        Command::Soak(args) => match runtime.block_on(load::soak::run(*args)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -318,10 +321,13 @@ async fn serve(args: ServeArgs) -> ExitCode {
                 configuration: args.webhook_configuration.clone(),
             }),
     });
+    let source = match kubernetes {
+        Some(mode) => app::Source::Kubernetes(Box::new(mode)),
+        None => app::Source::Files(args.configs),
+    };
     let opts = ServeOptions {
-        kubernetes,
+        source,
         extra_roots,
-        configs: args.configs,
         data_dir: Some(args.data_dir),
         store: StoreOptions {
             cache_bytes: usize::try_from(args.store_cache_bytes).unwrap_or(usize::MAX),
@@ -349,11 +355,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
             ..NatsOptions::default()
         },
     };
-    if opts
-        .kubernetes
-        .as_ref()
-        .is_some_and(|k| k.role == app::Role::Controller)
-    {
+    if matches!(&opts.source, app::Source::Kubernetes(k) if k.role == app::Role::Controller) {
         return serve_controller(opts).await;
     }
     let running = match app::start(opts).await {

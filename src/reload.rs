@@ -2,7 +2,7 @@
 //! applied as a whole. An invalid edit is logged and counted (`switchyard_config_reloads_total{result="invalid"}`)
 //! and the previous config stays in force.
 
-use crate::app::Live;
+use crate::live::Live;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use switchyard::app::{self, RunningApp, ServeOptions};
+use switchyard::app::{self, RunningApp, ServeOptions, Source};
 use switchyard_ingress::Limits;
 
 /// How long tests wait for something that should happen (env `SWITCHYARD_TEST_PATIENCE_MS`).
@@ -417,7 +417,7 @@ impl TestBroker {
         let config = dir.path().join("config.yaml");
         std::fs::write(&config, yaml).unwrap();
         let mut opts = ServeOptions {
-            configs: vec![config.clone()],
+            source: Source::Files(vec![config.clone()]),
             data_dir: Some(dir.path().join("data")),
             store: Default::default(),
             listen: "127.0.0.1:0".parse().unwrap(),
@@ -428,7 +428,6 @@ impl TestBroker {
             reload_interval: Duration::from_millis(100),
             kafka: Default::default(),
             nats: Default::default(),
-            kubernetes: None,
         };
         customize(&mut opts);
         let app = app::start(opts)

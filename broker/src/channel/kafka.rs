@@ -36,8 +36,8 @@
 
 use crate::channel::log::{BrokerCommon, LogBroker, LogDriver};
 use crate::channel::store::StoreChannel;
-use crate::channel::windows::{offer, set_setup_failure, Offered, Routes};
-use crate::channel::{ChannelError, Delivery, Entry, EntryId, Result};
+use crate::channel::windows::Routes;
+use crate::channel::{ChannelError, Entry, EntryId, Result};
 use crate::config::{Backend, BrokerKey, ContentMode, KafkaBrokerConfig};
 use crate::event::Event;
 use crate::format::kafka::{self as binding, Decoded};
@@ -673,29 +673,16 @@ async fn run_consumer(
     mut stop: watch::Receiver<bool>,
 ) {
     // 1. The topic.
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        if *stop.borrow() {
-            return;
-        }
-        match ensure_topic(&shared.config, &options).await {
-            Ok(partitions) => {
-                shared
-                    .partitions
-                    .store(partitions, std::sync::atomic::Ordering::Relaxed);
-                *shared.not_ready.lock() = None;
-                break;
-            }
-            Err(reason) => {
-                set_setup_failure(&shared.key, &shared.not_ready, reason);
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.changed() => return,
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
+    let Some(partitions) = shared
+        .set_up(&mut stop, || ensure_topic(&shared.config, &options))
+        .await
+    else {
+        return;
+    };
+    shared
+        .partitions
+        .store(partitions, std::sync::atomic::Ordering::Relaxed);
+    *shared.not_ready.lock() = None;
 
     // 2. The broker's consumer group.
     let consumer: StreamConsumer<GroupContext> =
@@ -764,12 +751,7 @@ async fn run_consumer(
             m = consumer.recv() => match m {
                 Ok(msg) => handle_record(&shared, &store, &msg, &mut scratch, &mut stop).await,
                 Err(e) => {
-                    // While the cluster is down the probe has logged it once; no line per retry.
-                    if shared.outage.is_down() {
-                        tracing::debug!(broker = %shared.key, "consume: {e}");
-                    } else {
-                        tracing::warn!(broker = %shared.key, "consume: {e}");
-                    }
+                    shared.consume_failed(&e);
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
@@ -985,40 +967,25 @@ async fn handle_record(
         p.next = Some(p.next.map_or(offset + 1, |n| n.max(offset + 1)));
         p.generation
     };
-    let event = match decode_record(shared, msg) {
-        Some(e) => e,
-        None => return,
-    };
-    let routes = shared.routes.load();
-    scratch.clear();
-    if let Some(table) = routes.topology.routes.get(&shared.key) {
-        table.route(&event, scratch);
-    }
-    scratch.dedup();
-    scratch.retain(|&i| matches!(routes.queues.get(i), Some(Some(_))));
-    if scratch.is_empty() {
+    let Some(event) = decode_record(shared, msg) else {
         return;
-    }
-    {
-        let mut tracker = shared.tracker.lock();
-        if let Some(p) = tracker.partitions.get_mut(&partition) {
-            p.pending.insert(offset, scratch.len() as u32);
-        }
-    }
-    let id = entry_id(generation, partition, offset);
-    let event = Arc::new(event);
-    for &i in scratch.iter() {
-        let Some(Some(queue)) = routes.queues.get(i) else {
-            continue;
-        };
-        let delivery = Delivery {
-            id,
-            event: event.clone(),
-        };
-        if offer(store, &shared.key, queue, delivery, stop).await == Offered::Finished {
-            shared.tracker.lock().finish(generation, partition, offset);
-        }
-    }
+    };
+    shared
+        .route(
+            store,
+            event,
+            scratch,
+            stop,
+            |n| {
+                let mut tracker = shared.tracker.lock();
+                if let Some(p) = tracker.partitions.get_mut(&partition) {
+                    p.pending.insert(offset, n);
+                }
+                entry_id(generation, partition, offset)
+            },
+            |_| shared.tracker.lock().finish(generation, partition, offset),
+        )
+        .await;
 }
 
 fn decode_record(

@@ -18,8 +18,12 @@
 //! [`offer`]: super::windows::offer
 
 use crate::channel::store::StoreChannel;
-use crate::channel::windows::{Reachability, Routes, TriggerQueues, WindowSubscription};
-use crate::channel::{BoxFuture, ChannelError, EntryId, LogBackend, Result, Subscription};
+use crate::channel::windows::{
+    offer, set_setup_failure, Offered, Reachability, Routes, TriggerQueues, WindowSubscription,
+};
+use crate::channel::{
+    BoxFuture, ChannelError, Delivery, EntryId, LogBackend, Result, Subscription,
+};
 use crate::config::{Backend, BrokerKey, Topology, TriggerKey};
 use crate::event::Event;
 use arc_swap::ArcSwap;
@@ -54,6 +58,90 @@ impl BrokerCommon {
             not_ready: Mutex::new(Some(pending)),
             outage: Reachability::default(),
             invalid: AtomicU64::new(0),
+        }
+    }
+}
+
+impl BrokerCommon {
+    /// Runs `setup` (connect, create the topic or stream...) until it succeeds, with backoff from 200 ms
+    /// to 5 s; while it fails the broker is not ready for that reason (one warning per new reason).
+    /// `None` when `stop` turned `true` first.
+    pub(crate) async fn set_up<T, F, Fut>(
+        &self,
+        stop: &mut watch::Receiver<bool>,
+        mut setup: F,
+    ) -> Option<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = std::result::Result<T, String>>,
+    {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            if *stop.borrow() {
+                return None;
+            }
+            match setup().await {
+                Ok(v) => return Some(v),
+                Err(reason) => {
+                    set_setup_failure(&self.key, &self.not_ready, reason);
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = stop.changed() => return None,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Routes one consumed event with the broker's current table and offers it to each matching trigger's
+    /// window. `track(n)` is called once, before the first offer, with the number of matching triggers
+    /// (n ≥ 1) and returns the entry's handle; `finished(id)` is called for each trigger that finished the
+    /// entry at once (overflowed into the store, or the trigger is being removed). Returns `false`, having
+    /// called neither, when no trigger matched: the log may forget the entry.
+    pub(crate) async fn route(
+        &self,
+        store: &StoreChannel,
+        event: Event,
+        scratch: &mut Vec<usize>,
+        stop: &mut watch::Receiver<bool>,
+        track: impl FnOnce(u32) -> EntryId,
+        finished: impl Fn(EntryId),
+    ) -> bool {
+        let routes = self.routes.load();
+        scratch.clear();
+        if let Some(table) = routes.topology.routes.get(&self.key) {
+            table.route(&event, scratch);
+        }
+        scratch.dedup();
+        scratch.retain(|&i| matches!(routes.queues.get(i), Some(Some(_))));
+        if scratch.is_empty() {
+            return false;
+        }
+        let id = track(scratch.len() as u32);
+        let event = Arc::new(event);
+        for &i in scratch.iter() {
+            let Some(Some(queue)) = routes.queues.get(i) else {
+                continue;
+            };
+            let delivery = Delivery {
+                id,
+                event: event.clone(),
+            };
+            if offer(store, &self.key, queue, delivery, stop).await == Offered::Finished {
+                finished(id);
+            }
+        }
+        true
+    }
+
+    /// Logs a failure to read the log: once at warn level, at debug level while the probe already reported
+    /// the log as down (no line per retry).
+    pub(crate) fn consume_failed(&self, e: &dyn std::fmt::Display) {
+        if self.outage.is_down() {
+            tracing::debug!(broker = %self.key, "consume: {e}");
+        } else {
+            tracing::warn!(broker = %self.key, "consume: {e}");
         }
     }
 }

@@ -24,8 +24,8 @@
 
 use crate::channel::log::{BrokerCommon, LogBroker, LogDriver};
 use crate::channel::store::StoreChannel;
-use crate::channel::windows::{offer, set_setup_failure, Offered, Routes};
-use crate::channel::{ChannelError, Delivery, Entry, EntryId, Result};
+use crate::channel::windows::Routes;
+use crate::channel::{ChannelError, Entry, EntryId, Result};
 use crate::config::{Backend, BrokerKey, ContentMode, NatsBrokerConfig, NatsStorage};
 use crate::event::Event;
 use crate::format::nats as binding;
@@ -353,24 +353,11 @@ async fn run_consumer(
     options: NatsOptions,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut backoff = Duration::from_millis(200);
     loop {
-        if *stop.borrow() {
+        let Some((js, consumer)) = shared.set_up(&mut stop, || setup(&shared, &options)).await
+        else {
             return;
-        }
-        let (js, consumer) = match setup(&shared, &options).await {
-            Ok(v) => v,
-            Err(reason) => {
-                set_setup_failure(&shared.key, &shared.not_ready, reason);
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.changed() => return,
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                continue;
-            }
         };
-        backoff = Duration::from_millis(200);
         *shared.js.lock() = Some(js);
         if shared.not_ready.lock().take().is_some() {
             tracing::info!(broker = %shared.key, stream = %shared.config.stream, "consuming");
@@ -416,12 +403,7 @@ async fn consume(
             m = messages.next() => match m {
                 Some(Ok(m)) => handle_message(shared, store, m, &mut scratch, stop).await,
                 Some(Err(e)) => {
-                    // While the server is down the probe has logged it once; no line per retry.
-                    if shared.outage.is_down() {
-                        tracing::debug!(broker = %shared.key, "consume: {e}");
-                    } else {
-                        tracing::warn!(broker = %shared.key, "consume: {e}");
-                    }
+                    shared.consume_failed(&e);
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 None => return false,
@@ -519,38 +501,31 @@ async fn handle_message(
         }
     };
     drop(pairs);
-    let routes = shared.routes.load();
-    scratch.clear();
-    if let Some(table) = routes.topology.routes.get(&shared.key) {
-        table.route(&event, scratch);
-    }
-    scratch.dedup();
-    scratch.retain(|&i| matches!(routes.queues.get(i), Some(Some(_))));
-    if scratch.is_empty() {
-        let _ = message.ack().await;
-        return;
-    }
-    // Unique in the process, not per broker runtime: a delivery still in flight from a runtime that a
-    // reconfiguration replaced must not finish a message of the new runtime.
+    // Handles are unique in the process, not per broker runtime: a delivery still in flight from a runtime
+    // that a reconfiguration replaced must not finish a message of the new runtime.
     let seq = NEXT_ENTRY.fetch_add(1, Ordering::Relaxed);
-    shared.pending.lock().insert(
-        seq,
-        Pending {
-            remaining: scratch.len() as u32,
-            message,
-        },
-    );
-    let event = Arc::new(event);
-    for &i in scratch.iter() {
-        let Some(Some(queue)) = routes.queues.get(i) else {
-            continue;
-        };
-        let delivery = Delivery {
-            id: EntryId(Entry::Nats(seq)),
-            event: event.clone(),
-        };
-        if offer(store, &shared.key, queue, delivery, stop).await == Offered::Finished {
-            shared.finish_message(seq);
+    let mut message = Some(message);
+    let routed = shared
+        .route(
+            store,
+            event,
+            scratch,
+            stop,
+            |remaining| {
+                if let Some(message) = message.take() {
+                    shared
+                        .pending
+                        .lock()
+                        .insert(seq, Pending { remaining, message });
+                }
+                EntryId(Entry::Nats(seq))
+            },
+            |_| shared.finish_message(seq),
+        )
+        .await;
+    if !routed {
+        if let Some(message) = message {
+            let _ = message.ack().await;
         }
     }
 }

@@ -21,8 +21,7 @@
 //!
 //! Every wait has a deadline, every request a timeout; a timeout is reported as a failure.
 
-use crate::bench::{connect, percentile};
-use crate::util::parse_duration;
+use super::bench::{connect, percentile};
 use anyhow::{bail, Context};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -40,6 +39,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+use switchyard::util::parse_duration;
 
 /// The scenarios of `switchyard soak`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -68,12 +68,26 @@ pub struct BenchArgs {
 /// Hidden `switchyard baseline` options: the servers the bench compares against.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BaselineArgs {
-    /// `ok` answers 202 to everything; `relay` forwards to `--target` first.
+    /// `ok` answers 202 to everything; `relay` forwards to `--target` first; `kafka` runs the plain
+    /// rdkafka produce + consume baseline once against `--target` (bootstrap servers) and prints its result
+    /// as one JSON line.
     #[arg(long)]
     pub kind: String,
-    /// Relay target URL.
+    /// Relay target URL, or the Kafka bootstrap servers.
     #[arg(long)]
     pub target: Option<String>,
+    /// `kafka`: the topic (created when missing).
+    #[arg(long, default_value = "switchyard-baseline")]
+    pub topic: String,
+    /// `kafka`: records to produce and consume.
+    #[arg(long, default_value_t = 1000)]
+    pub events: usize,
+    /// `kafka`: record size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    pub size: usize,
+    /// `kafka`: records in flight.
+    #[arg(long, default_value_t = 32)]
+    pub connections: usize,
 }
 
 // === the sink ===
@@ -104,6 +118,30 @@ async fn sink_handler(State(sink): State<Arc<Sink>>, headers: HeaderMap) -> Stat
 
 /// Runs a baseline server on 127.0.0.1:0 and prints its address.
 pub async fn baseline(args: BaselineArgs) -> anyhow::Result<()> {
+    if args.kind == "kafka" {
+        let bootstrap = args
+            .target
+            .context("--target (bootstrap servers) is required for the kafka baseline")?;
+        let payload = vec![b'x'; args.size];
+        let r = super::bench_kafka::baseline(
+            &bootstrap,
+            &args.topic,
+            args.events,
+            &payload,
+            args.connections,
+        )
+        .await?;
+        println!(
+            "{}",
+            serde_json::json!({
+                "consumed": r.consumed,
+                "events_per_sec": r.events_per_sec,
+                "p50_ms": r.p50_ms,
+                "p99_ms": r.p99_ms,
+            })
+        );
+        return Ok(());
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     println!("baseline ready ingress={}", listener.local_addr()?);
     let app = match args.kind.as_str() {
@@ -707,7 +745,7 @@ async fn run_kafka(
     let run_id = std::process::id();
     eprintln!("bench: plain rdkafka produce + consume baseline ...");
     let payload = vec![b'x'; args.size];
-    let base = crate::bench_kafka::baseline(
+    let base = super::bench_kafka::baseline(
         bootstrap,
         &format!("switchyard-bench-baseline-{run_id}"),
         n,
@@ -741,7 +779,7 @@ async fn run_nats(runs: &mut Runs, dir: &Path, sink: SocketAddr, url: &str) -> a
     let args = runs.args.clone();
     eprintln!("bench: plain async-nats JetStream publish + consume baseline ...");
     let payload = vec![b'x'; args.size];
-    let base = crate::bench_nats::baseline(url, args.events, &payload, args.connections)
+    let base = super::bench_nats::baseline(url, args.events, &payload, args.connections)
         .await
         .map_err(|e| anyhow::anyhow!("nats baseline: {e}"))?;
     let broker = format!("bench-{}", std::process::id());
@@ -767,7 +805,7 @@ async fn measure_external(
     dir: &Path,
     yaml: &str,
     broker: &str,
-    base: &crate::bench_kafka::BaselineResult,
+    base: &super::bench_kafka::BaselineResult,
     base_label: &str,
     label: &str,
 ) -> anyhow::Result<()> {
