@@ -349,6 +349,29 @@ pub(crate) fn sample_events(text_content_type: &str) -> [Event; 3] {
     [e, with_text, bytes]
 }
 
+/// The structured-mode round trips' events from [`sample_events`] first: the bytes event's data as
+/// `Binary` (non-text bytes travel as `data_base64` in the JSON format), plus a JSON-data event.
+#[cfg(test)]
+pub(crate) fn structured_samples(events: &mut Vec<Event>) {
+    events[2].data = Data::Binary(Bytes::from_static(&[0, 1, 255]));
+    let mut json = events[0].clone();
+    json.datacontenttype = Some("application/json".into());
+    json.data = Data::Json(Bytes::from_static(br#"{"a":[1,true,null]}"#));
+    events.push(json);
+}
+
+/// A deterministic xorshift generator for the fuzz stand-in tests.
+#[cfg(test)]
+pub(crate) fn xorshift() -> impl FnMut() -> usize {
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        usize::try_from(seed % 1_000_003).unwrap_or(0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

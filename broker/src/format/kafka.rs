@@ -395,12 +395,7 @@ mod tests {
     #[test]
     fn structured_round_trip() {
         let mut events = sample_events();
-        // Non-text bytes travel as data_base64 in the JSON format.
-        events[2].data = Data::Binary(Bytes::from_static(&[0, 1, 255]));
-        let mut json = events[0].clone();
-        json.datacontenttype = Some("application/json".into());
-        json.data = Data::Json(Bytes::from_static(br#"{"a":[1,true,null]}"#));
-        events.push(json);
+        binary::structured_samples(&mut events);
         let mut typed = Event::new("1", "/s", "t");
         typed.set_extension("i", ExtValue::Int(-7));
         typed.set_extension("b", ExtValue::Bool(false));
@@ -683,13 +678,7 @@ mod tests {
     /// interesting names and values never panic, and whatever decodes is valid and re-encodes.
     #[test]
     fn decode_never_panics_on_random_records() {
-        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            usize::try_from(seed % 1_000_003).unwrap_or(0)
-        };
+        let mut next = binary::xorshift();
         let names = [
             "ce_specversion",
             "ce_id",

@@ -502,13 +502,7 @@ mod tests {
     /// interesting names and values never panic, and whatever decodes is valid and re-encodes.
     #[test]
     fn decode_never_panics_on_random_messages() {
-        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            usize::try_from(seed % 1_000_003).unwrap_or(0)
-        };
+        let mut next = binary::xorshift();
         let names = [
             "ce-specversion",
             "ce-id",
