@@ -1,6 +1,9 @@
-//! Delivery policy: the Knative `DeliverySpec`, backoff schedule and response classification.
-//! Everything here is pure (no IO, no clock) so that timings and decisions are unit-testable.
+//! Delivery policy: the Knative `DeliverySpec`, backoff schedule and response classification, and the
+//! one retry driver ([`retry`]) the dispatcher and the sources run their attempts with.
+//! Everything here is pure (no IO, no clock) so that timings and decisions are unit-testable: the
+//! driver only decides; attempts and waits are the caller's ([`Attempts`]).
 
+use std::future::Future;
 use std::time::Duration;
 
 /// `backoffPolicy`.
@@ -143,6 +146,151 @@ impl RetryPolicy {
             (Some(ra), None) => ra.min(self.backoff_max),
         };
         retry_after.max(backoff)
+    }
+}
+
+/// How often and after which waits a failed attempt is retried.
+pub trait RetrySchedule {
+    /// Retries allowed after the first attempt; `None`: retried as long as the attempts fail
+    /// retryably (until the caller's [`Attempts::pause`] is interrupted).
+    fn max_retries(&self) -> Option<u32>;
+    /// The wait before retry `n` (1 for the first retry), given a Retry-After from the failed attempt.
+    fn wait(&self, n: u32, retry_after: Option<Duration>) -> Duration;
+}
+
+/// A trigger's deliveries (subscriber and dead-letter sink): `retries` retries, waits from
+/// [`RetryPolicy::wait`] (decision 10).
+impl RetrySchedule for RetryPolicy {
+    fn max_retries(&self) -> Option<u32> {
+        Some(self.retries)
+    }
+
+    fn wait(&self, n: u32, retry_after: Option<Duration>) -> Duration {
+        RetryPolicy::wait(self, n, retry_after)
+    }
+}
+
+/// How a [`SourceBackoff`] treats a Retry-After.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryAfterRule {
+    /// The longer of the backoff and the Retry-After capped at `retry_after_max` (as decision 10 does
+    /// for deliveries): KafkaSource.
+    AtLeastBackoff,
+    /// The Retry-After instead of the backoff (even when shorter), capped at `retry_after_max`: core
+    /// NatsSource.
+    Replaces,
+}
+
+/// The sources' exponential schedule: `initial × 2^(n-1)` before retry n, capped at `max`, with a
+/// Retry-After handled by `retry_after`. Saturating, never panics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceBackoff {
+    /// Retries after the first attempt; `None`: forever.
+    pub retries: Option<u32>,
+    /// The wait before the first retry.
+    pub initial: Duration,
+    /// Longest backoff wait.
+    pub max: Duration,
+    /// Longest Retry-After honoured (a longer one is shortened to this).
+    pub retry_after_max: Duration,
+    /// What a Retry-After does to the wait.
+    pub retry_after: RetryAfterRule,
+}
+
+impl RetrySchedule for SourceBackoff {
+    fn max_retries(&self) -> Option<u32> {
+        self.retries
+    }
+
+    fn wait(&self, n: u32, retry_after: Option<Duration>) -> Duration {
+        let factor = 2u32.saturating_pow(n.saturating_sub(1));
+        let backoff = self.initial.saturating_mul(factor).min(self.max);
+        match (retry_after, self.retry_after) {
+            (None, _) => backoff,
+            (Some(ra), RetryAfterRule::AtLeastBackoff) => backoff.max(ra.min(self.retry_after_max)),
+            (Some(ra), RetryAfterRule::Replaces) => ra.min(self.retry_after_max),
+        }
+    }
+}
+
+/// The outcome of one attempt, as the caller classified it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt<T, F> {
+    /// Finished (delivered, or nothing more to do): no retry.
+    Done(T),
+    /// Failed; another attempt may succeed. `retry_after` is the Retry-After the caller honours for
+    /// this failure, if any.
+    Retryable {
+        /// What went wrong.
+        failure: F,
+        /// Retry-After of the answer, when the caller honours one.
+        retry_after: Option<Duration>,
+    },
+    /// Failed for good: no retry.
+    Fatal(F),
+}
+
+/// How [`retry`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Retried<T, F> {
+    /// An attempt finished.
+    Done(T),
+    /// The last attempt failed for good, or retryably with no retry left.
+    Failed(F),
+    /// A wait was interrupted ([`Attempts::pause`] returned false, e.g. shutdown).
+    Interrupted,
+}
+
+/// One retried operation: how to make an attempt and how to wait before the next one. The future of
+/// each method is `Send`, so a driver runs in spawned tasks.
+pub trait Attempts {
+    /// What a finished attempt gives.
+    type Output;
+    /// What a failed attempt gives.
+    type Failure;
+    /// Makes attempt number `retry` + 1 (`retry` = 0 for the first attempt).
+    fn attempt(
+        &mut self,
+        retry: u32,
+    ) -> impl Future<Output = Attempt<Self::Output, Self::Failure>> + Send;
+    /// Waits `wait` before retry `retry` (1-based) after `failure`; false when the wait was
+    /// interrupted (the driver then stops: [`Retried::Interrupted`]). Metrics and logs of a retry
+    /// belong here.
+    fn pause(
+        &mut self,
+        retry: u32,
+        wait: Duration,
+        failure: &Self::Failure,
+    ) -> impl Future<Output = bool> + Send;
+}
+
+/// The retry driver: attempts until one finishes or fails for good, the schedule allows no more
+/// retries, or a wait is interrupted; retry n waits `schedule.wait(n, retry_after)` (through
+/// [`Attempts::pause`]).
+pub async fn retry<S, A>(schedule: &S, attempts: &mut A) -> Retried<A::Output, A::Failure>
+where
+    S: RetrySchedule + ?Sized,
+    A: Attempts,
+{
+    let mut retry = 0u32;
+    loop {
+        match attempts.attempt(retry).await {
+            Attempt::Done(t) => return Retried::Done(t),
+            Attempt::Fatal(f) => return Retried::Failed(f),
+            Attempt::Retryable {
+                failure,
+                retry_after,
+            } => {
+                if schedule.max_retries().is_some_and(|max| retry >= max) {
+                    return Retried::Failed(failure);
+                }
+                retry = retry.saturating_add(1);
+                let wait = schedule.wait(retry, retry_after);
+                if !attempts.pause(retry, wait, &failure).await {
+                    return Retried::Interrupted;
+                }
+            }
+        }
     }
 }
 
@@ -490,6 +638,141 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    /// A scripted operation: each attempt takes the next outcome; waits are recorded, and the wait
+    /// before retry `interrupt_at` is interrupted.
+    struct Script {
+        outcomes: Vec<Attempt<&'static str, u32>>,
+        attempts: Vec<u32>,
+        waits: Vec<(u32, Duration, u32)>,
+        interrupt_at: Option<u32>,
+    }
+
+    impl Script {
+        fn new(outcomes: Vec<Attempt<&'static str, u32>>) -> Script {
+            Script {
+                outcomes,
+                attempts: Vec::new(),
+                waits: Vec::new(),
+                interrupt_at: None,
+            }
+        }
+    }
+
+    impl Attempts for Script {
+        type Output = &'static str;
+        type Failure = u32;
+
+        async fn attempt(&mut self, retry: u32) -> Attempt<&'static str, u32> {
+            self.attempts.push(retry);
+            self.outcomes.remove(0)
+        }
+
+        async fn pause(&mut self, retry: u32, wait: Duration, failure: &u32) -> bool {
+            self.waits.push((retry, wait, *failure));
+            self.interrupt_at != Some(retry)
+        }
+    }
+
+    fn retryable(failure: u32, retry_after: Option<Duration>) -> Attempt<&'static str, u32> {
+        Attempt::Retryable {
+            failure,
+            retry_after,
+        }
+    }
+
+    fn run<S: RetrySchedule>(schedule: &S, script: &mut Script) -> Retried<&'static str, u32> {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(retry(schedule, script))
+    }
+
+    #[test]
+    fn driver_retries_with_the_policy_waits_until_done() {
+        let p = policy(BackoffPolicy::Exponential, ms(200), DEFAULT_BACKOFF_MAX);
+        let mut s = Script::new(vec![
+            retryable(503, None),
+            retryable(429, Some(Duration::from_secs(3))),
+            Attempt::Done("ok"),
+        ]);
+        assert_eq!(run(&p, &mut s), Retried::Done("ok"));
+        assert_eq!(s.attempts, vec![0, 1, 2]);
+        assert_eq!(
+            s.waits,
+            vec![(1, ms(400), 503), (2, Duration::from_secs(3), 429)]
+        );
+    }
+
+    #[test]
+    fn driver_gives_up_after_the_last_retry_or_a_fatal_failure() {
+        let mut p = policy(BackoffPolicy::Linear, ms(100), DEFAULT_BACKOFF_MAX);
+        p.retries = 2;
+        let mut s = Script::new(vec![
+            retryable(1, None),
+            retryable(2, None),
+            retryable(3, None),
+        ]);
+        assert_eq!(run(&p, &mut s), Retried::Failed(3));
+        assert_eq!(s.attempts, vec![0, 1, 2]);
+        assert_eq!(s.waits, vec![(1, ms(100), 1), (2, ms(200), 2)]);
+        // No retries at all: one attempt.
+        p.retries = 0;
+        let mut s = Script::new(vec![retryable(1, None)]);
+        assert_eq!(run(&p, &mut s), Retried::Failed(1));
+        assert!(s.waits.is_empty());
+        // A fatal failure is never retried.
+        p.retries = 5;
+        let mut s = Script::new(vec![retryable(1, None), Attempt::Fatal(400)]);
+        assert_eq!(run(&p, &mut s), Retried::Failed(400));
+        assert_eq!(s.attempts, vec![0, 1]);
+    }
+
+    #[test]
+    fn driver_stops_when_a_wait_is_interrupted() {
+        let p = policy(BackoffPolicy::Linear, ms(100), DEFAULT_BACKOFF_MAX);
+        let mut s = Script::new(vec![retryable(1, None), retryable(2, None)]);
+        s.interrupt_at = Some(2);
+        assert_eq!(run(&p, &mut s), Retried::Interrupted);
+        assert_eq!(s.attempts, vec![0, 1]);
+        assert_eq!(s.waits.len(), 2);
+    }
+
+    #[test]
+    fn source_backoff_schedules() {
+        let forever = SourceBackoff {
+            retries: None,
+            initial: ms(100),
+            max: ms(5000),
+            retry_after_max: Duration::from_secs(60),
+            retry_after: RetryAfterRule::AtLeastBackoff,
+        };
+        assert_eq!(forever.max_retries(), None);
+        assert_eq!(forever.wait(1, None), ms(100));
+        assert_eq!(forever.wait(7, None), ms(5000));
+        assert_eq!(forever.wait(u32::MAX, None), ms(5000));
+        assert_eq!(forever.wait(6, Some(ms(2000))), ms(3200));
+        assert_eq!(forever.wait(1, Some(HOUR)), Duration::from_secs(60));
+        // Retry-After replaces the backoff, shorter or longer, and everything is capped.
+        let replaces = SourceBackoff {
+            retries: Some(4),
+            initial: ms(100),
+            max: ms(5000),
+            retry_after_max: ms(5000),
+            retry_after: RetryAfterRule::Replaces,
+        };
+        assert_eq!(replaces.max_retries(), Some(4));
+        assert_eq!(replaces.wait(3, None), ms(400));
+        assert_eq!(replaces.wait(3, Some(ms(10))), ms(10));
+        assert_eq!(replaces.wait(3, Some(HOUR)), ms(5000));
+        assert_eq!(replaces.wait(40, None), ms(5000));
+        // A retry forever keeps counting (saturating) and keeps waiting.
+        let mut s = Script::new(vec![retryable(1, None); 12]);
+        s.outcomes.push(Attempt::Done("ok"));
+        assert_eq!(run(&forever, &mut s), Retried::Done("ok"));
+        assert_eq!(s.waits.len(), 12);
+        assert_eq!(s.waits[11].1, ms(5000));
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! - [`delivery`]: `DeliverySpec`, backoff schedule, response classification (pure).
 //! - [`channel`]: the channel trait and the embedded redb backend.
 //! - [`metrics`]: the Prometheus metrics every component records into.
+//! - `http_client` (feature `http-client`): the outgoing HTTP client of the dispatcher and the sources.
 
 #![warn(missing_docs)]
 
@@ -23,6 +24,8 @@ pub mod event;
 pub mod explain;
 pub mod filter;
 pub mod format;
+#[cfg(feature = "http-client")]
+pub mod http_client;
 pub mod metrics;
 pub mod routing;
 pub mod time;

@@ -9,7 +9,9 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use std::time::{Duration, Instant, SystemTime};
 use switchyard_broker::channel::{Delivery, EntryId, ParkRecord};
-use switchyard_broker::delivery::{classify, parse_retry_after, Classification, Format};
+use switchyard_broker::delivery::{
+    classify, parse_retry_after, retry, Attempt, Attempts, Classification, Format, Retried,
+};
 use switchyard_broker::event::{Event, ExtValue, DEFAULT_TTL, TTL_EXTENSION};
 use switchyard_broker::format::http::{parse_response, write_binary_egress, write_structured};
 use switchyard_broker::format::validate::is_valid_attribute_name;
@@ -63,27 +65,44 @@ impl Failure {
                 is_valid_attribute_name(&ext).then(|| (ext, value.to_owned()))
             })
             .collect();
-        let retry_after = if status == 429 || status == 503 {
-            resp.headers
-                .get(http::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, SystemTime::now()))
-        } else {
-            None
-        };
         Failure {
             code: Some(status),
             data,
             kne,
-            retry_after,
+            retry_after: retry_after(resp),
             retryable,
             reason,
         }
     }
+
+    /// This failure as the retry driver sees it.
+    fn into_attempt<T>(self) -> Attempt<T, Failure> {
+        if self.retryable {
+            Attempt::Retryable {
+                retry_after: self.retry_after,
+                failure: self,
+            }
+        } else {
+            Attempt::Fatal(self)
+        }
+    }
+}
+
+/// The Retry-After of a 429 or 503 response (decision 10); other statuses have none.
+fn retry_after(resp: &Response) -> Option<Duration> {
+    if resp.status != StatusCode::TOO_MANY_REQUESTS
+        && resp.status != StatusCode::SERVICE_UNAVAILABLE
+    {
+        return None;
+    }
+    resp.headers
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, SystemTime::now()))
 }
 
 /// Result of one attempt.
-enum Attempt {
+enum Outcome {
     /// Delivered: ack the entry.
     Done,
     /// Nothing more to do: the entry was already finished (parked in place), or it is handed back
@@ -119,6 +138,70 @@ pub(crate) fn encode(event: &Event, format: Format) -> (HeaderMap, Bytes) {
     (headers, body)
 }
 
+/// The request of an attempt to the trigger's subscriber: the event encoded in the trigger's format,
+/// `Prefer: reply` and `Kn-Namespace`.
+fn subscriber_request(ctx: &TriggerCtx, event: &Event) -> (HeaderMap, Bytes) {
+    let (mut headers, body) = encode(event, ctx.format);
+    headers.insert(
+        HeaderName::from_static("prefer"),
+        HeaderValue::from_static("reply"),
+    );
+    headers.insert(
+        HeaderName::from_static("kn-namespace"),
+        ctx.namespace_header.clone(),
+    );
+    (headers, body)
+}
+
+/// The attempts of one delivery to the trigger's target (HTTP subscriber, KafkaSink or NatsSink); the
+/// output says whether the entry is to be acked.
+struct ToSubscriber<'a> {
+    shared: &'a Shared,
+    ctx: &'a TriggerCtx,
+    delivery: &'a Delivery,
+    slot: &'a mut Slot,
+    /// The first attempt's request, built before the driver starts.
+    next: Option<(HeaderMap, Bytes)>,
+}
+
+impl Attempts for ToSubscriber<'_> {
+    type Output = bool;
+    type Failure = Failure;
+
+    async fn attempt(&mut self, _retry: u32) -> Attempt<bool, Failure> {
+        let (shared, ctx, delivery) = (self.shared, self.ctx, self.delivery);
+        let outcome = match &ctx.target {
+            Target::Http(uri) => {
+                // Each attempt's request owns its headers: the first is built up front, a retry
+                // (rare) encodes again rather than every attempt copying a kept header map.
+                let (headers, body) = self
+                    .next
+                    .take()
+                    .unwrap_or_else(|| subscriber_request(ctx, &delivery.event));
+                attempt(shared, ctx, uri, delivery, headers, body, self.slot).await
+            }
+            Target::Kafka(sink) => attempt_kafka(ctx, sink, &delivery.event).await,
+            Target::Nats(sink) => attempt_nats(ctx, sink, &delivery.event).await,
+        };
+        match outcome {
+            Outcome::Done => Attempt::Done(true),
+            Outcome::Finished => Attempt::Done(false),
+            Outcome::Failed(f) => {
+                ctx.metrics.failed_attempts.inc();
+                f.into_attempt()
+            }
+        }
+    }
+
+    async fn pause(&mut self, retry: u32, wait: Duration, failure: &Failure) -> bool {
+        let ctx = self.ctx;
+        ctx.metrics.retries.inc();
+        tracing::debug!(trigger = %ctx.label, event.id = %self.delivery.event.id,
+            attempt = retry + 1, reason = failure.reason, ?wait, "Retrying delivery.");
+        self.slot.wait_for_retry(self.shared, wait).await
+    }
+}
+
 /// Delivers one queue entry to the trigger's subscriber and finishes it: ack, dead-letter sink, or park.
 /// Returns without acking if the process starts shutting down while waiting to retry (the entry is then
 /// redelivered after restart).
@@ -132,56 +215,25 @@ pub(crate) async fn deliver(
     delivery: Delivery,
     slot: &mut Slot,
 ) {
-    let event = &delivery.event;
-    // Each attempt's request owns its headers: the first is built here, a retry (rare) encodes again
-    // rather than every attempt copying a kept header map.
-    let request = || {
-        let (mut headers, body) = encode(event, ctx.format);
-        headers.insert(
-            HeaderName::from_static("prefer"),
-            HeaderValue::from_static("reply"),
-        );
-        headers.insert(
-            HeaderName::from_static("kn-namespace"),
-            ctx.namespace_header.clone(),
-        );
-        (headers, body)
+    let next =
+        matches!(ctx.target, Target::Http(_)).then(|| subscriber_request(ctx, &delivery.event));
+    let mut attempts = ToSubscriber {
+        shared,
+        ctx,
+        delivery: &delivery,
+        slot,
+        next,
     };
-    let mut next = matches!(ctx.target, Target::Http(_)).then(request);
-
-    let mut retry = 0u32;
-    let failure = loop {
-        let outcome = match &ctx.target {
-            Target::Http(uri) => {
-                let (headers, body) = next.take().unwrap_or_else(request);
-                attempt(shared, ctx, uri, &delivery, headers, body, slot).await
-            }
-            Target::Kafka(sink) => attempt_kafka(ctx, sink, event).await,
-            Target::Nats(sink) => attempt_nats(ctx, sink, event).await,
-        };
-        match outcome {
-            Attempt::Done => {
-                finish(shared, ctx, delivery.id).await;
-                return;
-            }
-            Attempt::Finished => return,
-            Attempt::Failed(f) => {
-                ctx.metrics.failed_attempts.inc();
-                if !f.retryable || retry >= ctx.policy.retries {
-                    break f;
-                }
-                retry += 1;
-                ctx.metrics.retries.inc();
-                let wait = ctx.policy.wait(retry, f.retry_after);
-                tracing::debug!(trigger = %ctx.label, event.id = %event.id, attempt = retry + 1,
-                    reason = f.reason, ?wait, "Retrying delivery.");
-                if !slot.wait_for_retry(shared, wait).await {
-                    return;
-                }
-            }
+    let failure = match retry(&ctx.policy, &mut attempts).await {
+        Retried::Done(true) => {
+            finish(shared, ctx, delivery.id).await;
+            return;
         }
+        Retried::Done(false) | Retried::Interrupted => return,
+        Retried::Failed(f) => f,
     };
-    tracing::info!(trigger = %ctx.label, event.id = %event.id, reason = failure.reason,
+    let slot = attempts.slot;
+    tracing::info!(trigger = %ctx.label, event.id = %delivery.event.id, reason = failure.reason,
         code = ?failure.code, "Delivery failed; dead-lettering.");
     dead_letter(shared, ctx, &delivery, failure, slot).await;
 }
@@ -195,7 +247,7 @@ async fn attempt(
     headers: HeaderMap,
     body: Bytes,
     slot: &mut Slot,
-) -> Attempt {
+) -> Outcome {
     let started = Instant::now();
     let result = shared
         .client
@@ -204,38 +256,38 @@ async fn attempt(
     ctx.metrics.latency.observe(started.elapsed().as_secs_f64());
     let resp = match result {
         Ok(r) => r,
-        Err(e) => return Attempt::Failed(Failure::from_send(&e)),
+        Err(e) => return Outcome::Failed(Failure::from_send(&e)),
     };
     match classify(Some(resp.status.as_u16())) {
         Classification::Retry => {
-            return Attempt::Failed(Failure::from_response(&resp, true, "retryable-status"))
+            return Outcome::Failed(Failure::from_response(&resp, true, "retryable-status"))
         }
         Classification::Fail => {
-            return Attempt::Failed(Failure::from_response(&resp, false, "non-retryable-status"))
+            return Outcome::Failed(Failure::from_response(&resp, false, "non-retryable-status"))
         }
         Classification::Success => {}
     }
     ctx.metrics.delivered.inc();
     // Decision 4: a 202 body is never a reply.
     if resp.status == StatusCode::ACCEPTED {
-        return Attempt::Done;
+        return Outcome::Done;
     }
     match parse_response(&resp.headers, resp.body.clone()) {
-        Ok(None) => Attempt::Done,
+        Ok(None) => Outcome::Done,
         Ok(Some(reply)) => handle_reply(shared, ctx, delivery, reply, slot).await,
         Err(e) => {
             let mut f = Failure::from_response(&resp, true, "invalid-reply");
             if f.data.is_none() {
                 f.data = Some(format!("invalid reply: {e}"));
             }
-            Attempt::Failed(f)
+            Outcome::Failed(f)
         }
     }
 }
 
 /// Produces the event to a KafkaSink's topic (TTL removed, as for any subscriber). A produce failure or
 /// timeout is a retryable failed attempt; there are no replies.
-async fn attempt_kafka(ctx: &TriggerCtx, sink: &KafkaTarget, event: &Event) -> Attempt {
+async fn attempt_kafka(ctx: &TriggerCtx, sink: &KafkaTarget, event: &Event) -> Outcome {
     let started = Instant::now();
     let stripped;
     let event = if event.extension(TTL_EXTENSION).is_some() {
@@ -252,21 +304,47 @@ async fn attempt_kafka(ctx: &TriggerCtx, sink: &KafkaTarget, event: &Event) -> A
         event,
         sink.content_mode,
     );
-    let t = ctx.policy.timeout;
-    let result = match tokio::time::timeout(t, produce).await {
-        Ok(r) => r.map_err(|e| e.to_string()),
+    let produce = async { produce.await.map_err(|e| e.to_string()) };
+    let result = within(ctx.policy.timeout, produce).await;
+    sink_outcome(
+        ctx,
+        started,
+        result,
+        ("kafka produce to", &sink.topic),
+        "kafka-produce-failed",
+    )
+}
+
+/// `fut`'s result, or a timeout error after `t`.
+async fn within(
+    t: Duration,
+    fut: impl std::future::Future<Output = Result<(), String>>,
+) -> Result<(), String> {
+    match tokio::time::timeout(t, fut).await {
+        Ok(r) => r,
         Err(_) => Err(format!("timeout after {t:?}")),
-    };
+    }
+}
+
+/// The outcome of a produce or publish to a sink (`what` and `dest` name it in the error data):
+/// latency observed, delivered counted, or a retryable failure.
+fn sink_outcome(
+    ctx: &TriggerCtx,
+    started: Instant,
+    result: Result<(), String>,
+    (what, dest): (&str, &str),
+    reason: &'static str,
+) -> Outcome {
     ctx.metrics.latency.observe(started.elapsed().as_secs_f64());
     match result {
         Ok(()) => {
             ctx.metrics.delivered.inc();
-            Attempt::Done
+            Outcome::Done
         }
-        Err(e) => Attempt::Failed(Failure {
-            data: Some(format!("kafka produce to {}: {e}", sink.topic)),
+        Err(e) => Outcome::Failed(Failure {
+            data: Some(format!("{what} {dest}: {e}")),
             retryable: true,
-            reason: "kafka-produce-failed",
+            reason,
             ..Failure::default()
         }),
     }
@@ -274,26 +352,16 @@ async fn attempt_kafka(ctx: &TriggerCtx, sink: &KafkaTarget, event: &Event) -> A
 
 /// Publishes the event to a NatsSink's subject (TTL removed). Core NATS: success once the server has the
 /// message (flush); JetStream: success on the PubAck. Anything else is a retryable failed attempt.
-async fn attempt_nats(ctx: &TriggerCtx, sink: &NatsTarget, event: &Event) -> Attempt {
+async fn attempt_nats(ctx: &TriggerCtx, sink: &NatsTarget, event: &Event) -> Outcome {
     let started = Instant::now();
-    let t = ctx.policy.timeout;
-    let result = match tokio::time::timeout(t, publish_nats(sink, event)).await {
-        Ok(r) => r,
-        Err(_) => Err(format!("timeout after {t:?}")),
-    };
-    ctx.metrics.latency.observe(started.elapsed().as_secs_f64());
-    match result {
-        Ok(()) => {
-            ctx.metrics.delivered.inc();
-            Attempt::Done
-        }
-        Err(e) => Attempt::Failed(Failure {
-            data: Some(format!("nats publish to {}: {e}", sink.subject)),
-            retryable: true,
-            reason: "nats-publish-failed",
-            ..Failure::default()
-        }),
-    }
+    let result = within(ctx.policy.timeout, publish_nats(sink, event)).await;
+    sink_outcome(
+        ctx,
+        started,
+        result,
+        ("nats publish to", &sink.subject),
+        "nats-publish-failed",
+    )
 }
 
 async fn publish_nats(sink: &NatsTarget, event: &Event) -> Result<(), String> {
@@ -343,7 +411,7 @@ async fn handle_reply(
     delivery: &Delivery,
     mut reply: Event,
     slot: &mut Slot,
-) -> Attempt {
+) -> Outcome {
     let original = &delivery.event;
     let ttl = original.ttl().unwrap_or(DEFAULT_TTL);
     reply.set_extension(TTL_EXTENSION, ExtValue::Int(ttl));
@@ -358,21 +426,21 @@ async fn handle_reply(
             ..Failure::default()
         };
         match send_to_dead_letter_sink(shared, ctx, &reply, &failure, slot).await {
-            DeadLetter::Accepted => return Attempt::Done,
+            DeadLetter::Accepted => return Outcome::Done,
             // Shutdown during the sink's backoff: no permit; the original is redelivered after restart.
-            DeadLetter::HandedBack => return Attempt::Finished,
+            DeadLetter::HandedBack => return Outcome::Finished,
             DeadLetter::Refused => {}
         }
         // The original delivery is done; the looping reply takes its place in the dead-letter store.
         park(shared, ctx, delivery.id, reply, &failure).await;
-        return Attempt::Finished;
+        return Outcome::Finished;
     }
     match shared.channel.append(&ctx.broker, vec![reply]).await {
         Ok(()) => {
             ctx.metrics.replies.inc();
-            Attempt::Done
+            Outcome::Done
         }
-        Err(e) => Attempt::Failed(Failure {
+        Err(e) => Outcome::Failed(Failure {
             data: Some(format!("reply could not be stored: {e}")),
             retryable: true,
             reason: "reply-storage-failed",
@@ -420,6 +488,57 @@ enum DeadLetter {
     HandedBack,
 }
 
+/// The attempts of one event to the trigger's dead-letter sink (no metrics: the subscriber's count).
+struct ToDeadLetterSink<'a> {
+    shared: &'a Shared,
+    ctx: &'a TriggerCtx,
+    uri: &'a http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+    slot: &'a mut Slot,
+}
+
+impl Attempts for ToDeadLetterSink<'_> {
+    type Output = ();
+    type Failure = ();
+
+    async fn attempt(&mut self, _retry: u32) -> Attempt<(), ()> {
+        let ctx = self.ctx;
+        let started = Instant::now();
+        let result = self
+            .shared
+            .client
+            .post(
+                self.uri,
+                &self.headers,
+                self.body.clone(),
+                ctx.policy.timeout,
+            )
+            .await;
+        ctx.metrics.latency.observe(started.elapsed().as_secs_f64());
+        match result {
+            Ok(resp) => match classify(Some(resp.status.as_u16())) {
+                Classification::Success => Attempt::Done(()),
+                Classification::Retry => Attempt::Retryable {
+                    failure: (),
+                    retry_after: retry_after(&resp),
+                },
+                Classification::Fail => Attempt::Fatal(()),
+            },
+            // As `Failure::from_send`: only an unusable destination is not worth retrying.
+            Err(SendError::Destination(_)) => Attempt::Fatal(()),
+            Err(_) => Attempt::Retryable {
+                failure: (),
+                retry_after: None,
+            },
+        }
+    }
+
+    async fn pause(&mut self, _retry: u32, wait: Duration, _failure: &()) -> bool {
+        self.slot.wait_for_retry(self.shared, wait).await
+    }
+}
+
 /// Sends to the dead-letter sink with the trigger's retry policy (waits give the permit back, as for the
 /// subscriber).
 async fn send_to_dead_letter_sink(
@@ -435,32 +554,18 @@ async fn send_to_dead_letter_sink(
     let dl = dead_letter_event(event, &ctx.subscriber_str, failure);
     let (mut headers, body) = encode(&dl, ctx.format);
     headers.insert("kn-namespace", ctx.namespace_header.clone());
-    let mut retry = 0u32;
-    loop {
-        let started = Instant::now();
-        let result = shared
-            .client
-            .post(dls_uri, &headers, body.clone(), ctx.policy.timeout)
-            .await;
-        ctx.metrics.latency.observe(started.elapsed().as_secs_f64());
-        let f = match result {
-            Ok(resp) => match classify(Some(resp.status.as_u16())) {
-                Classification::Success => return DeadLetter::Accepted,
-                Classification::Retry => Failure::from_response(&resp, true, "retryable-status"),
-                Classification::Fail => return DeadLetter::Refused,
-            },
-            Err(e) => Failure::from_send(&e),
-        };
-        if !f.retryable || retry >= ctx.policy.retries {
-            return DeadLetter::Refused;
-        }
-        retry += 1;
-        if !slot
-            .wait_for_retry(shared, ctx.policy.wait(retry, f.retry_after))
-            .await
-        {
-            return DeadLetter::HandedBack;
-        }
+    let mut attempts = ToDeadLetterSink {
+        shared,
+        ctx,
+        uri: dls_uri,
+        headers,
+        body,
+        slot,
+    };
+    match retry(&ctx.policy, &mut attempts).await {
+        Retried::Done(()) => DeadLetter::Accepted,
+        Retried::Failed(()) => DeadLetter::Refused,
+        Retried::Interrupted => DeadLetter::HandedBack,
     }
 }
 

@@ -18,7 +18,8 @@
 
 #![warn(missing_docs)]
 
-pub mod client;
+/// The HTTP client of subscriber and dead-letter deliveries (shared with the sources).
+pub use switchyard_broker::http_client as client;
 mod deliver;
 
 use client::HttpClient;

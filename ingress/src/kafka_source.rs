@@ -46,7 +46,6 @@
 //! finish until the deadline (a delivered record is then committed; an abandoned one will be
 //! delivered again), a retry wait is abandoned, finished offsets are committed and consumers closed.
 
-use crate::sink_client::SinkClient;
 use http::{HeaderMap, Uri};
 use parking_lot::Mutex;
 use rdkafka::config::ClientConfig;
@@ -62,11 +61,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use switchyard_broker::config::{InitialOffset, KafkaSourceSpec, ObjectKey, SourceSink, Topology};
-use switchyard_broker::delivery::{classify, parse_retry_after, Classification};
+use switchyard_broker::delivery::{
+    classify, parse_retry_after, retry, Attempt, Attempts, Classification, Retried, RetryAfterRule,
+    SourceBackoff,
+};
 use switchyard_broker::event::Event;
 use switchyard_broker::format::http::write_binary;
 use switchyard_broker::format::kafka::{self, Decoded, RawRecord};
 use switchyard_broker::format::FormatError;
+use switchyard_broker::http_client::HttpClient;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -192,17 +195,16 @@ pub fn sink_url(sink: &SourceSink, broker_base_url: &str) -> String {
     }
 }
 
-/// The retry wait before retry `n` (1-based): `initial × 2^(n-1)` capped at `max`, or the
-/// `Retry-After` (capped at `retry_after_max`) when that is longer.
-fn retry_wait(options: &KafkaSourceOptions, n: u32, retry_after: Option<Duration>) -> Duration {
-    let factor = 2u32.saturating_pow(n.saturating_sub(1));
-    let backoff = options
-        .backoff_initial
-        .saturating_mul(factor)
-        .min(options.backoff_max);
-    match retry_after {
-        Some(ra) => backoff.max(ra.min(options.retry_after_max)),
-        None => backoff,
+/// The retry schedule of every event: retried forever; before retry `n` (1-based)
+/// `initial × 2^(n-1)` capped at `max`, or the `Retry-After` (capped at `retry_after_max`) when that
+/// is longer.
+fn retry_schedule(options: &KafkaSourceOptions) -> SourceBackoff {
+    SourceBackoff {
+        retries: None,
+        initial: options.backoff_initial,
+        max: options.backoff_max,
+        retry_after_max: options.retry_after_max,
+        retry_after: RetryAfterRule::AtLeastBackoff,
     }
 }
 
@@ -389,7 +391,7 @@ struct Running {
 /// Shared by every source task.
 struct Shared {
     options: KafkaSourceOptions,
-    client: SinkClient,
+    client: HttpClient,
 }
 
 /// The KafkaSources of a topology (see the module documentation).
@@ -412,7 +414,7 @@ impl std::fmt::Debug for KafkaSources {
 impl KafkaSources {
     /// No sources yet; [`KafkaSources::apply`] starts them.
     pub fn new(options: KafkaSourceOptions) -> Result<KafkaSources, KafkaSourceError> {
-        let client = SinkClient::new(&options.extra_roots).map_err(KafkaSourceError::Client)?;
+        let client = crate::sink_client(&options.extra_roots).map_err(KafkaSourceError::Client)?;
         Ok(KafkaSources {
             shared: Arc::new(Shared { options, client }),
             running: Mutex::new(BTreeMap::new()),
@@ -847,32 +849,44 @@ fn commit_async(p: &Prepared) {
 }
 
 /// Sends one event until the sink accepts or rejects it for good, or the source stops.
-async fn deliver(
-    p: &Prepared,
-    event: &Event,
-    stop: &mut StopSignal,
-    (t, partition, offset): (usize, i32, i64),
-) -> Outcome {
-    let options = &p.shared.options;
-    let key = &p.spec.key;
-    let topic = p.spec.topics.get(t).map_or("", String::as_str);
-    let mut headers = HeaderMap::new();
-    let body = write_binary(event, &mut headers);
-    let mut retry = 0u32;
-    loop {
+/// The attempts of one record's event to the sink; a failure is the sink's status (`None`: no
+/// answer).
+struct ToSink<'a> {
+    p: &'a Prepared,
+    event: &'a Event,
+    stop: &'a mut StopSignal,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+    /// Topic number, partition and offset of the record (for logs).
+    at: (usize, i32, i64),
+}
+
+impl ToSink<'_> {
+    fn topic(&self) -> &str {
+        self.p.spec.topics.get(self.at.0).map_or("", String::as_str)
+    }
+}
+
+impl Attempts for ToSink<'_> {
+    type Output = Outcome;
+    type Failure = Option<u16>;
+
+    async fn attempt(&mut self, retry: u32) -> Attempt<Outcome, Option<u16>> {
+        let p = self.p;
+        let key = &p.spec.key;
         if retry > 0 {
             bump(&p.counters.retries);
         }
-        let attempt = p.shared.client.post(
+        let attempt = p.shared.client.send_for_status(
             &p.uri,
-            headers.clone(),
-            body.clone(),
-            options.request_timeout,
+            self.headers.clone(),
+            self.body.clone(),
+            p.shared.options.request_timeout,
         );
         // An attempt in flight may finish after a stop request, until its deadline.
         let result = tokio::select! {
             r = attempt => r,
-            () = stop_deadline(stop.clone()) => return Outcome::Stopped,
+            () = stop_deadline(self.stop.clone()) => return Attempt::Done(Outcome::Stopped),
         };
         let (status, retry_after) = match result {
             Ok((status, resp_headers)) => {
@@ -883,6 +897,7 @@ async fn deliver(
                 (Some(status), ra)
             }
             Err(e) => {
+                let e = e.into_detail();
                 debug!(source = %key, error = %e, "sink request failed");
                 (None, None)
             }
@@ -890,30 +905,63 @@ async fn deliver(
         match classify(status) {
             Classification::Success => {
                 bump(&p.counters.delivered);
-                return Outcome::Done;
+                Attempt::Done(Outcome::Done)
             }
             Classification::Fail => {
+                let (_, partition, offset) = self.at;
                 warn!(
-                    source = %key, topic, partition, offset, status = status.unwrap_or(0),
-                    event.id = %event.id, "sink rejected the event; skipping it"
+                    source = %key, topic = self.topic(), partition, offset,
+                    status = status.unwrap_or(0), event.id = %self.event.id,
+                    "sink rejected the event; skipping it"
                 );
                 bump(&p.counters.rejected);
-                return Outcome::Done;
+                Attempt::Done(Outcome::Done)
             }
-            Classification::Retry => {}
+            Classification::Retry => Attempt::Retryable {
+                failure: status,
+                retry_after,
+            },
         }
-        retry = retry.saturating_add(1);
-        let wait = retry_wait(options, retry, retry_after);
+    }
+
+    async fn pause(&mut self, retry: u32, wait: Duration, status: &Option<u16>) -> bool {
         if retry == 1 || retry % 10 == 0 {
+            let (_, partition, offset) = self.at;
             warn!(
-                source = %key, topic, partition, offset, status = status.unwrap_or(0), retry,
-                wait_ms = wait.as_millis() as u64, "sink did not accept the event; retrying"
+                source = %self.p.spec.key, topic = self.topic(), partition, offset,
+                status = status.unwrap_or(0), retry, wait_ms = wait.as_millis() as u64,
+                "sink did not accept the event; retrying"
             );
         }
         tokio::select! {
-            () = stopped(stop) => return Outcome::Stopped,
-            () = tokio::time::sleep(wait) => {}
+            () = stopped(self.stop) => false,
+            () = tokio::time::sleep(wait) => true,
         }
+    }
+}
+
+/// POSTs the event in binary mode until the sink accepts or rejects it for good (retried forever, see
+/// the module documentation), or the source stops.
+async fn deliver(
+    p: &Prepared,
+    event: &Event,
+    stop: &mut StopSignal,
+    at: (usize, i32, i64),
+) -> Outcome {
+    let mut headers = HeaderMap::new();
+    let body = write_binary(event, &mut headers);
+    let mut attempts = ToSink {
+        p,
+        event,
+        stop,
+        headers,
+        body,
+        at,
+    };
+    match retry(&retry_schedule(&p.shared.options), &mut attempts).await {
+        Retried::Done(outcome) => outcome,
+        // Retried forever and no answer is fatal: only a stop ends the retries.
+        Retried::Failed(_) | Retried::Interrupted => Outcome::Stopped,
     }
 }
 
@@ -921,6 +969,7 @@ async fn deliver(
 mod tests {
     use super::*;
     use switchyard_broker::config::BrokerKey;
+    use switchyard_broker::delivery::RetrySchedule;
     use switchyard_broker::event::{Data, ExtValue};
 
     #[test]
@@ -942,6 +991,9 @@ mod tests {
     fn backoff_is_exponential_capped_and_honours_retry_after() {
         let o = KafkaSourceOptions::default();
         let ms = Duration::from_millis;
+        let schedule = retry_schedule(&o);
+        let retry_wait = |_: &KafkaSourceOptions, n, ra| schedule.wait(n, ra);
+        assert_eq!(schedule.max_retries(), None, "retried forever");
         let waits: Vec<_> = (1..=8).map(|n| retry_wait(&o, n, None)).collect();
         assert_eq!(
             waits,

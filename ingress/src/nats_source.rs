@@ -13,7 +13,6 @@
 //!   unreachable (JetStream redelivers it: back-pressure, nothing dropped), and `term`inated when it is not a
 //!   valid CloudEvent or the sink rejected it for good (4xx).
 
-use crate::sink_client::SinkClient;
 use async_nats::jetstream;
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -24,10 +23,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use switchyard_broker::config::{NatsSourceSpec, ObjectKey, Topology};
-use switchyard_broker::delivery::{classify, parse_retry_after, Classification};
+use switchyard_broker::delivery::{
+    classify, parse_retry_after, retry, Attempt, Attempts, Classification, Retried, RetryAfterRule,
+    SourceBackoff,
+};
 use switchyard_broker::event::Event;
 use switchyard_broker::format::http::write_binary;
 use switchyard_broker::format::nats as binding;
+use switchyard_broker::http_client::HttpClient;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -97,7 +100,7 @@ struct Running {
 /// The running NATS sources.
 pub struct NatsSources {
     options: NatsSourceOptions,
-    client: SinkClient,
+    client: HttpClient,
     running: Mutex<HashMap<ObjectKey, Running>>,
 }
 
@@ -115,7 +118,7 @@ fn sink_url(spec: &NatsSourceSpec, base: &str) -> String {
 impl NatsSources {
     /// Sources with these settings (none running yet).
     pub fn new(options: NatsSourceOptions) -> Result<NatsSources, NatsSourceError> {
-        let client = SinkClient::new(&options.extra_roots).map_err(NatsSourceError::Client)?;
+        let client = crate::sink_client(&options.extra_roots).map_err(NatsSourceError::Client)?;
         Ok(NatsSources {
             options,
             client,
@@ -197,7 +200,7 @@ impl NatsSources {
 struct SourceCtx {
     spec: Arc<NatsSourceSpec>,
     uri: Uri,
-    client: SinkClient,
+    client: HttpClient,
     options: NatsSourceOptions,
     stats: Arc<NatsSourceStats>,
 }
@@ -318,28 +321,60 @@ fn decode(
     })
 }
 
+/// The retry schedule of a core NATS message: `max_attempts` attempts in all; before retry n
+/// 100 ms × 2^(n-1), or the sink's Retry-After instead (even a shorter one), at most 5 s. Waits are
+/// not interrupted by a stop (in-flight messages finish, bounded by the source's drain).
+fn core_schedule(options: &NatsSourceOptions) -> SourceBackoff {
+    SourceBackoff {
+        retries: Some(options.max_attempts.max(1) - 1),
+        initial: Duration::from_millis(100),
+        max: Duration::from_secs(5),
+        retry_after_max: Duration::from_secs(5),
+        retry_after: RetryAfterRule::Replaces,
+    }
+}
+
+/// The attempts of one core NATS message's event; a failure is the text of the retryable verdict.
+struct ToSink<'a> {
+    ctx: &'a SourceCtx,
+    event: &'a Event,
+}
+
+impl Attempts for ToSink<'_> {
+    type Output = Verdict;
+    type Failure = String;
+
+    async fn attempt(&mut self, _retry: u32) -> Attempt<Verdict, String> {
+        match post(self.ctx, self.event).await {
+            (Verdict::Retry(e), retry_after) => Attempt::Retryable {
+                failure: e,
+                retry_after,
+            },
+            (other, _) => Attempt::Done(other),
+        }
+    }
+
+    async fn pause(&mut self, retry: u32, wait: Duration, e: &String) -> bool {
+        tracing::debug!(source = %self.ctx.spec.key, attempt = retry, error = %e, "sink busy; retrying");
+        tokio::time::sleep(wait).await;
+        true
+    }
+}
+
 async fn handle_core(ctx: &SourceCtx, msg: &async_nats::Message) -> Verdict {
     let event = match decode(ctx, msg.headers.as_ref(), &msg.payload) {
         Ok(e) => e,
         Err(v) => return v,
     };
-    let mut attempt = 0u32;
-    loop {
-        attempt += 1;
-        let (verdict, retry_after) = post(ctx, &event).await;
-        match verdict {
-            Verdict::Retry(e) if attempt < ctx.options.max_attempts.max(1) => {
-                let backoff = Duration::from_millis(100) * 2u32.saturating_pow(attempt - 1);
-                let wait = retry_after.unwrap_or(backoff).min(Duration::from_secs(5));
-                tracing::debug!(source = %ctx.spec.key, attempt, error = %e, "sink busy; retrying");
-                tokio::time::sleep(wait).await;
-            }
-            other => {
-                count(ctx, &other);
-                return other;
-            }
-        }
-    }
+    let mut attempts = ToSink { ctx, event: &event };
+    let verdict = match retry(&core_schedule(&ctx.options), &mut attempts).await {
+        Retried::Done(v) => v,
+        Retried::Failed(e) => Verdict::Retry(e),
+        // Never: the waits are not interrupted.
+        Retried::Interrupted => Verdict::Retry("interrupted".to_owned()),
+    };
+    count(ctx, &verdict);
+    verdict
 }
 
 fn count(ctx: &SourceCtx, v: &Verdict) {
@@ -356,7 +391,7 @@ async fn post(ctx: &SourceCtx, event: &Event) -> (Verdict, Option<Duration>) {
     let body = write_binary(event, &mut headers);
     match ctx
         .client
-        .post(&ctx.uri, headers, body, ctx.options.request_timeout)
+        .send_for_status(&ctx.uri, headers, body, ctx.options.request_timeout)
         .await
     {
         Ok((status, resp_headers)) => {
@@ -373,7 +408,7 @@ async fn post(ctx: &SourceCtx, event: &Event) -> (Verdict, Option<Duration>) {
             };
             (verdict, retry_after)
         }
-        Err(e) => (Verdict::Retry(e), None),
+        Err(e) => (Verdict::Retry(e.into_detail()), None),
     }
 }
 

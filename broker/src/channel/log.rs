@@ -342,7 +342,7 @@ impl<D: LogDriver> LogBackend for LogLayer<D> {
                 .broker(broker)
                 .ok_or_else(|| ChannelError::UnknownBroker(broker.clone()))?;
             if let Some(reason) = shared.not_ready() {
-                return Err(ChannelError::Storage(reason));
+                return Err(ChannelError::Unavailable(reason));
             }
             self.driver.append(&shared, &events).await
         })

@@ -53,9 +53,16 @@ pub enum ChannelError {
     /// No parked event with this id.
     #[error("dead letter {0} not found")]
     DeadLetterNotFound(u64),
-    /// The storage engine failed (IO, corruption); the embedded store then recovers by itself.
+    /// The storage engine failed (I/O); the embedded store then recovers by itself.
     #[error("storage failure: {0}")]
     Storage(String),
+    /// Stored data could not be decoded (a corrupt row or record); the message says what.
+    #[error("storage failure: {0}")]
+    Corrupt(String),
+    /// The backend cannot take the operation now, though nothing failed: a log-backed broker that is
+    /// not ready (setup pending, outage, client disconnected), or the store being reopened. Retry later.
+    #[error("storage failure: {0}")]
+    Unavailable(String),
     /// The store's volume is full, or below the free-space reserve (`--min-free-bytes`): appends are
     /// refused until space comes back; deliveries, acks and parking go on.
     #[error("the broker's store is full")]
@@ -74,7 +81,11 @@ impl ChannelError {
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
-            ChannelError::Storage(_) | ChannelError::Full | ChannelError::Closed
+            ChannelError::Storage(_)
+                | ChannelError::Corrupt(_)
+                | ChannelError::Unavailable(_)
+                | ChannelError::Full
+                | ChannelError::Closed
         )
     }
 }

@@ -256,10 +256,10 @@ impl LogDriver for NatsDriver {
             .js
             .lock()
             .clone()
-            .ok_or_else(|| ChannelError::Storage("nats: not connected".into()))?;
+            .ok_or_else(|| ChannelError::Unavailable("nats: not connected".into()))?;
         // A disconnected client would buffer the publish until the PubAck timeout: answer at once instead.
         if js.client().connection_state() != async_nats::connection::State::Connected {
-            return Err(ChannelError::Storage("nats: not connected".into()));
+            return Err(ChannelError::Unavailable("nats: not connected".into()));
         }
         let mut acks = Vec::with_capacity(events.len());
         for event in events {

@@ -352,7 +352,7 @@ impl Shared {
         match self.db.load_full() {
             Some(db) => Ok(db),
             None if self.closed.load(Ordering::Acquire) => Err(ChannelError::Closed),
-            None => Err(ChannelError::Storage(
+            None => Err(ChannelError::Unavailable(
                 "the store is being reopened or compacted".into(),
             )),
         }
@@ -482,7 +482,7 @@ fn storage<E: Into<redb::Error>>(e: E) -> ChannelError {
 }
 
 fn corrupt(what: impl std::fmt::Display) -> ChannelError {
-    ChannelError::Storage(format!("corrupt store: {what}"))
+    ChannelError::Corrupt(format!("corrupt store: {what}"))
 }
 
 fn trigger_row_key(key: &TriggerKey) -> String {

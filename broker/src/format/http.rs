@@ -1,13 +1,12 @@
 //! The CloudEvents HTTP protocol binding: binary, structured and batched content modes, for requests
 //! (ingress), subscriber responses (replies) and egress.
 
-use super::json::{self, BASE64};
-use super::percent::{decode_header_value, encode_header_value};
-use super::validate::validate_event;
+use super::binary::{self, percent_value, starts_with_ignore_case, AttributeDecoder};
+use super::json;
+use super::percent::encode_header_value;
 use super::{FormatError, FormatErrorKind};
-use crate::event::{Data, Event, ExtValue, SpecVersion};
+use crate::event::{Data, Event};
 use ::http::header::{AsHeaderName, HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
-use base64::Engine;
 use bytes::Bytes;
 
 /// Media type of a structured-mode JSON event.
@@ -31,10 +30,6 @@ enum Mode {
     Binary,
     Structured,
     Batch,
-}
-
-fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
-    s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)
 }
 
 /// The media type without parameters, trimmed.
@@ -99,14 +94,6 @@ pub fn parse_response(headers: &HeaderMap, body: Bytes) -> Result<Option<Event>,
 
 const CE_SPECVERSION: &str = "ce-specversion";
 
-fn header_field(attr: &str) -> String {
-    if attr == "datacontenttype" {
-        "content-type".to_owned()
-    } else {
-        format!("ce-{attr}")
-    }
-}
-
 fn parse_binary(headers: &HeaderMap, body: Bytes) -> Result<Event, FormatError> {
     let sv_raw = single_value(headers, CE_SPECVERSION)?.ok_or_else(|| {
         FormatError::invalid(
@@ -114,17 +101,8 @@ fn parse_binary(headers: &HeaderMap, body: Bytes) -> Result<Event, FormatError> 
             "missing required header 'ce-specversion' (not a CloudEvent)",
         )
     })?;
-    let sv = decode(CE_SPECVERSION, sv_raw.as_bytes())?;
-    let specversion = SpecVersion::parse(&sv).ok_or_else(|| {
-        FormatError::invalid(
-            CE_SPECVERSION,
-            format!("unsupported specversion '{sv}' (supported: 1.0, 0.3)"),
-        )
-    })?;
-    let mut event = Event::new(String::new(), String::new(), String::new());
-    event.specversion = specversion;
-    let (mut has_id, mut has_source, mut has_type) = (false, false, false);
-    let mut base64_body = false;
+    let sv = percent_value(CE_SPECVERSION, sv_raw.as_bytes())?;
+    let mut attributes = AttributeDecoder::new(binary::specversion(CE_SPECVERSION, &sv)?);
     for name in headers.keys() {
         // `HeaderName`s are always lower case, so `CE-ID` and `Ce-Id` arrive as `ce-id`.
         let Some(attr) = name.as_str().strip_prefix("ce-") else {
@@ -143,52 +121,9 @@ fn parse_binary(headers: &HeaderMap, body: Bytes) -> Result<Event, FormatError> 
             }
             _ => {}
         }
-        let v = decode(field, value.as_bytes())?;
-        match attr {
-            "id" => {
-                event.id = v;
-                has_id = true;
-            }
-            "source" => {
-                event.source = v;
-                has_source = true;
-            }
-            "type" => {
-                event.ty = v;
-                has_type = true;
-            }
-            "subject" => event.subject = Some(v),
-            "time" => event.time = Some(v),
-            "dataschema" if specversion == SpecVersion::V10 => event.dataschema = Some(v),
-            "schemaurl" if specversion == SpecVersion::V03 => event.dataschema = Some(v),
-            "datacontentencoding" if specversion == SpecVersion::V03 => {
-                if !v.eq_ignore_ascii_case("base64") {
-                    return Err(FormatError::invalid(
-                        field,
-                        format!("unsupported datacontentencoding '{v}'"),
-                    ));
-                }
-                base64_body = true;
-            }
-            _ => {
-                if !super::validate::is_valid_attribute_name(attr) {
-                    return Err(FormatError::invalid(
-                        field,
-                        format!("invalid attribute name '{attr}': must be [a-z0-9]+"),
-                    ));
-                }
-                event.set_extension(attr, ExtValue::String(v));
-            }
-        }
+        attributes.set(attr, field, percent_value(field, value.as_bytes())?)?;
     }
-    for (present, attr) in [(has_id, "id"), (has_source, "source"), (has_type, "type")] {
-        if !present {
-            return Err(FormatError::invalid(
-                format!("ce-{attr}"),
-                format!("missing required header 'ce-{attr}'"),
-            ));
-        }
-    }
+    let (mut event, base64_body) = attributes.finish(&binary::HTTP)?;
     if let Some(ct) = single_value(headers, &CONTENT_TYPE)? {
         match ct.to_str() {
             Ok(s) => event.datacontenttype = Some(s.trim().to_owned()),
@@ -200,23 +135,8 @@ fn parse_binary(headers: &HeaderMap, body: Bytes) -> Result<Event, FormatError> 
             }
         }
     }
-    event.data = if body.is_empty() {
-        Data::None
-    } else if base64_body {
-        let decoded = BASE64
-            .decode(&body)
-            .map_err(|e| FormatError::invalid("data", format!("body is not valid base64: {e}")))?;
-        Data::Binary(Bytes::from(decoded))
-    } else {
-        Data::Text(body)
-    };
-    validate_event(&event).map_err(|mut e| {
-        if let Some(f) = e.field.take() {
-            e.field = Some(header_field(&f));
-        }
-        e
-    })?;
-    Ok(event)
+    event.data = binary::data(&body, base64_body, "body", || body.clone())?;
+    binary::validate(event, &binary::HTTP)
 }
 
 /// The one value of a header; two or more values for one attribute are invalid (rule 6).
@@ -227,21 +147,9 @@ fn single_value<K: AsHeaderName + Copy + AsRef<str>>(
     let mut all = headers.get_all(name).iter();
     let first = all.next();
     if all.next().is_some() {
-        let name = name.as_ref();
-        return Err(FormatError::invalid(
-            name,
-            format!("header '{name}' appears more than once"),
-        ));
+        return Err(binary::duplicate(name.as_ref()));
     }
     Ok(first)
-}
-
-fn decode(field: &str, raw: &[u8]) -> Result<String, FormatError> {
-    decode_header_value(raw).map_err(|mut e| {
-        e.message = format!("header '{field}': {}", e.message);
-        e.field = Some(field.to_owned());
-        e
-    })
 }
 
 fn insert_encoded(headers: &mut HeaderMap, name: HeaderName, value: &str, buf: &mut String) {
@@ -268,65 +176,31 @@ pub fn write_binary_egress(event: &Event, headers: &mut HeaderMap) -> Bytes {
 /// The `ce-` header name of an extension; the ones Switchyard itself stamps or forwards on every event
 /// are static (no allocation), the others are built.
 fn extension_header(name: &str, buf: &mut String) -> Option<HeaderName> {
-    let known = match name {
-        "knativearrivaltime" => "ce-knativearrivaltime",
-        "knativebrokerttl" => "ce-knativebrokerttl",
-        "traceparent" => "ce-traceparent",
-        "tracestate" => "ce-tracestate",
-        "partitionkey" => "ce-partitionkey",
-        "knativeerrordest" => "ce-knativeerrordest",
-        "knativeerrorcode" => "ce-knativeerrorcode",
-        "knativeerrordata" => "ce-knativeerrordata",
-        _ => {
-            buf.clear();
-            buf.push_str("ce-");
-            buf.push_str(name);
-            return HeaderName::from_bytes(buf.as_bytes()).ok();
-        }
-    };
-    Some(HeaderName::from_static(known))
+    if let Some(known) = binary::known_header(binary::HTTP.prefix, name) {
+        return Some(HeaderName::from_static(known));
+    }
+    buf.clear();
+    buf.push_str("ce-");
+    buf.push_str(name);
+    HeaderName::from_bytes(buf.as_bytes()).ok()
 }
 
 fn write_binary_impl(event: &Event, headers: &mut HeaderMap, skip: Option<&str>) -> Bytes {
     // Core attributes, extensions, Content-Type, and room for the dispatcher's few own headers.
     headers.reserve(8 + event.extensions.len());
     let mut buf = String::with_capacity(64);
-    headers.insert(
-        HeaderName::from_static(CE_SPECVERSION),
-        HeaderValue::from_static(event.specversion.as_str()),
-    );
-    insert_encoded(
-        headers,
-        HeaderName::from_static("ce-id"),
-        &event.id,
-        &mut buf,
-    );
-    insert_encoded(
-        headers,
-        HeaderName::from_static("ce-source"),
-        &event.source,
-        &mut buf,
-    );
-    insert_encoded(
-        headers,
-        HeaderName::from_static("ce-type"),
-        &event.ty,
-        &mut buf,
-    );
-    if let Some(v) = &event.subject {
-        insert_encoded(headers, HeaderName::from_static("ce-subject"), v, &mut buf);
-    }
-    if let Some(v) = &event.time {
-        insert_encoded(headers, HeaderName::from_static("ce-time"), v, &mut buf);
-    }
-    if let Some(v) = &event.dataschema {
-        let name = match event.specversion {
-            SpecVersion::V10 => HeaderName::from_static("ce-dataschema"),
-            SpecVersion::V03 => HeaderName::from_static("ce-schemaurl"),
-        };
-        insert_encoded(headers, name, v, &mut buf);
-    }
     let mut name_buf = String::new();
+    for (attr, value) in binary::core_attributes(event) {
+        // Every core attribute has a static name.
+        let Some(name) = extension_header(attr, &mut name_buf) else {
+            continue;
+        };
+        if attr == "specversion" {
+            headers.insert(name, HeaderValue::from_static(event.specversion.as_str()));
+        } else {
+            insert_encoded(headers, name, value, &mut buf);
+        }
+    }
     for (name, value) in &event.extensions {
         if skip == Some(name.as_str()) {
             continue;
@@ -362,6 +236,7 @@ pub fn write_structured(event: &Event, headers: &mut HeaderMap) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::{ExtValue, SpecVersion};
 
     fn headers(pairs: &[(&str, &[u8])]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -523,18 +398,7 @@ mod tests {
     }
 
     fn sample_events() -> Vec<Event> {
-        let mut e = Event::new("id €/1", "https://example.com/a b", "com.example.t");
-        e.subject = Some("\"quoted\" 100%".into());
-        e.time = Some("2018-04-05T17:31:00.123+01:00".into());
-        e.dataschema = Some("https://example.com/schema".into());
-        e.set_extension("knativebrokerttl", ExtValue::String("255".into()));
-        e.set_extension("emoji", ExtValue::String("😀".into()));
-        let mut with_text = e.clone();
-        with_text.datacontenttype = Some("text/plain; charset=utf-8".into());
-        with_text.data = Data::Text(Bytes::from_static(b"some text"));
-        let mut bytes = e.clone();
-        bytes.datacontenttype = Some("application/octet-stream".into());
-        bytes.data = Data::Text(Bytes::from_static(&[0, 1, 255]));
+        let [e, with_text, bytes] = binary::sample_events("text/plain; charset=utf-8");
         let mut ct_no_data = e.clone();
         ct_no_data.datacontenttype = Some("text/plain".into());
         vec![e, with_text, bytes, ct_no_data]
@@ -610,12 +474,7 @@ mod tests {
     #[test]
     fn structured_round_trip() {
         let mut events = sample_events();
-        // Binary-mode `Text` data with a non-text type becomes `data_base64`; model it as such.
-        events[2].data = Data::Binary(Bytes::from_static(&[0, 1, 255]));
-        let mut json = events[0].clone();
-        json.datacontenttype = Some("application/json".into());
-        json.data = Data::Json(Bytes::from_static(br#"{"a":[1,true,null]}"#));
-        events.push(json);
+        binary::structured_samples(&mut events);
         let mut v03 = events[2].clone();
         v03.specversion = SpecVersion::V03;
         events.push(v03);

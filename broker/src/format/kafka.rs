@@ -17,11 +17,14 @@
 //! matched case-insensitively on decode (`CE_ID` is `ce_id`, `Content-Type` is `content-type`).
 //! Header values carry no percent-encoding (rule 46): they must be UTF-8 and are taken as-is.
 
-use super::json::{self, BASE64};
-use super::validate::{is_media_type, is_valid_attribute_name, is_valid_string, validate_event};
+use super::binary::{
+    self, attribute_name, essence, header_name, starts_with_ignore_case, AttributeDecoder, KAFKA,
+};
+use super::json;
+use super::validate::{is_media_type, is_valid_string};
 use super::FormatError;
 use crate::config::ContentMode;
-use crate::event::{Data, Event, ExtValue, SpecVersion};
+use crate::event::{Data, Event, ExtValue};
 use base64::Engine;
 use bytes::Bytes;
 use std::borrow::Cow;
@@ -58,30 +61,6 @@ pub enum Decoded {
     Event(Event),
     /// No `ce_specversion` header and no structured `content-type`: a plain record (see [`wrap_raw`]).
     NotCloudEvent,
-}
-
-/// `ce_` header name of a core attribute or a frequent extension (static, no allocation); other
-/// extensions get a built name.
-fn header_name(attr: &str) -> Cow<'static, str> {
-    Cow::Borrowed(match attr {
-        "specversion" => "ce_specversion",
-        "id" => "ce_id",
-        "source" => "ce_source",
-        "type" => "ce_type",
-        "subject" => "ce_subject",
-        "time" => "ce_time",
-        "dataschema" => "ce_dataschema",
-        "schemaurl" => "ce_schemaurl",
-        "knativearrivaltime" => "ce_knativearrivaltime",
-        "knativebrokerttl" => "ce_knativebrokerttl",
-        "traceparent" => "ce_traceparent",
-        "tracestate" => "ce_tracestate",
-        "partitionkey" => "ce_partitionkey",
-        "knativeerrordest" => "ce_knativeerrordest",
-        "knativeerrorcode" => "ce_knativeerrorcode",
-        "knativeerrordata" => "ce_knativeerrordata",
-        _ => return Cow::Owned(format!("ce_{attr}")),
-    })
 }
 
 fn ext_bytes(v: &ExtValue) -> Cow<'_, [u8]> {
@@ -121,39 +100,17 @@ pub fn encode(event: &Event, mode: ContentMode) -> KafkaRecord<'_> {
         }
         ContentMode::Binary => {
             let mut headers = Vec::with_capacity(8 + event.extensions.len());
-            headers.push((
-                header_name("specversion"),
-                Cow::Borrowed(event.specversion.as_str().as_bytes()),
-            ));
-            headers.push((header_name("id"), Cow::Borrowed(event.id.as_bytes())));
-            headers.push((
-                header_name("source"),
-                Cow::Borrowed(event.source.as_bytes()),
-            ));
-            headers.push((header_name("type"), Cow::Borrowed(event.ty.as_bytes())));
-            if let Some(v) = &event.subject {
-                headers.push((header_name("subject"), Cow::Borrowed(v.as_bytes())));
-            }
-            if let Some(v) = &event.time {
-                headers.push((header_name("time"), Cow::Borrowed(v.as_bytes())));
-            }
-            if let Some(v) = &event.dataschema {
-                let name = match event.specversion {
-                    SpecVersion::V10 => "dataschema",
-                    SpecVersion::V03 => "schemaurl",
-                };
-                headers.push((header_name(name), Cow::Borrowed(v.as_bytes())));
+            for (attr, v) in binary::core_attributes(event) {
+                headers.push((header_name(&KAFKA, attr), Cow::Borrowed(v.as_bytes())));
             }
             for (name, value) in &event.extensions {
-                headers.push((header_name(name), ext_bytes(value)));
+                headers.push((header_name(&KAFKA, name), ext_bytes(value)));
             }
-            let ct: Option<&[u8]> = match (&event.datacontenttype, &event.data) {
-                (Some(ct), _) => Some(ct.as_bytes()),
-                (None, Data::Json(_)) => Some(b"application/json"),
-                (None, _) => None,
-            };
-            if let Some(ct) = ct {
-                headers.push((Cow::Borrowed(CONTENT_TYPE_HEADER), Cow::Borrowed(ct)));
+            if let Some(ct) = binary::content_type(event) {
+                headers.push((
+                    Cow::Borrowed(CONTENT_TYPE_HEADER),
+                    Cow::Borrowed(ct.as_bytes()),
+                ));
             }
             KafkaRecord {
                 key,
@@ -161,36 +118,6 @@ pub fn encode(event: &Event, mode: ContentMode) -> KafkaRecord<'_> {
                 value: event.data.bytes().map(|b| Cow::Borrowed(&b[..])),
             }
         }
-    }
-}
-
-fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
-    s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)
-}
-
-/// The media type without parameters, trimmed.
-fn essence(ct: &str) -> &str {
-    ct.split(';').next().unwrap_or_default().trim()
-}
-
-/// The attribute name of a `ce_` header (prefix matched case-insensitively), lower-cased.
-fn ce_attribute(name: &str) -> Option<Cow<'_, str>> {
-    if !starts_with_ignore_case(name.as_bytes(), b"ce_") {
-        return None;
-    }
-    let attr = &name[3..];
-    Some(if attr.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(attr.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(attr)
-    })
-}
-
-fn ce_field(attr: &str) -> String {
-    if attr == "datacontenttype" {
-        CONTENT_TYPE_HEADER.to_owned()
-    } else {
-        format!("ce_{attr}")
     }
 }
 
@@ -279,13 +206,10 @@ fn decode_binary(
     content_type: Option<&str>,
     value: Option<&[u8]>,
 ) -> Result<Event, FormatError> {
-    let mut event = Event::new(String::new(), String::new(), String::new());
     let mut specversion = None;
-    let (mut has_id, mut has_source, mut has_type) = (false, false, false);
-    let mut base64_value = false;
     // Attribute headers other than specversion, validated once the specversion is known.
     for (name, v) in headers {
-        let Some(attr) = ce_attribute(name) else {
+        let Some(attr) = attribute_name(&KAFKA, name) else {
             continue;
         };
         if attr != "specversion" {
@@ -293,18 +217,9 @@ fn decode_binary(
         }
         let field = "ce_specversion";
         if specversion.is_some() {
-            return Err(FormatError::invalid(
-                field,
-                "header 'ce_specversion' appears more than once",
-            ));
+            return Err(binary::duplicate(field));
         }
-        let sv = utf8_value(field, *v)?;
-        specversion = Some(SpecVersion::parse(sv).ok_or_else(|| {
-            FormatError::invalid(
-                field,
-                format!("unsupported specversion '{sv}' (supported: 1.0, 0.3)"),
-            )
-        })?);
+        specversion = Some(binary::specversion(field, utf8_value(field, *v)?)?);
     }
     let Some(specversion) = specversion else {
         return Err(FormatError::invalid(
@@ -312,15 +227,12 @@ fn decode_binary(
             "missing required header 'ce_specversion' (not a CloudEvent)",
         ));
     };
-    event.specversion = specversion;
+    let mut attributes = AttributeDecoder::new(specversion);
     for (name, v) in headers {
-        let Some(attr) = ce_attribute(name) else {
+        let Some(attr) = attribute_name(&KAFKA, name) else {
             continue;
         };
         let attr = attr.as_ref();
-        let duplicate = |field: &str| {
-            FormatError::invalid(field, format!("header '{field}' appears more than once"))
-        };
         match attr {
             "specversion" => continue,
             "datacontenttype" => {
@@ -331,81 +243,17 @@ fn decode_binary(
             }
             _ => {}
         }
-        let field = ce_field(attr);
+        let field = KAFKA.field(attr);
         let s = utf8_value(&field, *v)?;
-        let set = |slot: &mut Option<String>| {
-            if slot.is_some() {
-                return Err(duplicate(&field));
-            }
-            *slot = Some(s.to_owned());
-            Ok(())
-        };
-        match attr {
-            "id" | "source" | "type" => {
-                let (flag, slot) = match attr {
-                    "id" => (&mut has_id, &mut event.id),
-                    "source" => (&mut has_source, &mut event.source),
-                    _ => (&mut has_type, &mut event.ty),
-                };
-                if *flag {
-                    return Err(duplicate(&field));
-                }
-                *flag = true;
-                s.clone_into(slot);
-            }
-            "subject" => set(&mut event.subject)?,
-            "time" => set(&mut event.time)?,
-            "dataschema" if specversion == SpecVersion::V10 => set(&mut event.dataschema)?,
-            "schemaurl" if specversion == SpecVersion::V03 => set(&mut event.dataschema)?,
-            "datacontentencoding" if specversion == SpecVersion::V03 => {
-                if !s.eq_ignore_ascii_case("base64") {
-                    return Err(FormatError::invalid(
-                        &field,
-                        format!("unsupported datacontentencoding '{s}'"),
-                    ));
-                }
-                if base64_value {
-                    return Err(duplicate(&field));
-                }
-                base64_value = true;
-            }
-            _ => {
-                if !is_valid_attribute_name(attr) {
-                    return Err(FormatError::invalid(
-                        &field,
-                        format!("invalid attribute name '{attr}': must be [a-z0-9]+"),
-                    ));
-                }
-                if event.extension(attr).is_some() {
-                    return Err(duplicate(&field));
-                }
-                event.set_extension(attr, ExtValue::String(s.to_owned()));
-            }
-        }
+        attributes.set(attr, &field, s.to_owned())?;
     }
-    for (present, attr) in [(has_id, "id"), (has_source, "source"), (has_type, "type")] {
-        if !present {
-            return Err(FormatError::invalid(
-                format!("ce_{attr}"),
-                format!("missing required header 'ce_{attr}'"),
-            ));
-        }
-    }
+    let (mut event, base64_value) = attributes.finish(&KAFKA)?;
     event.datacontenttype = content_type.map(|ct| ct.trim().to_owned());
-    event.data = match value {
-        None | Some([]) => Data::None,
-        Some(v) if base64_value => Data::Binary(Bytes::from(BASE64.decode(v).map_err(|e| {
-            FormatError::invalid("data", format!("value is not valid base64: {e}"))
-        })?)),
-        Some(v) => Data::Text(Bytes::copy_from_slice(v)),
-    };
-    validate_event(&event).map_err(|mut e| {
-        if let Some(f) = e.field.take() {
-            e.field = Some(ce_field(&f));
-        }
-        e
+    let value = value.unwrap_or_default();
+    event.data = binary::data(value, base64_value, "value", || {
+        Bytes::copy_from_slice(value)
     })?;
-    Ok(event)
+    binary::validate(event, &KAFKA)
 }
 
 /// Where a record that is not a CloudEvent came from, for [`wrap_raw`].
@@ -485,6 +333,8 @@ pub fn wrap_raw(namespace: &str, source_name: &str, record: &RawRecord<'_>) -> E
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::SpecVersion;
+    use crate::format::validate::validate_event;
     use crate::format::FormatErrorKind;
 
     /// Decodes an encoded record (as a consumer would see it).
@@ -526,18 +376,7 @@ mod tests {
     }
 
     fn sample_events() -> Vec<Event> {
-        let mut e = Event::new("id €/1", "https://example.com/a b", "com.example.t");
-        e.subject = Some("\"quoted\" 100%".into());
-        e.time = Some("2018-04-05T17:31:00.123+01:00".into());
-        e.dataschema = Some("https://example.com/schema".into());
-        e.set_extension("knativebrokerttl", ExtValue::String("255".into()));
-        e.set_extension("emoji", ExtValue::String("😀".into()));
-        let mut with_text = e.clone();
-        with_text.datacontenttype = Some("text/plain; charset=utf-8".into());
-        with_text.data = Data::Text(Bytes::from_static(b"some text"));
-        let mut bytes = e.clone();
-        bytes.datacontenttype = Some("application/octet-stream".into());
-        bytes.data = Data::Text(Bytes::from_static(&[0, 1, 255]));
+        let [e, with_text, bytes] = binary::sample_events("text/plain; charset=utf-8");
         let mut keyed = with_text.clone();
         keyed.set_extension("partitionkey", ExtValue::String("order-42".into()));
         let mut v03 = with_text.clone();
@@ -556,12 +395,7 @@ mod tests {
     #[test]
     fn structured_round_trip() {
         let mut events = sample_events();
-        // Non-text bytes travel as data_base64 in the JSON format.
-        events[2].data = Data::Binary(Bytes::from_static(&[0, 1, 255]));
-        let mut json = events[0].clone();
-        json.datacontenttype = Some("application/json".into());
-        json.data = Data::Json(Bytes::from_static(br#"{"a":[1,true,null]}"#));
-        events.push(json);
+        binary::structured_samples(&mut events);
         let mut typed = Event::new("1", "/s", "t");
         typed.set_extension("i", ExtValue::Int(-7));
         typed.set_extension("b", ExtValue::Bool(false));
@@ -844,13 +678,7 @@ mod tests {
     /// interesting names and values never panic, and whatever decodes is valid and re-encodes.
     #[test]
     fn decode_never_panics_on_random_records() {
-        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            usize::try_from(seed % 1_000_003).unwrap_or(0)
-        };
+        let mut next = binary::xorshift();
         let names = [
             "ce_specversion",
             "ce_id",

@@ -6,6 +6,7 @@
 //! Every parser validates the CloudEvents MUST rules (see `cloudevents-rules.md` Part A) and returns a
 //! [`FormatError`] naming the offending attribute or field; nothing here panics on bad input.
 
+pub(crate) mod binary;
 pub mod codec;
 pub mod http;
 pub mod json;

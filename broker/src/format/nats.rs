@@ -13,13 +13,15 @@
 //! NATS header names are case-insensitive for this binding (rule 51): `CE-ID` is `ce-id`,
 //! `content-type` is `Content-Type`. NATS has no batch mode (rule 48).
 
-use super::json::{self, BASE64};
-use super::percent::{decode_header_value, encode_header_value};
-use super::validate::{is_valid_attribute_name, validate_event};
+use super::binary::{
+    self, attribute_name, duplicate, essence, header_name, percent_value, starts_with_ignore_case,
+    AttributeDecoder, NATS,
+};
+use super::json;
+use super::percent::encode_header_value;
 use super::FormatError;
 use crate::config::ContentMode;
-use crate::event::{Data, Event, ExtValue, SpecVersion};
-use base64::Engine;
+use crate::event::Event;
 use bytes::Bytes;
 use std::borrow::Cow;
 
@@ -47,31 +49,6 @@ impl NatsMessage {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
-}
-
-/// `ce-` header name of an attribute or a frequent extension (static, no allocation); other
-/// extensions get a built name.
-fn header_name(attr: &str) -> Cow<'static, str> {
-    Cow::Borrowed(match attr {
-        "specversion" => "ce-specversion",
-        "id" => "ce-id",
-        "source" => "ce-source",
-        "type" => "ce-type",
-        "subject" => "ce-subject",
-        "time" => "ce-time",
-        "dataschema" => "ce-dataschema",
-        "schemaurl" => "ce-schemaurl",
-        "datacontenttype" => "ce-datacontenttype",
-        "knativearrivaltime" => "ce-knativearrivaltime",
-        "knativebrokerttl" => "ce-knativebrokerttl",
-        "traceparent" => "ce-traceparent",
-        "tracestate" => "ce-tracestate",
-        "partitionkey" => "ce-partitionkey",
-        "knativeerrordest" => "ce-knativeerrordest",
-        "knativeerrorcode" => "ce-knativeerrorcode",
-        "knativeerrordata" => "ce-knativeerrordata",
-        _ => return Cow::Owned(format!("ce-{attr}")),
-    })
 }
 
 fn encoded(value: &str) -> String {
@@ -108,36 +85,20 @@ pub fn encode(event: &Event, mode: ContentMode) -> NatsMessage {
         }
         ContentMode::Binary => {
             let mut headers = Vec::with_capacity(9 + event.extensions.len());
-            headers.push((
-                header_name("specversion"),
-                event.specversion.as_str().to_owned(),
-            ));
-            headers.push((header_name("id"), encoded(&event.id)));
-            headers.push((header_name("source"), encoded(&event.source)));
-            headers.push((header_name("type"), encoded(&event.ty)));
-            if let Some(v) = &event.subject {
-                headers.push((header_name("subject"), encoded(v)));
-            }
-            if let Some(v) = &event.time {
-                headers.push((header_name("time"), encoded(v)));
-            }
-            if let Some(v) = &event.dataschema {
-                let name = match event.specversion {
-                    SpecVersion::V10 => "dataschema",
-                    SpecVersion::V03 => "schemaurl",
+            for (attr, v) in binary::core_attributes(event) {
+                // The specversion needs no encoding.
+                let value = if attr == "specversion" {
+                    v.to_owned()
+                } else {
+                    encoded(v)
                 };
-                headers.push((header_name(name), encoded(v)));
+                headers.push((header_name(&NATS, attr), value));
             }
-            let ct = match (&event.datacontenttype, &event.data) {
-                (Some(ct), _) => Some(ct.as_str()),
-                (None, Data::Json(_)) => Some("application/json"),
-                (None, _) => None,
-            };
-            if let Some(ct) = ct {
-                headers.push((header_name("datacontenttype"), encoded(ct)));
+            if let Some(ct) = binary::content_type(event) {
+                headers.push((header_name(&NATS, "datacontenttype"), encoded(ct)));
             }
             for (name, value) in &event.extensions {
-                headers.push((header_name(name), encoded(&value.to_canonical())));
+                headers.push((header_name(&NATS, name), encoded(&value.to_canonical())));
             }
             NatsMessage {
                 headers,
@@ -145,41 +106,6 @@ pub fn encode(event: &Event, mode: ContentMode) -> NatsMessage {
             }
         }
     }
-}
-
-fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
-    s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)
-}
-
-/// The media type without parameters, trimmed.
-fn essence(ct: &str) -> &str {
-    ct.split(';').next().unwrap_or_default().trim()
-}
-
-/// The attribute name of a `ce-` header (prefix matched case-insensitively), lower-cased.
-fn ce_attribute(name: &str) -> Option<Cow<'_, str>> {
-    if !starts_with_ignore_case(name.as_bytes(), b"ce-") {
-        return None;
-    }
-    let attr = &name[3..];
-    Some(if attr.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(attr.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(attr)
-    })
-}
-
-/// A binary-mode header value: quoted-string and percent decoding (rule 53), errors naming the header.
-fn decode_value(field: &str, raw: &[u8]) -> Result<String, FormatError> {
-    decode_header_value(raw).map_err(|mut e| {
-        e.message = format!("header '{field}': {}", e.message);
-        e.field = Some(field.to_owned());
-        e
-    })
-}
-
-fn duplicate(field: &str) -> FormatError {
-    FormatError::invalid(field, format!("header '{field}' appears more than once"))
 }
 
 /// Decodes a received NATS message. `headers` holds every header value as its own pair (a header
@@ -246,13 +172,7 @@ fn decode_binary(headers: &[(&str, &[u8])], payload: &[u8]) -> Result<Event, For
         if specversion.is_some() {
             return Err(duplicate(SV));
         }
-        let sv = decode_value(SV, v)?;
-        specversion = Some(SpecVersion::parse(&sv).ok_or_else(|| {
-            FormatError::invalid(
-                SV,
-                format!("unsupported specversion '{sv}' (supported: 1.0, 0.3)"),
-            )
-        })?);
+        specversion = Some(binary::specversion(SV, &percent_value(SV, v)?)?);
     }
     let Some(specversion) = specversion else {
         return Err(FormatError::invalid(
@@ -260,100 +180,35 @@ fn decode_binary(headers: &[(&str, &[u8])], payload: &[u8]) -> Result<Event, For
             "missing required header 'ce-specversion' (not a CloudEvent)",
         ));
     };
-    let mut event = Event::new(String::new(), String::new(), String::new());
-    event.specversion = specversion;
-    let (mut has_id, mut has_source, mut has_type) = (false, false, false);
-    let mut base64_payload = false;
+    let mut attributes = AttributeDecoder::new(specversion);
     for (name, v) in headers {
-        let Some(attr) = ce_attribute(name) else {
+        let Some(attr) = attribute_name(&NATS, name) else {
             continue;
         };
         let attr = attr.as_ref();
         if attr == "specversion" {
             continue;
         }
-        let field = format!("ce-{attr}");
-        let s = decode_value(&field, v)?;
-        let set = |slot: &mut Option<String>, s: String| {
-            if slot.is_some() {
-                return Err(duplicate(&field));
-            }
-            *slot = Some(s);
-            Ok(())
-        };
-        match attr {
-            "id" | "source" | "type" => {
-                let (flag, slot) = match attr {
-                    "id" => (&mut has_id, &mut event.id),
-                    "source" => (&mut has_source, &mut event.source),
-                    _ => (&mut has_type, &mut event.ty),
-                };
-                if *flag {
-                    return Err(duplicate(&field));
-                }
-                *flag = true;
-                *slot = s;
-            }
-            "subject" => set(&mut event.subject, s)?,
-            "time" => set(&mut event.time, s)?,
-            "datacontenttype" => set(&mut event.datacontenttype, s.trim().to_owned())?,
-            "dataschema" if specversion == SpecVersion::V10 => set(&mut event.dataschema, s)?,
-            "schemaurl" if specversion == SpecVersion::V03 => set(&mut event.dataschema, s)?,
-            "datacontentencoding" if specversion == SpecVersion::V03 => {
-                if !s.eq_ignore_ascii_case("base64") {
-                    return Err(FormatError::invalid(
-                        &field,
-                        format!("unsupported datacontentencoding '{s}'"),
-                    ));
-                }
-                if base64_payload {
-                    return Err(duplicate(&field));
-                }
-                base64_payload = true;
-            }
-            _ => {
-                if !is_valid_attribute_name(attr) {
-                    return Err(FormatError::invalid(
-                        &field,
-                        format!("invalid attribute name '{attr}': must be [a-z0-9]+"),
-                    ));
-                }
-                if event.extension(attr).is_some() {
-                    return Err(duplicate(&field));
-                }
-                event.set_extension(attr, ExtValue::String(s));
-            }
+        let field = NATS.field(attr);
+        let s = percent_value(&field, v)?;
+        if attr == "datacontenttype" {
+            attributes.set_datacontenttype(&field, &s)?;
+        } else {
+            attributes.set(attr, &field, s)?;
         }
     }
-    for (present, attr) in [(has_id, "id"), (has_source, "source"), (has_type, "type")] {
-        if !present {
-            return Err(FormatError::invalid(
-                format!("ce-{attr}"),
-                format!("missing required header 'ce-{attr}'"),
-            ));
-        }
-    }
-    event.data = if payload.is_empty() {
-        Data::None
-    } else if base64_payload {
-        Data::Binary(Bytes::from(BASE64.decode(payload).map_err(|e| {
-            FormatError::invalid("data", format!("payload is not valid base64: {e}"))
-        })?))
-    } else {
-        Data::Text(Bytes::copy_from_slice(payload))
-    };
-    validate_event(&event).map_err(|mut e| {
-        if let Some(f) = e.field.take() {
-            e.field = Some(format!("ce-{f}"));
-        }
-        e
+    let (mut event, base64_payload) = attributes.finish(&NATS)?;
+    event.data = binary::data(payload, base64_payload, "payload", || {
+        Bytes::copy_from_slice(payload)
     })?;
-    Ok(event)
+    binary::validate(event, &NATS)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::{Data, ExtValue, SpecVersion};
+    use crate::format::validate::validate_event;
     use crate::format::FormatErrorKind;
 
     /// Decodes an encoded message (as a subscriber would see it).
@@ -386,18 +241,7 @@ mod tests {
     }
 
     fn sample_events() -> Vec<Event> {
-        let mut e = Event::new("id €/1", "https://example.com/a b", "com.example.t");
-        e.subject = Some("\"quoted\" 100%".into());
-        e.time = Some("2018-04-05T17:31:00.123+01:00".into());
-        e.dataschema = Some("https://example.com/schema".into());
-        e.set_extension("knativebrokerttl", ExtValue::String("255".into()));
-        e.set_extension("emoji", ExtValue::String("😀".into()));
-        let mut with_text = e.clone();
-        with_text.datacontenttype = Some("text/plain; charset=\"utf-8\"".into());
-        with_text.data = Data::Text(Bytes::from_static(b"some text"));
-        let mut bytes = e.clone();
-        bytes.datacontenttype = Some("application/octet-stream".into());
-        bytes.data = Data::Text(Bytes::from_static(&[0, 1, 255]));
+        let [e, with_text, bytes] = binary::sample_events("text/plain; charset=\"utf-8\"");
         let mut v03 = with_text.clone();
         v03.specversion = SpecVersion::V03;
         vec![e, with_text, bytes, v03]
@@ -658,13 +502,7 @@ mod tests {
     /// interesting names and values never panic, and whatever decodes is valid and re-encodes.
     #[test]
     fn decode_never_panics_on_random_messages() {
-        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            usize::try_from(seed % 1_000_003).unwrap_or(0)
-        };
+        let mut next = binary::xorshift();
         let names = [
             "ce-specversion",
             "ce-id",

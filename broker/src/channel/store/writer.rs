@@ -647,7 +647,9 @@ impl Writer {
         let full = matches!(error, ChannelError::Full);
         let reason = match error {
             ChannelError::Full => "no space left on the store's volume".to_owned(),
-            ChannelError::Storage(m) => m.clone(),
+            ChannelError::Storage(m) | ChannelError::Corrupt(m) | ChannelError::Unavailable(m) => {
+                m.clone()
+            }
             other => other.to_string(),
         };
         let backoff = self
@@ -1060,7 +1062,7 @@ impl Writer {
         let db = self
             .db
             .as_ref()
-            .ok_or_else(|| ChannelError::Storage("the store is not open".into()))?;
+            .ok_or_else(|| ChannelError::Unavailable("the store is not open".into()))?;
         let mut txn = db.begin_write().map_err(storage)?;
         txn.set_durability(if durable {
             Durability::Immediate

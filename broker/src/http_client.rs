@@ -1,5 +1,10 @@
-//! The HTTP client used for subscriber and dead-letter deliveries: pooled keep-alive connections per
-//! host (hyper), a per-attempt timeout covering the whole exchange, and a bounded response body.
+//! The one outgoing HTTP client: subscriber and dead-letter deliveries (dispatcher) and sources handing
+//! events to a broker's ingress or a `uri` sink (ingress). Pooled keep-alive connections per host
+//! (hyper), http and https (rustls with the Mozilla roots plus extra roots, e.g. `--ca-file`), a
+//! per-attempt timeout covering connect, TLS, response and body, and a bounded response body.
+//!
+//! Behind the `http-client` Cargo feature (on by default): the core built without it has no hyper or
+//! rustls.
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode, Uri};
@@ -13,7 +18,7 @@ use rustls::pki_types::CertificateDer;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A subscriber's response (body bounded by the client's limit).
+/// A response (body bounded by the client's limit).
 #[derive(Debug)]
 pub struct Response {
     /// Status code.
@@ -39,6 +44,17 @@ pub enum SendError {
     /// The destination cannot be used (bad URL, unsupported scheme).
     #[error("invalid destination: {0}")]
     Destination(String),
+}
+
+impl SendError {
+    /// The error as the sources report it: a transport failure is the bare error chain (without the
+    /// dispatcher's `dispatch error:` prefix), anything else its display text.
+    pub fn into_detail(self) -> String {
+        match self {
+            SendError::Transport(s) => s,
+            other => other.to_string(),
+        }
+    }
 }
 
 /// Pooled HTTP/1.1 client.
@@ -104,6 +120,7 @@ impl HttpClient {
     }
 
     /// [`HttpClient::post`] taking the headers by value: they move into the request without a copy.
+    /// Only `http` and `https` destinations are accepted; a body over the limit is an error.
     pub async fn send(
         &self,
         uri: &Uri,
@@ -116,17 +133,9 @@ impl HttpClient {
                 "{uri}: only http:// and https:// destinations are supported"
             )));
         }
-        let mut req = Request::new(Full::new(body));
-        *req.method_mut() = Method::POST;
-        *req.uri_mut() = uri.clone();
-        *req.headers_mut() = headers;
         let limit = self.max_response_bytes;
         let exchange = async {
-            let resp = self
-                .inner
-                .request(req)
-                .await
-                .map_err(|e| SendError::Transport(error_chain(&e)))?;
+            let resp = self.request(uri, headers, body).await?;
             let (parts, body) = resp.into_parts();
             // The common answer (a 202 without a body) needs no collection.
             let body = if body.is_end_stream() {
@@ -152,10 +161,57 @@ impl HttpClient {
                 body,
             })
         };
-        match tokio::time::timeout(timeout, exchange).await {
-            Ok(r) => r,
-            Err(_) => Err(SendError::Timeout(timeout)),
-        }
+        within(timeout, exchange).await
+    }
+
+    /// One POST for its status and headers only (the sources): the body is read up to the limit so
+    /// that the connection can be reused, then dropped — a larger body is not an error. The URI is
+    /// taken as configured (no scheme check). Errors are [`SendError::Transport`] or
+    /// [`SendError::Timeout`].
+    pub async fn send_for_status(
+        &self,
+        uri: &Uri,
+        headers: HeaderMap,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<(u16, HeaderMap), SendError> {
+        let limit = self.max_response_bytes;
+        let exchange = async {
+            let resp = self.request(uri, headers, body).await?;
+            let (parts, body) = resp.into_parts();
+            if !body.is_end_stream() {
+                // Drained so that the connection is reused; a larger body is just dropped.
+                let _ = Limited::new(body, limit).collect().await;
+            }
+            Ok((parts.status.as_u16(), parts.headers))
+        };
+        within(timeout, exchange).await
+    }
+
+    async fn request(
+        &self,
+        uri: &Uri,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<http::Response<hyper::body::Incoming>, SendError> {
+        let mut req = Request::new(Full::new(body));
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = uri.clone();
+        *req.headers_mut() = headers;
+        self.inner
+            .request(req)
+            .await
+            .map_err(|e| SendError::Transport(error_chain(&e)))
+    }
+}
+
+async fn within<T>(
+    timeout: Duration,
+    exchange: impl std::future::Future<Output = Result<T, SendError>>,
+) -> Result<T, SendError> {
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(r) => r,
+        Err(_) => Err(SendError::Timeout(timeout)),
     }
 }
 
@@ -168,4 +224,32 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_errors_keep_their_text() {
+        assert_eq!(
+            SendError::Transport("connection refused".into()).into_detail(),
+            "connection refused"
+        );
+        assert_eq!(
+            SendError::Timeout(Duration::from_millis(1500)).into_detail(),
+            "no response within 1.5s"
+        );
+    }
+
+    #[tokio::test]
+    async fn only_http_destinations_are_sent() {
+        let client = HttpClient::new(1, 1024, &[]).expect("client");
+        let uri: Uri = "ftp://example.com/x".parse().expect("uri");
+        let e = client
+            .send(&uri, HeaderMap::new(), Bytes::new(), Duration::from_secs(1))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, SendError::Destination(_)), "{e}");
+    }
 }
