@@ -5,6 +5,7 @@
 //! - [`event`]: the CloudEvent model.
 //! - [`format`](mod@format): CloudEvents JSON format, HTTP binding (binary/structured/batch), validation and the
 //!   storage codec.
+//! - [`model`]: the Knative objects as typed serde structs (Knative's field names), shared with the CRDs.
 //! - [`config`]: Knative manifests → validated, compiled [`config::Topology`].
 //! - [`cesql`]: the CESQL v1 expression engine (parse once, evaluate per event).
 //! - [`filter`] and [`routing`]: trigger filters and per-broker routing tables (evaluate each event once per
@@ -24,5 +25,6 @@ pub mod explain;
 pub mod filter;
 pub mod format;
 pub mod metrics;
+pub mod model;
 pub mod routing;
 pub mod time;

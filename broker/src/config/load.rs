@@ -6,6 +6,7 @@
 //! that must exist, triggers whose broker is missing) run after all documents are decoded.
 
 use super::duration::parse_iso8601;
+pub use super::error::{ConfigError, ConfigErrors};
 use super::manifest::{
     decode_document, parse_bootstrap_csv, parse_nats_servers_csv, Ctx, Document,
 };
@@ -17,45 +18,7 @@ use super::{
 use serde::Deserialize as _;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::path::PathBuf;
-
-/// One config problem: file (as given by the user, or the file inside a given directory), 1-based document
-/// index in a multi-document YAML, field path, message. Display is exactly
-/// `{file} doc {doc}: {path}: {message}`, e.g.
-/// `triggers.yaml doc 2: spec.filter.attributes: key "Type" must match ^[a-z][a-z0-9]*$`
-///
-/// Problems that are not about one document (a file that cannot be read) have `doc` 0 and path `(file)`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file} doc {doc}: {path}: {message}")]
-pub struct ConfigError {
-    /// The file.
-    pub file: String,
-    /// 1-based index of the YAML document in the file.
-    pub doc: usize,
-    /// Field path inside the document (`spec.delivery.backoffDelay`).
-    pub path: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-/// All problems found (report them all, not just the first). Display: one per line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("\n")?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigErrors {}
 
 /// A validated configuration.
 #[derive(Debug)]
@@ -125,14 +88,14 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<LoadedConfig, ConfigErrors> {
 
 /// Where a decoded object came from, for cross-document messages.
 #[derive(Clone, Copy)]
-struct Origin {
-    file: usize,
+struct Origin<'a> {
+    source: &'a str,
     doc: usize,
 }
 
 /// A decoded Broker whose `spec.config` reference (namespace, name) is not resolved yet.
-struct PendingBroker {
-    origin: Origin,
+struct PendingBroker<'a> {
+    origin: Origin<'a>,
     spec: BrokerSpec,
     config_ref: Option<(String, String)>,
     /// `Some((topic, external))` for class Kafka.
@@ -379,86 +342,203 @@ fn nats_settings(
     }
 }
 
-/// Same from in-memory sources (name, text) — for tests and the future Kubernetes mode.
-pub fn load_sources(sources: &[(String, String)]) -> Result<LoadedConfig, ConfigErrors> {
-    let mut errors = Vec::new();
-    let mut warnings = Vec::new();
-    let mut brokers: Vec<PendingBroker> = Vec::new();
-    let mut triggers: Vec<(Origin, TriggerSpec)> = Vec::new();
-    let mut configmaps: HashMap<(String, String), (Origin, BTreeMap<String, String>)> =
-        HashMap::new();
-    let mut sinks: Vec<(Origin, KafkaSinkSpec)> = Vec::new();
-    let mut kafka_sources: Vec<(Origin, KafkaSourceSpec)> = Vec::new();
-    let mut nats_sinks: Vec<(Origin, NatsSinkSpec)> = Vec::new();
-    let mut nats_sources: Vec<(Origin, NatsSourceSpec)> = Vec::new();
+/// One parsed YAML document: the unit the loader decodes. Files give one per document; in Kubernetes
+/// mode each cluster object is one (its `source` names the object, e.g. `Trigger ns/name`), built
+/// directly as a value, without YAML text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    /// Where it came from (a file, or an object), as [`ConfigError::file`] names it.
+    pub source: String,
+    /// 1-based index of the document in its source.
+    pub doc: usize,
+    /// The document.
+    pub value: serde_yaml::Value,
+}
 
-    for (file_idx, (name, text)) in sources.iter().enumerate() {
-        for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-            let doc_no = i + 1;
-            let mut ctx = Ctx {
-                file: name,
-                doc: doc_no,
-                errors: &mut errors,
-            };
-            let value = match serde_yaml::Value::deserialize(doc) {
-                Ok(v) => v,
-                Err(e) => {
-                    ctx.err("(yaml)", format!("invalid YAML: {e}"));
-                    // The parser cannot resynchronise after a syntax error.
-                    break;
-                }
-            };
-            if value.is_null() {
-                continue;
-            }
-            let origin = Origin {
-                file: file_idx,
-                doc: doc_no,
-            };
-            match decode_document(&mut ctx, &value) {
-                None => {}
-                Some(Document::Skipped(w)) => warnings.push(format!("{name} doc {doc_no}: {w}")),
-                Some(Document::Broker {
-                    spec,
-                    config_ref,
-                    kafka_topic,
-                    nats,
-                }) => brokers.push(PendingBroker {
-                    origin,
-                    spec,
-                    config_ref,
-                    kafka_topic,
-                    nats,
-                }),
-                Some(Document::Trigger(t)) => triggers.push((origin, t)),
-                Some(Document::ConfigMap { key, data }) => match configmaps.entry(key) {
-                    Entry::Occupied(e) => {
-                        let (ns, name) = e.key();
-                        ctx.err("metadata.name", format!("duplicate ConfigMap {ns}/{name}"));
-                    }
-                    Entry::Vacant(e) => {
-                        e.insert((origin, data));
-                    }
-                },
-                Some(Document::KafkaSink(s)) => sinks.push((origin, s)),
-                Some(Document::KafkaSource(s)) => kafka_sources.push((origin, s)),
-                Some(Document::NatsSink(s)) => nats_sinks.push((origin, s)),
-                Some(Document::NatsSource(s)) => nats_sources.push((origin, s)),
+impl Manifest {
+    /// The only document of `source`.
+    pub fn new(source: impl Into<String>, value: serde_yaml::Value) -> Manifest {
+        Manifest {
+            source: source.into(),
+            doc: 1,
+            value,
+        }
+    }
+}
+
+/// The documents of one YAML text, in order; a syntax error ends the text (the parser cannot
+/// resynchronise) and takes the place of the document it was found in.
+fn parse_source(name: &str, text: &str) -> Vec<Result<Manifest, ConfigError>> {
+    let mut out = Vec::new();
+    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        match serde_yaml::Value::deserialize(doc) {
+            Ok(value) => out.push(Ok(Manifest {
+                source: name.to_owned(),
+                doc: i + 1,
+                value,
+            })),
+            Err(e) => {
+                out.push(Err(ConfigError {
+                    file: name.to_owned(),
+                    doc: i + 1,
+                    path: "(yaml)".to_owned(),
+                    message: format!("invalid YAML: {e}"),
+                }));
+                break;
             }
         }
     }
+    out
+}
 
-    let err_at = |errors: &mut Vec<ConfigError>, o: &Origin, path: &str, message: String| {
+/// Same from in-memory sources (name, text) — for tests and the future Kubernetes mode.
+pub fn load_sources(sources: &[(String, String)]) -> Result<LoadedConfig, ConfigErrors> {
+    let items: Vec<Result<Manifest, ConfigError>> = sources
+        .iter()
+        .flat_map(|(name, text)| parse_source(name, text))
+        .collect();
+    let built = build(items.iter().map(Result::as_ref), false);
+    if !built.errors.is_empty() {
+        return Err(ConfigErrors(built.errors));
+    }
+    Ok(LoadedConfig {
+        topology: built.topology,
+        warnings: built.warnings,
+        files: Vec::new(),
+    })
+}
+
+/// Same from parsed documents: every problem reported, nothing applied when there is one.
+pub fn load_manifests(manifests: &[Manifest]) -> Result<LoadedConfig, ConfigErrors> {
+    let built = build(manifests.iter().map(Ok), false);
+    if !built.errors.is_empty() {
+        return Err(ConfigErrors(built.errors));
+    }
+    Ok(LoadedConfig {
+        topology: built.topology,
+        warnings: built.warnings,
+        files: Vec::new(),
+    })
+}
+
+/// What [`load_tolerant`] gives: the topology of every object without a problem, and the problems.
+#[derive(Debug)]
+pub struct Tolerant {
+    /// The objects without problems (and the ones that depend only on them).
+    pub topology: Topology,
+    /// Non-fatal notes, as in [`LoadedConfig::warnings`].
+    pub warnings: Vec<String>,
+    /// Every problem, each naming its object (`file`): those objects are left out of `topology`.
+    pub errors: Vec<ConfigError>,
+}
+
+/// Loads what can be loaded, in one pass: a document with a problem is left out, and so is what
+/// depends on it (a Broker whose ConfigMap is left out or invalid, a Trigger whose KafkaSink or NatsSink
+/// is left out, a source whose Broker is left out); a Trigger whose Broker is left out is kept (it
+/// routes nothing, as in a file). For the Kubernetes data plane, where one bad object must not stop the
+/// others.
+pub fn load_tolerant(manifests: &[Manifest]) -> Tolerant {
+    let built = build(manifests.iter().map(Ok), true);
+    Tolerant {
+        topology: built.topology,
+        warnings: built.warnings,
+        errors: built.errors,
+    }
+}
+
+/// Decodes the documents (a parse error stands for its document) and builds the topology. Strict
+/// (`tolerant` false): every problem is reported; the caller applies nothing when there is one.
+/// Tolerant: objects with problems and what depends on them are left out of the topology.
+fn build<'a>(
+    items: impl Iterator<Item = Result<&'a Manifest, &'a ConfigError>>,
+    tolerant: bool,
+) -> Tolerant {
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    let mut brokers: Vec<PendingBroker<'a>> = Vec::new();
+    let mut triggers: Vec<(Origin<'a>, TriggerSpec)> = Vec::new();
+    let mut configmaps: HashMap<(String, String), (Origin<'a>, BTreeMap<String, String>)> =
+        HashMap::new();
+    let mut sinks: Vec<(Origin<'a>, KafkaSinkSpec)> = Vec::new();
+    let mut kafka_sources: Vec<(Origin<'a>, KafkaSourceSpec)> = Vec::new();
+    let mut nats_sinks: Vec<(Origin<'a>, NatsSinkSpec)> = Vec::new();
+    let mut nats_sources: Vec<(Origin<'a>, NatsSourceSpec)> = Vec::new();
+
+    for item in items {
+        let m = match item {
+            Ok(m) => m,
+            Err(e) => {
+                errors.push(e.clone());
+                continue;
+            }
+        };
+        if m.value.is_null() {
+            continue;
+        }
+        let (name, doc_no) = (m.source.as_str(), m.doc);
+        let before = errors.len();
+        let mut ctx = Ctx {
+            file: name,
+            doc: doc_no,
+            errors: &mut errors,
+        };
+        let origin = Origin {
+            source: name,
+            doc: doc_no,
+        };
+        let decoded = decode_document(&mut ctx, &m.value);
+        // Tolerant: a document with a problem is left out, even when it decoded to something.
+        if tolerant && errors.len() != before {
+            continue;
+        }
+        let mut ctx = Ctx {
+            file: name,
+            doc: doc_no,
+            errors: &mut errors,
+        };
+        match decoded {
+            None => {}
+            Some(Document::Skipped(w)) => warnings.push(format!("{name} doc {doc_no}: {w}")),
+            Some(Document::Broker {
+                spec,
+                config_ref,
+                kafka_topic,
+                nats,
+            }) => brokers.push(PendingBroker {
+                origin,
+                spec,
+                config_ref,
+                kafka_topic,
+                nats,
+            }),
+            Some(Document::Trigger(t)) => triggers.push((origin, t)),
+            Some(Document::ConfigMap { key, data }) => match configmaps.entry(key) {
+                Entry::Occupied(e) => {
+                    let (ns, name) = e.key();
+                    ctx.err("metadata.name", format!("duplicate ConfigMap {ns}/{name}"));
+                }
+                Entry::Vacant(e) => {
+                    e.insert((origin, data));
+                }
+            },
+            Some(Document::KafkaSink(s)) => sinks.push((origin, s)),
+            Some(Document::KafkaSource(s)) => kafka_sources.push((origin, s)),
+            Some(Document::NatsSink(s)) => nats_sinks.push((origin, s)),
+            Some(Document::NatsSource(s)) => nats_sources.push((origin, s)),
+        }
+    }
+
+    let err_at = |errors: &mut Vec<ConfigError>, o: &Origin<'_>, path: &str, message: String| {
         errors.push(ConfigError {
-            file: sources[o.file].0.clone(),
+            file: o.source.to_owned(),
             doc: o.doc,
             path: path.to_owned(),
             message,
         });
     };
-    let place = |o: &Origin| format!("{} doc {}", sources[o.file].0, o.doc);
+    let place = |o: &Origin<'_>| format!("{} doc {}", o.source, o.doc);
 
-    let mut seen_brokers: HashMap<BrokerKey, Origin> = HashMap::new();
+    let mut seen_brokers: HashMap<BrokerKey, Origin<'a>> = HashMap::new();
     let mut broker_specs = Vec::with_capacity(brokers.len());
     // Kafka settings per ConfigMap, parsed (and its problems reported) once however many brokers use it.
     let mut kafka_configs: HashMap<(String, String), Option<KafkaSettings>> = HashMap::new();
@@ -471,6 +551,8 @@ pub fn load_sources(sources: &[(String, String)]) -> Result<LoadedConfig, Config
         nats,
     } in brokers
     {
+        // Tolerant: a broker whose ConfigMap is missing or invalid is left out.
+        let mut config_failed = false;
         if let Some((ns, name)) = config_ref {
             let cm_key = (ns.clone(), name.clone());
             match configmaps.get(&cm_key) {
@@ -489,6 +571,7 @@ pub fn load_sources(sources: &[(String, String)]) -> Result<LoadedConfig, Config
                                     }
                                 },
                             );
+                        config_failed |= settings.is_none();
                         if let Some(n) = settings.clone() {
                             let (ns, name) = (&spec.key.namespace, &spec.key.name);
                             spec.backend = Backend::NatsJetStream(NatsBrokerConfig {
@@ -514,6 +597,7 @@ pub fn load_sources(sources: &[(String, String)]) -> Result<LoadedConfig, Config
                                 }
                             }
                         });
+                        config_failed |= settings.is_none();
                         if let Some(k) = settings {
                             spec.backend = Backend::Kafka(KafkaBrokerConfig {
                                 bootstrap_servers: k.bootstrap_servers.clone(),
@@ -525,12 +609,22 @@ pub fn load_sources(sources: &[(String, String)]) -> Result<LoadedConfig, Config
                         }
                     }
                 }
-                None => err_at(
-                    &mut errors,
-                    &origin,
-                    "spec.config",
-                    format!("ConfigMap {ns}/{name} is not defined in the configuration"),
-                ),
+                None => {
+                    err_at(
+                        &mut errors,
+                        &origin,
+                        "spec.config",
+                        format!("ConfigMap {ns}/{name} is not defined in the configuration"),
+                    );
+                    config_failed = true;
+                }
+            }
+            if tolerant && config_failed {
+                if configmaps.contains_key(&(ns.clone(), name.clone())) {
+                    let msg = format!("ConfigMap {ns}/{name} is invalid (see its problems)");
+                    err_at(&mut errors, &origin, "spec.config", msg);
+                }
+                continue;
             }
         }
         if let Some(first) = seen_brokers.get(&spec.key) {
@@ -546,7 +640,7 @@ pub fn load_sources(sources: &[(String, String)]) -> Result<LoadedConfig, Config
         broker_specs.push(spec);
     }
 
-    let mut seen_triggers: HashMap<TriggerKey, Origin> = HashMap::new();
+    let mut seen_triggers: HashMap<TriggerKey, Origin<'a>> = HashMap::new();
     let mut trigger_specs = Vec::with_capacity(triggers.len());
     for (origin, t) in triggers {
         if let Some(first) = seen_triggers.get(&t.key) {
@@ -571,7 +665,7 @@ pub fn load_sources(sources: &[(String, String)]) -> Result<LoadedConfig, Config
         trigger_specs.push((origin, t));
     }
 
-    let mut seen_sinks: HashMap<ObjectKey, Origin> = HashMap::new();
+    let mut seen_sinks: HashMap<ObjectKey, Origin<'a>> = HashMap::new();
     let mut sink_specs = Vec::with_capacity(sinks.len());
     for (origin, s) in sinks {
         if let Some(first) = seen_sinks.get(&s.key) {
@@ -586,7 +680,7 @@ pub fn load_sources(sources: &[(String, String)]) -> Result<LoadedConfig, Config
         seen_sinks.insert(s.key.clone(), origin);
         sink_specs.push(s);
     }
-    let mut seen_nats_sinks: HashMap<ObjectKey, Origin> = HashMap::new();
+    let mut seen_nats_sinks: HashMap<ObjectKey, Origin<'a>> = HashMap::new();
     let mut nats_sink_specs = Vec::with_capacity(nats_sinks.len());
     for (origin, s) in nats_sinks {
         if let Some(first) = seen_nats_sinks.get(&s.key) {
@@ -603,24 +697,27 @@ pub fn load_sources(sources: &[(String, String)]) -> Result<LoadedConfig, Config
     }
     let trigger_specs: Vec<TriggerSpec> = trigger_specs
         .into_iter()
-        .map(|(origin, t)| {
+        .filter_map(|(origin, t)| {
+            let mut ok = true;
             if let Destination::KafkaSink(sink) = &t.subscriber {
                 if !seen_sinks.contains_key(sink) {
                     let msg = format!("KafkaSink {sink} is not defined in the configuration");
                     err_at(&mut errors, &origin, "spec.subscriber.ref", msg);
+                    ok = false;
                 }
             }
             if let Destination::NatsSink(sink) = &t.subscriber {
                 if !seen_nats_sinks.contains_key(sink) {
                     let msg = format!("NatsSink {sink} is not defined in the configuration");
                     err_at(&mut errors, &origin, "spec.subscriber.ref", msg);
+                    ok = false;
                 }
             }
-            t
+            (ok || !tolerant).then_some(t)
         })
         .collect();
 
-    let mut seen_sources: HashMap<ObjectKey, Origin> = HashMap::new();
+    let mut seen_sources: HashMap<ObjectKey, Origin<'a>> = HashMap::new();
     let mut source_specs = Vec::with_capacity(kafka_sources.len());
     for (origin, s) in kafka_sources {
         if let Some(first) = seen_sources.get(&s.key) {
@@ -636,13 +733,16 @@ pub fn load_sources(sources: &[(String, String)]) -> Result<LoadedConfig, Config
             if !seen_brokers.contains_key(b) {
                 let msg = format!("Broker {b} is not defined in the configuration");
                 err_at(&mut errors, &origin, "spec.sink.ref", msg);
+                if tolerant {
+                    continue;
+                }
             }
         }
         seen_sources.insert(s.key.clone(), origin);
         source_specs.push(s);
     }
 
-    let mut seen_nats_sources: HashMap<ObjectKey, Origin> = HashMap::new();
+    let mut seen_nats_sources: HashMap<ObjectKey, Origin<'a>> = HashMap::new();
     let mut nats_source_specs = Vec::with_capacity(nats_sources.len());
     for (origin, s) in nats_sources {
         if let Some(first) = seen_nats_sources.get(&s.key) {
@@ -658,22 +758,28 @@ pub fn load_sources(sources: &[(String, String)]) -> Result<LoadedConfig, Config
             if !seen_brokers.contains_key(b) {
                 let msg = format!("Broker {b} is not defined in the configuration");
                 err_at(&mut errors, &origin, "spec.sink.ref", msg);
+                if tolerant {
+                    continue;
+                }
             }
         }
         seen_nats_sources.insert(s.key.clone(), origin);
         nats_source_specs.push(s);
     }
 
-    if !errors.is_empty() {
-        return Err(ConfigErrors(errors));
-    }
-    Ok(LoadedConfig {
-        topology: Topology::new(broker_specs, trigger_specs)
+    // Strict: the caller applies nothing when there is a problem, so the topology is not built.
+    let topology = if tolerant || errors.is_empty() {
+        Topology::new(broker_specs, trigger_specs)
             .with_kafka(sink_specs, source_specs)
-            .with_nats(nats_sink_specs, nats_source_specs),
+            .with_nats(nats_sink_specs, nats_source_specs)
+    } else {
+        Topology::default()
+    };
+    Tolerant {
+        topology,
         warnings,
-        files: Vec::new(),
-    })
+        errors,
+    }
 }
 
 #[cfg(test)]
@@ -2652,5 +2758,111 @@ spec:
                 SourceSink::Url("http://127.0.0.1:8081/payments".into())
             );
         }
+    }
+
+    /// Each object as its own manifest, as the Kubernetes data plane feeds them.
+    fn objects(docs: &[(&str, &str)]) -> Vec<Manifest> {
+        docs.iter()
+            .map(|(name, text)| {
+                let value = serde_yaml::from_str(text).expect("a YAML document");
+                Manifest::new(*name, value)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn manifests_load_like_the_same_text() {
+        let text = trigger_with("");
+        let from_text = ok(&text);
+        let docs: Vec<(String, String)> = text
+            .split("---\n")
+            .enumerate()
+            .map(|(i, d)| (format!("o{i}"), d.to_owned()))
+            .collect();
+        let docs: Vec<(&str, &str)> = docs.iter().map(|(n, d)| (n.as_str(), d.as_str())).collect();
+        let loaded = load_manifests(&objects(&docs)).expect("valid");
+        assert_eq!(
+            loaded.topology.triggers.keys().collect::<Vec<_>>(),
+            from_text.topology.triggers.keys().collect::<Vec<_>>()
+        );
+        assert_eq!(loaded.topology.brokers, from_text.topology.brokers);
+        // Strict: a bad manifest fails the whole load, naming it.
+        let bad = "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: t2}\n\
+                   spec: {broker: default, subscriber: {uri: 'not a url'}}\n";
+        let mut docs = docs;
+        docs.push(("Trigger default/t2", bad));
+        let e = load_manifests(&objects(&docs)).expect_err("invalid");
+        assert_eq!(e.0.len(), 1, "{e}");
+        assert_eq!(e.0[0].file, "Trigger default/t2");
+        assert_eq!(e.0[0].path, "spec.subscriber.uri");
+    }
+
+    #[test]
+    fn tolerant_load_leaves_out_bad_objects_and_their_dependents_in_one_pass() {
+        let kafka_cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: kcfg}\n\
+                        data: {bootstrap.servers: 'k1:0'}\n";
+        let kafka_broker =
+            "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: kb\n  \
+                            annotations: {eventing.knative.dev/broker.class: Kafka}\n\
+                            spec: {config: {apiVersion: v1, kind: ConfigMap, name: kcfg}}\n";
+        let kb_trigger =
+            "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: on-kb}\n\
+                          spec: {broker: kb, subscriber: {uri: 'http://x'}}\n";
+        let kb_source = "apiVersion: sources.knative.dev/v1beta1\nkind: KafkaSource\nmetadata: {name: src}\n\
+                         spec: {bootstrapServers: ['k:9092'], topics: [t], sink: {ref: {apiVersion: \
+                         eventing.knative.dev/v1, kind: Broker, name: kb}}}\n";
+        let bad_sink =
+            "apiVersion: eventing.knative.dev/v1alpha1\nkind: KafkaSink\nmetadata: {name: audit}\n\
+                        spec: {topic: 'bad topic', bootstrapServers: ['k:9092']}\n";
+        let sink_trigger =
+            "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: to-sink}\n\
+                            spec: {broker: default, subscriber: {ref: {apiVersion: \
+                            eventing.knative.dev/v1alpha1, kind: KafkaSink, name: audit}}}\n";
+        let good_trigger =
+            "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: good}\n\
+                            spec: {broker: default, subscriber: {uri: 'http://x'}}\n";
+        let docs = [
+            ("Broker default/default", BROKER),
+            ("ConfigMap default/kcfg", kafka_cm),
+            ("Broker default/kb", kafka_broker),
+            ("Trigger default/on-kb", kb_trigger),
+            ("KafkaSource default/src", kb_source),
+            ("KafkaSink default/audit", bad_sink),
+            ("Trigger default/to-sink", sink_trigger),
+            ("Trigger default/good", good_trigger),
+        ];
+        let loaded = load_tolerant(&objects(&docs));
+        let t = &loaded.topology;
+        assert_eq!(
+            t.brokers.keys().collect::<Vec<_>>(),
+            [&BrokerKey::new("default", "default")]
+        );
+        // A trigger whose broker is left out stays (it routes nothing), as in a file without the broker.
+        assert_eq!(
+            t.triggers.keys().collect::<Vec<_>>(),
+            [
+                &TriggerKey::new("default", "good"),
+                &TriggerKey::new("default", "on-kb")
+            ]
+        );
+        assert!(t.kafka_sinks.is_empty() && t.kafka_sources.is_empty());
+        let named: Vec<(&str, &str)> = loaded
+            .errors
+            .iter()
+            .map(|e| (e.file.as_str(), e.path.as_str()))
+            .collect();
+        assert_eq!(
+            named,
+            [
+                ("KafkaSink default/audit", "spec.topic"),
+                ("ConfigMap default/kcfg", "data.bootstrap.servers"),
+                ("Broker default/kb", "spec.config"),
+                ("Trigger default/to-sink", "spec.subscriber.ref"),
+                ("KafkaSource default/src", "spec.sink.ref"),
+            ]
+        );
+        // The same objects loaded strictly: the same problems of the objects themselves, nothing applied.
+        let strict = load_manifests(&objects(&docs)).expect_err("invalid");
+        assert!(strict.0.iter().all(|e| e.path != "spec.config"), "{strict}");
     }
 }

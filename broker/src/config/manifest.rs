@@ -6,7 +6,7 @@
 //! every problem is reported (not only the first), with the exact field path (`spec.filters[0].all[1].prefix`)
 //! and a message a user can act on. Unknown fields in spec objects are errors, as with Knative's webhook.
 
-use super::load::ConfigError;
+use super::error::ConfigError;
 use super::{
     is_valid_kafka_topic, is_valid_nats_name, is_valid_nats_subject, BrokerKey, BrokerSpec,
     ContentMode, DeliveryOrder, Destination, InitialOffset, KafkaSinkSpec, KafkaSourceSpec,

@@ -6,6 +6,10 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use switchyard_broker::model::eventing as model;
+pub use switchyard_broker::model::eventing::{
+    DeliverySpec, Destination, KReference, TriggerFilter,
+};
 
 /// `spec` of a Broker. `config` and the class annotation are immutable; `delivery` may change.
 #[derive(CustomResource, Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -23,14 +27,29 @@ use std::collections::BTreeMap;
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#
 )]
-#[serde(rename_all = "camelCase")]
 pub struct BrokerSpec {
-    /// Reference to the broker's configuration, typically a ConfigMap (Kafka or JetStream settings).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config: Option<KReference>,
-    /// Delivery defaults for the broker's triggers (a trigger that sets any delivery field replaces it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delivery: Option<DeliverySpec>,
+    /// The model's spec (`switchyard_broker::model`), flattened: the CRD has exactly its fields.
+    #[serde(flatten)]
+    pub spec: model::BrokerSpec,
+}
+
+impl std::ops::Deref for BrokerSpec {
+    type Target = model::BrokerSpec;
+    fn deref(&self) -> &model::BrokerSpec {
+        &self.spec
+    }
+}
+
+impl std::ops::DerefMut for BrokerSpec {
+    fn deref_mut(&mut self) -> &mut model::BrokerSpec {
+        &mut self.spec
+    }
+}
+
+impl From<model::BrokerSpec> for BrokerSpec {
+    fn from(spec: model::BrokerSpec) -> BrokerSpec {
+        BrokerSpec { spec }
+    }
 }
 
 /// `spec` of a Trigger. `broker` is required and immutable.
@@ -50,102 +69,29 @@ pub struct BrokerSpec {
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#
 )]
-#[serde(rename_all = "camelCase")]
 pub struct TriggerSpec {
-    /// Name of the Broker in the Trigger's namespace.
-    #[serde(default)]
-    pub broker: String,
-    /// Cross-namespace broker reference (Knative alpha feature; not supported by Switchyard, reported as
-    /// a status condition).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub broker_ref: Option<KReference>,
-    /// Legacy exact-match attribute filter.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub filter: Option<TriggerFilter>,
-    /// SubscriptionsAPI filters (`exact`, `prefix`, `suffix`, `all`, `any`, `not`, `cesql`); nested, so
-    /// the schema keeps them as free-form objects and Switchyard validates them itself.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "free_form_object_list")]
-    pub filters: Vec<serde_json::Value>,
-    /// Where matching events go.
-    pub subscriber: Destination,
-    /// Delivery options (retries, backoff, timeout, dead-letter sink).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delivery: Option<DeliverySpec>,
+    /// The model's spec (`switchyard_broker::model`), flattened: the CRD has exactly its fields.
+    #[serde(flatten)]
+    pub spec: model::TriggerSpec,
 }
 
-/// `spec.filter` of a Trigger.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct TriggerFilter {
-    /// Attribute name → exact value (empty value: attribute must be present).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub attributes: Option<BTreeMap<String, String>>,
+impl std::ops::Deref for TriggerSpec {
+    type Target = model::TriggerSpec;
+    fn deref(&self) -> &model::TriggerSpec {
+        &self.spec
+    }
 }
 
-/// A Knative `KReference`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct KReference {
-    /// Kind of the referent.
-    pub kind: String,
-    /// Namespace of the referent (defaults to the referrer's).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    /// Name of the referent.
-    pub name: String,
-    /// API version of the referent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_version: Option<String>,
-    /// API group of the referent (Knative's alternative to `apiVersion`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group: Option<String>,
-    /// Name of one of the referent's addresses.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub address: Option<String>,
+impl std::ops::DerefMut for TriggerSpec {
+    fn deref_mut(&mut self) -> &mut model::TriggerSpec {
+        &mut self.spec
+    }
 }
 
-/// A Knative `Destination`: `ref`, `uri`, or `ref` plus a relative `uri`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct Destination {
-    /// Reference to an addressable object (a Service, or anything with `status.address.url`).
-    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
-    pub reference: Option<KReference>,
-    /// Absolute URL, or a URL relative to `ref`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uri: Option<String>,
-    /// PEM CA certificates for an https destination.
-    #[serde(default, rename = "CACerts", skip_serializing_if = "Option::is_none")]
-    pub ca_certs: Option<String>,
-    /// OIDC audience of the destination.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub audience: Option<String>,
-}
-
-/// A Knative `DeliverySpec`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct DeliverySpec {
-    /// Where events go when retries are exhausted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dead_letter_sink: Option<Destination>,
-    /// Retries after the first attempt.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry: Option<i32>,
-    /// `linear` or `exponential`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backoff_policy: Option<String>,
-    /// ISO-8601 duration, the backoff unit.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backoff_delay: Option<String>,
-    /// ISO-8601 duration, per-attempt timeout.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<String>,
-    /// ISO-8601 duration, cap on a subscriber's Retry-After.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry_after_max: Option<String>,
-    /// `json` (structured) or `binary` content mode toward subscribers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<String>,
+impl From<model::TriggerSpec> for TriggerSpec {
+    fn from(spec: model::TriggerSpec) -> TriggerSpec {
+        TriggerSpec { spec }
+    }
 }
 
 /// A Knative status condition.
@@ -218,7 +164,7 @@ pub struct BrokerStatus {
     pub dead_letter_sink_audience: Option<String>,
     /// Applied EventPolicies (Knative; Switchyard applies none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "free_form_object_list")]
+    #[schemars(schema_with = "switchyard_broker::model::schema::free_form_object_list")]
     pub policies: Vec<serde_json::Value>,
 }
 
@@ -259,22 +205,8 @@ pub struct TriggerStatus {
     pub dead_letter_sink_audience: Option<String>,
     /// OIDC identity (Knative; unused by Switchyard).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "free_form_object")]
+    #[schemars(schema_with = "switchyard_broker::model::schema::free_form_object")]
     pub auth: Option<serde_json::Value>,
-}
-
-pub(crate) fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({
-        "type": "object",
-        "x-kubernetes-preserve-unknown-fields": true
-    })
-}
-
-fn free_form_object_list(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({
-        "type": "array",
-        "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
-    })
 }
 
 /// The CRDs `deploy/crds/` holds, as (file name, YAML text).

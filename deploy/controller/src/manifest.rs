@@ -1,6 +1,6 @@
 //! Cluster objects → the manifests Switchyard's config loader reads (pure functions).
 //!
-//! Kubernetes mode reuses the standalone loader ([`load_sources`]) for validation and for building the
+//! Kubernetes mode reuses the standalone loader ([`load_manifests`], fed values, not YAML text) for validation and for building the
 //! data plane's topology, so a Broker or Trigger means exactly the same thing in a file and in a cluster.
 //! The translation keeps `apiVersion`, `kind`, name, namespace, labels, annotations and `spec`, maps the
 //! installation's broker class to [`SWITCHYARD_BROKER_CLASS`], and replaces destinations by the URIs the
@@ -12,7 +12,7 @@ use crate::Settings;
 use kube::ResourceExt;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
-use switchyard_broker::config::load::{load_sources, ConfigError};
+use switchyard_broker::config::load::{load_manifests, ConfigError, Manifest};
 use switchyard_broker::config::manifest::BROKER_CLASS_ANNOTATION;
 use switchyard_broker::config::SWITCHYARD_BROKER_CLASS;
 
@@ -192,10 +192,14 @@ pub fn to_yaml(v: &Value) -> String {
     serde_yaml::to_string(v).unwrap_or_default()
 }
 
-/// Runs the standalone loader on these documents; the problems of document `subject` (its source name),
-/// as `path: message` lines.
-pub fn problems_of(subject: &str, sources: &[(String, String)]) -> Vec<String> {
-    match load_sources(sources) {
+/// Runs the standalone loader on these manifests (name, manifest: values, no YAML text); the problems
+/// of manifest `subject`, as `path: message` lines.
+pub fn problems_of(subject: &str, sources: &[(String, Value)]) -> Vec<String> {
+    let manifests: Vec<Manifest> = sources
+        .iter()
+        .filter_map(|(name, v)| Some(Manifest::new(name.clone(), serde_yaml::to_value(v).ok()?)))
+        .collect();
+    match load_manifests(&manifests) {
         Ok(_) => Vec::new(),
         Err(errors) => errors
             .0
@@ -219,7 +223,7 @@ pub fn describe_destination(d: &Destination) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{BrokerSpec, KReference, TriggerFilter, TriggerSpec};
+    use crate::crd::{BrokerSpec, KReference, TriggerFilter};
 
     fn broker(class: Option<&str>) -> Broker {
         let mut b = Broker::new("b", BrokerSpec::default());
@@ -262,7 +266,7 @@ mod tests {
     fn trigger_translation_uses_resolved_uris_and_validates_like_a_file() {
         let mut t = Trigger::new(
             "t",
-            TriggerSpec {
+            switchyard_broker::model::eventing::TriggerSpec {
                 broker: "b".into(),
                 filter: Some(TriggerFilter {
                     attributes: Some([("type".to_owned(), "a".to_owned())].into()),
@@ -284,8 +288,9 @@ mod tests {
                     }),
                     ..DeliverySpec::default()
                 }),
-                ..TriggerSpec::default()
-            },
+                ..Default::default()
+            }
+            .into(),
         );
         t.metadata.namespace = Some("ns".into());
         let m = trigger_manifest(&t, "http://svc.ns.svc.cluster.local", Some("http://dls2"));
@@ -298,14 +303,14 @@ mod tests {
             json!({"uri": "http://dls2"})
         );
         assert_eq!(m["spec"]["delivery"]["retry"], 2);
-        let sources = vec![("Trigger ns/t".to_owned(), to_yaml(&m))];
+        let sources = vec![("Trigger ns/t".to_owned(), m)];
         assert!(problems_of("Trigger ns/t", &sources).is_empty());
 
         t.spec.filter = Some(TriggerFilter {
             attributes: Some([("Type".to_owned(), "a".to_owned())].into()),
         });
         let m = trigger_manifest(&t, PLACEHOLDER_URL, None);
-        let p = problems_of("Trigger ns/t", &[("Trigger ns/t".to_owned(), to_yaml(&m))]);
+        let p = problems_of("Trigger ns/t", &[("Trigger ns/t".to_owned(), m)]);
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(p[0].starts_with("spec.filter.attributes"), "{p:?}");
     }
