@@ -13,10 +13,11 @@
 //! A source's status carries `SinkProvided`, `SpecValid`, `Ready` and the resolved `sinkUri`; a sink's
 //! `SpecValid` and `Ready`. `crdgen` renders all of them into `deploy/crds/` with the Broker and Trigger.
 
-use crate::crd::{Condition, Destination};
+use crate::crd::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use switchyard_broker::model::eventing::Destination;
 use switchyard_broker::model::sources as model;
 pub use switchyard_broker::model::sources::{NatsSourceJetStream, SinkRef, SourceSink};
 
