@@ -364,6 +364,23 @@ impl Manifest {
             value,
         }
     }
+
+    /// A typed object as the only document of `source` (what the Kubernetes crate feeds).
+    pub fn from_object(
+        source: impl Into<String>,
+        object: &crate::model::object::Object,
+    ) -> Result<Manifest, ConfigError> {
+        let source = source.into();
+        match serde_yaml::to_value(object) {
+            Ok(value) => Ok(Manifest::new(source, value)),
+            Err(e) => Err(ConfigError {
+                file: source,
+                doc: 1,
+                path: "(document)".to_owned(),
+                message: format!("cannot be represented as a manifest: {e}"),
+            }),
+        }
+    }
 }
 
 /// The documents of one YAML text, in order; a syntax error ends the text (the parser cannot

@@ -18,6 +18,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use switchyard_broker::model::eventing::Destination;
+use switchyard_broker::model::object::{Object, ObjectMeta, Resource};
 use switchyard_broker::model::sources as model;
 pub use switchyard_broker::model::sources::{NatsSourceJetStream, SinkRef, SourceSink};
 
@@ -192,8 +193,8 @@ pub trait SourceOrSink:
     const API_VERSION: &'static str;
     /// The kind.
     const KIND: &'static str;
-    /// `spec` as JSON (unset optional fields left out).
-    fn spec_json(&self) -> serde_json::Value;
+    /// The object for the loader with this metadata, a source's `spec.sink` replaced by `sink`.
+    fn manifest(&self, metadata: ObjectMeta, sink: Option<Destination>) -> Object;
     /// `spec.sink` of a source (`None` for a sink kind).
     fn sink(&self) -> Option<Destination>;
     /// `status.observedGeneration`.
@@ -212,12 +213,19 @@ pub trait SourceOrSink:
 }
 
 macro_rules! source_or_sink {
-    ($ty:ty, $kind:literal, $api:expr, source) => {
+    ($ty:ident, $kind:literal, $api:expr, source, $with_sink:expr) => {
         impl SourceOrSink for $ty {
             const API_VERSION: &'static str = $api;
             const KIND: &'static str = $kind;
-            fn spec_json(&self) -> serde_json::Value {
-                serde_json::to_value(&self.spec).unwrap_or_default()
+            fn manifest(&self, metadata: ObjectMeta, sink: Option<Destination>) -> Object {
+                let mut spec = self.spec.spec.clone();
+                $with_sink(&mut spec, sink);
+                Object::$ty(Resource {
+                    api_version: $api.to_owned(),
+                    kind: $kind.to_owned(),
+                    metadata,
+                    spec,
+                })
             }
             fn sink(&self) -> Option<Destination> {
                 Some(self.spec.sink.clone().into())
@@ -249,12 +257,18 @@ macro_rules! source_or_sink {
             }
         }
     };
-    ($ty:ty, $kind:literal, $api:expr, sink) => {
+    ($ty:ident, $kind:literal, $api:expr, sink) => {
         impl SourceOrSink for $ty {
             const API_VERSION: &'static str = $api;
             const KIND: &'static str = $kind;
-            fn spec_json(&self) -> serde_json::Value {
-                serde_json::to_value(&self.spec).unwrap_or_default()
+            fn manifest(&self, metadata: ObjectMeta, _sink: Option<Destination>) -> Object {
+                let spec = self.spec.spec.clone();
+                Object::$ty(Resource {
+                    api_version: $api.to_owned(),
+                    kind: $kind.to_owned(),
+                    metadata,
+                    spec,
+                })
             }
             fn sink(&self) -> Option<Destination> {
                 None
@@ -287,7 +301,17 @@ macro_rules! source_or_sink {
     };
 }
 
-source_or_sink!(KafkaSource, "KafkaSource", KAFKA_SOURCE_API_VERSION, source);
+source_or_sink!(
+    KafkaSource,
+    "KafkaSource",
+    KAFKA_SOURCE_API_VERSION,
+    source,
+    |spec: &mut model::KafkaSourceSpec, sink: Option<Destination>| {
+        if let Some(d) = sink {
+            spec.sink = d;
+        }
+    }
+);
 source_or_sink!(
     KafkaSink,
     "KafkaSink",
@@ -298,8 +322,26 @@ source_or_sink!(
     NatsSource,
     "NatsSource",
     switchyard_broker::config::manifest::NATS_API_VERSION,
-    source
+    source,
+    |spec: &mut model::NatsSourceSpec, sink: Option<Destination>| {
+        if let Some(d) = sink {
+            spec.sink = nats_source_sink(d);
+        }
+    }
 );
+
+/// A NatsSource's `spec.sink` for a destination (`ref` without Knative's `group` / `address`, or `uri`).
+fn nats_source_sink(d: Destination) -> SourceSink {
+    SourceSink {
+        reference: d.reference.map(|r| SinkRef {
+            api_version: r.api_version.unwrap_or_default(),
+            kind: r.kind,
+            name: r.name,
+            namespace: r.namespace,
+        }),
+        uri: d.uri,
+    }
+}
 source_or_sink!(
     NatsSink,
     "NatsSink",

@@ -35,12 +35,11 @@ use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, ResourceExt};
-use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
-use switchyard_broker::config::load::Manifest;
 use switchyard_broker::config::Topology;
+use switchyard_broker::model::object::Object;
 use tokio::sync::{mpsc, watch};
 
 /// Quiet time after a change before the topology is rebuilt (coalesces bursts, e.g. `kubectl apply -f dir`).
@@ -53,12 +52,12 @@ pub const RESYNC: Duration = Duration::from_secs(30);
 /// manifest without translating it again: a status update of one Trigger among thousands re-translates one.
 #[derive(Debug, Default)]
 pub struct Accepted {
-    objects: HashMap<String, (Option<String>, Value)>,
+    objects: HashMap<String, (Option<String>, Object)>,
 }
 
 impl Accepted {
     /// Records the accepted version of `key`, rendering it only when `fingerprint` changed (`None`: always).
-    fn accept(&mut self, key: &str, fingerprint: Option<String>, render: impl FnOnce() -> Value) {
+    fn accept(&mut self, key: &str, fingerprint: Option<String>, render: impl FnOnce() -> Object) {
         if let Some((Some(seen), _)) = self.objects.get(key) {
             if fingerprint.as_ref() == Some(seen) {
                 return;
@@ -93,7 +92,7 @@ fn select_objects<K: SourceOrSink>(
     served: &BTreeSet<(String, String)>,
     accepted: &mut Accepted,
     alive: &mut BTreeSet<String>,
-    out: &mut BTreeMap<String, Value>,
+    out: &mut BTreeMap<String, Object>,
 ) {
     for o in objects {
         let ns = o.namespace().unwrap_or_default();
@@ -139,7 +138,7 @@ pub fn select(
     others: &Others,
     settings: &Settings,
     accepted: &mut Accepted,
-) -> BTreeMap<String, Value> {
+) -> BTreeMap<String, Object> {
     let mut out = BTreeMap::new();
     let mut alive = BTreeSet::new();
     let mut served = BTreeSet::new();
@@ -198,7 +197,7 @@ pub fn select(
             None => status
                 .subscriber_uri
                 .as_deref()
-                .map(|u| serde_json::json!({ "uri": u })),
+                .map(crate::manifest::destination_as_uri),
         };
         if let (true, Some(subscriber)) = (usable, subscriber) {
             accepted.accept(&key, t.metadata.resource_version.clone(), || {
@@ -220,18 +219,12 @@ pub fn select(
 
 /// Loads the objects in one pass of the loader's tolerant mode, leaving out (and logging) the ones it
 /// rejects and what depends on them, so that one bad object never stops the others.
-pub fn load_tolerant(sources: BTreeMap<String, Value>) -> Topology {
-    let mut manifests = Vec::with_capacity(sources.len());
-    for (name, manifest) in sources {
-        match serde_yaml::to_value(&manifest) {
-            Ok(value) => manifests.push(Manifest::new(name, value)),
-            Err(e) => {
-                tracing::error!(object = %name, problem = %e, "Left out of the data plane.")
-            }
-        }
-    }
+pub fn load_tolerant(sources: BTreeMap<String, Object>) -> Topology {
+    let objects: Vec<(String, Object)> = sources.into_iter().collect();
+    let (manifests, mut errors) = crate::manifest::manifests(&objects);
     let loaded = switchyard_broker::config::load::load_tolerant(&manifests);
-    for e in &loaded.errors {
+    errors.extend(loaded.errors);
+    for e in &errors {
         tracing::error!(object = %e.file, problem = %format!("{}: {}", e.path, e.message), "Left out of the data plane.");
     }
     loaded.topology
@@ -241,8 +234,8 @@ async fn with_configmaps(
     client: &Client,
     brokers: &[std::sync::Arc<Broker>],
     settings: &Settings,
-    mut sources: BTreeMap<String, Value>,
-) -> BTreeMap<String, Value> {
+    mut sources: BTreeMap<String, Object>,
+) -> BTreeMap<String, Object> {
     for b in brokers.iter().filter(|b| owns_broker(b, settings)) {
         let ns = b.namespace().unwrap_or_default();
         if !sources.contains_key(&format!("Broker {ns}/{}", b.name_any())) {
@@ -331,7 +324,7 @@ pub async fn run(
         OptionalKind::new("NatsSink"),
     ];
     let mut accepted = Accepted::default();
-    let mut last: Option<BTreeMap<String, Value>> = None;
+    let mut last: Option<BTreeMap<String, Object>> = None;
     let mut dirty = true;
     let mut resync = tokio::time::interval(RESYNC);
     loop {
@@ -793,16 +786,14 @@ mod tests {
 
     #[test]
     fn a_rejected_object_does_not_stop_the_others() {
-        let yaml = |text: &str| -> Value { serde_yaml::from_str(text).expect("a YAML object") };
         let mut sources = BTreeMap::new();
-        sources.insert(
-            "Broker ns/b".to_owned(),
-            yaml("apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: b, namespace: ns}\n"),
-        );
+        let b = broker(1, Some(1), 1);
+        sources.insert("Broker ns/b".to_owned(), broker_manifest(&b, None));
+        let mut bad = (*trigger("b", Some("http://x"))).clone();
+        bad.metadata.name = Some("bad".into());
         sources.insert(
             "Trigger ns/bad".to_owned(),
-            yaml("apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: bad, namespace: ns}\n\
-             spec: {broker: b, subscriber: {uri: 'not a url'}}\n"),
+            crate::manifest::trigger_manifest(&bad, "not a url", None),
         );
         let topology = load_tolerant(sources);
         assert_eq!(topology.brokers.len(), 1);
