@@ -4,8 +4,10 @@
 //! - `manifest`: decoding of the YAML a user applies to a cluster (`eventing.knative.dev/v1` Broker and
 //!   Trigger, `v1` ConfigMap, `eventing.knative.dev/v1alpha1` KafkaSink, `sources.knative.dev/v1beta1`
 //!   KafkaSource, `sources.switchyard.dev/v1alpha1` NatsSink and NatsSource).
-//! - `load`: reading files / directories of multi-document YAML, with errors that name the file, the
-//!   document index and the field path.
+//! - `load`: reading files / directories of multi-document YAML (or parsed documents, or typed objects),
+//!   with errors that name the file, the document index and the field path; `build` (private): the
+//!   topology builder over the decoded objects (cross-document checks, strict or tolerant); `rules`
+//!   (private): the value rules the decoder and the builder apply.
 //! - `duration`: ISO-8601 durations (`PT0.2S`).
 //! - `error`: [`ConfigError`](error::ConfigError) (file, document, field path, message) and the list of them.
 //! - `spec`: the compiled objects (keys, [`BrokerSpec`], [`TriggerSpec`], sinks, sources); `routing`
@@ -13,10 +15,12 @@
 //!
 //! The compiled topology is immutable and shared behind an `Arc`; a hot reload builds a new one and swaps it.
 
+mod build;
 pub mod duration;
 pub mod error;
 pub mod load;
 pub mod manifest;
+mod rules;
 pub mod spec;
 
 pub use spec::*;
