@@ -2322,4 +2322,55 @@ spec:
         let strict = load_manifests(&objects(&docs)).expect_err("invalid");
         assert!(strict.0.iter().all(|e| e.path != "spec.config"), "{strict}");
     }
+
+    #[test]
+    fn typed_objects_load_like_their_yaml() {
+        use crate::model::eventing::{
+            BrokerSpec as KnBrokerSpec, Destination as KnDestination, TriggerFilter,
+            TriggerSpec as KnTriggerSpec,
+        };
+        use crate::model::object::{Object, ObjectMeta, Resource};
+        let meta = |name: &str| ObjectMeta {
+            name: name.into(),
+            namespace: Some("default".into()),
+            ..ObjectMeta::default()
+        };
+        let broker = Object::Broker(Resource {
+            api_version: "eventing.knative.dev/v1".into(),
+            kind: "Broker".into(),
+            metadata: meta("default"),
+            spec: KnBrokerSpec::default(),
+        });
+        let trigger = Object::Trigger(Resource {
+            api_version: "eventing.knative.dev/v1".into(),
+            kind: "Trigger".into(),
+            metadata: meta("t"),
+            spec: KnTriggerSpec {
+                broker: "default".into(),
+                filter: Some(TriggerFilter {
+                    attributes: Some([("type".to_owned(), "a".to_owned())].into()),
+                }),
+                subscriber: KnDestination {
+                    uri: Some("http://sink.example/path".into()),
+                    ..KnDestination::default()
+                },
+                ..KnTriggerSpec::default()
+            },
+        });
+        let manifests: Vec<Manifest> = [
+            ("Broker default/default", &broker),
+            ("Trigger default/t", &trigger),
+        ]
+        .into_iter()
+        .map(|(name, o)| Manifest::from_object(name, o).expect("representable"))
+        .collect();
+        let typed = load_manifests(&manifests).expect("valid");
+        let text = ok(&trigger_with("  filter:\n    attributes: {type: a}\n"));
+        assert_eq!(typed.topology.brokers, text.topology.brokers);
+        let (a, b) = (only_trigger(&typed), only_trigger(&text));
+        assert_eq!(
+            (&a.key, &a.broker, &a.filter, &a.subscriber),
+            (&b.key, &b.broker, &b.filter, &b.subscriber)
+        );
+    }
 }
