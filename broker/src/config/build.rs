@@ -274,12 +274,12 @@ fn nats_settings(
     }
 }
 
-/// What [`load_tolerant`] gives: the topology of every object without a problem, and the problems.
+/// What [`load_tolerant`](super::load::load_tolerant) gives: the topology of every object without a problem, and the problems.
 #[derive(Debug)]
 pub struct Tolerant {
     /// The objects without problems (and the ones that depend only on them).
     pub topology: Topology,
-    /// Non-fatal notes, as in [`LoadedConfig::warnings`].
+    /// Non-fatal notes, as in [`LoadedConfig::warnings`](super::load::LoadedConfig::warnings).
     pub warnings: Vec<String>,
     /// Every problem, each naming its object (`file`): those objects are left out of `topology`.
     pub errors: Vec<ConfigError>,

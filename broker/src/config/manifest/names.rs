@@ -8,7 +8,8 @@ pub const EVENTING_API_VERSION: &str = "eventing.knative.dev/v1";
 pub const BROKER_CLASS_ANNOTATION: &str = "eventing.knative.dev/broker.class";
 
 /// The default broker class (events in the embedded store). The other supported classes are
-/// [`KAFKA_BROKER_CLASS`] and [`NATS_BROKER_CLASS`].
+/// [`KAFKA_BROKER_CLASS`](crate::config::KAFKA_BROKER_CLASS) and
+/// [`NATS_BROKER_CLASS`](crate::config::NATS_BROKER_CLASS).
 pub const DEFAULT_BROKER_CLASS: &str = "MTChannelBasedBroker";
 
 /// `apiVersion` of KafkaSink.
