@@ -326,4 +326,63 @@ mod tests {
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(p[0].starts_with("spec.filter.attributes"), "{p:?}");
     }
+
+    #[test]
+    fn the_typed_translation_carries_exactly_what_the_loader_reads() {
+        let mut t = Trigger::new(
+            "t",
+            switchyard_broker::model::eventing::TriggerSpec {
+                broker: "b".into(),
+                // Not carried: the loader reads `broker` (the controller reports brokerRef itself).
+                broker_ref: Some(KReference {
+                    kind: "Broker".into(),
+                    name: "other".into(),
+                    ..KReference::default()
+                }),
+                subscriber: Destination {
+                    reference: Some(KReference {
+                        kind: "NatsSink".into(),
+                        name: "out".into(),
+                        api_version: Some("sources.switchyard.dev/v1alpha1".into()),
+                        group: Some("sources.switchyard.dev".into()),
+                        address: Some("main".into()),
+                        ..KReference::default()
+                    }),
+                    ..Destination::default()
+                },
+                ..Default::default()
+            }
+            .into(),
+        );
+        t.metadata.namespace = Some("ns".into());
+        t.annotations_mut().insert(
+            "kubectl.kubernetes.io/last-applied-configuration".into(),
+            "{}".into(),
+        );
+        let r = t.spec.subscriber.reference.clone().expect("a ref");
+        let m = serde_json::to_value(trigger_manifest_with(&t, sink_ref_subscriber(&r), None))
+            .expect("JSON");
+        assert_eq!(
+            m,
+            json!({
+                "apiVersion": "eventing.knative.dev/v1",
+                "kind": "Trigger",
+                "metadata": {"name": "t", "namespace": "ns"},
+                "spec": {
+                    "broker": "b",
+                    "subscriber": {"ref": {
+                        "apiVersion": "sources.switchyard.dev/v1alpha1",
+                        "kind": "NatsSink",
+                        "name": "out"
+                    }}
+                }
+            })
+        );
+        let cm =
+            serde_json::to_value(configmap_manifest("ns", "c", &BTreeMap::new())).expect("JSON");
+        assert_eq!(
+            cm,
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "ns"}, "data": {}})
+        );
+    }
 }
