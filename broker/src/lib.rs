@@ -5,6 +5,7 @@
 //! - [`event`]: the CloudEvent model.
 //! - [`format`](mod@format): CloudEvents JSON format, HTTP binding (binary/structured/batch), validation and the
 //!   storage codec.
+//! - [`model`]: the Knative objects as typed serde structs (Knative's field names), shared with the CRDs.
 //! - [`config`]: Knative manifests → validated, compiled [`config::Topology`].
 //! - [`cesql`]: the CESQL v1 expression engine (parse once, evaluate per event).
 //! - [`filter`] and [`routing`]: trigger filters and per-broker routing tables (evaluate each event once per
@@ -27,5 +28,6 @@ pub mod format;
 #[cfg(feature = "http-client")]
 pub mod http_client;
 pub mod metrics;
+pub mod model;
 pub mod routing;
 pub mod time;

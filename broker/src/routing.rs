@@ -4,7 +4,7 @@
 //! evaluates only the triggers of its type plus the ones that cannot be indexed ("always evaluate"): the
 //! cost does not grow with the number of triggers that filter on other types.
 
-use crate::config::TriggerSpec;
+use crate::config::spec::TriggerSpec;
 use crate::event::Event;
 use crate::filter::Filter;
 use std::collections::HashMap;
@@ -102,7 +102,7 @@ fn required_type(filter: &Filter) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{BrokerKey, TriggerKey, DEFAULT_MAX_INFLIGHT};
+    use crate::config::spec::{BrokerKey, TriggerKey, DEFAULT_MAX_INFLIGHT};
     use crate::event::ExtValue;
 
     fn trigger(name: &str, filter: Filter) -> Arc<TriggerSpec> {

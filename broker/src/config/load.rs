@@ -5,57 +5,13 @@
 //! of the referenced ConfigMap, KafkaSink/NatsSink subscribers and KafkaSource/NatsSource Broker sinks
 //! that must exist, triggers whose broker is missing) run after all documents are decoded.
 
-use super::duration::parse_iso8601;
-use super::manifest::{
-    decode_document, parse_bootstrap_csv, parse_nats_servers_csv, Ctx, Document,
-};
-use super::{
-    nats_broker_stream, nats_broker_subject, Backend, BrokerKey, BrokerSpec, Destination,
-    KafkaBrokerConfig, KafkaSinkSpec, KafkaSourceSpec, NatsBrokerConfig, NatsSinkSpec,
-    NatsSourceSpec, NatsStorage, ObjectKey, SourceSink, Topology, TriggerKey, TriggerSpec,
-};
+pub use super::build::Tolerant;
+use super::build::{self, Decoded, Origin};
+pub use super::error::{ConfigError, ConfigErrors};
+use super::manifest::{decode_document, Ctx};
+use super::Topology;
 use serde::Deserialize as _;
-use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::path::PathBuf;
-
-/// One config problem: file (as given by the user, or the file inside a given directory), 1-based document
-/// index in a multi-document YAML, field path, message. Display is exactly
-/// `{file} doc {doc}: {path}: {message}`, e.g.
-/// `triggers.yaml doc 2: spec.filter.attributes: key "Type" must match ^[a-z][a-z0-9]*$`
-///
-/// Problems that are not about one document (a file that cannot be read) have `doc` 0 and path `(file)`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file} doc {doc}: {path}: {message}")]
-pub struct ConfigError {
-    /// The file.
-    pub file: String,
-    /// 1-based index of the YAML document in the file.
-    pub doc: usize,
-    /// Field path inside the document (`spec.delivery.backoffDelay`).
-    pub path: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-/// All problems found (report them all, not just the first). Display: one per line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("\n")?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigErrors {}
 
 /// A validated configuration.
 #[derive(Debug)]
@@ -123,562 +79,169 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<LoadedConfig, ConfigErrors> {
     }
 }
 
-/// Where a decoded object came from, for cross-document messages.
-#[derive(Clone, Copy)]
-struct Origin {
-    file: usize,
-    doc: usize,
+/// One parsed YAML document: the unit the loader decodes. Files give one per document; in Kubernetes
+/// mode each cluster object is one (its `source` names the object, e.g. `Trigger ns/name`), built
+/// directly as a value, without YAML text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    /// Where it came from (a file, or an object), as [`ConfigError::file`] names it.
+    pub source: String,
+    /// 1-based index of the document in its source.
+    pub doc: usize,
+    /// The document.
+    pub value: serde_yaml::Value,
 }
 
-/// A decoded Broker whose `spec.config` reference (namespace, name) is not resolved yet.
-struct PendingBroker {
-    origin: Origin,
-    spec: BrokerSpec,
-    config_ref: Option<(String, String)>,
-    /// `Some((topic, external))` for class Kafka.
-    kafka_topic: Option<(String, bool)>,
-    /// Class NatsJetStream.
-    nats: bool,
-}
-
-/// Knative `kafka-broker-config` keys.
-const BOOTSTRAP_SERVERS_KEY: &str = "bootstrap.servers";
-const PARTITIONS_KEY: &str = "default.topic.partitions";
-const REPLICATION_FACTOR_KEY: &str = "default.topic.replication.factor";
-const AUTH_SECRET_KEY: &str = "auth.secret.ref.name";
-/// Knative's default `default.topic.partitions`.
-const DEFAULT_PARTITIONS: i32 = 10;
-/// Switchyard's default `default.topic.replication.factor` (Knative's is 3; a dev cluster has one broker).
-const DEFAULT_REPLICATION_FACTOR: i16 = 1;
-
-/// The Kafka settings of a `kafka-broker-config`-style ConfigMap.
-struct KafkaSettings {
-    bootstrap_servers: String,
-    partitions: i32,
-    replication_factor: i16,
-}
-
-/// Parses the Kafka settings of a ConfigMap, or returns the problems as (path inside the ConfigMap,
-/// message); `broker` is named in the messages.
-fn kafka_settings(
-    data: &BTreeMap<String, String>,
-    broker: &BrokerKey,
-) -> Result<KafkaSettings, Vec<(String, String)>> {
-    let mut problems = Vec::new();
-    let path = |key: &str| format!("data.{key}");
-    let bootstrap = match data.get(BOOTSTRAP_SERVERS_KEY).map(|s| s.trim()) {
-        None | Some("") => {
-            problems.push((
-                path(BOOTSTRAP_SERVERS_KEY),
-                format!(
-                    "required by Kafka broker {broker}: a comma-separated list of host:port \
-                     (e.g. \"kafka-0.example:9092,kafka-1.example:9092\")"
-                ),
-            ));
-            None
+impl Manifest {
+    /// The only document of `source`.
+    pub fn new(source: impl Into<String>, value: serde_yaml::Value) -> Manifest {
+        Manifest {
+            source: source.into(),
+            doc: 1,
+            value,
         }
-        Some(s) => match parse_bootstrap_csv(s) {
-            Ok(list) => Some(list),
-            Err(messages) => {
-                problems.extend(
-                    messages
-                        .into_iter()
-                        .map(|m| (path(BOOTSTRAP_SERVERS_KEY), m)),
-                );
-                None
-            }
-        },
-    };
-    let mut positive = |key: &str, max: i64, default: i64| -> i64 {
-        let Some(text) = data.get(key) else {
-            return default;
-        };
-        match text.trim().parse::<i64>() {
-            Ok(n) if (1..=max).contains(&n) => n,
-            _ => {
-                problems.push((
-                    path(key),
-                    format!("must be an integer from 1 to {max}, got {text:?}"),
-                ));
-                default
-            }
-        }
-    };
-    let partitions = positive(
-        PARTITIONS_KEY,
-        i64::from(i32::MAX),
-        i64::from(DEFAULT_PARTITIONS),
-    );
-    let replication = positive(
-        REPLICATION_FACTOR_KEY,
-        i64::from(i16::MAX),
-        i64::from(DEFAULT_REPLICATION_FACTOR),
-    );
-    if data.contains_key(AUTH_SECRET_KEY) {
-        problems.push((
-            path(AUTH_SECRET_KEY),
-            format!(
-                "Kafka authentication is not supported in standalone mode (Kafka broker {broker}); \
-                 remove the key to connect without authentication"
-            ),
-        ));
     }
-    match bootstrap {
-        Some(bootstrap_servers) if problems.is_empty() => Ok(KafkaSettings {
-            bootstrap_servers,
-            partitions: i32::try_from(partitions).unwrap_or(DEFAULT_PARTITIONS),
-            replication_factor: i16::try_from(replication).unwrap_or(DEFAULT_REPLICATION_FACTOR),
-        }),
-        _ => Err(problems),
+
+    /// A typed object as the only document of `source` (what the Kubernetes crate feeds).
+    pub fn from_object(
+        source: impl Into<String>,
+        object: &crate::model::object::Object,
+    ) -> Result<Manifest, ConfigError> {
+        let source = source.into();
+        match serde_yaml::to_value(object) {
+            Ok(value) => Ok(Manifest::new(source, value)),
+            Err(e) => Err(ConfigError {
+                file: source,
+                doc: 1,
+                path: "(document)".to_owned(),
+                message: format!("cannot be represented as a manifest: {e}"),
+            }),
+        }
     }
 }
 
-/// NATS broker ConfigMap keys.
-const NATS_SERVERS_KEY: &str = "servers";
-const NATS_REPLICAS_KEY: &str = "stream.replicas";
-const NATS_MAX_AGE_KEY: &str = "stream.maxAge";
-const NATS_MAX_BYTES_KEY: &str = "stream.maxBytes";
-const NATS_STORAGE_KEY: &str = "stream.storage";
-/// JetStream's replica limit.
-const NATS_MAX_REPLICAS: usize = 5;
-
-/// The NATS settings of a ConfigMap (everything but the stream and subject, which come from the broker).
-#[derive(Clone)]
-struct NatsSettings {
-    servers: String,
-    replicas: usize,
-    max_age: Option<std::time::Duration>,
-    max_bytes: Option<i64>,
-    storage: NatsStorage,
-}
-
-/// A Go-style duration of `<integer><unit>` parts with units `h`, `m`, `s` (`1h`, `30m`, `1h30m`).
-fn parse_simple_duration(s: &str) -> Option<std::time::Duration> {
-    let mut total: u64 = 0;
-    let mut rest = s;
-    if rest.is_empty() {
-        return None;
+/// The documents of one YAML text, in order; a syntax error ends the text (the parser cannot
+/// resynchronise) and takes the place of the document it was found in.
+fn parse_source(name: &str, text: &str) -> Vec<Result<Manifest, ConfigError>> {
+    let mut out = Vec::new();
+    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        match serde_yaml::Value::deserialize(doc) {
+            Ok(value) => out.push(Ok(Manifest {
+                source: name.to_owned(),
+                doc: i + 1,
+                value,
+            })),
+            Err(e) => {
+                out.push(Err(ConfigError {
+                    file: name.to_owned(),
+                    doc: i + 1,
+                    path: "(yaml)".to_owned(),
+                    message: format!("invalid YAML: {e}"),
+                }));
+                break;
+            }
+        }
     }
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
-        }
-        let n: u64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit = match rest.bytes().next()? {
-            b'h' => 3600,
-            b'm' => 60,
-            b's' => 1,
-            _ => return None,
-        };
-        rest = &rest[1..];
-        total = total.checked_add(n.checked_mul(unit)?)?;
-    }
-    Some(std::time::Duration::from_secs(total))
-}
-
-/// Parses the NATS settings of a ConfigMap, or returns the problems as (path inside the ConfigMap,
-/// message); `broker` is named in the messages.
-fn nats_settings(
-    data: &BTreeMap<String, String>,
-    broker: &BrokerKey,
-) -> Result<NatsSettings, Vec<(String, String)>> {
-    let mut problems = Vec::new();
-    let path = |key: &str| format!("data.{key}");
-    let servers = match data.get(NATS_SERVERS_KEY).map(|s| s.trim()) {
-        None | Some("") => {
-            problems.push((
-                path(NATS_SERVERS_KEY),
-                format!(
-                    "required by NATS JetStream broker {broker}: a comma-separated list of \
-                     nats://host:port, tls://host:port or host:port (e.g. \
-                     \"nats://nats-0.example:4222,nats://nats-1.example:4222\")"
-                ),
-            ));
-            None
-        }
-        Some(s) => match parse_nats_servers_csv(s) {
-            Ok(list) => Some(list),
-            Err(messages) => {
-                problems.extend(messages.into_iter().map(|m| (path(NATS_SERVERS_KEY), m)));
-                None
-            }
-        },
-    };
-    let replicas = match data.get(NATS_REPLICAS_KEY) {
-        None => 1,
-        Some(text) => match text.trim().parse::<usize>() {
-            Ok(n) if (1..=NATS_MAX_REPLICAS).contains(&n) => n,
-            _ => {
-                problems.push((
-                    path(NATS_REPLICAS_KEY),
-                    format!("must be an integer from 1 to {NATS_MAX_REPLICAS}, got {text:?}"),
-                ));
-                1
-            }
-        },
-    };
-    let max_age = match data.get(NATS_MAX_AGE_KEY) {
-        None => None,
-        Some(text) => {
-            let t = text.trim();
-            let parsed = if t.starts_with(['P', 'p']) {
-                parse_iso8601(t).ok()
-            } else {
-                parse_simple_duration(t)
-            };
-            match parsed {
-                Some(d) if !d.is_zero() => Some(d),
-                _ => {
-                    problems.push((
-                        path(NATS_MAX_AGE_KEY),
-                        format!(
-                            "must be a positive duration, ISO-8601 (\"PT1H\") or like \"1h\", \
-                             \"30m\", \"10s\", got {text:?}"
-                        ),
-                    ));
-                    None
-                }
-            }
-        }
-    };
-    let max_bytes = match data.get(NATS_MAX_BYTES_KEY) {
-        None => None,
-        Some(text) => match text.trim().parse::<i64>() {
-            Ok(n) if n > 0 => Some(n),
-            _ => {
-                problems.push((
-                    path(NATS_MAX_BYTES_KEY),
-                    format!("must be a positive integer (bytes), got {text:?}"),
-                ));
-                None
-            }
-        },
-    };
-    let storage = match data.get(NATS_STORAGE_KEY).map(|s| s.trim()) {
-        None | Some("file") => NatsStorage::File,
-        Some("memory") => NatsStorage::Memory,
-        Some(other) => {
-            problems.push((
-                path(NATS_STORAGE_KEY),
-                format!("must be \"file\" (the default) or \"memory\", got {other:?}"),
-            ));
-            NatsStorage::File
-        }
-    };
-    match servers {
-        Some(servers) if problems.is_empty() => Ok(NatsSettings {
-            servers,
-            replicas,
-            max_age,
-            max_bytes,
-            storage,
-        }),
-        _ => Err(problems),
-    }
+    out
 }
 
 /// Same from in-memory sources (name, text) — for tests and the future Kubernetes mode.
 pub fn load_sources(sources: &[(String, String)]) -> Result<LoadedConfig, ConfigErrors> {
+    let items: Vec<Result<Manifest, ConfigError>> = sources
+        .iter()
+        .flat_map(|(name, text)| parse_source(name, text))
+        .collect();
+    let built = build(items.iter().map(Result::as_ref), false);
+    if !built.errors.is_empty() {
+        return Err(ConfigErrors(built.errors));
+    }
+    Ok(LoadedConfig {
+        topology: built.topology,
+        warnings: built.warnings,
+        files: Vec::new(),
+    })
+}
+
+/// Same from parsed documents: every problem reported, nothing applied when there is one.
+pub fn load_manifests(manifests: &[Manifest]) -> Result<LoadedConfig, ConfigErrors> {
+    let built = build(manifests.iter().map(Ok), false);
+    if !built.errors.is_empty() {
+        return Err(ConfigErrors(built.errors));
+    }
+    Ok(LoadedConfig {
+        topology: built.topology,
+        warnings: built.warnings,
+        files: Vec::new(),
+    })
+}
+
+/// Loads what can be loaded, in one pass: a document with a problem is left out, and so is what
+/// depends on it (a Broker whose ConfigMap is left out or invalid, a Trigger whose KafkaSink or NatsSink
+/// is left out, a source whose Broker is left out); a Trigger whose Broker is left out is kept (it
+/// routes nothing, as in a file). For the Kubernetes data plane, where one bad object must not stop the
+/// others.
+pub fn load_tolerant(manifests: &[Manifest]) -> Tolerant {
+    let built = build(manifests.iter().map(Ok), true);
+    Tolerant {
+        topology: built.topology,
+        warnings: built.warnings,
+        errors: built.errors,
+    }
+}
+
+/// Decodes the documents (a parse error stands for its document) and builds the topology. Strict
+/// (`tolerant` false): every problem is reported; the caller applies nothing when there is one.
+/// Tolerant: objects with problems and what depends on them are left out of the topology.
+fn build<'a>(
+    items: impl Iterator<Item = Result<&'a Manifest, &'a ConfigError>>,
+    tolerant: bool,
+) -> Tolerant {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
-    let mut brokers: Vec<PendingBroker> = Vec::new();
-    let mut triggers: Vec<(Origin, TriggerSpec)> = Vec::new();
-    let mut configmaps: HashMap<(String, String), (Origin, BTreeMap<String, String>)> =
-        HashMap::new();
-    let mut sinks: Vec<(Origin, KafkaSinkSpec)> = Vec::new();
-    let mut kafka_sources: Vec<(Origin, KafkaSourceSpec)> = Vec::new();
-    let mut nats_sinks: Vec<(Origin, NatsSinkSpec)> = Vec::new();
-    let mut nats_sources: Vec<(Origin, NatsSourceSpec)> = Vec::new();
-
-    for (file_idx, (name, text)) in sources.iter().enumerate() {
-        for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-            let doc_no = i + 1;
+    let mut decoded = Decoded::default();
+    for item in items {
+        let m = match item {
+            Ok(m) => m,
+            Err(e) => {
+                errors.push(e.clone());
+                continue;
+            }
+        };
+        if m.value.is_null() {
+            continue;
+        }
+        let (name, doc_no) = (m.source.as_str(), m.doc);
+        let before = errors.len();
+        let mut ctx = Ctx {
+            file: name,
+            doc: doc_no,
+            errors: &mut errors,
+        };
+        let document = decode_document(&mut ctx, &m.value);
+        // Tolerant: a document with a problem is left out, even when it decoded to something.
+        if tolerant && errors.len() != before {
+            continue;
+        }
+        if let Some(document) = document {
             let mut ctx = Ctx {
                 file: name,
                 doc: doc_no,
                 errors: &mut errors,
             };
-            let value = match serde_yaml::Value::deserialize(doc) {
-                Ok(v) => v,
-                Err(e) => {
-                    ctx.err("(yaml)", format!("invalid YAML: {e}"));
-                    // The parser cannot resynchronise after a syntax error.
-                    break;
-                }
-            };
-            if value.is_null() {
-                continue;
-            }
             let origin = Origin {
-                file: file_idx,
+                source: name,
                 doc: doc_no,
             };
-            match decode_document(&mut ctx, &value) {
-                None => {}
-                Some(Document::Skipped(w)) => warnings.push(format!("{name} doc {doc_no}: {w}")),
-                Some(Document::Broker {
-                    spec,
-                    config_ref,
-                    kafka_topic,
-                    nats,
-                }) => brokers.push(PendingBroker {
-                    origin,
-                    spec,
-                    config_ref,
-                    kafka_topic,
-                    nats,
-                }),
-                Some(Document::Trigger(t)) => triggers.push((origin, t)),
-                Some(Document::ConfigMap { key, data }) => match configmaps.entry(key) {
-                    Entry::Occupied(e) => {
-                        let (ns, name) = e.key();
-                        ctx.err("metadata.name", format!("duplicate ConfigMap {ns}/{name}"));
-                    }
-                    Entry::Vacant(e) => {
-                        e.insert((origin, data));
-                    }
-                },
-                Some(Document::KafkaSink(s)) => sinks.push((origin, s)),
-                Some(Document::KafkaSource(s)) => kafka_sources.push((origin, s)),
-                Some(Document::NatsSink(s)) => nats_sinks.push((origin, s)),
-                Some(Document::NatsSource(s)) => nats_sources.push((origin, s)),
-            }
+            decoded.add(origin, &mut ctx, document, &mut warnings);
         }
     }
-
-    let err_at = |errors: &mut Vec<ConfigError>, o: &Origin, path: &str, message: String| {
-        errors.push(ConfigError {
-            file: sources[o.file].0.clone(),
-            doc: o.doc,
-            path: path.to_owned(),
-            message,
-        });
-    };
-    let place = |o: &Origin| format!("{} doc {}", sources[o.file].0, o.doc);
-
-    let mut seen_brokers: HashMap<BrokerKey, Origin> = HashMap::new();
-    let mut broker_specs = Vec::with_capacity(brokers.len());
-    // Kafka settings per ConfigMap, parsed (and its problems reported) once however many brokers use it.
-    let mut kafka_configs: HashMap<(String, String), Option<KafkaSettings>> = HashMap::new();
-    let mut nats_configs: HashMap<(String, String), Option<NatsSettings>> = HashMap::new();
-    for PendingBroker {
-        origin,
-        mut spec,
-        config_ref,
-        kafka_topic,
-        nats,
-    } in brokers
-    {
-        if let Some((ns, name)) = config_ref {
-            let cm_key = (ns.clone(), name.clone());
-            match configmaps.get(&cm_key) {
-                Some((cm_origin, data)) => {
-                    spec.config = data.clone();
-                    if nats {
-                        let settings =
-                            nats_configs.entry(cm_key.clone()).or_insert_with(
-                                || match nats_settings(data, &spec.key) {
-                                    Ok(s) => Some(s),
-                                    Err(problems) => {
-                                        for (path, message) in problems {
-                                            err_at(&mut errors, cm_origin, &path, message);
-                                        }
-                                        None
-                                    }
-                                },
-                            );
-                        if let Some(n) = settings.clone() {
-                            let (ns, name) = (&spec.key.namespace, &spec.key.name);
-                            spec.backend = Backend::NatsJetStream(NatsBrokerConfig {
-                                servers: n.servers,
-                                stream: nats_broker_stream(ns, name),
-                                subject: nats_broker_subject(ns, name),
-                                replicas: n.replicas,
-                                max_age: n.max_age,
-                                max_bytes: n.max_bytes,
-                                storage: n.storage,
-                            });
-                        }
-                    }
-                    if let Some((topic, external_topic)) = kafka_topic {
-                        let settings = kafka_configs.entry(cm_key).or_insert_with(|| {
-                            match kafka_settings(data, &spec.key) {
-                                Ok(s) => Some(s),
-                                Err(problems) => {
-                                    for (path, message) in problems {
-                                        err_at(&mut errors, cm_origin, &path, message);
-                                    }
-                                    None
-                                }
-                            }
-                        });
-                        if let Some(k) = settings {
-                            spec.backend = Backend::Kafka(KafkaBrokerConfig {
-                                bootstrap_servers: k.bootstrap_servers.clone(),
-                                topic,
-                                external_topic,
-                                partitions: k.partitions,
-                                replication_factor: k.replication_factor,
-                            });
-                        }
-                    }
-                }
-                None => err_at(
-                    &mut errors,
-                    &origin,
-                    "spec.config",
-                    format!("ConfigMap {ns}/{name} is not defined in the configuration"),
-                ),
-            }
-        }
-        if let Some(first) = seen_brokers.get(&spec.key) {
-            let msg = format!(
-                "duplicate Broker {} (first defined at {})",
-                spec.key,
-                place(first)
-            );
-            err_at(&mut errors, &origin, "metadata.name", msg);
-            continue;
-        }
-        seen_brokers.insert(spec.key.clone(), origin);
-        broker_specs.push(spec);
-    }
-
-    let mut seen_triggers: HashMap<TriggerKey, Origin> = HashMap::new();
-    let mut trigger_specs = Vec::with_capacity(triggers.len());
-    for (origin, t) in triggers {
-        if let Some(first) = seen_triggers.get(&t.key) {
-            let msg = format!(
-                "duplicate Trigger {} (first defined at {})",
-                t.key,
-                place(first)
-            );
-            err_at(&mut errors, &origin, "metadata.name", msg);
-            continue;
-        }
-        if !seen_brokers.contains_key(&t.broker) {
-            warnings.push(format!(
-                "{}: trigger {} refers to broker {}, which is not defined; it routes nothing until \
-                 the broker exists",
-                place(&origin),
-                t.key,
-                t.broker
-            ));
-        }
-        seen_triggers.insert(t.key.clone(), origin);
-        trigger_specs.push((origin, t));
-    }
-
-    let mut seen_sinks: HashMap<ObjectKey, Origin> = HashMap::new();
-    let mut sink_specs = Vec::with_capacity(sinks.len());
-    for (origin, s) in sinks {
-        if let Some(first) = seen_sinks.get(&s.key) {
-            let msg = format!(
-                "duplicate KafkaSink {} (first defined at {})",
-                s.key,
-                place(first)
-            );
-            err_at(&mut errors, &origin, "metadata.name", msg);
-            continue;
-        }
-        seen_sinks.insert(s.key.clone(), origin);
-        sink_specs.push(s);
-    }
-    let mut seen_nats_sinks: HashMap<ObjectKey, Origin> = HashMap::new();
-    let mut nats_sink_specs = Vec::with_capacity(nats_sinks.len());
-    for (origin, s) in nats_sinks {
-        if let Some(first) = seen_nats_sinks.get(&s.key) {
-            let msg = format!(
-                "duplicate NatsSink {} (first defined at {})",
-                s.key,
-                place(first)
-            );
-            err_at(&mut errors, &origin, "metadata.name", msg);
-            continue;
-        }
-        seen_nats_sinks.insert(s.key.clone(), origin);
-        nats_sink_specs.push(s);
-    }
-    let trigger_specs: Vec<TriggerSpec> = trigger_specs
-        .into_iter()
-        .map(|(origin, t)| {
-            if let Destination::KafkaSink(sink) = &t.subscriber {
-                if !seen_sinks.contains_key(sink) {
-                    let msg = format!("KafkaSink {sink} is not defined in the configuration");
-                    err_at(&mut errors, &origin, "spec.subscriber.ref", msg);
-                }
-            }
-            if let Destination::NatsSink(sink) = &t.subscriber {
-                if !seen_nats_sinks.contains_key(sink) {
-                    let msg = format!("NatsSink {sink} is not defined in the configuration");
-                    err_at(&mut errors, &origin, "spec.subscriber.ref", msg);
-                }
-            }
-            t
-        })
-        .collect();
-
-    let mut seen_sources: HashMap<ObjectKey, Origin> = HashMap::new();
-    let mut source_specs = Vec::with_capacity(kafka_sources.len());
-    for (origin, s) in kafka_sources {
-        if let Some(first) = seen_sources.get(&s.key) {
-            let msg = format!(
-                "duplicate KafkaSource {} (first defined at {})",
-                s.key,
-                place(first)
-            );
-            err_at(&mut errors, &origin, "metadata.name", msg);
-            continue;
-        }
-        if let SourceSink::Broker(b) = &s.sink {
-            if !seen_brokers.contains_key(b) {
-                let msg = format!("Broker {b} is not defined in the configuration");
-                err_at(&mut errors, &origin, "spec.sink.ref", msg);
-            }
-        }
-        seen_sources.insert(s.key.clone(), origin);
-        source_specs.push(s);
-    }
-
-    let mut seen_nats_sources: HashMap<ObjectKey, Origin> = HashMap::new();
-    let mut nats_source_specs = Vec::with_capacity(nats_sources.len());
-    for (origin, s) in nats_sources {
-        if let Some(first) = seen_nats_sources.get(&s.key) {
-            let msg = format!(
-                "duplicate NatsSource {} (first defined at {})",
-                s.key,
-                place(first)
-            );
-            err_at(&mut errors, &origin, "metadata.name", msg);
-            continue;
-        }
-        if let SourceSink::Broker(b) = &s.sink {
-            if !seen_brokers.contains_key(b) {
-                let msg = format!("Broker {b} is not defined in the configuration");
-                err_at(&mut errors, &origin, "spec.sink.ref", msg);
-            }
-        }
-        seen_nats_sources.insert(s.key.clone(), origin);
-        nats_source_specs.push(s);
-    }
-
-    if !errors.is_empty() {
-        return Err(ConfigErrors(errors));
-    }
-    Ok(LoadedConfig {
-        topology: Topology::new(broker_specs, trigger_specs)
-            .with_kafka(sink_specs, source_specs)
-            .with_nats(nats_sink_specs, nats_source_specs),
-        warnings,
-        files: Vec::new(),
-    })
+    build::topology(decoded, tolerant, errors, warnings)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::*;
     use crate::delivery::{BackoffPolicy, DeliverySpec, Format, RetryPolicy};
     use crate::event::{Event, ExtValue};
     use crate::filter::Filter;
@@ -1687,7 +1250,7 @@ spec:
     #[test]
     fn host_port_and_topic_rules() {
         use crate::config::is_valid_kafka_topic;
-        use crate::config::manifest::parse_bootstrap_csv;
+        use crate::config::rules::parse_bootstrap_csv;
         for good in [
             "k:9092",
             "10.0.0.1:1",
@@ -2652,5 +2215,162 @@ spec:
                 SourceSink::Url("http://127.0.0.1:8081/payments".into())
             );
         }
+    }
+
+    /// Each object as its own manifest, as the Kubernetes data plane feeds them.
+    fn objects(docs: &[(&str, &str)]) -> Vec<Manifest> {
+        docs.iter()
+            .map(|(name, text)| {
+                let value = serde_yaml::from_str(text).expect("a YAML document");
+                Manifest::new(*name, value)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn manifests_load_like_the_same_text() {
+        let text = trigger_with("");
+        let from_text = ok(&text);
+        let docs: Vec<(String, String)> = text
+            .split("---\n")
+            .enumerate()
+            .map(|(i, d)| (format!("o{i}"), d.to_owned()))
+            .collect();
+        let docs: Vec<(&str, &str)> = docs.iter().map(|(n, d)| (n.as_str(), d.as_str())).collect();
+        let loaded = load_manifests(&objects(&docs)).expect("valid");
+        assert_eq!(
+            loaded.topology.triggers.keys().collect::<Vec<_>>(),
+            from_text.topology.triggers.keys().collect::<Vec<_>>()
+        );
+        assert_eq!(loaded.topology.brokers, from_text.topology.brokers);
+        // Strict: a bad manifest fails the whole load, naming it.
+        let bad = "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: t2}\n\
+                   spec: {broker: default, subscriber: {uri: 'not a url'}}\n";
+        let mut docs = docs;
+        docs.push(("Trigger default/t2", bad));
+        let e = load_manifests(&objects(&docs)).expect_err("invalid");
+        assert_eq!(e.0.len(), 1, "{e}");
+        assert_eq!(e.0[0].file, "Trigger default/t2");
+        assert_eq!(e.0[0].path, "spec.subscriber.uri");
+    }
+
+    #[test]
+    fn tolerant_load_leaves_out_bad_objects_and_their_dependents_in_one_pass() {
+        let kafka_cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: kcfg}\n\
+                        data: {bootstrap.servers: 'k1:0'}\n";
+        let kafka_broker =
+            "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: kb\n  \
+                            annotations: {eventing.knative.dev/broker.class: Kafka}\n\
+                            spec: {config: {apiVersion: v1, kind: ConfigMap, name: kcfg}}\n";
+        let kb_trigger =
+            "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: on-kb}\n\
+                          spec: {broker: kb, subscriber: {uri: 'http://x'}}\n";
+        let kb_source = "apiVersion: sources.knative.dev/v1beta1\nkind: KafkaSource\nmetadata: {name: src}\n\
+                         spec: {bootstrapServers: ['k:9092'], topics: [t], sink: {ref: {apiVersion: \
+                         eventing.knative.dev/v1, kind: Broker, name: kb}}}\n";
+        let bad_sink =
+            "apiVersion: eventing.knative.dev/v1alpha1\nkind: KafkaSink\nmetadata: {name: audit}\n\
+                        spec: {topic: 'bad topic', bootstrapServers: ['k:9092']}\n";
+        let sink_trigger =
+            "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: to-sink}\n\
+                            spec: {broker: default, subscriber: {ref: {apiVersion: \
+                            eventing.knative.dev/v1alpha1, kind: KafkaSink, name: audit}}}\n";
+        let good_trigger =
+            "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: good}\n\
+                            spec: {broker: default, subscriber: {uri: 'http://x'}}\n";
+        let docs = [
+            ("Broker default/default", BROKER),
+            ("ConfigMap default/kcfg", kafka_cm),
+            ("Broker default/kb", kafka_broker),
+            ("Trigger default/on-kb", kb_trigger),
+            ("KafkaSource default/src", kb_source),
+            ("KafkaSink default/audit", bad_sink),
+            ("Trigger default/to-sink", sink_trigger),
+            ("Trigger default/good", good_trigger),
+        ];
+        let loaded = load_tolerant(&objects(&docs));
+        let t = &loaded.topology;
+        assert_eq!(
+            t.brokers.keys().collect::<Vec<_>>(),
+            [&BrokerKey::new("default", "default")]
+        );
+        // A trigger whose broker is left out stays (it routes nothing), as in a file without the broker.
+        assert_eq!(
+            t.triggers.keys().collect::<Vec<_>>(),
+            [
+                &TriggerKey::new("default", "good"),
+                &TriggerKey::new("default", "on-kb")
+            ]
+        );
+        assert!(t.kafka_sinks.is_empty() && t.kafka_sources.is_empty());
+        let named: Vec<(&str, &str)> = loaded
+            .errors
+            .iter()
+            .map(|e| (e.file.as_str(), e.path.as_str()))
+            .collect();
+        assert_eq!(
+            named,
+            [
+                ("KafkaSink default/audit", "spec.topic"),
+                ("ConfigMap default/kcfg", "data.bootstrap.servers"),
+                ("Broker default/kb", "spec.config"),
+                ("Trigger default/to-sink", "spec.subscriber.ref"),
+                ("KafkaSource default/src", "spec.sink.ref"),
+            ]
+        );
+        // The same objects loaded strictly: the same problems of the objects themselves, nothing applied.
+        let strict = load_manifests(&objects(&docs)).expect_err("invalid");
+        assert!(strict.0.iter().all(|e| e.path != "spec.config"), "{strict}");
+    }
+
+    #[test]
+    fn typed_objects_load_like_their_yaml() {
+        use crate::model::eventing::{
+            BrokerSpec as KnBrokerSpec, Destination as KnDestination, TriggerFilter,
+            TriggerSpec as KnTriggerSpec,
+        };
+        use crate::model::object::{Object, ObjectMeta, Resource};
+        let meta = |name: &str| ObjectMeta {
+            name: name.into(),
+            namespace: Some("default".into()),
+            ..ObjectMeta::default()
+        };
+        let broker = Object::Broker(Resource {
+            api_version: "eventing.knative.dev/v1".into(),
+            kind: "Broker".into(),
+            metadata: meta("default"),
+            spec: KnBrokerSpec::default(),
+        });
+        let trigger = Object::Trigger(Resource {
+            api_version: "eventing.knative.dev/v1".into(),
+            kind: "Trigger".into(),
+            metadata: meta("t"),
+            spec: KnTriggerSpec {
+                broker: "default".into(),
+                filter: Some(TriggerFilter {
+                    attributes: Some([("type".to_owned(), "a".to_owned())].into()),
+                }),
+                subscriber: KnDestination {
+                    uri: Some("http://sink.example/path".into()),
+                    ..KnDestination::default()
+                },
+                ..KnTriggerSpec::default()
+            },
+        });
+        let manifests: Vec<Manifest> = [
+            ("Broker default/default", &broker),
+            ("Trigger default/t", &trigger),
+        ]
+        .into_iter()
+        .map(|(name, o)| Manifest::from_object(name, o).expect("representable"))
+        .collect();
+        let typed = load_manifests(&manifests).expect("valid");
+        let text = ok(&trigger_with("  filter:\n    attributes: {type: a}\n"));
+        assert_eq!(typed.topology.brokers, text.topology.brokers);
+        let (a, b) = (only_trigger(&typed), only_trigger(&text));
+        assert_eq!(
+            (&a.key, &a.broker, &a.filter, &a.subscriber),
+            (&b.key, &b.broker, &b.filter, &b.subscriber)
+        );
     }
 }

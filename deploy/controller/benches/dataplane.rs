@@ -14,8 +14,7 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use std::sync::Arc;
 use switchyard_broker::config::load::load_sources;
 use switchyard_kube::crd::{
-    Broker, BrokerSpec, BrokerStatus, Condition, Destination, Trigger, TriggerFilter, TriggerSpec,
-    TriggerStatus,
+    Broker, BrokerSpec, BrokerStatus, Condition, Destination, Trigger, TriggerFilter, TriggerStatus,
 };
 use switchyard_kube::dataplane::{load_tolerant, select, Accepted, Others};
 use switchyard_kube::Settings;
@@ -44,7 +43,7 @@ fn cluster() -> (Vec<Arc<Broker>>, Vec<Arc<Trigger>>) {
         .map(|i| {
             let mut t = Trigger::new(
                 &format!("t{i}"),
-                TriggerSpec {
+                switchyard_broker::model::eventing::TriggerSpec {
                     broker: "default".into(),
                     filter: Some(TriggerFilter {
                         attributes: Some([("type".to_owned(), format!("com.example.t{i}"))].into()),
@@ -53,8 +52,9 @@ fn cluster() -> (Vec<Arc<Broker>>, Vec<Arc<Trigger>>) {
                         uri: Some(format!("http://sink-{i}.default.svc.cluster.local/")),
                         ..Destination::default()
                     },
-                    ..TriggerSpec::default()
-                },
+                    ..Default::default()
+                }
+                .into(),
             );
             t.metadata.namespace = Some("default".into());
             t.metadata.generation = Some(1);

@@ -32,7 +32,7 @@ use crate::crd_sources::{
 };
 use crate::leader::LeaseLock;
 use crate::manifest::{
-    broker_manifest, configmap_manifest, delivery_is_set, owns_broker, problems_of, to_yaml,
+    broker_manifest, configmap_manifest, delivery_is_set, owns_broker, problems_of,
     trigger_manifest, PLACEHOLDER_URL,
 };
 use crate::metrics::ControllerMetrics;
@@ -258,10 +258,7 @@ pub async fn reconcile_broker(b: Arc<Broker>, ctx: Arc<Context>) -> Result<Actio
         let subject = key("Broker", &ns, &name);
         let mut sources = vec![(
             subject.clone(),
-            to_yaml(&broker_manifest(
-                &b,
-                dls_uri.as_deref().or(Some(PLACEHOLDER_URL)),
-            )),
+            broker_manifest(&b, dls_uri.as_deref().or(Some(PLACEHOLDER_URL))),
         )];
         let mut missing = None;
         if let Some(c) = b.spec.config.as_ref().filter(|c| c.kind == "ConfigMap") {
@@ -270,11 +267,7 @@ pub async fn reconcile_broker(b: Arc<Broker>, ctx: Arc<Context>) -> Result<Actio
             match api.get_opt(&c.name).await? {
                 Some(cm) => sources.push((
                     key("ConfigMap", &cns, &c.name),
-                    to_yaml(&configmap_manifest(
-                        &cns,
-                        &c.name,
-                        &cm.data.unwrap_or_default(),
-                    )),
+                    configmap_manifest(&cns, &c.name, &cm.data.unwrap_or_default()),
                 )),
                 None => {
                     missing = Some(format!("spec.config: ConfigMap {cns}/{} not found", c.name))
@@ -452,7 +445,7 @@ pub async fn reconcile_trigger(t: Arc<Trigger>, ctx: Arc<Context>) -> Result<Act
                 .unwrap_or(PLACEHOLDER_URL),
             Some(dls_uri.as_deref().unwrap_or(PLACEHOLDER_URL)),
         );
-        problems = problems_of(&subject, &[(subject.clone(), to_yaml(&m))]);
+        problems = problems_of(&subject, &[(subject.clone(), m)]);
     }
     let dependents = vec![broker_ready, subscriber, dls, spec_valid(problems, reason)];
     let status = TriggerStatus {

@@ -6,6 +6,10 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use switchyard_broker::model::eventing as model;
+pub use switchyard_broker::model::eventing::{
+    DeliverySpec, Destination, KReference, TriggerFilter,
+};
 
 /// `spec` of a Broker. `config` and the class annotation are immutable; `delivery` may change.
 #[derive(CustomResource, Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -23,14 +27,29 @@ use std::collections::BTreeMap;
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#
 )]
-#[serde(rename_all = "camelCase")]
 pub struct BrokerSpec {
-    /// Reference to the broker's configuration, typically a ConfigMap (Kafka or JetStream settings).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config: Option<KReference>,
-    /// Delivery defaults for the broker's triggers (a trigger that sets any delivery field replaces it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delivery: Option<DeliverySpec>,
+    /// The model's spec (`switchyard_broker::model`), flattened: the CRD has exactly its fields.
+    #[serde(flatten)]
+    pub spec: model::BrokerSpec,
+}
+
+impl std::ops::Deref for BrokerSpec {
+    type Target = model::BrokerSpec;
+    fn deref(&self) -> &model::BrokerSpec {
+        &self.spec
+    }
+}
+
+impl std::ops::DerefMut for BrokerSpec {
+    fn deref_mut(&mut self) -> &mut model::BrokerSpec {
+        &mut self.spec
+    }
+}
+
+impl From<model::BrokerSpec> for BrokerSpec {
+    fn from(spec: model::BrokerSpec) -> BrokerSpec {
+        BrokerSpec { spec }
+    }
 }
 
 /// `spec` of a Trigger. `broker` is required and immutable.
@@ -50,102 +69,29 @@ pub struct BrokerSpec {
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#
 )]
-#[serde(rename_all = "camelCase")]
 pub struct TriggerSpec {
-    /// Name of the Broker in the Trigger's namespace.
-    #[serde(default)]
-    pub broker: String,
-    /// Cross-namespace broker reference (Knative alpha feature; not supported by Switchyard, reported as
-    /// a status condition).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub broker_ref: Option<KReference>,
-    /// Legacy exact-match attribute filter.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub filter: Option<TriggerFilter>,
-    /// SubscriptionsAPI filters (`exact`, `prefix`, `suffix`, `all`, `any`, `not`, `cesql`); nested, so
-    /// the schema keeps them as free-form objects and Switchyard validates them itself.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "free_form_object_list")]
-    pub filters: Vec<serde_json::Value>,
-    /// Where matching events go.
-    pub subscriber: Destination,
-    /// Delivery options (retries, backoff, timeout, dead-letter sink).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delivery: Option<DeliverySpec>,
+    /// The model's spec (`switchyard_broker::model`), flattened: the CRD has exactly its fields.
+    #[serde(flatten)]
+    pub spec: model::TriggerSpec,
 }
 
-/// `spec.filter` of a Trigger.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct TriggerFilter {
-    /// Attribute name → exact value (empty value: attribute must be present).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub attributes: Option<BTreeMap<String, String>>,
+impl std::ops::Deref for TriggerSpec {
+    type Target = model::TriggerSpec;
+    fn deref(&self) -> &model::TriggerSpec {
+        &self.spec
+    }
 }
 
-/// A Knative `KReference`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct KReference {
-    /// Kind of the referent.
-    pub kind: String,
-    /// Namespace of the referent (defaults to the referrer's).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    /// Name of the referent.
-    pub name: String,
-    /// API version of the referent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_version: Option<String>,
-    /// API group of the referent (Knative's alternative to `apiVersion`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group: Option<String>,
-    /// Name of one of the referent's addresses.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub address: Option<String>,
+impl std::ops::DerefMut for TriggerSpec {
+    fn deref_mut(&mut self) -> &mut model::TriggerSpec {
+        &mut self.spec
+    }
 }
 
-/// A Knative `Destination`: `ref`, `uri`, or `ref` plus a relative `uri`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct Destination {
-    /// Reference to an addressable object (a Service, or anything with `status.address.url`).
-    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
-    pub reference: Option<KReference>,
-    /// Absolute URL, or a URL relative to `ref`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uri: Option<String>,
-    /// PEM CA certificates for an https destination.
-    #[serde(default, rename = "CACerts", skip_serializing_if = "Option::is_none")]
-    pub ca_certs: Option<String>,
-    /// OIDC audience of the destination.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub audience: Option<String>,
-}
-
-/// A Knative `DeliverySpec`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct DeliverySpec {
-    /// Where events go when retries are exhausted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dead_letter_sink: Option<Destination>,
-    /// Retries after the first attempt.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry: Option<i32>,
-    /// `linear` or `exponential`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backoff_policy: Option<String>,
-    /// ISO-8601 duration, the backoff unit.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backoff_delay: Option<String>,
-    /// ISO-8601 duration, per-attempt timeout.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<String>,
-    /// ISO-8601 duration, cap on a subscriber's Retry-After.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry_after_max: Option<String>,
-    /// `json` (structured) or `binary` content mode toward subscribers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<String>,
+impl From<model::TriggerSpec> for TriggerSpec {
+    fn from(spec: model::TriggerSpec) -> TriggerSpec {
+        TriggerSpec { spec }
+    }
 }
 
 /// A Knative status condition.
@@ -218,7 +164,7 @@ pub struct BrokerStatus {
     pub dead_letter_sink_audience: Option<String>,
     /// Applied EventPolicies (Knative; Switchyard applies none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "free_form_object_list")]
+    #[schemars(schema_with = "switchyard_broker::model::schema::free_form_object_list")]
     pub policies: Vec<serde_json::Value>,
 }
 
@@ -259,93 +205,6 @@ pub struct TriggerStatus {
     pub dead_letter_sink_audience: Option<String>,
     /// OIDC identity (Knative; unused by Switchyard).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "free_form_object")]
+    #[schemars(schema_with = "switchyard_broker::model::schema::free_form_object")]
     pub auth: Option<serde_json::Value>,
-}
-
-pub(crate) fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({
-        "type": "object",
-        "x-kubernetes-preserve-unknown-fields": true
-    })
-}
-
-fn free_form_object_list(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({
-        "type": "array",
-        "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
-    })
-}
-
-/// The CRDs `deploy/crds/` holds, as (file name, YAML text).
-pub fn rendered_crds() -> Vec<(String, String)> {
-    use kube::CustomResourceExt;
-    let mut out = Vec::new();
-    use crate::crd_sources::{KafkaSink, KafkaSource, NatsSink, NatsSource};
-    for mut crd in [
-        Broker::crd(),
-        Trigger::crd(),
-        KafkaSource::crd(),
-        KafkaSink::crd(),
-        NatsSource::crd(),
-        NatsSink::crd(),
-    ] {
-        let labels = crd.metadata.labels.get_or_insert_with(BTreeMap::new);
-        labels.insert("knative.dev/crd-install".into(), "true".into());
-        labels.insert("app.kubernetes.io/part-of".into(), "switchyard".into());
-        if crd.spec.names.kind == "Broker" {
-            labels.insert("duck.knative.dev/addressable".into(), "true".into());
-        }
-        if crd.spec.names.kind.ends_with("Source") {
-            labels.insert("eventing.knative.dev/source".into(), "true".into());
-            labels.insert("duck.knative.dev/source".into(), "true".into());
-        }
-        let name = crd.metadata.name.clone().unwrap_or_default();
-        let kind = crd.spec.names.kind.clone();
-        let mut value = serde_json::to_value(&crd).expect("a CRD serializes");
-        drop_empty_string_defaults(&mut value);
-        if crd.spec.names.kind == "Broker" {
-            // Knative's Brokers may omit `spec` (`kind: Broker` + a name is the usual example): not
-            // required, and defaulted to `{}` by the API server so that every stored Broker has one.
-            let root = &mut value["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
-            if let Some(required) = root["required"].as_array_mut() {
-                required.retain(|r| r != "spec");
-                if required.is_empty() {
-                    root.as_object_mut().map(|m| m.remove("required"));
-                }
-            }
-            root["properties"]["spec"]["default"] = serde_json::json!({});
-        }
-        let yaml = serde_yaml::to_string(&value).expect("a CRD serializes to YAML");
-        out.push((
-            format!("{name}.yaml"),
-            format!(
-                "# Generated by `cargo run -p switchyard-kube --bin crdgen -- deploy/crds` from \
-                 deploy/controller/src/{}.\n# Do not edit: a test fails when this file and the Rust \
-                 types differ.\n{yaml}",
-                if matches!(kind.as_str(), "Broker" | "Trigger") {
-                    "crd.rs"
-                } else {
-                    "crd_sources.rs"
-                }
-            ),
-        ));
-    }
-    out
-}
-
-/// Removes `default: ""` from schemas: serde's `#[serde(default)]` on a `String` puts it there, and
-/// Kubernetes 1.20 rejects it ("default: Invalid value: \"null\": must be of type string"). An absent
-/// string reads as empty anyway.
-fn drop_empty_string_defaults(v: &mut serde_json::Value) {
-    match v {
-        serde_json::Value::Object(m) => {
-            if m.get("default") == Some(&serde_json::Value::String(String::new())) {
-                m.remove("default");
-            }
-            m.values_mut().for_each(drop_empty_string_defaults);
-        }
-        serde_json::Value::Array(a) => a.iter_mut().for_each(drop_empty_string_defaults),
-        _ => {}
-    }
 }

@@ -13,13 +13,41 @@
 //! A source's status carries `SinkProvided`, `SpecValid`, `Ready` and the resolved `sinkUri`; a sink's
 //! `SpecValid` and `Ready`. `crdgen` renders all of them into `deploy/crds/` with the Broker and Trigger.
 
-use crate::crd::{Condition, DeliverySpec, Destination};
+use crate::crd::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use switchyard_broker::model::eventing::Destination;
+use switchyard_broker::model::object::{Object, ObjectMeta, Resource};
+use switchyard_broker::model::sources as model;
+pub use switchyard_broker::model::sources::{NatsSourceJetStream, SinkRef, SourceSink};
 
 /// `apiVersion` of the KafkaSource CRD (Knative's storage version; the standalone loader also reads `v1`).
 pub const KAFKA_SOURCE_API_VERSION: &str = "sources.knative.dev/v1beta1";
+
+/// `Deref`/`DerefMut` to the model's spec and `From` it, for a custom resource's spec wrapper.
+macro_rules! spec_wrapper {
+    ($wrapper:ident, $model:ty) => {
+        impl std::ops::Deref for $wrapper {
+            type Target = $model;
+            fn deref(&self) -> &$model {
+                &self.spec
+            }
+        }
+
+        impl std::ops::DerefMut for $wrapper {
+            fn deref_mut(&mut self) -> &mut $model {
+                &mut self.spec
+            }
+        }
+
+        impl From<$model> for $wrapper {
+            fn from(spec: $model) -> $wrapper {
+                $wrapper { spec }
+            }
+        }
+    };
+}
 
 /// `spec` of a KafkaSource: consumes Kafka topics and sends each record, as a CloudEvent, to `sink`.
 #[derive(CustomResource, Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -39,40 +67,13 @@ pub const KAFKA_SOURCE_API_VERSION: &str = "sources.knative.dev/v1beta1";
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
-#[serde(rename_all = "camelCase")]
 pub struct KafkaSourceSpec {
-    /// Kafka bootstrap servers (`host:port`; an item may itself be comma-separated).
-    pub bootstrap_servers: Vec<String>,
-    /// Topics to consume.
-    pub topics: Vec<String>,
-    /// Consumer group (default `knative-kafka-source-<namespace>-<name>`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub consumer_group: Option<String>,
-    /// Where a new consumer group starts: `earliest` or `latest` (the default).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "initial_offset")]
-    pub initial_offset: Option<String>,
-    /// Where the events go: a Broker `ref` (delivered by this installation's data plane directly), any
-    /// addressable `ref`, or an absolute `uri`.
-    pub sink: Destination,
-    /// Knative's TLS / SASL settings (not supported: reported in `SpecValid`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::crd::free_form_object")]
-    pub net: Option<serde_json::Value>,
-    /// Knative's consumer count (not supported: reported in `SpecValid`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub consumers: Option<i32>,
-    /// Knative's delivery ordering (not supported: reported in `SpecValid`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ordering: Option<String>,
-    /// Knative's delivery spec toward the sink (not supported: reported in `SpecValid`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delivery: Option<DeliverySpec>,
-    /// Knative's CloudEvent overrides (not supported: reported in `SpecValid`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::crd::free_form_object")]
-    pub ce_overrides: Option<serde_json::Value>,
+    /// The model's spec (`switchyard_broker::model`), flattened: the CRD has exactly its fields.
+    #[serde(flatten)]
+    pub spec: model::KafkaSourceSpec,
 }
+
+spec_wrapper!(KafkaSourceSpec, model::KafkaSourceSpec);
 
 /// `spec` of a KafkaSink: a Trigger subscriber (`ref`) that produces each event to a Kafka topic.
 #[derive(CustomResource, Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -90,27 +91,13 @@ pub struct KafkaSourceSpec {
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
-#[serde(rename_all = "camelCase")]
 pub struct KafkaSinkSpec {
-    /// Topic the events are produced to (it must exist: Switchyard does not create topics).
-    pub topic: String,
-    /// Kafka bootstrap servers (`host:port`).
-    pub bootstrap_servers: Vec<String>,
-    /// Kafka binding content mode: `binary` (the default) or `structured`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "content_mode")]
-    pub content_mode: Option<String>,
-    /// Knative's topic creation setting (not supported: reported in `SpecValid`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub num_partitions: Option<i32>,
-    /// Knative's topic creation setting (not supported: reported in `SpecValid`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replication_factor: Option<i32>,
-    /// Knative's authentication settings (not supported: reported in `SpecValid`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::crd::free_form_object")]
-    pub auth: Option<serde_json::Value>,
+    /// The model's spec (`switchyard_broker::model`), flattened: the CRD has exactly its fields.
+    #[serde(flatten)]
+    pub spec: model::KafkaSinkSpec,
 }
+
+spec_wrapper!(KafkaSinkSpec, model::KafkaSinkSpec);
 
 /// `spec` of a NatsSource: subscribes to a NATS subject (core NATS or a JetStream durable consumer) and
 /// sends each message, as a CloudEvent, to `sink`.
@@ -130,78 +117,13 @@ pub struct KafkaSinkSpec {
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
-#[serde(rename_all = "camelCase")]
 pub struct NatsSourceSpec {
-    /// NATS servers: a list of `nats://host:port`, `tls://host:port` or `host:port` (an item may itself be
-    /// comma-separated), or one comma-separated string.
-    #[schemars(schema_with = "list_or_string")]
-    pub servers: serde_json::Value,
-    /// Subject to subscribe to; a token may be the wildcard `*` and the last token may be `>`.
-    #[schemars(schema_with = "nats_subject_with_wildcards")]
-    pub subject: String,
-    /// Core NATS queue group shared by the processes that run this source.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "nats_queue_group")]
-    pub queue_group: Option<String>,
-    /// Consume a JetStream stream with a durable consumer instead of core NATS.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jetstream: Option<NatsSourceJetStream>,
-    /// Where the events go: a Broker `ref` or an absolute `uri`.
-    pub sink: SourceSink,
+    /// The model's spec (`switchyard_broker::model`), flattened: the CRD has exactly its fields.
+    #[serde(flatten)]
+    pub spec: model::NatsSourceSpec,
 }
 
-/// `spec.jetstream` of a NatsSource.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct NatsSourceJetStream {
-    /// Stream to consume.
-    #[schemars(schema_with = "nats_name")]
-    pub stream: String,
-    /// Durable consumer name.
-    #[schemars(schema_with = "nats_name")]
-    pub durable: String,
-}
-
-/// A NatsSource's `spec.sink`: `ref` (a Broker, or any addressable) or an absolute `uri`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct SourceSink {
-    /// Reference to the destination.
-    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
-    pub reference: Option<SinkRef>,
-    /// Absolute URL.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uri: Option<String>,
-}
-
-/// `spec.sink.ref` of a NatsSource.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SinkRef {
-    /// API version of the referent (`eventing.knative.dev/v1` for a Broker).
-    pub api_version: String,
-    /// Kind of the referent.
-    pub kind: String,
-    /// Name of the referent.
-    pub name: String,
-    /// Namespace of the referent (defaults to the source's).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-}
-
-impl From<&SourceSink> for Destination {
-    fn from(s: &SourceSink) -> Destination {
-        Destination {
-            reference: s.reference.as_ref().map(|r| crate::crd::KReference {
-                kind: r.kind.clone(),
-                namespace: r.namespace.clone(),
-                name: r.name.clone(),
-                api_version: Some(r.api_version.clone()),
-                ..Default::default()
-            }),
-            uri: s.uri.clone(),
-            ..Default::default()
-        }
-    }
-}
+spec_wrapper!(NatsSourceSpec, model::NatsSourceSpec);
 
 /// `spec` of a NatsSink: a Trigger subscriber (`ref`) that publishes each event to a NATS subject.
 #[derive(CustomResource, Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -221,23 +143,13 @@ impl From<&SourceSink> for Destination {
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
-#[serde(rename_all = "camelCase")]
 pub struct NatsSinkSpec {
-    /// NATS servers: a list of `nats://host:port`, `tls://host:port` or `host:port` (an item may itself be
-    /// comma-separated), or one comma-separated string.
-    #[schemars(schema_with = "list_or_string")]
-    pub servers: serde_json::Value,
-    /// Subject the events are published to (no wildcards).
-    #[schemars(schema_with = "nats_subject")]
-    pub subject: String,
-    /// Publish through JetStream and wait for the acknowledgement (default false).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jetstream: Option<bool>,
-    /// CloudEvents NATS binding content mode: `binary` (the default) or `structured`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "content_mode")]
-    pub content_mode: Option<String>,
+    /// The model's spec (`switchyard_broker::model`), flattened: the CRD has exactly its fields.
+    #[serde(flatten)]
+    pub spec: model::NatsSinkSpec,
 }
+
+spec_wrapper!(NatsSinkSpec, model::NatsSinkSpec);
 
 /// `status` of a KafkaSource or NatsSource.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -266,71 +178,6 @@ pub struct SinkStatus {
     pub conditions: Vec<Condition>,
 }
 
-fn list_or_string(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    // A list or a string: no structural type fits both, so the decoder validates it (SpecValid).
-    schemars::json_schema!({
-        "description": "NATS servers: a list of `nats://host:port`, `tls://host:port` or `host:port` \
-                        (an item may itself be comma-separated), or one comma-separated string.",
-        "x-kubernetes-preserve-unknown-fields": true
-    })
-}
-
-fn content_mode(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({
-        "description": "Content mode: `binary` (the default) or `structured`.",
-        "type": "string",
-        "enum": ["binary", "structured"]
-    })
-}
-
-fn initial_offset(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({
-        "description": "Where a new consumer group starts: `earliest` or `latest` (the default).",
-        "type": "string",
-        "enum": ["earliest", "latest"]
-    })
-}
-
-fn nats_subject(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({
-        "description": "Subject the events are published to (no wildcards).",
-        "type": "string",
-        "minLength": 1,
-        "maxLength": 255,
-        "pattern": "^[^.*>\\s]+(\\.[^.*>\\s]+)*$"
-    })
-}
-
-fn nats_subject_with_wildcards(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({
-        "description": "Subject to subscribe to; a token may be the wildcard `*` and the last token may be `>`.",
-        "type": "string",
-        "minLength": 1,
-        "maxLength": 255,
-        "pattern": "^([^.*>\\s]+|\\*)(\\.([^.*>\\s]+|\\*))*(\\.>)?$|^>$"
-    })
-}
-
-fn nats_queue_group(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({
-        "description": "Core NATS queue group shared by the processes that run this source.",
-        "type": "string",
-        "minLength": 1,
-        "maxLength": 255,
-        "pattern": "^[^.*>\\s]+(\\.[^.*>\\s]+)*$"
-    })
-}
-
-fn nats_name(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({
-        "description": "A JetStream stream or consumer name.",
-        "type": "string",
-        "minLength": 1,
-        "maxLength": 255,
-        "pattern": "^[^.*>/\\\\\\s]+$"
-    })
-}
-
 /// What the controller and the data plane need of the four kinds, whatever their spec.
 pub trait SourceOrSink:
     kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
@@ -346,8 +193,8 @@ pub trait SourceOrSink:
     const API_VERSION: &'static str;
     /// The kind.
     const KIND: &'static str;
-    /// `spec` as JSON (unset optional fields left out).
-    fn spec_json(&self) -> serde_json::Value;
+    /// The object for the loader with this metadata, a source's `spec.sink` replaced by `sink`.
+    fn manifest(&self, metadata: ObjectMeta, sink: Option<Destination>) -> Object;
     /// `spec.sink` of a source (`None` for a sink kind).
     fn sink(&self) -> Option<Destination>;
     /// `status.observedGeneration`.
@@ -366,15 +213,22 @@ pub trait SourceOrSink:
 }
 
 macro_rules! source_or_sink {
-    ($ty:ty, $kind:literal, $api:expr, source) => {
+    ($ty:ident, $kind:literal, $api:expr, source, $with_sink:expr) => {
         impl SourceOrSink for $ty {
             const API_VERSION: &'static str = $api;
             const KIND: &'static str = $kind;
-            fn spec_json(&self) -> serde_json::Value {
-                serde_json::to_value(&self.spec).unwrap_or_default()
+            fn manifest(&self, metadata: ObjectMeta, sink: Option<Destination>) -> Object {
+                let mut spec = self.spec.spec.clone();
+                $with_sink(&mut spec, sink);
+                Object::$ty(Resource {
+                    api_version: $api.to_owned(),
+                    kind: $kind.to_owned(),
+                    metadata,
+                    spec,
+                })
             }
             fn sink(&self) -> Option<Destination> {
-                Some((&self.spec.sink).into())
+                Some(self.spec.sink.clone().into())
             }
             fn observed_generation(&self) -> Option<i64> {
                 self.status.as_ref().and_then(|s| s.observed_generation)
@@ -403,12 +257,18 @@ macro_rules! source_or_sink {
             }
         }
     };
-    ($ty:ty, $kind:literal, $api:expr, sink) => {
+    ($ty:ident, $kind:literal, $api:expr, sink) => {
         impl SourceOrSink for $ty {
             const API_VERSION: &'static str = $api;
             const KIND: &'static str = $kind;
-            fn spec_json(&self) -> serde_json::Value {
-                serde_json::to_value(&self.spec).unwrap_or_default()
+            fn manifest(&self, metadata: ObjectMeta, _sink: Option<Destination>) -> Object {
+                let spec = self.spec.spec.clone();
+                Object::$ty(Resource {
+                    api_version: $api.to_owned(),
+                    kind: $kind.to_owned(),
+                    metadata,
+                    spec,
+                })
             }
             fn sink(&self) -> Option<Destination> {
                 None
@@ -441,14 +301,17 @@ macro_rules! source_or_sink {
     };
 }
 
-/// Lets the macro below treat both sink types alike.
-impl From<&Destination> for Destination {
-    fn from(d: &Destination) -> Destination {
-        d.clone()
+source_or_sink!(
+    KafkaSource,
+    "KafkaSource",
+    KAFKA_SOURCE_API_VERSION,
+    source,
+    |spec: &mut model::KafkaSourceSpec, sink: Option<Destination>| {
+        if let Some(d) = sink {
+            spec.sink = d;
+        }
     }
-}
-
-source_or_sink!(KafkaSource, "KafkaSource", KAFKA_SOURCE_API_VERSION, source);
+);
 source_or_sink!(
     KafkaSink,
     "KafkaSink",
@@ -459,8 +322,26 @@ source_or_sink!(
     NatsSource,
     "NatsSource",
     switchyard_broker::config::manifest::NATS_API_VERSION,
-    source
+    source,
+    |spec: &mut model::NatsSourceSpec, sink: Option<Destination>| {
+        if let Some(d) = sink {
+            spec.sink = nats_source_sink(d);
+        }
+    }
 );
+
+/// A NatsSource's `spec.sink` for a destination (`ref` without Knative's `group` / `address`, or `uri`).
+fn nats_source_sink(d: Destination) -> SourceSink {
+    SourceSink {
+        reference: d.reference.map(|r| SinkRef {
+            api_version: r.api_version.unwrap_or_default(),
+            kind: r.kind,
+            name: r.name,
+            namespace: r.namespace,
+        }),
+        uri: d.uri,
+    }
+}
 source_or_sink!(
     NatsSink,
     "NatsSink",

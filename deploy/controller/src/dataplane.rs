@@ -15,8 +15,9 @@
 //! and runs once that sink does. These kinds are optional: a kind whose list fails with 404 (CRD not
 //! installed) counts as empty, so it never holds up the first topology, and is watched again with backoff.
 //!
-//! Every change is debounced ([`DEBOUNCE`]), loaded with the standalone loader (an object the loader
-//! rejects is left out and logged; the rest still apply) and sent only when the result differs.
+//! Every change is debounced ([`DEBOUNCE`]), loaded with the standalone loader's tolerant pass (the
+//! objects are fed as values, never as YAML text; an object the loader rejects, and what depends on it,
+//! is left out and logged, in one pass; the rest still apply) and sent only when the result differs.
 
 use crate::conditions::{is_false, is_true};
 use crate::crd::{Broker, BrokerStatus, Trigger, TriggerStatus};
@@ -25,7 +26,7 @@ use crate::crd_sources::{
 };
 use crate::manifest::{
     broker_manifest, configmap_manifest, object_manifest, owns_broker, sink_ref_subscriber,
-    source_sink, to_yaml, trigger_manifest_with,
+    source_sink, trigger_manifest_with,
 };
 use crate::Settings;
 use futures_util::StreamExt;
@@ -37,8 +38,8 @@ use kube::{Client, ResourceExt};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
-use switchyard_broker::config::load::load_sources;
 use switchyard_broker::config::Topology;
+use switchyard_broker::model::object::Object;
 use tokio::sync::{mpsc, watch};
 
 /// Quiet time after a change before the topology is rebuilt (coalesces bursts, e.g. `kubectl apply -f dir`).
@@ -46,17 +47,17 @@ pub const DEBOUNCE: Duration = Duration::from_millis(150);
 /// Rebuild at least this often (picks up ConfigMap edits).
 pub const RESYNC: Duration = Duration::from_secs(30);
 
-/// The last accepted manifest per object: `(kind namespace/name)` → (fingerprint, YAML). The fingerprint
-/// (the object's `resourceVersion` plus any outside input) lets an unchanged object keep its YAML
-/// without rendering it again: a status update of one Trigger among thousands re-renders one.
+/// The last accepted manifest per object: `(kind namespace/name)` → (fingerprint, manifest). The
+/// fingerprint (the object's `resourceVersion` plus any outside input) lets an unchanged object keep its
+/// manifest without translating it again: a status update of one Trigger among thousands re-translates one.
 #[derive(Debug, Default)]
 pub struct Accepted {
-    objects: HashMap<String, (Option<String>, String)>,
+    objects: HashMap<String, (Option<String>, Object)>,
 }
 
 impl Accepted {
     /// Records the accepted version of `key`, rendering it only when `fingerprint` changed (`None`: always).
-    fn accept(&mut self, key: &str, fingerprint: Option<String>, render: impl FnOnce() -> String) {
+    fn accept(&mut self, key: &str, fingerprint: Option<String>, render: impl FnOnce() -> Object) {
         if let Some((Some(seen), _)) = self.objects.get(key) {
             if fingerprint.as_ref() == Some(seen) {
                 return;
@@ -91,7 +92,7 @@ fn select_objects<K: SourceOrSink>(
     served: &BTreeSet<(String, String)>,
     accepted: &mut Accepted,
     alive: &mut BTreeSet<String>,
-    out: &mut BTreeMap<String, String>,
+    out: &mut BTreeMap<String, Object>,
 ) {
     for o in objects {
         let ns = o.namespace().unwrap_or_default();
@@ -121,23 +122,23 @@ fn select_objects<K: SourceOrSink>(
                 .resource_version
                 .as_ref()
                 .map(|rv| format!("{rv} {sink:?}"));
-            accepted.accept(&key, fingerprint, || to_yaml(&object_manifest(&**o, sink)));
+            accepted.accept(&key, fingerprint, || object_manifest(&**o, sink));
         }
-        if let Some((_, yaml)) = accepted.objects.get(&key) {
-            out.insert(key, yaml.clone());
+        if let Some((_, manifest)) = accepted.objects.get(&key) {
+            out.insert(key, manifest.clone());
         }
     }
 }
 
-/// What the data plane applies now: source name → manifest YAML, in a stable order. Pure except for
-/// `accepted`, which carries the last accepted version of each object across calls.
+/// What the data plane applies now: object name (`Kind namespace/name`) → manifest, in a stable order.
+/// Pure except for `accepted`, which carries the last accepted version of each object across calls.
 pub fn select(
     brokers: &[Arc<Broker>],
     triggers: &[Arc<Trigger>],
     others: &Others,
     settings: &Settings,
     accepted: &mut Accepted,
-) -> BTreeMap<String, String> {
+) -> BTreeMap<String, Object> {
     let mut out = BTreeMap::new();
     let mut alive = BTreeSet::new();
     let mut served = BTreeSet::new();
@@ -157,11 +158,11 @@ pub fn select(
             && (!dls_needed || status.dead_letter_sink_uri.is_some());
         if usable {
             accepted.accept(&key, b.metadata.resource_version.clone(), || {
-                to_yaml(&broker_manifest(b, status.dead_letter_sink_uri.as_deref()))
+                broker_manifest(b, status.dead_letter_sink_uri.as_deref())
             });
         }
-        if let Some((_, yaml)) = accepted.objects.get(&key) {
-            out.insert(key, yaml.clone());
+        if let Some((_, manifest)) = accepted.objects.get(&key) {
+            out.insert(key, manifest.clone());
             served.insert((ns, b.name_any()));
         }
     }
@@ -196,23 +197,19 @@ pub fn select(
             None => status
                 .subscriber_uri
                 .as_deref()
-                .map(|u| serde_json::json!({ "uri": u })),
+                .map(crate::manifest::destination_as_uri),
         };
         if let (true, Some(subscriber)) = (usable, subscriber) {
             accepted.accept(&key, t.metadata.resource_version.clone(), || {
-                to_yaml(&trigger_manifest_with(
-                    t,
-                    subscriber,
-                    status.dead_letter_sink_uri.as_deref(),
-                ))
+                trigger_manifest_with(t, subscriber, status.dead_letter_sink_uri.as_deref())
             });
         }
         let sink_running = sink.is_none_or(|(kind, r)| {
             let sns = r.namespace.clone().unwrap_or_else(|| ns.clone());
             out.contains_key(&format!("{kind} {sns}/{}", r.name))
         });
-        if let (true, Some((_, yaml))) = (sink_running, accepted.objects.get(&key)) {
-            out.insert(key, yaml.clone());
+        if let (true, Some((_, manifest))) = (sink_running, accepted.objects.get(&key)) {
+            out.insert(key, manifest.clone());
         }
     }
     // Deleted objects (or objects whose broker went away) are forgotten.
@@ -220,40 +217,25 @@ pub fn select(
     out
 }
 
-/// Loads the sources, leaving out the ones the loader rejects (logged), so that one bad object never
-/// stops the others.
-pub fn load_tolerant(mut sources: BTreeMap<String, String>) -> Topology {
-    for _ in 0..=sources.len() {
-        let list: Vec<(String, String)> = sources
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        match load_sources(&list) {
-            Ok(loaded) => return loaded.topology,
-            Err(errors) => {
-                let mut dropped = false;
-                for e in &errors.0 {
-                    if sources.remove(&e.file).is_some() {
-                        tracing::error!(object = %e.file, problem = %format!("{}: {}", e.path, e.message), "Left out of the data plane.");
-                        dropped = true;
-                    }
-                }
-                if !dropped {
-                    tracing::error!("Cluster configuration rejected:\n{errors}");
-                    return Topology::default();
-                }
-            }
-        }
+/// Loads the objects in one pass of the loader's tolerant mode, leaving out (and logging) the ones it
+/// rejects and what depends on them, so that one bad object never stops the others.
+pub fn load_tolerant(sources: BTreeMap<String, Object>) -> Topology {
+    let objects: Vec<(String, Object)> = sources.into_iter().collect();
+    let (manifests, mut errors) = crate::manifest::manifests(&objects);
+    let loaded = switchyard_broker::config::load::load_tolerant(&manifests);
+    errors.extend(loaded.errors);
+    for e in &errors {
+        tracing::error!(object = %e.file, problem = %format!("{}: {}", e.path, e.message), "Left out of the data plane.");
     }
-    Topology::default()
+    loaded.topology
 }
 
 async fn with_configmaps(
     client: &Client,
     brokers: &[std::sync::Arc<Broker>],
     settings: &Settings,
-    mut sources: BTreeMap<String, String>,
-) -> BTreeMap<String, String> {
+    mut sources: BTreeMap<String, Object>,
+) -> BTreeMap<String, Object> {
     for b in brokers.iter().filter(|b| owns_broker(b, settings)) {
         let ns = b.namespace().unwrap_or_default();
         if !sources.contains_key(&format!("Broker {ns}/{}", b.name_any())) {
@@ -270,12 +252,8 @@ async fn with_configmaps(
         let api: Api<ConfigMap> = Api::namespaced(client.clone(), &cns);
         match api.get_opt(&c.name).await {
             Ok(Some(cm)) => {
-                let yaml = to_yaml(&configmap_manifest(
-                    &cns,
-                    &c.name,
-                    &cm.data.unwrap_or_default(),
-                ));
-                sources.insert(key, yaml);
+                let manifest = configmap_manifest(&cns, &c.name, &cm.data.unwrap_or_default());
+                sources.insert(key, manifest);
             }
             Ok(None) => tracing::warn!(configmap = %key, "Referenced ConfigMap not found."),
             Err(e) => {
@@ -346,7 +324,7 @@ pub async fn run(
         OptionalKind::new("NatsSink"),
     ];
     let mut accepted = Accepted::default();
-    let mut last: Option<BTreeMap<String, String>> = None;
+    let mut last: Option<BTreeMap<String, Object>> = None;
     let mut dirty = true;
     let mut resync = tokio::time::interval(RESYNC);
     loop {
@@ -496,9 +474,8 @@ fn log_watch_error<K>(ev: Option<Result<watcher::Event<K>, watcher::Error>>, wha
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{
-        BrokerSpec, BrokerStatus, Condition, Destination, TriggerSpec, TriggerStatus,
-    };
+    use crate::crd::{BrokerStatus, Condition, Destination, TriggerStatus};
+    use crate::manifest::to_yaml;
     use std::sync::Arc;
 
     fn cond(type_: &str, status: &str) -> Condition {
@@ -512,13 +489,14 @@ mod tests {
     fn broker(generation: i64, observed: Option<i64>, retry: i32) -> Arc<Broker> {
         let mut b = Broker::new(
             "b",
-            BrokerSpec {
+            switchyard_broker::model::eventing::BrokerSpec {
                 delivery: Some(crate::crd::DeliverySpec {
                     retry: Some(retry),
                     ..Default::default()
                 }),
-                ..BrokerSpec::default()
-            },
+                ..Default::default()
+            }
+            .into(),
         );
         b.metadata.namespace = Some("ns".into());
         b.metadata.generation = Some(generation);
@@ -533,14 +511,15 @@ mod tests {
     fn trigger(broker: &str, resolved: Option<&str>) -> Arc<Trigger> {
         let mut t = Trigger::new(
             "t",
-            TriggerSpec {
+            switchyard_broker::model::eventing::TriggerSpec {
                 broker: broker.into(),
                 subscriber: Destination {
                     uri: Some("http://ignored-until-resolved".into()),
                     ..Destination::default()
                 },
-                ..TriggerSpec::default()
-            },
+                ..Default::default()
+            }
+            .into(),
         );
         t.metadata.namespace = Some("ns".into());
         t.metadata.generation = Some(1);
@@ -571,7 +550,7 @@ mod tests {
             &mut acc,
         );
         assert_eq!(out.len(), 2);
-        assert!(out["Trigger ns/t"].contains("uri: http://svc.ns.svc.cluster.local"));
+        assert!(to_yaml(&out["Trigger ns/t"]).contains("uri: http://svc.ns.svc.cluster.local"));
         let topology = load_tolerant(out.clone());
         assert_eq!(topology.brokers.len(), 1);
         assert_eq!(topology.triggers.len(), 1);
@@ -592,7 +571,7 @@ mod tests {
             &s,
             &mut acc,
         );
-        assert!(applied["Broker ns/b"].contains("retry: 5"));
+        assert!(to_yaml(&applied["Broker ns/b"]).contains("retry: 5"));
         // Deleted: gone, and not resurrected from the accepted cache.
         assert!(select(&[], &[], &Others::default(), &s, &mut acc).is_empty());
         let again = select(
@@ -625,11 +604,12 @@ mod tests {
     fn nats_sink(observed: bool, spec_valid: &str) -> Arc<NatsSink> {
         let mut k = NatsSink::new(
             "out",
-            crate::crd_sources::NatsSinkSpec {
+            switchyard_broker::model::sources::NatsSinkSpec {
                 servers: serde_json::json!(["nats://n:4222"]),
                 subject: "orders.out".into(),
                 ..Default::default()
-            },
+            }
+            .into(),
         );
         k.metadata.namespace = Some("ns".into());
         k.metadata.generation = Some(1);
@@ -646,12 +626,13 @@ mod tests {
     ) -> Arc<NatsSource> {
         let mut k = NatsSource::new(
             "in",
-            crate::crd_sources::NatsSourceSpec {
+            switchyard_broker::model::sources::NatsSourceSpec {
                 servers: serde_json::json!("nats://n:4222"),
                 subject: "orders.>".into(),
                 sink,
                 ..Default::default()
-            },
+            }
+            .into(),
         );
         k.metadata.namespace = Some("ns".into());
         k.metadata.generation = Some(1);
@@ -720,12 +701,9 @@ mod tests {
             out.keys().collect::<Vec<_>>(),
             ["Broker ns/b", "NatsSink ns/out", "Trigger ns/to-nats"]
         );
-        assert!(
-            out["Trigger ns/to-nats"].contains("kind: NatsSink"),
-            "{}",
-            out["Trigger ns/to-nats"]
-        );
-        assert!(!out["Trigger ns/to-nats"].contains("nats://n:4222/orders.out"));
+        let yaml = to_yaml(&out["Trigger ns/to-nats"]);
+        assert!(yaml.contains("kind: NatsSink"), "{}", yaml);
+        assert!(!yaml.contains("nats://n:4222/orders.out"));
         let topology = load_tolerant(out);
         assert_eq!(topology.nats_sinks.len(), 1);
         assert_eq!(topology.triggers.len(), 1);
@@ -742,7 +720,7 @@ mod tests {
             ..Others::default()
         };
         let out = select(&b, &[], &others, &s, &mut acc);
-        let yaml = &out["NatsSource ns/in"];
+        let yaml = &to_yaml(&out["NatsSource ns/in"]);
         assert!(
             yaml.contains("kind: Broker") && !yaml.contains("http://ignored"),
             "{yaml}"
@@ -759,7 +737,8 @@ mod tests {
             ..Others::default()
         };
         let out = select(&b, &[], &others, &s, &mut acc);
-        assert!(out["NatsSource ns/in"].contains("uri: http://other-broker.example/ns/elsewhere"));
+        assert!(to_yaml(&out["NatsSource ns/in"])
+            .contains("uri: http://other-broker.example/ns/elsewhere"));
         assert_eq!(load_tolerant(out).nats_sources.len(), 1);
         // Not resolved (no sinkUri) and not a served Broker: not run.
         let mut acc = Accepted::default();
@@ -808,15 +787,13 @@ mod tests {
     #[test]
     fn a_rejected_object_does_not_stop_the_others() {
         let mut sources = BTreeMap::new();
-        sources.insert(
-            "Broker ns/b".to_owned(),
-            "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: b, namespace: ns}\n".to_owned(),
-        );
+        let b = broker(1, Some(1), 1);
+        sources.insert("Broker ns/b".to_owned(), broker_manifest(&b, None));
+        let mut bad = (*trigger("b", Some("http://x"))).clone();
+        bad.metadata.name = Some("bad".into());
         sources.insert(
             "Trigger ns/bad".to_owned(),
-            "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: bad, namespace: ns}\n\
-             spec: {broker: b, subscriber: {uri: 'not a url'}}\n"
-                .to_owned(),
+            crate::manifest::trigger_manifest(&bad, "not a url", None),
         );
         let topology = load_tolerant(sources);
         assert_eq!(topology.brokers.len(), 1);

@@ -3,6 +3,7 @@
 //! The only crate that depends on `kube`:
 //! - [`crd`]: the `eventing.knative.dev/v1` Broker and Trigger types and their CRDs (`crdgen`);
 //! - [`crd_sources`]: KafkaSource, KafkaSink (Knative's field names), NatsSource and NatsSink;
+//! - [`crds`]: the CRDs rendered from those types (`crdgen`, `deploy/crds/`);
 //! - [`controller`]: reconcilers that validate, resolve and report Broker and Trigger status (Knative's
 //!   conditions, address, subscriber and dead-letter URIs), with Lease-based leader election ([`leader`]);
 //! - [`dataplane`]: the data plane's watch that turns the cluster's Brokers, Triggers, sources and sinks (as
@@ -15,6 +16,7 @@ pub mod conditions;
 pub mod controller;
 pub mod crd;
 pub mod crd_sources;
+pub mod crds;
 pub mod dataplane;
 pub mod leader;
 pub mod manifest;

@@ -1,6 +1,6 @@
 //! Cluster objects → the manifests Switchyard's config loader reads (pure functions).
 //!
-//! Kubernetes mode reuses the standalone loader ([`load_sources`]) for validation and for building the
+//! Kubernetes mode reuses the standalone loader ([`load_manifests`], fed values, not YAML text) for validation and for building the
 //! data plane's topology, so a Broker or Trigger means exactly the same thing in a file and in a cluster.
 //! The translation keeps `apiVersion`, `kind`, name, namespace, labels, annotations and `spec`, maps the
 //! installation's broker class to [`SWITCHYARD_BROKER_CLASS`], and replaces destinations by the URIs the
@@ -10,11 +10,12 @@ use crate::crd::{Broker, DeliverySpec, Destination, KReference, Trigger};
 use crate::crd_sources::SourceOrSink;
 use crate::Settings;
 use kube::ResourceExt;
-use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
-use switchyard_broker::config::load::{load_sources, ConfigError};
-use switchyard_broker::config::manifest::BROKER_CLASS_ANNOTATION;
+use switchyard_broker::config::load::{load_manifests, ConfigError, Manifest};
+use switchyard_broker::config::manifest::{BROKER_CLASS_ANNOTATION, EVENTING_API_VERSION};
 use switchyard_broker::config::SWITCHYARD_BROKER_CLASS;
+use switchyard_broker::model::eventing as model;
+use switchyard_broker::model::object::{ConfigMap, Object, ObjectMeta, Resource};
 
 /// Placeholder URL for destinations during validation (their resolution is checked separately).
 pub const PLACEHOLDER_URL: &str = "http://destination.switchyard.invalid/";
@@ -37,7 +38,7 @@ pub fn delivery_is_set(d: Option<&DeliverySpec>) -> bool {
     d.is_some_and(|d| *d != DeliverySpec::default())
 }
 
-fn metadata(obj: &impl ResourceExt, is_broker: bool) -> Value {
+fn metadata(obj: &impl ResourceExt, is_broker: bool) -> ObjectMeta {
     let mut annotations: BTreeMap<String, String> = obj.annotations().clone();
     // Knative and kubectl bookkeeping means nothing to the loader.
     annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
@@ -47,163 +48,176 @@ fn metadata(obj: &impl ResourceExt, is_broker: bool) -> Value {
             SWITCHYARD_BROKER_CLASS.to_owned(),
         );
     }
-    let mut m = Map::new();
-    m.insert("name".into(), json!(obj.name_any()));
-    m.insert(
-        "namespace".into(),
-        json!(obj.namespace().unwrap_or_else(|| "default".into())),
-    );
-    if !annotations.is_empty() {
-        m.insert("annotations".into(), json!(annotations));
+    ObjectMeta {
+        name: obj.name_any(),
+        namespace: Some(obj.namespace().unwrap_or_else(|| "default".into())),
+        annotations,
     }
-    Value::Object(m)
 }
 
-fn destination_as_uri(uri: &str) -> Value {
-    json!({ "uri": uri })
+fn resource<S>(api_version: &str, kind: &str, metadata: ObjectMeta, spec: S) -> Resource<S> {
+    Resource {
+        api_version: api_version.to_owned(),
+        kind: kind.to_owned(),
+        metadata,
+        spec,
+    }
 }
 
-fn delivery(d: &DeliverySpec, dls_uri: Option<&str>) -> Value {
-    let mut v = serde_json::to_value(d).unwrap_or(Value::Null);
-    if let Value::Object(m) = &mut v {
-        if d.dead_letter_sink.is_some() {
-            m.insert(
-                "deadLetterSink".into(),
-                destination_as_uri(dls_uri.unwrap_or(PLACEHOLDER_URL)),
-            );
-        }
+/// A destination that is this absolute `uri`.
+pub fn destination_as_uri(uri: &str) -> Destination {
+    Destination {
+        uri: Some(uri.to_owned()),
+        ..Destination::default()
     }
-    v
+}
+
+fn delivery(d: &DeliverySpec, dls_uri: Option<&str>) -> DeliverySpec {
+    let mut d = d.clone();
+    if d.dead_letter_sink.is_some() {
+        d.dead_letter_sink = Some(destination_as_uri(dls_uri.unwrap_or(PLACEHOLDER_URL)));
+    }
+    d
 }
 
 /// The Broker as a standalone manifest, its dead-letter sink replaced by `dls_uri`.
-pub fn broker_manifest(b: &Broker, dls_uri: Option<&str>) -> Value {
-    let mut spec = Map::new();
-    if let Some(c) = &b.spec.config {
-        spec.insert("config".into(), serde_json::to_value(c).unwrap_or_default());
-    }
-    if let Some(d) = &b.spec.delivery {
-        spec.insert("delivery".into(), delivery(d, dls_uri));
-    }
-    json!({
-        "apiVersion": "eventing.knative.dev/v1",
-        "kind": "Broker",
-        "metadata": metadata(b, true),
-        "spec": spec,
-    })
+pub fn broker_manifest(b: &Broker, dls_uri: Option<&str>) -> Object {
+    let spec = model::BrokerSpec {
+        config: b.spec.config.clone(),
+        delivery: b.spec.delivery.as_ref().map(|d| delivery(d, dls_uri)),
+    };
+    Object::Broker(resource(
+        EVENTING_API_VERSION,
+        "Broker",
+        metadata(b, true),
+        spec,
+    ))
 }
 
 /// The Trigger as a standalone manifest with the resolved subscriber and dead-letter sink URIs.
-pub fn trigger_manifest(t: &Trigger, subscriber_uri: &str, dls_uri: Option<&str>) -> Value {
+pub fn trigger_manifest(t: &Trigger, subscriber_uri: &str, dls_uri: Option<&str>) -> Object {
     trigger_manifest_with(t, destination_as_uri(subscriber_uri), dls_uri)
 }
 
 /// The `subscriber` of a Trigger whose subscriber refs a KafkaSink or NatsSink: the `ref` as is (the
 /// standalone loader reads it the same way), without Knative's `group` / `address`.
-pub fn sink_ref_subscriber(r: &KReference) -> Value {
-    let mut m = Map::new();
-    m.insert("apiVersion".into(), json!(r.api_version));
-    m.insert("kind".into(), json!(r.kind));
-    m.insert("name".into(), json!(r.name));
-    if let Some(ns) = &r.namespace {
-        m.insert("namespace".into(), json!(ns));
+pub fn sink_ref_subscriber(r: &KReference) -> Destination {
+    Destination {
+        reference: Some(KReference {
+            api_version: r.api_version.clone(),
+            kind: r.kind.clone(),
+            name: r.name.clone(),
+            namespace: r.namespace.clone(),
+            ..KReference::default()
+        }),
+        ..Destination::default()
     }
-    json!({ "ref": m })
 }
 
-/// The Trigger as a standalone manifest with this `subscriber` and the resolved dead-letter sink URI.
-pub fn trigger_manifest_with(t: &Trigger, subscriber: Value, dls_uri: Option<&str>) -> Value {
-    let mut spec = Map::new();
-    spec.insert("broker".into(), json!(t.spec.broker));
-    if let Some(f) = &t.spec.filter {
-        spec.insert("filter".into(), serde_json::to_value(f).unwrap_or_default());
-    }
-    if !t.spec.filters.is_empty() {
-        spec.insert("filters".into(), json!(t.spec.filters));
-    }
-    spec.insert("subscriber".into(), subscriber);
-    if let Some(d) = &t.spec.delivery {
-        spec.insert("delivery".into(), delivery(d, dls_uri));
-    }
-    json!({
-        "apiVersion": "eventing.knative.dev/v1",
-        "kind": "Trigger",
-        "metadata": metadata(t, false),
-        "spec": spec,
-    })
+/// The Trigger as a standalone manifest with this `subscriber` and the resolved dead-letter sink URI
+/// (`brokerRef` is not carried: the loader reads `broker`).
+pub fn trigger_manifest_with(
+    t: &Trigger,
+    subscriber: Destination,
+    dls_uri: Option<&str>,
+) -> Object {
+    let spec = model::TriggerSpec {
+        broker: t.spec.broker.clone(),
+        broker_ref: None,
+        filter: t.spec.filter.clone(),
+        filters: t.spec.filters.clone(),
+        subscriber,
+        delivery: t.spec.delivery.as_ref().map(|d| delivery(d, dls_uri)),
+    };
+    Object::Trigger(resource(
+        EVENTING_API_VERSION,
+        "Trigger",
+        metadata(t, false),
+        spec,
+    ))
 }
 
 /// A source's `spec.sink` for the loader: the `ref` as is when `keep_ref` (a Broker this installation
 /// serves: the loader resolves it to the process's own ingress), else `uri: sink_uri` (the controller's
 /// resolution; [`PLACEHOLDER_URL`] while there is none). `CACerts` / `audience` are kept, so that the
 /// loader reports them as unsupported.
-pub fn source_sink(dest: &Destination, keep_ref: bool, sink_uri: Option<&str>) -> Value {
+pub fn source_sink(dest: &Destination, keep_ref: bool, sink_uri: Option<&str>) -> Destination {
     if keep_ref {
-        return serde_json::to_value(dest).unwrap_or_default();
+        return dest.clone();
     }
-    let mut v = destination_as_uri(sink_uri.unwrap_or(PLACEHOLDER_URL));
-    if let Value::Object(m) = &mut v {
-        if let Some(c) = &dest.ca_certs {
-            m.insert("CACerts".into(), json!(c));
-        }
-        if let Some(a) = &dest.audience {
-            m.insert("audience".into(), json!(a));
-        }
+    Destination {
+        ca_certs: dest.ca_certs.clone(),
+        audience: dest.audience.clone(),
+        ..destination_as_uri(sink_uri.unwrap_or(PLACEHOLDER_URL))
     }
-    v
 }
 
 /// A KafkaSource, KafkaSink, NatsSource or NatsSink as a standalone manifest; a source's `spec.sink`
 /// replaced by `sink` (see [`source_sink`]).
-pub fn object_manifest<K: SourceOrSink>(o: &K, sink: Option<Value>) -> Value {
-    let mut spec = o.spec_json();
-    if let (Value::Object(m), Some(sink)) = (&mut spec, sink) {
-        m.insert("sink".into(), sink);
-    }
-    json!({
-        "apiVersion": K::API_VERSION,
-        "kind": K::KIND,
-        "metadata": metadata(o, false),
-        "spec": spec,
-    })
+pub fn object_manifest<K: SourceOrSink>(o: &K, sink: Option<Destination>) -> Object {
+    o.manifest(metadata(o, false), sink)
 }
 
 /// A minimal Broker manifest: validating a source whose sink refs a Broker needs the Broker defined.
-pub fn stub_broker_manifest(namespace: &str, name: &str) -> Value {
-    json!({
-        "apiVersion": "eventing.knative.dev/v1",
-        "kind": "Broker",
-        "metadata": {"name": name, "namespace": namespace},
-    })
+pub fn stub_broker_manifest(namespace: &str, name: &str) -> Object {
+    let metadata = ObjectMeta {
+        name: name.to_owned(),
+        namespace: Some(namespace.to_owned()),
+        ..ObjectMeta::default()
+    };
+    Object::Broker(resource(
+        EVENTING_API_VERSION,
+        "Broker",
+        metadata,
+        model::BrokerSpec::default(),
+    ))
 }
 
 /// A ConfigMap manifest.
-pub fn configmap_manifest(namespace: &str, name: &str, data: &BTreeMap<String, String>) -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": name, "namespace": namespace},
-        "data": data,
+pub fn configmap_manifest(namespace: &str, name: &str, data: &BTreeMap<String, String>) -> Object {
+    Object::ConfigMap(ConfigMap {
+        api_version: "v1".to_owned(),
+        kind: "ConfigMap".to_owned(),
+        metadata: ObjectMeta {
+            name: name.to_owned(),
+            namespace: Some(namespace.to_owned()),
+            ..ObjectMeta::default()
+        },
+        data: data.clone(),
     })
 }
 
-/// YAML text of a manifest.
-pub fn to_yaml(v: &Value) -> String {
+/// YAML text of a manifest (for logs and tests; the loader is fed the objects themselves).
+pub fn to_yaml(v: &impl serde::Serialize) -> String {
     serde_yaml::to_string(v).unwrap_or_default()
 }
 
-/// Runs the standalone loader on these documents; the problems of document `subject` (its source name),
-/// as `path: message` lines.
-pub fn problems_of(subject: &str, sources: &[(String, String)]) -> Vec<String> {
-    match load_sources(sources) {
-        Ok(_) => Vec::new(),
-        Err(errors) => errors
-            .0
-            .iter()
-            .filter(|e: &&ConfigError| e.file == subject)
-            .map(|e| format!("{}: {}", e.path, e.message))
-            .collect(),
+/// The loader's documents for these objects (name, object); an object that cannot be represented is
+/// reported as its problem.
+pub fn manifests(objects: &[(String, Object)]) -> (Vec<Manifest>, Vec<ConfigError>) {
+    let mut out = Vec::with_capacity(objects.len());
+    let mut problems = Vec::new();
+    for (name, o) in objects {
+        match Manifest::from_object(name.clone(), o) {
+            Ok(m) => out.push(m),
+            Err(e) => problems.push(e),
+        }
     }
+    (out, problems)
+}
+
+/// Runs the standalone loader on these objects (name, object: no YAML text); the problems of object
+/// `subject`, as `path: message` lines.
+pub fn problems_of(subject: &str, objects: &[(String, Object)]) -> Vec<String> {
+    let (manifests, mut errors) = manifests(objects);
+    if let Err(more) = load_manifests(&manifests) {
+        errors.extend(more.0);
+    }
+    errors
+        .iter()
+        .filter(|e: &&ConfigError| e.file == subject)
+        .map(|e| format!("{}: {}", e.path, e.message))
+        .collect()
 }
 
 /// A destination's fields as given (`ref` kind/name or `uri`), for messages.
@@ -219,7 +233,8 @@ pub fn describe_destination(d: &Destination) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{BrokerSpec, KReference, TriggerFilter, TriggerSpec};
+    use crate::crd::{BrokerSpec, KReference, TriggerFilter};
+    use serde_json::json;
 
     fn broker(class: Option<&str>) -> Broker {
         let mut b = Broker::new("b", BrokerSpec::default());
@@ -251,7 +266,7 @@ mod tests {
         };
         assert!(owns_broker(&broker(Some("Acme")), &custom));
         // A custom class is shown to the loader as Switchyard's own class.
-        let m = broker_manifest(&broker(Some("Acme")), None);
+        let m = serde_json::to_value(broker_manifest(&broker(Some("Acme")), None)).expect("JSON");
         assert_eq!(
             m["metadata"]["annotations"][BROKER_CLASS_ANNOTATION],
             "Switchyard"
@@ -262,7 +277,7 @@ mod tests {
     fn trigger_translation_uses_resolved_uris_and_validates_like_a_file() {
         let mut t = Trigger::new(
             "t",
-            TriggerSpec {
+            switchyard_broker::model::eventing::TriggerSpec {
                 broker: "b".into(),
                 filter: Some(TriggerFilter {
                     attributes: Some([("type".to_owned(), "a".to_owned())].into()),
@@ -284,11 +299,13 @@ mod tests {
                     }),
                     ..DeliverySpec::default()
                 }),
-                ..TriggerSpec::default()
-            },
+                ..Default::default()
+            }
+            .into(),
         );
         t.metadata.namespace = Some("ns".into());
-        let m = trigger_manifest(&t, "http://svc.ns.svc.cluster.local", Some("http://dls2"));
+        let obj = trigger_manifest(&t, "http://svc.ns.svc.cluster.local", Some("http://dls2"));
+        let m = serde_json::to_value(&obj).expect("JSON");
         assert_eq!(
             m["spec"]["subscriber"],
             json!({"uri": "http://svc.ns.svc.cluster.local"})
@@ -298,15 +315,74 @@ mod tests {
             json!({"uri": "http://dls2"})
         );
         assert_eq!(m["spec"]["delivery"]["retry"], 2);
-        let sources = vec![("Trigger ns/t".to_owned(), to_yaml(&m))];
+        let sources = vec![("Trigger ns/t".to_owned(), obj)];
         assert!(problems_of("Trigger ns/t", &sources).is_empty());
 
         t.spec.filter = Some(TriggerFilter {
             attributes: Some([("Type".to_owned(), "a".to_owned())].into()),
         });
         let m = trigger_manifest(&t, PLACEHOLDER_URL, None);
-        let p = problems_of("Trigger ns/t", &[("Trigger ns/t".to_owned(), to_yaml(&m))]);
+        let p = problems_of("Trigger ns/t", &[("Trigger ns/t".to_owned(), m)]);
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(p[0].starts_with("spec.filter.attributes"), "{p:?}");
+    }
+
+    #[test]
+    fn the_typed_translation_carries_exactly_what_the_loader_reads() {
+        let mut t = Trigger::new(
+            "t",
+            switchyard_broker::model::eventing::TriggerSpec {
+                broker: "b".into(),
+                // Not carried: the loader reads `broker` (the controller reports brokerRef itself).
+                broker_ref: Some(KReference {
+                    kind: "Broker".into(),
+                    name: "other".into(),
+                    ..KReference::default()
+                }),
+                subscriber: Destination {
+                    reference: Some(KReference {
+                        kind: "NatsSink".into(),
+                        name: "out".into(),
+                        api_version: Some("sources.switchyard.dev/v1alpha1".into()),
+                        group: Some("sources.switchyard.dev".into()),
+                        address: Some("main".into()),
+                        ..KReference::default()
+                    }),
+                    ..Destination::default()
+                },
+                ..Default::default()
+            }
+            .into(),
+        );
+        t.metadata.namespace = Some("ns".into());
+        t.annotations_mut().insert(
+            "kubectl.kubernetes.io/last-applied-configuration".into(),
+            "{}".into(),
+        );
+        let r = t.spec.subscriber.reference.clone().expect("a ref");
+        let m = serde_json::to_value(trigger_manifest_with(&t, sink_ref_subscriber(&r), None))
+            .expect("JSON");
+        assert_eq!(
+            m,
+            json!({
+                "apiVersion": "eventing.knative.dev/v1",
+                "kind": "Trigger",
+                "metadata": {"name": "t", "namespace": "ns"},
+                "spec": {
+                    "broker": "b",
+                    "subscriber": {"ref": {
+                        "apiVersion": "sources.switchyard.dev/v1alpha1",
+                        "kind": "NatsSink",
+                        "name": "out"
+                    }}
+                }
+            })
+        );
+        let cm =
+            serde_json::to_value(configmap_manifest("ns", "c", &BTreeMap::new())).expect("JSON");
+        assert_eq!(
+            cm,
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "ns"}, "data": {}})
+        );
     }
 }

@@ -15,8 +15,7 @@
 
 use crate::crd::{Broker, Trigger};
 use crate::manifest::{
-    broker_class, broker_manifest, owns_broker, problems_of, to_yaml, trigger_manifest,
-    PLACEHOLDER_URL,
+    broker_class, broker_manifest, owns_broker, problems_of, trigger_manifest, PLACEHOLDER_URL,
 };
 use crate::resolve::is_absolute_http;
 use crate::{Error, Settings};
@@ -72,7 +71,7 @@ pub fn broker_problems(new: &Broker, old: Option<&Broker>, settings: &Settings) 
     }
     if owns_broker(new, settings) {
         let subject = "Broker".to_owned();
-        let doc = to_yaml(&broker_manifest(new, Some(PLACEHOLDER_URL)));
+        let doc = broker_manifest(new, Some(PLACEHOLDER_URL));
         // The referenced ConfigMap may be created later: its checks belong to the controller.
         problems.extend(
             problems_of(&subject, &[(subject.clone(), doc)])
@@ -140,11 +139,7 @@ pub fn trigger_problems(
         problems.extend(destination_problems("spec.delivery.deadLetterSink", d));
     }
     let subject = "Trigger".to_owned();
-    let doc = to_yaml(&trigger_manifest(
-        new,
-        PLACEHOLDER_URL,
-        Some(PLACEHOLDER_URL),
-    ));
+    let doc = trigger_manifest(new, PLACEHOLDER_URL, Some(PLACEHOLDER_URL));
     problems.extend(problems_of(&subject, &[(subject.clone(), doc)]));
     problems
 }

@@ -4,7 +4,7 @@
 #[test]
 fn deploy_crds_match_the_rust_types() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds");
-    let crds = switchyard_kube::crd::rendered_crds();
+    let crds = switchyard_kube::crds::rendered_crds();
     let names: Vec<&str> = crds.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         names,
@@ -32,7 +32,7 @@ fn deploy_crds_match_the_rust_types() {
 
 #[test]
 fn crds_are_structural_and_knative_shaped() {
-    for (name, yaml) in switchyard_kube::crd::rendered_crds() {
+    for (name, yaml) in switchyard_kube::crds::rendered_crds() {
         let v: serde_yaml::Value = serde_yaml::from_str(&yaml).expect("valid YAML");
         let version = &v["spec"]["versions"][0];
         // Knative's versions: eventing v1 (Broker, Trigger), sources v1beta1 (KafkaSource), eventing

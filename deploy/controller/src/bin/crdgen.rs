@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let crds = switchyard_kube::crd::rendered_crds();
+    let crds = switchyard_kube::crds::rendered_crds();
     match args.as_slice() {
         [] => {
             for (_, yaml) in &crds {

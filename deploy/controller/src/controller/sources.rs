@@ -8,7 +8,7 @@ use crate::crd::Destination;
 use crate::crd_sources::{
     is_broker_ref, kafka_sink_uri, nats_sink_uri, KafkaSink, NatsSink, SourceOrSink,
 };
-use crate::manifest::{object_manifest, problems_of, source_sink, stub_broker_manifest, to_yaml};
+use crate::manifest::{object_manifest, problems_of, source_sink, stub_broker_manifest};
 use crate::resolve::{resolve, Resolved};
 use crate::Error;
 use kube::api::Api;
@@ -52,13 +52,13 @@ pub async fn reconcile_object<K: SourceOrSink>(
                 let bns = r.namespace.clone().unwrap_or_else(|| ns.clone());
                 others.push((
                     key("Broker", &bns, &r.name),
-                    to_yaml(&stub_broker_manifest(&bns, &r.name)),
+                    stub_broker_manifest(&bns, &r.name),
                 ));
             }
             Some(source_sink(&dest, keep_ref, sink_uri.as_deref()))
         }
     };
-    let mut sources = vec![(subject.clone(), to_yaml(&object_manifest(&*o, sink)))];
+    let mut sources = vec![(subject.clone(), object_manifest(&*o, sink))];
     sources.extend(others);
     dependents.push(spec_valid(problems_of(&subject, &sources), "Invalid"));
 

@@ -2,7 +2,7 @@
 //! API calls a reconcile must make, in order, and checks what it writes.
 
 use super::*;
-use crate::crd::{BrokerSpec, Destination, KReference, TriggerFilter, TriggerSpec};
+use crate::crd::{BrokerSpec, Destination, KReference, TriggerFilter};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use kube::client::Body;
@@ -181,15 +181,16 @@ async fn broker_without_endpoints_or_with_missing_configmap_is_not_ready() {
     let (ctx, mut handle) = context();
     let b = broker(
         Some("Switchyard"),
-        BrokerSpec {
+        switchyard_broker::model::eventing::BrokerSpec {
             config: Some(KReference {
                 kind: "ConfigMap".into(),
                 name: "kafka".into(),
                 api_version: Some("v1".into()),
                 ..KReference::default()
             }),
-            ..BrokerSpec::default()
-        },
+            ..Default::default()
+        }
+        .into(),
     );
     let server = tokio::spawn(async move {
         let (_, send) = expect(
@@ -334,14 +335,15 @@ async fn changing_the_broker_class_is_reported_not_applied() {
 fn trigger(subscriber: Destination) -> Trigger {
     let mut t = Trigger::new(
         "t",
-        TriggerSpec {
+        switchyard_broker::model::eventing::TriggerSpec {
             broker: "b".into(),
             filter: Some(TriggerFilter {
                 attributes: Some([("type".to_owned(), "a".to_owned())].into()),
             }),
             subscriber,
-            ..TriggerSpec::default()
-        },
+            ..Default::default()
+        }
+        .into(),
     );
     t.metadata.namespace = Some("ns".into());
     t.metadata.generation = Some(1);
@@ -564,12 +566,13 @@ async fn source_with_a_broker_sink_is_ready_with_the_broker_address() {
     let broker_json = serde_json::to_value(&b).unwrap();
     let mut src = crate::crd_sources::NatsSource::new(
         "src",
-        crate::crd_sources::NatsSourceSpec {
+        switchyard_broker::model::sources::NatsSourceSpec {
             servers: json!(["nats://n:4222"]),
             subject: "orders.>".into(),
             sink: broker_sink("b"),
             ..Default::default()
-        },
+        }
+        .into(),
     );
     src.metadata.namespace = Some("ns".into());
     src.metadata.generation = Some(2);
@@ -615,12 +618,13 @@ async fn source_with_a_broker_sink_is_ready_with_the_broker_address() {
 async fn source_with_a_missing_sink_is_not_ready() {
     let mut src = crate::crd_sources::KafkaSource::new(
         "src",
-        crate::crd_sources::KafkaSourceSpec {
+        switchyard_broker::model::sources::KafkaSourceSpec {
             bootstrap_servers: vec!["kafka:9092".into()],
             topics: vec!["orders".into()],
             sink: (&broker_sink("gone")).into(),
             ..Default::default()
-        },
+        }
+        .into(),
     );
     src.metadata.namespace = Some("ns".into());
     src.metadata.generation = Some(1);
@@ -670,12 +674,13 @@ async fn source_with_a_missing_sink_is_not_ready() {
 async fn invalid_sink_spec_is_reported() {
     let mut sink = crate::crd_sources::KafkaSink::new(
         "k",
-        crate::crd_sources::KafkaSinkSpec {
+        switchyard_broker::model::sources::KafkaSinkSpec {
             topic: "out".into(),
             bootstrap_servers: vec!["kafka:9092".into()],
             num_partitions: Some(10),
             ..Default::default()
-        },
+        }
+        .into(),
     );
     sink.metadata.namespace = Some("ns".into());
     sink.metadata.generation = Some(1);

@@ -1,0 +1,72 @@
+//! Decoding of Knative manifests (`eventing.knative.dev/v1` Broker and Trigger, `v1` ConfigMap,
+//! `eventing.knative.dev/v1alpha1` KafkaSink, `sources.knative.dev/v1beta1` (or `v1`) KafkaSource,
+//! `sources.switchyard.dev/v1alpha1` NatsSink and NatsSource).
+//!
+//! Documents are walked as [`serde_yaml::Value`] rather than deserialized into `#[derive]` types so that
+//! every problem is reported (not only the first), with the exact field path (`spec.filters[0].all[1].prefix`)
+//! and a message a user can act on. Unknown fields in spec objects are errors, as with Knative's webhook.
+//!
+//! One file per group of kinds (`eventing`, `kafka`, `nats`) over the shared building blocks (`fields`);
+//! `names` holds the public constants, re-exported here.
+
+mod document;
+mod eventing;
+mod fields;
+mod kafka;
+mod names;
+mod nats;
+
+pub(crate) use document::Document;
+pub(crate) use fields::Ctx;
+pub use names::{
+    BROKER_CLASS_ANNOTATION, DEFAULT_BROKER_CLASS, DEFAULT_NAMESPACE, EVENTING_API_VERSION,
+    KAFKA_SINK_API_VERSION, KAFKA_SOURCE_API_VERSIONS, NATS_API_VERSION, NATS_SINK_SPEC_FIELDS,
+    NATS_SOURCE_JETSTREAM_FIELDS, NATS_SOURCE_SPEC_FIELDS, SOURCE_SINK_FIELDS,
+};
+
+use eventing::{decode_broker, decode_configmap, decode_trigger};
+use fields::{kind_of, TOP_PATH};
+use kafka::{decode_kafka_sink, decode_kafka_source};
+use nats::{decode_nats_sink, decode_nats_source};
+use serde_yaml::Value;
+
+/// Decodes one non-empty document.
+pub(crate) fn decode_document(ctx: &mut Ctx<'_>, v: &Value) -> Option<Document> {
+    let Value::Mapping(map) = v else {
+        ctx.err(
+            TOP_PATH,
+            format!(
+                "must be an object (a Kubernetes manifest), got {}",
+                kind_of(v)
+            ),
+        );
+        return None;
+    };
+    let text = |k: &str| map.get(k).and_then(Value::as_str);
+    let (Some(api_version), Some(kind)) = (text("apiVersion"), text("kind")) else {
+        if text("apiVersion").is_none() {
+            ctx.err("apiVersion", "required (a string)");
+        }
+        if text("kind").is_none() {
+            ctx.err("kind", "required (a string)");
+        }
+        return None;
+    };
+    match (kind, api_version) {
+        ("Broker", EVENTING_API_VERSION) => decode_broker(ctx, v),
+        ("Trigger", EVENTING_API_VERSION) => decode_trigger(ctx, v).map(Document::Trigger),
+        ("ConfigMap", "v1") => decode_configmap(ctx, v),
+        ("KafkaSink", KAFKA_SINK_API_VERSION) => decode_kafka_sink(ctx, v).map(Document::KafkaSink),
+        ("KafkaSource", av) if KAFKA_SOURCE_API_VERSIONS.contains(&av) => {
+            decode_kafka_source(ctx, v).map(Document::KafkaSource)
+        }
+        ("NatsSink", NATS_API_VERSION) => decode_nats_sink(ctx, v).map(Document::NatsSink),
+        ("NatsSource", NATS_API_VERSION) => decode_nats_source(ctx, v).map(Document::NatsSource),
+        _ => Some(Document::Skipped(format!(
+            "skipped kind {kind:?} (apiVersion {api_version:?}): only Broker and Trigger \
+             ({EVENTING_API_VERSION}), ConfigMap (v1), KafkaSink ({KAFKA_SINK_API_VERSION}), \
+             KafkaSource ({}), NatsSink and NatsSource ({NATS_API_VERSION}) are read",
+            KAFKA_SOURCE_API_VERSIONS.join(" or ")
+        ))),
+    }
+}

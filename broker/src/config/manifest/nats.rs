@@ -1,0 +1,243 @@
+//! `sources.switchyard.dev/v1alpha1` NatsSink and NatsSource.
+
+use super::fields::*;
+use super::names::*;
+use crate::config::rules::parse_nats_servers_csv;
+use crate::config::{
+    is_valid_nats_name, is_valid_nats_subject, ContentMode, NatsSinkSpec, NatsSourceJetStream,
+    NatsSourceSpec, ObjectKey,
+};
+use serde_yaml::Value;
+
+/// `spec.servers`: a non-empty list of NATS servers or one comma-separated string → one
+/// comma-separated string.
+pub(super) fn decode_nats_servers(
+    ctx: &mut Ctx<'_>,
+    path: &str,
+    v: Option<&Value>,
+) -> Option<String> {
+    const EXPECTED: &str =
+        "a list of NATS servers (nats://host:port, tls://host:port or host:port) \
+                            or a comma-separated string";
+    let Some(v) = v else {
+        ctx.err(path, format!("required ({EXPECTED})"));
+        return None;
+    };
+    let items: Vec<(String, &Value)> = match v {
+        Value::String(_) => vec![(path.to_owned(), v)],
+        Value::Sequence(items) if !items.is_empty() => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| (format!("{path}[{i}]"), item))
+            .collect(),
+        Value::Sequence(_) => {
+            ctx.err(path, "must contain at least one server");
+            return None;
+        }
+        other => {
+            ctx.err(path, format!("must be {EXPECTED}, got {}", kind_of(other)));
+            return None;
+        }
+    };
+    let mut out = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (p, item) in items {
+        match string(ctx, &p, item).map(parse_nats_servers_csv) {
+            Some(Ok(list)) => out.push(list),
+            Some(Err(problems)) => {
+                for m in problems {
+                    ctx.err(&p, m);
+                }
+                ok = false;
+            }
+            None => ok = false,
+        }
+    }
+    ok.then(|| out.join(","))
+}
+
+/// A required NATS subject (`wildcards`: `*` and a final `>` allowed).
+pub(super) fn decode_nats_subject(
+    ctx: &mut Ctx<'_>,
+    path: &str,
+    v: Option<&Value>,
+    wildcards: bool,
+) -> Option<String> {
+    let Some(v) = v else {
+        ctx.err(path, "required (a NATS subject, e.g. orders.created)");
+        return None;
+    };
+    let s = string(ctx, path, v)?;
+    if is_valid_nats_subject(s, wildcards) {
+        return Some(s.to_owned());
+    }
+    let rule = if wildcards {
+        "non-empty '.'-separated tokens without whitespace, at most 255 bytes; a token may be the \
+         wildcard '*' and the last token may be '>'"
+    } else {
+        "non-empty '.'-separated tokens without whitespace, at most 255 bytes, and no wildcards \
+         ('*' or '>')"
+    };
+    ctx.err(path, format!("{s:?} is not a valid NATS subject: {rule}"));
+    None
+}
+
+/// A required JetStream stream or consumer name.
+pub(super) fn decode_nats_name(
+    ctx: &mut Ctx<'_>,
+    path: &str,
+    v: Option<&Value>,
+    what: &str,
+) -> Option<String> {
+    let Some(v) = v else {
+        ctx.err(path, format!("required (the {what})"));
+        return None;
+    };
+    let s = string(ctx, path, v)?;
+    if is_valid_nats_name(s) {
+        Some(s.to_owned())
+    } else {
+        ctx.err(
+            path,
+            format!(
+                "{s:?} is not a valid {what}: 1 to 255 characters without whitespace, '.', '*', \
+                 '>', '/' or '\\'"
+            ),
+        );
+        None
+    }
+}
+
+pub(super) fn decode_nats_sink(ctx: &mut Ctx<'_>, v: &Value) -> Option<NatsSinkSpec> {
+    let top = Obj::new(ctx, TOP_PATH, v, &TOP_FIELDS)?;
+    let meta = decode_metadata(ctx, top.map);
+    let Some(spec_v) = top.get("spec") else {
+        ctx.err("spec", "required (servers and subject)");
+        return None;
+    };
+    let spec = Obj::new(ctx, "spec", spec_v, &NATS_SINK_SPEC_FIELDS)?;
+    let servers = decode_nats_servers(ctx, "spec.servers", spec.get("servers"));
+    let subject = decode_nats_subject(ctx, "spec.subject", spec.get("subject"), false);
+    let jetstream = match spec.get("jetstream") {
+        None => Some(false),
+        Some(Value::Bool(b)) => Some(*b),
+        Some(other) => {
+            ctx.err(
+                "spec.jetstream",
+                format!(
+                    "must be a boolean (true: publish through JetStream and wait for the \
+                     acknowledgement), got {}",
+                    kind_of(other)
+                ),
+            );
+            None
+        }
+    };
+    let content_mode = match spec.get("contentMode") {
+        None => Some(ContentMode::Binary),
+        Some(m) => match string(ctx, "spec.contentMode", m) {
+            Some("binary") => Some(ContentMode::Binary),
+            Some("structured") => Some(ContentMode::Structured),
+            Some(other) => {
+                ctx.err(
+                    "spec.contentMode",
+                    format!("must be \"binary\" (the default) or \"structured\", got {other:?}"),
+                );
+                None
+            }
+            None => None,
+        },
+    };
+    let meta = meta?;
+    Some(NatsSinkSpec {
+        key: ObjectKey::new(meta.namespace, meta.name),
+        servers: servers?,
+        subject: subject?,
+        jetstream: jetstream?,
+        content_mode: content_mode?,
+    })
+}
+
+pub(super) fn decode_nats_source(ctx: &mut Ctx<'_>, v: &Value) -> Option<NatsSourceSpec> {
+    let top = Obj::new(ctx, TOP_PATH, v, &TOP_FIELDS)?;
+    let meta = decode_metadata(ctx, top.map);
+    let Some(spec_v) = top.get("spec") else {
+        ctx.err("spec", "required (servers, subject and sink)");
+        return None;
+    };
+    let spec = Obj::new(ctx, "spec", spec_v, &NATS_SOURCE_SPEC_FIELDS)?;
+    let servers = decode_nats_servers(ctx, "spec.servers", spec.get("servers"));
+    let subject = decode_nats_subject(ctx, "spec.subject", spec.get("subject"), true);
+    let queue_group = match spec.get("queueGroup") {
+        None => Some(None),
+        Some(g) => match string(ctx, "spec.queueGroup", g) {
+            Some(g) if is_valid_nats_subject(g, false) => Some(Some(g.to_owned())),
+            Some(g) => {
+                ctx.err(
+                    "spec.queueGroup",
+                    format!(
+                        "{g:?} is not a valid queue group: non-empty '.'-separated tokens without \
+                         whitespace, '*' or '>', at most 255 bytes"
+                    ),
+                );
+                None
+            }
+            None => None,
+        },
+    };
+    let jetstream = match spec.get("jetstream") {
+        None => Some(None),
+        Some(js) => {
+            let path = "spec.jetstream";
+            match Obj::new(ctx, path, js, &NATS_SOURCE_JETSTREAM_FIELDS) {
+                Some(obj) => {
+                    let stream = decode_nats_name(
+                        ctx,
+                        "spec.jetstream.stream",
+                        obj.get("stream"),
+                        "stream name",
+                    );
+                    let durable = decode_nats_name(
+                        ctx,
+                        "spec.jetstream.durable",
+                        obj.get("durable"),
+                        "durable consumer name",
+                    );
+                    match (stream, durable) {
+                        (Some(stream), Some(durable)) => {
+                            Some(Some(NatsSourceJetStream { stream, durable }))
+                        }
+                        _ => None,
+                    }
+                }
+                None => None,
+            }
+        }
+    };
+    if let (Some(Some(_)), Some(Some(_))) = (&jetstream, &queue_group) {
+        ctx.err(
+            "spec.queueGroup",
+            "a queue group applies to core NATS only; JetStream consumers share the messages of \
+             their durable consumer (remove queueGroup or jetstream)",
+        );
+    }
+    let sink = match spec.get("sink") {
+        Some(s) => {
+            let ns = meta.as_ref().map_or(DEFAULT_NAMESPACE, |m| &m.namespace);
+            decode_source_sink(ctx, "spec.sink", s, ns)
+        }
+        None => {
+            ctx.err("spec.sink", "required: ref (a Broker) or uri");
+            None
+        }
+    };
+    let meta = meta?;
+    Some(NatsSourceSpec {
+        key: ObjectKey::new(meta.namespace, meta.name),
+        servers: servers?,
+        subject: subject?,
+        queue_group: queue_group?,
+        jetstream: jetstream?,
+        sink: sink?,
+    })
+}
