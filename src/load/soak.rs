@@ -843,6 +843,26 @@ const QUICK_RETRIES: &str =
 const PATH: &str = "/default/soak";
 
 /// A fresh work directory for one scenario run.
+/// Serves `sink` on a free local port and makes the scenario's work directory `name`: (the sink's
+/// address, the serving task, the directory).
+async fn stage(
+    args: &SoakArgs,
+    sink: &Arc<Sink>,
+    name: &str,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>, PathBuf)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let sink_addr = listener.local_addr()?;
+    let server = serve_sink(sink.clone(), listener);
+    let dir = work_dir(args, name)?;
+    Ok((sink_addr, server, dir))
+}
+
+/// Stops serving the sink and removes the scenario's work directory (once its broker is gone).
+fn clean_up(server: tokio::task::JoinHandle<()>, dir: &Path) {
+    server.abort();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 fn work_dir(args: &SoakArgs, name: &str) -> anyhow::Result<PathBuf> {
     let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let dir = parent.join(format!("switchyard-soak-{}-{name}", std::process::id()));
@@ -990,10 +1010,7 @@ async fn backlog(args: &SoakArgs, triggers: usize) -> anyhow::Result<Table> {
     if let Some(s) = Arc::get_mut(&mut sink) {
         s.need = entries_per_event as u32;
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let sink_addr = listener.local_addr()?;
-    let server = serve_sink(sink.clone(), listener);
-    let dir = work_dir(args, &format!("backlog-{triggers}"))?;
+    let (sink_addr, server, dir) = stage(args, &sink, &format!("backlog-{triggers}")).await?;
     let types: Vec<String> = if match_all || triggers == 1 {
         vec!["soak.type".into()]
     } else {
@@ -1231,8 +1248,7 @@ async fn backlog(args: &SoakArgs, triggers: usize) -> anyhow::Result<Table> {
         mib(broker.peak_rss()),
     );
     drop(broker);
-    server.abort();
-    let _ = std::fs::remove_dir_all(&dir);
+    clean_up(server, &dir);
     Ok(table)
 }
 
@@ -1242,10 +1258,7 @@ async fn kill_cycles(args: &SoakArgs) -> anyhow::Result<Table> {
     let mut table = Table::new("");
     let capacity = (args.cycles as f64 * args.cycle_load.as_secs_f64() * 50_000.0) as u64 + 200_000;
     let sink = Sink::new(capacity, None, false, Mode::Fail(args.fail_fraction));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let sink_addr = listener.local_addr()?;
-    let server = serve_sink(sink.clone(), listener);
-    let dir = work_dir(args, "kill")?;
+    let (sink_addr, server, dir) = stage(args, &sink, "kill").await?;
     let config = dir.join("soak.yaml");
     std::fs::write(
         &config,
@@ -1402,8 +1415,7 @@ async fn kill_cycles(args: &SoakArgs) -> anyhow::Result<Table> {
         restarts.len() == args.cycles,
         &format!("{} completed", args.cycles),
     );
-    server.abort();
-    let _ = std::fs::remove_dir_all(&dir);
+    clean_up(server, &dir);
     Ok(table)
 }
 
@@ -1415,10 +1427,7 @@ async fn slow_subscriber(args: &SoakArgs) -> anyhow::Result<Table> {
     let rounds = args.slow_rounds.max(1);
     let capacity = per_phase * 2 * u64::from(rounds) + 1000;
     let sink = Sink::new(capacity, Some("/b"), true, Mode::Ok);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let sink_addr = listener.local_addr()?;
-    let server = serve_sink(sink.clone(), listener);
-    let dir = work_dir(args, "slow")?;
+    let (sink_addr, server, dir) = stage(args, &sink, "slow").await?;
     let config = dir.join("soak.yaml");
     std::fs::write(
         &config,
@@ -1568,8 +1577,7 @@ async fn slow_subscriber(args: &SoakArgs) -> anyhow::Result<Table> {
     );
     table.row("peak RSS", mib(broker.peak_rss()));
     drop(broker);
-    server.abort();
-    let _ = std::fs::remove_dir_all(&dir);
+    clean_up(server, &dir);
     Ok(table)
 }
 
@@ -1727,7 +1735,6 @@ async fn subscriber_down(args: &SoakArgs) -> anyhow::Result<Table> {
     );
     table.row("peak RSS", mib(broker.peak_rss()));
     drop(broker);
-    server.abort();
-    let _ = std::fs::remove_dir_all(&dir);
+    clean_up(server, &dir);
     Ok(table)
 }
