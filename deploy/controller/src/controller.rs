@@ -26,7 +26,9 @@
 //! [`run`] runs both controllers while this process holds the leader Lease.
 
 use crate::conditions::{self, status_of, with_ready, Observed};
-use crate::crd::{Broker, BrokerStatus, Condition, DeliverySpec, Trigger, TriggerStatus};
+use crate::crd::{
+    Broker, BrokerStatus, Condition, DeliverySpec, NamespacedObject, Trigger, TriggerStatus,
+};
 use crate::crd_sources::{
     sink_kind_of, KafkaSink, KafkaSource, NatsSink, NatsSource, SourceOrSink,
 };
@@ -41,6 +43,7 @@ use crate::{Error, Settings};
 use futures_util::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Service};
 use kube::api::{Api, PostParams};
+use kube::core::object::HasStatus;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
@@ -149,11 +152,7 @@ pub(crate) async fn settle<K>(
     updated: Option<K>,
 ) -> Result<Action, Error>
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::Serialize
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
+    K: NamespacedObject,
 {
     if let Some(updated) = updated {
         if !write_status(ctx, ns, name, before, after, &updated).await? {
@@ -162,6 +161,30 @@ where
     }
     ctx.failures.lock().remove(failures_key);
     Ok(Action::requeue(ctx.settings.resync))
+}
+
+/// [`settle`] for a Broker or Trigger whose status is now `status` (with the conditions `after`): written
+/// when it differs from the object's.
+async fn settle_status<K>(
+    ctx: &Context,
+    obj: &K,
+    before: &[Condition],
+    after: &[Condition],
+    status: K::Status,
+) -> Result<Action, Error>
+where
+    K: NamespacedObject + HasStatus,
+    K::Status: PartialEq,
+{
+    let ns = obj.namespace().unwrap_or_else(|| "default".into());
+    let name = obj.name_any();
+    let updated = (obj.status() != Some(&status)).then(|| {
+        let mut updated = obj.clone();
+        *updated.status_mut() = Some(status);
+        updated
+    });
+    let failures_key = key(&K::kind(&()), &ns, &name);
+    settle(ctx, &ns, &name, &failures_key, before, after, updated).await
 }
 
 /// Writes `updated` (carrying the new status and the `resourceVersion` it was read at) to the status
@@ -176,11 +199,7 @@ pub(crate) async fn write_status<K>(
     updated: &K,
 ) -> Result<bool, Error>
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::Serialize
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
+    K: NamespacedObject,
 {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
     match api
@@ -350,22 +369,7 @@ pub async fn reconcile_broker(b: Arc<Broker>, ctx: Arc<Context>) -> Result<Actio
         ..BrokerStatus::default()
     };
     let conditions = status.conditions.clone();
-    let updated = (b.status.as_ref() != Some(&status)).then(|| {
-        let mut updated = (*b).clone();
-        updated.status = Some(status);
-        updated
-    });
-    let failures_key = key("Broker", &ns, &name);
-    settle(
-        &ctx,
-        &ns,
-        &name,
-        &failures_key,
-        &prev.conditions,
-        &conditions,
-        updated,
-    )
-    .await
+    settle_status(&ctx, &*b, &prev.conditions, &conditions, status).await
 }
 
 /// Reconciles one Trigger.
@@ -491,22 +495,7 @@ pub async fn reconcile_trigger(t: Arc<Trigger>, ctx: Arc<Context>) -> Result<Act
         ..TriggerStatus::default()
     };
     let conditions = status.conditions.clone();
-    let updated = (t.status.as_ref() != Some(&status)).then(|| {
-        let mut updated = (*t).clone();
-        updated.status = Some(status);
-        updated
-    });
-    let failures_key = key("Trigger", &ns, &name);
-    settle(
-        &ctx,
-        &ns,
-        &name,
-        &failures_key,
-        &prev.conditions,
-        &conditions,
-        updated,
-    )
-    .await
+    settle_status(&ctx, &*t, &prev.conditions, &conditions, status).await
 }
 
 /// Exponential backoff per object: 0.5 s, 1 s, 2 s … capped at 5 minutes; reset by a successful reconcile.
@@ -584,9 +573,9 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-/// The controller of a source kind, when the cluster serves it: reconciled again when a Broker its
-/// sink refers to changes.
-async fn source_controller<K: SourceOrSink>(
+/// The controller of a source or sink kind, when the cluster serves it; a source is reconciled again
+/// when a Broker its sink refers to changes.
+async fn object_controller<K: SourceOrSink>(
     client: &Client,
     settings: &Settings,
     ctx: &Arc<Context>,
@@ -596,48 +585,29 @@ async fn source_controller<K: SourceOrSink>(
         return None;
     }
     let wc = watcher::Config::default();
-    let ctl = Controller::new(api_for::<K>(client, settings), wc.clone());
-    let store = ctl.store();
-    let ctl = ctl.watches(api_for::<Broker>(client, settings), wc, move |b| {
-        let (bns, bname) = (b.namespace().unwrap_or_default(), b.name_any());
-        store
-            .state()
-            .iter()
-            .filter(|o| {
-                let ns = o.namespace().unwrap_or_default();
-                o.sink()
-                    .is_some_and(|d| refers_to(&d, &ns, "Broker", &bname, &bns))
-            })
-            .map(|o| ObjectRef::from_obj(&**o))
-            .collect::<Vec<_>>()
-    });
-    Some(run_object_controller(ctl, ctx.clone(), stop.clone()))
-}
-
-/// The controller of a sink kind, when the cluster serves it.
-async fn sink_controller<K: SourceOrSink>(
-    client: &Client,
-    settings: &Settings,
-    ctx: &Arc<Context>,
-    stop: &watch::Receiver<bool>,
-) -> Option<futures_util::future::BoxFuture<'static, ()>> {
-    if !is_served::<K>(client, settings).await {
-        return None;
+    let mut ctl = Controller::new(api_for::<K>(client, settings), wc.clone());
+    if K::IS_SOURCE {
+        let store = ctl.store();
+        ctl = ctl.watches(api_for::<Broker>(client, settings), wc, move |b| {
+            let (bns, bname) = (b.namespace().unwrap_or_default(), b.name_any());
+            store
+                .state()
+                .iter()
+                .filter(|o| {
+                    let ns = o.namespace().unwrap_or_default();
+                    o.sink()
+                        .is_some_and(|d| refers_to(&d, &ns, "Broker", &bname, &bns))
+                })
+                .map(|o| ObjectRef::from_obj(&**o))
+                .collect::<Vec<_>>()
+        });
     }
-    let ctl = Controller::new(api_for::<K>(client, settings), watcher::Config::default());
-    Some(run_object_controller(ctl, ctx.clone(), stop.clone()))
-}
-
-/// Runs the controller of a source or sink kind until `stop` fires.
-fn run_object_controller<K: SourceOrSink>(
-    ctl: Controller<K>,
-    ctx: Arc<Context>,
-    stop: watch::Receiver<bool>,
-) -> futures_util::future::BoxFuture<'static, ()> {
-    ctl.graceful_shutdown_on(stopped(stop))
+    let ctx = ctx.clone();
+    let run = ctl
+        .graceful_shutdown_on(stopped(stop.clone()))
         .run(reconcile_object::<K>, object_error_policy::<K>, ctx.clone())
-        .for_each(move |r| counted(&ctx, &K::kind(&()), r.is_ok()))
-        .boxed()
+        .for_each(move |r| counted(&ctx, &K::kind(&()), r.is_ok()));
+    Some(run.boxed())
 }
 
 /// Reconciles a Trigger again when the sink of kind `K` it subscribes changes.
@@ -678,10 +648,10 @@ pub async fn run_controllers(
 ) {
     let ctx = Arc::new(Context::new(client.clone(), settings.clone(), metrics));
     let wc = watcher::Config::default();
-    let kafka_sources = source_controller::<KafkaSource>(&client, &settings, &ctx, &stop).await;
-    let nats_sources = source_controller::<NatsSource>(&client, &settings, &ctx, &stop).await;
-    let kafka_sinks = sink_controller::<KafkaSink>(&client, &settings, &ctx, &stop).await;
-    let nats_sinks = sink_controller::<NatsSink>(&client, &settings, &ctx, &stop).await;
+    let kafka_sources = object_controller::<KafkaSource>(&client, &settings, &ctx, &stop).await;
+    let nats_sources = object_controller::<NatsSource>(&client, &settings, &ctx, &stop).await;
+    let kafka_sinks = object_controller::<KafkaSink>(&client, &settings, &ctx, &stop).await;
+    let nats_sinks = object_controller::<NatsSink>(&client, &settings, &ctx, &stop).await;
 
     let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), &settings.system_namespace);
     let broker_ctl = Controller::new(api_for::<Broker>(&client, &settings), wc.clone());

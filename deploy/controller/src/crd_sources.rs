@@ -13,7 +13,7 @@
 //! A source's status carries `SinkProvided`, `SpecValid`, `Ready` and the resolved `sinkUri`; a sink's
 //! `SpecValid` and `Ready`. `crdgen` renders all of them into `deploy/crds/` with the Broker and Trigger.
 
-use crate::crd::{custom_resource, Condition};
+use crate::crd::{custom_resource, Condition, NamespacedObject};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use switchyard_broker::model::eventing::Destination;
@@ -109,20 +109,13 @@ pub struct SinkStatus {
 }
 
 /// What the controller and the data plane need of the four kinds, whatever their spec.
-pub trait SourceOrSink:
-    kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-    + Clone
-    + Serialize
-    + serde::de::DeserializeOwned
-    + std::fmt::Debug
-    + Send
-    + Sync
-    + 'static
-{
+pub trait SourceOrSink: NamespacedObject + Send + Sync + 'static {
     /// `apiVersion` the standalone loader reads this kind under.
     const API_VERSION: &'static str;
     /// The kind.
     const KIND: &'static str;
+    /// A source kind (its `spec.sink` may refer to a Broker), not a sink kind.
+    const IS_SOURCE: bool;
     /// The object for the loader with this metadata, a source's `spec.sink` replaced by `sink`.
     fn manifest(&self, metadata: ObjectMeta, sink: Option<Destination>) -> Object;
     /// `spec.sink` of a source (`None` for a sink kind).
@@ -147,6 +140,7 @@ macro_rules! source_or_sink {
         impl SourceOrSink for $ty {
             const API_VERSION: &'static str = $api;
             const KIND: &'static str = $kind;
+            const IS_SOURCE: bool = true;
             fn manifest(&self, metadata: ObjectMeta, sink: Option<Destination>) -> Object {
                 let mut spec = self.spec.spec.clone();
                 $with_sink(&mut spec, sink);
@@ -191,6 +185,7 @@ macro_rules! source_or_sink {
         impl SourceOrSink for $ty {
             const API_VERSION: &'static str = $api;
             const KIND: &'static str = $kind;
+            const IS_SOURCE: bool = false;
             fn manifest(&self, metadata: ObjectMeta, _sink: Option<Destination>) -> Object {
                 let spec = self.spec.spec.clone();
                 Object::$ty(Resource {
