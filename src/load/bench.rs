@@ -600,85 +600,78 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             n as u64,
         )
         .await?;
-    if args.quick {
+    let (fixed, many) = if args.quick {
         drop(broker);
-        let _ = std::fs::remove_dir_all(&dir);
-        print_results(
-            &runs.rows,
-            bare.as_ref(),
-            relay.as_ref(),
-            &sy,
-            None,
-            None,
-            &args,
-        );
-        return Ok(());
-    }
-    let rate_n = (args.rate * args.rate_seconds) as usize;
-    let fixed = runs
-        .measure(
-            format!("switchyard, 1 trigger, {} ev/s", args.rate),
+        (None, None)
+    } else {
+        let rate_n = (args.rate * args.rate_seconds) as usize;
+        let fixed = runs
+            .measure(
+                format!("switchyard, 1 trigger, {} ev/s", args.rate),
+                &broker,
+                path,
+                rate_n,
+                &one_type,
+                Some(args.rate),
+                rate_n as u64,
+            )
+            .await?;
+        drop(broker);
+
+        // Many triggers, each on its own event type; the traffic uses 1% of the types, so 1% of the
+        // triggers match and each event is delivered once, as in the 1-trigger run: what grows is the
+        // filter work.
+        let cfg_many = broker_config(&dir, sink_addr, args.triggers, args.triggers)?;
+        let broker = spawn_broker(&dir, &cfg_many, "data-many")?;
+        let active = (args.triggers / 100).max(1);
+        let many_types: Vec<String> = (0..active)
+            .map(|i| format!("bench.type{}", i * 100))
+            .collect();
+        let many = runs
+            .measure(
+                format!("switchyard, {} triggers, {active} matching", args.triggers),
+                &broker,
+                path,
+                n,
+                &many_types,
+                None,
+                n as u64,
+            )
+            .await?;
+        drop(broker);
+
+        // Fan-out: 10 triggers per type, so every event matches 1% of the triggers (10 deliveries
+        // each).
+        let types = (args.triggers / 10).max(1);
+        let matching = (args.triggers / types) as u64;
+        let cfg_fan = broker_config(&dir, sink_addr, args.triggers, types)?;
+        let broker = spawn_broker(&dir, &cfg_fan, "data-fan")?;
+        let fan_types: Vec<String> = (0..types).map(|i| format!("bench.type{i}")).collect();
+        let fan_n = n / 4;
+        runs.measure(
+            format!(
+                "switchyard, {} triggers, each event matches {matching} (fan-out)",
+                args.triggers
+            ),
             &broker,
             path,
-            rate_n,
-            &one_type,
-            Some(args.rate),
-            rate_n as u64,
-        )
-        .await?;
-    drop(broker);
-
-    // Many triggers, each on its own event type; the traffic uses 1% of the types, so 1% of the triggers
-    // match and each event is delivered once, as in the 1-trigger run: what grows is the filter work.
-    let cfg_many = broker_config(&dir, sink_addr, args.triggers, args.triggers)?;
-    let broker = spawn_broker(&dir, &cfg_many, "data-many")?;
-    let active = (args.triggers / 100).max(1);
-    let many_types: Vec<String> = (0..active)
-        .map(|i| format!("bench.type{}", i * 100))
-        .collect();
-    let many = runs
-        .measure(
-            format!("switchyard, {} triggers, {active} matching", args.triggers),
-            &broker,
-            path,
-            n,
-            &many_types,
+            fan_n,
+            &fan_types,
             None,
-            n as u64,
+            fan_n as u64 * matching,
         )
         .await?;
-    drop(broker);
-
-    // Fan-out: 10 triggers per type, so every event matches 1% of the triggers (10 deliveries each).
-    let types = (args.triggers / 10).max(1);
-    let matching = (args.triggers / types) as u64;
-    let cfg_fan = broker_config(&dir, sink_addr, args.triggers, types)?;
-    let broker = spawn_broker(&dir, &cfg_fan, "data-fan")?;
-    let fan_types: Vec<String> = (0..types).map(|i| format!("bench.type{i}")).collect();
-    let fan_n = n / 4;
-    runs.measure(
-        format!(
-            "switchyard, {} triggers, each event matches {matching} (fan-out)",
-            args.triggers
-        ),
-        &broker,
-        path,
-        fan_n,
-        &fan_types,
-        None,
-        fan_n as u64 * matching,
-    )
-    .await?;
-    drop(broker);
+        drop(broker);
+        (Some(fixed), Some(many))
+    };
     let _ = std::fs::remove_dir_all(&dir);
-
     print_results(
         &runs.rows,
         bare.as_ref(),
         relay.as_ref(),
         &sy,
-        Some(&fixed),
-        Some(&many),
+        fixed.as_ref(),
+        many.as_ref(),
         &args,
     );
     Ok(())
