@@ -55,6 +55,32 @@ struct KafkaSettings {
     replication_factor: i16,
 }
 
+/// The required comma-separated list under `key` of a ConfigMap's `data`, normalised by `parse`; a
+/// missing or empty one (`missing` says what is needed) or a bad one is added to `problems` as (path
+/// inside the ConfigMap, message).
+fn required_list(
+    data: &BTreeMap<String, String>,
+    key: &str,
+    parse: fn(&str) -> Result<String, Vec<String>>,
+    missing: String,
+    problems: &mut Vec<(String, String)>,
+) -> Option<String> {
+    let path = format!("data.{key}");
+    match data.get(key).map(|s| s.trim()) {
+        None | Some("") => {
+            problems.push((path, missing));
+            None
+        }
+        Some(s) => match parse(s) {
+            Ok(list) => Some(list),
+            Err(messages) => {
+                problems.extend(messages.into_iter().map(|m| (path.clone(), m)));
+                None
+            }
+        },
+    }
+}
+
 /// Parses the Kafka settings of a ConfigMap, or returns the problems as (path inside the ConfigMap,
 /// message); `broker` is named in the messages.
 fn kafka_settings(
@@ -63,29 +89,17 @@ fn kafka_settings(
 ) -> Result<KafkaSettings, Vec<(String, String)>> {
     let mut problems = Vec::new();
     let path = |key: &str| format!("data.{key}");
-    let bootstrap = match data.get(BOOTSTRAP_SERVERS_KEY).map(|s| s.trim()) {
-        None | Some("") => {
-            problems.push((
-                path(BOOTSTRAP_SERVERS_KEY),
-                format!(
-                    "required by Kafka broker {broker}: a comma-separated list of host:port \
-                     (e.g. \"kafka-0.example:9092,kafka-1.example:9092\")"
-                ),
-            ));
-            None
-        }
-        Some(s) => match parse_bootstrap_csv(s) {
-            Ok(list) => Some(list),
-            Err(messages) => {
-                problems.extend(
-                    messages
-                        .into_iter()
-                        .map(|m| (path(BOOTSTRAP_SERVERS_KEY), m)),
-                );
-                None
-            }
-        },
-    };
+    let missing = format!(
+        "required by Kafka broker {broker}: a comma-separated list of host:port \
+         (e.g. \"kafka-0.example:9092,kafka-1.example:9092\")"
+    );
+    let bootstrap = required_list(
+        data,
+        BOOTSTRAP_SERVERS_KEY,
+        parse_bootstrap_csv,
+        missing,
+        &mut problems,
+    );
     let mut positive = |key: &str, max: i64, default: i64| -> i64 {
         let Some(text) = data.get(key) else {
             return default;
@@ -183,26 +197,18 @@ fn nats_settings(
 ) -> Result<NatsSettings, Vec<(String, String)>> {
     let mut problems = Vec::new();
     let path = |key: &str| format!("data.{key}");
-    let servers = match data.get(NATS_SERVERS_KEY).map(|s| s.trim()) {
-        None | Some("") => {
-            problems.push((
-                path(NATS_SERVERS_KEY),
-                format!(
-                    "required by NATS JetStream broker {broker}: a comma-separated list of \
-                     nats://host:port, tls://host:port or host:port (e.g. \
-                     \"nats://nats-0.example:4222,nats://nats-1.example:4222\")"
-                ),
-            ));
-            None
-        }
-        Some(s) => match parse_nats_servers_csv(s) {
-            Ok(list) => Some(list),
-            Err(messages) => {
-                problems.extend(messages.into_iter().map(|m| (path(NATS_SERVERS_KEY), m)));
-                None
-            }
-        },
-    };
+    let missing = format!(
+        "required by NATS JetStream broker {broker}: a comma-separated list of \
+         nats://host:port, tls://host:port or host:port (e.g. \
+         \"nats://nats-0.example:4222,nats://nats-1.example:4222\")"
+    );
+    let servers = required_list(
+        data,
+        NATS_SERVERS_KEY,
+        parse_nats_servers_csv,
+        missing,
+        &mut problems,
+    );
     let replicas = match data.get(NATS_REPLICAS_KEY) {
         None => 1,
         Some(text) => match text.trim().parse::<usize>() {
