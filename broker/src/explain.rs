@@ -93,14 +93,41 @@ fn describe(a: &AttrValue<'_>) -> String {
     }
 }
 
+/// A key-value filter dialect: its field, the test of an attribute's value against the filter's, and
+/// what a failed test says.
+struct KvDialect {
+    field: &'static str,
+    ok: fn(&str, &str) -> bool,
+    verb: &'static str,
+}
+
+const EXACT: KvDialect = KvDialect {
+    field: ".exact",
+    ok: |a, v| a == v,
+    verb: "!=",
+};
+const PREFIX: KvDialect = KvDialect {
+    field: ".prefix",
+    ok: |a, v| a.starts_with(v),
+    verb: "does not start with",
+};
+const SUFFIX: KvDialect = KvDialect {
+    field: ".suffix",
+    ok: |a, v| a.ends_with(v),
+    verb: "does not end with",
+};
+
 fn kv_check(
     path: &str,
-    dialect: &str,
+    dialect: &KvDialect,
     event: &Event,
     kv: &[(String, String)],
-    ok: impl Fn(&str, &str) -> bool,
-    verb: &str,
 ) -> Result<(), String> {
+    let KvDialect {
+        field: dialect,
+        ok,
+        verb,
+    } = dialect;
     for (k, v) in kv {
         match event.attribute(k) {
             None => return Err(format!("{path}{dialect}: attribute {k:?} is missing")),
@@ -132,23 +159,9 @@ fn check(filter: &Filter, path: &str, event: &Event) -> Result<(), String> {
             }
             Ok(())
         }
-        Filter::Exact(kv) => kv_check(path, ".exact", event, kv, |a, v| a == v, "!="),
-        Filter::Prefix(kv) => kv_check(
-            path,
-            ".prefix",
-            event,
-            kv,
-            |a, v| a.starts_with(v),
-            "does not start with",
-        ),
-        Filter::Suffix(kv) => kv_check(
-            path,
-            ".suffix",
-            event,
-            kv,
-            |a, v| a.ends_with(v),
-            "does not end with",
-        ),
+        Filter::Exact(kv) => kv_check(path, &EXACT, event, kv),
+        Filter::Prefix(kv) => kv_check(path, &PREFIX, event, kv),
+        Filter::Suffix(kv) => kv_check(path, &SUFFIX, event, kv),
         Filter::All(items) => {
             for (i, f) in items.iter().enumerate() {
                 check(f, &format!("{path}.all[{i}]"), event)?;

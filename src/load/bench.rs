@@ -278,19 +278,32 @@ pub(crate) async fn connect(
     Ok(send)
 }
 
-#[allow(clippy::too_many_arguments)]
-/// Sends events `range` over `connections` connections; optionally paced at `rate` events/s in total.
-async fn drive(
-    addr: SocketAddr,
-    path: &str,
-    args: &BenchArgs,
+/// What one run sends: `count` events to `path`, numbered from `id_offset`, their types taken in turn
+/// from `types`; optionally paced at `rate` events/s in total; send times recorded in `sends`.
+#[derive(Clone, Copy)]
+struct Load<'a> {
+    path: &'a str,
+    args: &'a BenchArgs,
     count: usize,
     id_offset: usize,
-    types: &[String],
+    types: &'a [String],
     rate: Option<u64>,
-    sink: &Arc<Sink>,
-    sends: &Arc<Vec<AtomicU64>>,
-) -> anyhow::Result<(Duration, Vec<u64>, usize)> {
+    sink: &'a Arc<Sink>,
+    sends: &'a Arc<Vec<AtomicU64>>,
+}
+
+/// Sends the `load` over `connections` connections.
+async fn drive(addr: SocketAddr, load: Load<'_>) -> anyhow::Result<(Duration, Vec<u64>, usize)> {
+    let Load {
+        path,
+        args,
+        count,
+        id_offset,
+        types,
+        rate,
+        sink,
+        sends,
+    } = load;
     let body = Bytes::from(vec![b'x'; args.size]);
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -367,25 +380,23 @@ async fn drive(
 }
 
 /// One measured run: ingress numbers, then waits for `expect_deliveries` at the sink.
-#[allow(clippy::too_many_arguments)]
 async fn run_once(
     server: &ChildServer,
-    path: &str,
-    args: &BenchArgs,
-    count: usize,
-    id_offset: usize,
-    types: &[String],
-    rate: Option<u64>,
-    sink: &Arc<Sink>,
-    sends: &Arc<Vec<AtomicU64>>,
+    load: Load<'_>,
     expect_deliveries: u64,
 ) -> anyhow::Result<RunResult> {
+    let Load {
+        count,
+        id_offset,
+        sink,
+        sends,
+        ..
+    } = load;
     let addr = server.addr;
     let cpu_before = server.cpu_seconds();
     let before = sink.count.load(Ordering::Relaxed);
     let t0 = Instant::now();
-    let (elapsed, mut lat, errors) =
-        drive(addr, path, args, count, id_offset, types, rate, sink, sends).await?;
+    let (elapsed, mut lat, errors) = drive(addr, load).await?;
     let mut delivered_at = None;
     if expect_deliveries > 0 {
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -495,19 +506,17 @@ impl Runs {
         expect_deliveries: u64,
     ) -> anyhow::Result<RunResult> {
         eprintln!("bench: {label} ...");
-        let r = run_once(
-            server,
+        let load = Load {
             path,
-            &self.args,
+            args: &self.args,
             count,
-            self.offset,
+            id_offset: self.offset,
             types,
             rate,
-            &self.sink,
-            &self.sends,
-            expect_deliveries,
-        )
-        .await?;
+            sink: &self.sink,
+            sends: &self.sends,
+        };
+        let r = run_once(server, load, expect_deliveries).await?;
         self.offset += count;
         self.rows.push((label, r.clone(), server.peak_rss_mib()));
         Ok(r)
@@ -591,85 +600,78 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             n as u64,
         )
         .await?;
-    if args.quick {
+    let (fixed, many) = if args.quick {
         drop(broker);
-        let _ = std::fs::remove_dir_all(&dir);
-        print_results(
-            &runs.rows,
-            bare.as_ref(),
-            relay.as_ref(),
-            &sy,
-            None,
-            None,
-            &args,
-        );
-        return Ok(());
-    }
-    let rate_n = (args.rate * args.rate_seconds) as usize;
-    let fixed = runs
-        .measure(
-            format!("switchyard, 1 trigger, {} ev/s", args.rate),
+        (None, None)
+    } else {
+        let rate_n = (args.rate * args.rate_seconds) as usize;
+        let fixed = runs
+            .measure(
+                format!("switchyard, 1 trigger, {} ev/s", args.rate),
+                &broker,
+                path,
+                rate_n,
+                &one_type,
+                Some(args.rate),
+                rate_n as u64,
+            )
+            .await?;
+        drop(broker);
+
+        // Many triggers, each on its own event type; the traffic uses 1% of the types, so 1% of the
+        // triggers match and each event is delivered once, as in the 1-trigger run: what grows is the
+        // filter work.
+        let cfg_many = broker_config(&dir, sink_addr, args.triggers, args.triggers)?;
+        let broker = spawn_broker(&dir, &cfg_many, "data-many")?;
+        let active = (args.triggers / 100).max(1);
+        let many_types: Vec<String> = (0..active)
+            .map(|i| format!("bench.type{}", i * 100))
+            .collect();
+        let many = runs
+            .measure(
+                format!("switchyard, {} triggers, {active} matching", args.triggers),
+                &broker,
+                path,
+                n,
+                &many_types,
+                None,
+                n as u64,
+            )
+            .await?;
+        drop(broker);
+
+        // Fan-out: 10 triggers per type, so every event matches 1% of the triggers (10 deliveries
+        // each).
+        let types = (args.triggers / 10).max(1);
+        let matching = (args.triggers / types) as u64;
+        let cfg_fan = broker_config(&dir, sink_addr, args.triggers, types)?;
+        let broker = spawn_broker(&dir, &cfg_fan, "data-fan")?;
+        let fan_types: Vec<String> = (0..types).map(|i| format!("bench.type{i}")).collect();
+        let fan_n = n / 4;
+        runs.measure(
+            format!(
+                "switchyard, {} triggers, each event matches {matching} (fan-out)",
+                args.triggers
+            ),
             &broker,
             path,
-            rate_n,
-            &one_type,
-            Some(args.rate),
-            rate_n as u64,
-        )
-        .await?;
-    drop(broker);
-
-    // Many triggers, each on its own event type; the traffic uses 1% of the types, so 1% of the triggers
-    // match and each event is delivered once, as in the 1-trigger run: what grows is the filter work.
-    let cfg_many = broker_config(&dir, sink_addr, args.triggers, args.triggers)?;
-    let broker = spawn_broker(&dir, &cfg_many, "data-many")?;
-    let active = (args.triggers / 100).max(1);
-    let many_types: Vec<String> = (0..active)
-        .map(|i| format!("bench.type{}", i * 100))
-        .collect();
-    let many = runs
-        .measure(
-            format!("switchyard, {} triggers, {active} matching", args.triggers),
-            &broker,
-            path,
-            n,
-            &many_types,
+            fan_n,
+            &fan_types,
             None,
-            n as u64,
+            fan_n as u64 * matching,
         )
         .await?;
-    drop(broker);
-
-    // Fan-out: 10 triggers per type, so every event matches 1% of the triggers (10 deliveries each).
-    let types = (args.triggers / 10).max(1);
-    let matching = (args.triggers / types) as u64;
-    let cfg_fan = broker_config(&dir, sink_addr, args.triggers, types)?;
-    let broker = spawn_broker(&dir, &cfg_fan, "data-fan")?;
-    let fan_types: Vec<String> = (0..types).map(|i| format!("bench.type{i}")).collect();
-    let fan_n = n / 4;
-    runs.measure(
-        format!(
-            "switchyard, {} triggers, each event matches {matching} (fan-out)",
-            args.triggers
-        ),
-        &broker,
-        path,
-        fan_n,
-        &fan_types,
-        None,
-        fan_n as u64 * matching,
-    )
-    .await?;
-    drop(broker);
+        drop(broker);
+        (Some(fixed), Some(many))
+    };
     let _ = std::fs::remove_dir_all(&dir);
-
     print_results(
         &runs.rows,
         bare.as_ref(),
         relay.as_ref(),
         &sy,
-        Some(&fixed),
-        Some(&many),
+        fixed.as_ref(),
+        many.as_ref(),
         &args,
     );
     Ok(())

@@ -307,6 +307,27 @@ struct BrokerSpec {
     serve_args: Vec<String>,
 }
 
+impl BrokerSpec {
+    /// Writes the configuration `yaml` into the scenario's work directory `dir` (`soak.yaml`) and
+    /// describes a broker serving it, its data in `dir` too, started with the scenario's `extra`
+    /// arguments and the user's `--serve-arg`s.
+    fn write(
+        args: &SoakArgs,
+        dir: &Path,
+        yaml: String,
+        extra: Vec<String>,
+    ) -> anyhow::Result<BrokerSpec> {
+        let config = dir.join("soak.yaml");
+        std::fs::write(&config, yaml)?;
+        Ok(BrokerSpec {
+            config,
+            data: dir.join("data"),
+            args: extra,
+            serve_args: args.serve_args.clone(),
+        })
+    }
+}
+
 /// A `switchyard serve` child; SIGKILLed when dropped.
 struct Broker {
     child: Child,
@@ -480,6 +501,10 @@ fn dir_mib(dir: &Path) -> f64 {
 struct Target(Arc<RwLock<Option<SocketAddr>>>);
 
 impl Target {
+    /// A target that stays `addr`.
+    fn at(addr: SocketAddr) -> Target {
+        Target(Arc::new(RwLock::new(Some(addr))))
+    }
     fn set(&self, addr: Option<SocketAddr>) {
         *self.0.write() = addr;
     }
@@ -530,6 +555,35 @@ struct Load {
     /// Record send times here (latency).
     sink: Arc<Sink>,
     deadline: Instant,
+}
+
+impl Load {
+    /// A phase sending `soak.type` events of the configured size to `target`, ids from 0 up to
+    /// `id_end`, unpaced, until `deadline` (or stopped); send times recorded in `sink`.
+    fn new(
+        args: &SoakArgs,
+        target: Target,
+        sink: &Arc<Sink>,
+        id_end: u64,
+        deadline: Instant,
+    ) -> Load {
+        Load {
+            target,
+            path: PATH.into(),
+            types: vec!["soak.type".into()],
+            body: body(args),
+            next_id: Arc::new(AtomicU64::new(0)),
+            first_id: 0,
+            id_end,
+            stop: Arc::new(AtomicBool::new(false)),
+            until_acked: None,
+            rate: None,
+            stop_on_429: false,
+            progress: Progress::new(&[]),
+            sink: sink.clone(),
+            deadline,
+        }
+    }
 }
 
 /// What the senders of a phase saw.
@@ -843,6 +897,26 @@ const QUICK_RETRIES: &str =
 const PATH: &str = "/default/soak";
 
 /// A fresh work directory for one scenario run.
+/// Serves `sink` on a free local port and makes the scenario's work directory `name`: (the sink's
+/// address, the serving task, the directory).
+async fn stage(
+    args: &SoakArgs,
+    sink: &Arc<Sink>,
+    name: &str,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>, PathBuf)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let sink_addr = listener.local_addr()?;
+    let server = serve_sink(sink.clone(), listener);
+    let dir = work_dir(args, name)?;
+    Ok((sink_addr, server, dir))
+}
+
+/// Stops serving the sink and removes the scenario's work directory (once its broker is gone).
+fn clean_up(server: tokio::task::JoinHandle<()>, dir: &Path) {
+    server.abort();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 fn work_dir(args: &SoakArgs, name: &str) -> anyhow::Result<PathBuf> {
     let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let dir = parent.join(format!("switchyard-soak-{}-{name}", std::process::id()));
@@ -990,10 +1064,7 @@ async fn backlog(args: &SoakArgs, triggers: usize) -> anyhow::Result<Table> {
     if let Some(s) = Arc::get_mut(&mut sink) {
         s.need = entries_per_event as u32;
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let sink_addr = listener.local_addr()?;
-    let server = serve_sink(sink.clone(), listener);
-    let dir = work_dir(args, &format!("backlog-{triggers}"))?;
+    let (sink_addr, server, dir) = stage(args, &sink, &format!("backlog-{triggers}")).await?;
     let types: Vec<String> = if match_all || triggers == 1 {
         vec!["soak.type".into()]
     } else {
@@ -1012,15 +1083,14 @@ async fn backlog(args: &SoakArgs, triggers: usize) -> anyhow::Result<Table> {
             })
             .collect()
     };
-    let config = dir.join("soak.yaml");
-    std::fs::write(&config, config_yaml(QUICK_RETRIES, &trigger_list(true)))?;
     let max_backlog = n * entries_per_event + 10 * args.connections as u64 + 1000;
-    let spec = BrokerSpec {
-        config: config.clone(),
-        data: dir.join("data"),
-        args: vec!["--max-backlog".into(), max_backlog.to_string()],
-        serve_args: args.serve_args.clone(),
-    };
+    let spec = BrokerSpec::write(
+        args,
+        &dir,
+        config_yaml(QUICK_RETRIES, &trigger_list(true)),
+        vec!["--max-backlog".into(), max_backlog.to_string()],
+    )?;
+    let config = spec.config.clone();
     table.row(
         "setup",
         format!(
@@ -1047,20 +1117,17 @@ async fn backlog(args: &SoakArgs, triggers: usize) -> anyhow::Result<Table> {
     let next_id = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let load = Arc::new(Load {
-        target: target.clone(),
-        path: PATH.into(),
         types: types.clone(),
-        body: body(args),
         next_id: next_id.clone(),
-        first_id: 0,
-        id_end: capacity,
-        stop: Arc::new(AtomicBool::new(false)),
         until_acked: Some(n),
-        rate: None,
-        stop_on_429: false,
         progress: progress.clone(),
-        sink: sink.clone(),
-        deadline: started + args.phase_timeout,
+        ..Load::new(
+            args,
+            target.clone(),
+            &sink,
+            capacity,
+            started + args.phase_timeout,
+        )
     });
     let printer = progress_printer(
         format!("backlog {triggers} trigger(s), building"),
@@ -1178,20 +1245,18 @@ async fn backlog(args: &SoakArgs, triggers: usize) -> anyhow::Result<Table> {
     let first_id = next_id.load(Ordering::Relaxed);
     let t0 = Instant::now();
     let load = Arc::new(Load {
-        target: Target(Arc::new(RwLock::new(Some(broker.ingress)))),
-        path: PATH.into(),
         types,
-        body: body(args),
         next_id: next_id.clone(),
         first_id,
-        id_end: capacity,
-        stop: Arc::new(AtomicBool::new(false)),
         until_acked: Some(steady),
-        rate: None,
-        stop_on_429: false,
         progress,
-        sink: sink.clone(),
-        deadline: t0 + args.phase_timeout,
+        ..Load::new(
+            args,
+            Target::at(broker.ingress),
+            &sink,
+            capacity,
+            t0 + args.phase_timeout,
+        )
     });
     let steady_sent = run_senders(load, args.connections).await?;
     let missing = wait_delivered(
@@ -1231,8 +1296,7 @@ async fn backlog(args: &SoakArgs, triggers: usize) -> anyhow::Result<Table> {
         mib(broker.peak_rss()),
     );
     drop(broker);
-    server.abort();
-    let _ = std::fs::remove_dir_all(&dir);
+    clean_up(server, &dir);
     Ok(table)
 }
 
@@ -1242,24 +1306,12 @@ async fn kill_cycles(args: &SoakArgs) -> anyhow::Result<Table> {
     let mut table = Table::new("");
     let capacity = (args.cycles as f64 * args.cycle_load.as_secs_f64() * 50_000.0) as u64 + 200_000;
     let sink = Sink::new(capacity, None, false, Mode::Fail(args.fail_fraction));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let sink_addr = listener.local_addr()?;
-    let server = serve_sink(sink.clone(), listener);
-    let dir = work_dir(args, "kill")?;
-    let config = dir.join("soak.yaml");
-    std::fs::write(
-        &config,
-        config_yaml(
-            QUICK_RETRIES,
-            &[("t0".into(), None, None, format!("http://{sink_addr}/t0"))],
-        ),
-    )?;
-    let spec = BrokerSpec {
-        config,
-        data: dir.join("data"),
-        args: Vec::new(),
-        serve_args: args.serve_args.clone(),
-    };
+    let (sink_addr, server, dir) = stage(args, &sink, "kill").await?;
+    let yaml = config_yaml(
+        QUICK_RETRIES,
+        &[("t0".into(), None, None, format!("http://{sink_addr}/t0"))],
+    );
+    let spec = BrokerSpec::write(args, &dir, yaml, Vec::new())?;
     table.row(
         "setup",
         format!(
@@ -1271,20 +1323,8 @@ async fn kill_cycles(args: &SoakArgs) -> anyhow::Result<Table> {
     let progress = Progress::new(&[]);
     let deadline = Instant::now() + args.phase_timeout;
     let load = Arc::new(Load {
-        target: target.clone(),
-        path: PATH.into(),
-        types: vec!["soak.type".into()],
-        body: body(args),
-        next_id: Arc::new(AtomicU64::new(0)),
-        first_id: 0,
-        id_end: capacity,
-        stop: Arc::new(AtomicBool::new(false)),
-        until_acked: None,
-        rate: None,
-        stop_on_429: false,
         progress: progress.clone(),
-        sink: sink.clone(),
-        deadline,
+        ..Load::new(args, target.clone(), &sink, capacity, deadline)
     });
     let handles: Vec<_> = (0..args.senders.max(1))
         .map(|_| tokio::spawn(sender(load.clone())))
@@ -1402,8 +1442,7 @@ async fn kill_cycles(args: &SoakArgs) -> anyhow::Result<Table> {
         restarts.len() == args.cycles,
         &format!("{} completed", args.cycles),
     );
-    server.abort();
-    let _ = std::fs::remove_dir_all(&dir);
+    clean_up(server, &dir);
     Ok(table)
 }
 
@@ -1415,32 +1454,20 @@ async fn slow_subscriber(args: &SoakArgs) -> anyhow::Result<Table> {
     let rounds = args.slow_rounds.max(1);
     let capacity = per_phase * 2 * u64::from(rounds) + 1000;
     let sink = Sink::new(capacity, Some("/b"), true, Mode::Ok);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let sink_addr = listener.local_addr()?;
-    let server = serve_sink(sink.clone(), listener);
-    let dir = work_dir(args, "slow")?;
-    let config = dir.join("soak.yaml");
-    std::fs::write(
-        &config,
-        config_yaml(
-            "",
-            &[
-                (
-                    "a".into(),
-                    Some(args.slow_inflight.to_string()),
-                    None,
-                    format!("http://{sink_addr}/a"),
-                ),
-                ("b".into(), None, None, format!("http://{sink_addr}/b")),
-            ],
-        ),
-    )?;
-    let spec = BrokerSpec {
-        config,
-        data: dir.join("data"),
-        args: Vec::new(),
-        serve_args: args.serve_args.clone(),
-    };
+    let (sink_addr, server, dir) = stage(args, &sink, "slow").await?;
+    let yaml = config_yaml(
+        "",
+        &[
+            (
+                "a".into(),
+                Some(args.slow_inflight.to_string()),
+                None,
+                format!("http://{sink_addr}/a"),
+            ),
+            ("b".into(), None, None, format!("http://{sink_addr}/b")),
+        ],
+    );
+    let spec = BrokerSpec::write(args, &dir, yaml, Vec::new())?;
     table.row(
         "setup",
         format!(
@@ -1474,20 +1501,16 @@ async fn slow_subscriber(args: &SoakArgs) -> anyhow::Result<Table> {
             let first_id = next_id.load(Ordering::Relaxed);
             let start = Instant::now() + Duration::from_millis(20);
             let load = Arc::new(Load {
-                target: Target(Arc::new(RwLock::new(Some(broker.ingress)))),
-                path: PATH.into(),
-                types: vec!["soak.type".into()],
-                body: body(args),
                 next_id: next_id.clone(),
                 first_id,
-                id_end: first_id + per_phase,
-                stop: Arc::new(AtomicBool::new(false)),
-                until_acked: None,
                 rate: Some((start, args.rate.max(1))),
-                stop_on_429: false,
-                progress: Progress::new(&[]),
-                sink: sink.clone(),
-                deadline: start + args.rate_duration * 3 + Duration::from_secs(30),
+                ..Load::new(
+                    args,
+                    Target::at(broker.ingress),
+                    &sink,
+                    first_id + per_phase,
+                    start + args.rate_duration * 3 + Duration::from_secs(30),
+                )
             });
             let sent = run_senders(load, 16).await?;
             next_id.store(first_id + per_phase, Ordering::Relaxed);
@@ -1568,8 +1591,7 @@ async fn slow_subscriber(args: &SoakArgs) -> anyhow::Result<Table> {
     );
     table.row("peak RSS", mib(broker.peak_rss()));
     drop(broker);
-    server.abort();
-    let _ = std::fs::remove_dir_all(&dir);
+    clean_up(server, &dir);
     Ok(table)
 }
 
@@ -1585,25 +1607,21 @@ async fn subscriber_down(args: &SoakArgs) -> anyhow::Result<Table> {
         .local_addr()?
         .port();
     let dir = work_dir(args, "down")?;
-    let config = dir.join("soak.yaml");
-    std::fs::write(
-        &config,
-        config_yaml(
-            QUICK_RETRIES,
-            &[(
-                "t0".into(),
-                None,
-                None,
-                format!("http://127.0.0.1:{port}/t0"),
-            )],
-        ),
+    let yaml = config_yaml(
+        QUICK_RETRIES,
+        &[(
+            "t0".into(),
+            None,
+            None,
+            format!("http://127.0.0.1:{port}/t0"),
+        )],
+    );
+    let spec = BrokerSpec::write(
+        args,
+        &dir,
+        yaml,
+        vec!["--max-backlog".into(), limit.to_string()],
     )?;
-    let spec = BrokerSpec {
-        config,
-        data: dir.join("data"),
-        args: vec!["--max-backlog".into(), limit.to_string()],
-        serve_args: args.serve_args.clone(),
-    };
     table.row(
         "setup",
         format!(
@@ -1614,20 +1632,14 @@ async fn subscriber_down(args: &SoakArgs) -> anyhow::Result<Table> {
     let broker = Broker::start(&spec, Duration::from_secs(60)).await?;
     let started = Instant::now();
     let load = Arc::new(Load {
-        target: Target(Arc::new(RwLock::new(Some(broker.ingress)))),
-        path: PATH.into(),
-        types: vec!["soak.type".into()],
-        body: body(args),
-        next_id: Arc::new(AtomicU64::new(0)),
-        first_id: 0,
-        id_end: capacity,
-        stop: Arc::new(AtomicBool::new(false)),
-        until_acked: None,
-        rate: None,
         stop_on_429: true,
-        progress: Progress::new(&[]),
-        sink: sink.clone(),
-        deadline: started + args.phase_timeout,
+        ..Load::new(
+            args,
+            Target::at(broker.ingress),
+            &sink,
+            capacity,
+            started + args.phase_timeout,
+        )
     });
     let sent = run_senders(load, args.connections).await?;
     let got_429 = sent.statuses.get(&429).copied().unwrap_or(0);
@@ -1727,7 +1739,6 @@ async fn subscriber_down(args: &SoakArgs) -> anyhow::Result<Table> {
     );
     table.row("peak RSS", mib(broker.peak_rss()));
     drop(broker);
-    server.abort();
-    let _ = std::fs::remove_dir_all(&dir);
+    clean_up(server, &dir);
     Ok(table)
 }

@@ -471,6 +471,17 @@ fn encode_batch(events: &[Event]) -> (Vec<u8>, Vec<usize>) {
 }
 
 /// A redb error as a channel error: a full volume is [`ChannelError::Full`], the rest `Storage`.
+/// The number of rows of `table`.
+fn rows<K: redb::Key + 'static, V: redb::Value + 'static>(
+    txn: &redb::ReadTransaction,
+    table: TableDefinition<K, V>,
+) -> Result<u64> {
+    txn.open_table(table)
+        .map_err(storage)?
+        .len()
+        .map_err(storage)
+}
+
 fn storage<E: Into<redb::Error>>(e: E) -> ChannelError {
     let e = e.into();
     if let redb::Error::Io(io) = &e {
@@ -611,31 +622,11 @@ impl StoreChannel {
         };
         let db = shared.reader()?;
         let txn = db.begin_read().map_err(storage)?;
-        stats.events = txn
-            .open_table(EVENTS)
-            .map_err(storage)?
-            .len()
-            .map_err(storage)?;
-        stats.refs = txn
-            .open_table(REFS)
-            .map_err(storage)?
-            .len()
-            .map_err(storage)?;
-        stats.queue_entries = txn
-            .open_table(QUEUE)
-            .map_err(storage)?
-            .len()
-            .map_err(storage)?;
-        stats.dead_letters = txn
-            .open_table(DEADLETTERS)
-            .map_err(storage)?
-            .len()
-            .map_err(storage)?;
-        stats.triggers = txn
-            .open_table(TRIGGERS)
-            .map_err(storage)?
-            .len()
-            .map_err(storage)?;
+        stats.events = rows(&txn, EVENTS)?;
+        stats.refs = rows(&txn, REFS)?;
+        stats.queue_entries = rows(&txn, QUEUE)?;
+        stats.dead_letters = rows(&txn, DEADLETTERS)?;
+        stats.triggers = rows(&txn, TRIGGERS)?;
         Ok(stats)
     }
 

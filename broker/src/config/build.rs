@@ -11,10 +11,12 @@ use super::rules::{parse_bootstrap_csv, parse_nats_servers_csv};
 use super::{
     nats_broker_stream, nats_broker_subject, Backend, BrokerKey, BrokerSpec, Destination,
     KafkaBrokerConfig, KafkaSinkSpec, KafkaSourceSpec, NatsBrokerConfig, NatsSinkSpec,
-    NatsSourceSpec, NatsStorage, ObjectKey, SourceSink, Topology, TriggerKey, TriggerSpec,
+    NatsSourceSpec, NatsStorage, SourceSink, Topology, TriggerSpec,
 };
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Display;
+use std::hash::Hash;
 
 /// Where a decoded object came from, for cross-document messages.
 #[derive(Clone, Copy)]
@@ -53,6 +55,32 @@ struct KafkaSettings {
     replication_factor: i16,
 }
 
+/// The required comma-separated list under `key` of a ConfigMap's `data`, normalised by `parse`; a
+/// missing or empty one (`missing` says what is needed) or a bad one is added to `problems` as (path
+/// inside the ConfigMap, message).
+fn required_list(
+    data: &BTreeMap<String, String>,
+    key: &str,
+    parse: fn(&str) -> Result<String, Vec<String>>,
+    missing: String,
+    problems: &mut Vec<(String, String)>,
+) -> Option<String> {
+    let path = format!("data.{key}");
+    match data.get(key).map(|s| s.trim()) {
+        None | Some("") => {
+            problems.push((path, missing));
+            None
+        }
+        Some(s) => match parse(s) {
+            Ok(list) => Some(list),
+            Err(messages) => {
+                problems.extend(messages.into_iter().map(|m| (path.clone(), m)));
+                None
+            }
+        },
+    }
+}
+
 /// Parses the Kafka settings of a ConfigMap, or returns the problems as (path inside the ConfigMap,
 /// message); `broker` is named in the messages.
 fn kafka_settings(
@@ -61,29 +89,17 @@ fn kafka_settings(
 ) -> Result<KafkaSettings, Vec<(String, String)>> {
     let mut problems = Vec::new();
     let path = |key: &str| format!("data.{key}");
-    let bootstrap = match data.get(BOOTSTRAP_SERVERS_KEY).map(|s| s.trim()) {
-        None | Some("") => {
-            problems.push((
-                path(BOOTSTRAP_SERVERS_KEY),
-                format!(
-                    "required by Kafka broker {broker}: a comma-separated list of host:port \
-                     (e.g. \"kafka-0.example:9092,kafka-1.example:9092\")"
-                ),
-            ));
-            None
-        }
-        Some(s) => match parse_bootstrap_csv(s) {
-            Ok(list) => Some(list),
-            Err(messages) => {
-                problems.extend(
-                    messages
-                        .into_iter()
-                        .map(|m| (path(BOOTSTRAP_SERVERS_KEY), m)),
-                );
-                None
-            }
-        },
-    };
+    let missing = format!(
+        "required by Kafka broker {broker}: a comma-separated list of host:port \
+         (e.g. \"kafka-0.example:9092,kafka-1.example:9092\")"
+    );
+    let bootstrap = required_list(
+        data,
+        BOOTSTRAP_SERVERS_KEY,
+        parse_bootstrap_csv,
+        missing,
+        &mut problems,
+    );
     let mut positive = |key: &str, max: i64, default: i64| -> i64 {
         let Some(text) = data.get(key) else {
             return default;
@@ -181,26 +197,18 @@ fn nats_settings(
 ) -> Result<NatsSettings, Vec<(String, String)>> {
     let mut problems = Vec::new();
     let path = |key: &str| format!("data.{key}");
-    let servers = match data.get(NATS_SERVERS_KEY).map(|s| s.trim()) {
-        None | Some("") => {
-            problems.push((
-                path(NATS_SERVERS_KEY),
-                format!(
-                    "required by NATS JetStream broker {broker}: a comma-separated list of \
-                     nats://host:port, tls://host:port or host:port (e.g. \
-                     \"nats://nats-0.example:4222,nats://nats-1.example:4222\")"
-                ),
-            ));
-            None
-        }
-        Some(s) => match parse_nats_servers_csv(s) {
-            Ok(list) => Some(list),
-            Err(messages) => {
-                problems.extend(messages.into_iter().map(|m| (path(NATS_SERVERS_KEY), m)));
-                None
-            }
-        },
-    };
+    let missing = format!(
+        "required by NATS JetStream broker {broker}: a comma-separated list of \
+         nats://host:port, tls://host:port or host:port (e.g. \
+         \"nats://nats-0.example:4222,nats://nats-1.example:4222\")"
+    );
+    let servers = required_list(
+        data,
+        NATS_SERVERS_KEY,
+        parse_nats_servers_csv,
+        missing,
+        &mut problems,
+    );
     let replicas = match data.get(NATS_REPLICAS_KEY) {
         None => 1,
         Some(text) => match text.trim().parse::<usize>() {
@@ -339,6 +347,85 @@ impl<'a> Decoded<'a> {
     }
 }
 
+/// Reports a problem of the object at `o`.
+fn err_at(errors: &mut Vec<ConfigError>, o: &Origin<'_>, path: &str, message: String) {
+    errors.push(ConfigError {
+        file: o.source.to_owned(),
+        doc: o.doc,
+        path: path.to_owned(),
+        message,
+    });
+}
+
+/// The parsed settings, or `None` with their problems (path inside the ConfigMap, message) reported at
+/// the ConfigMap `o`.
+fn reported<T>(
+    errors: &mut Vec<ConfigError>,
+    o: &Origin<'_>,
+    parsed: Result<T, Vec<(String, String)>>,
+) -> Option<T> {
+    parsed
+        .map_err(|problems| {
+            for (path, message) in problems {
+                err_at(errors, o, &path, message);
+            }
+        })
+        .ok()
+}
+
+/// Where an object is, for messages.
+fn place(o: &Origin<'_>) -> String {
+    format!("{} doc {}", o.source, o.doc)
+}
+
+/// Reports the object at `origin` as a second `kind` named `key` (the first is at `first`).
+fn duplicate(
+    errors: &mut Vec<ConfigError>,
+    kind: &str,
+    key: &dyn Display,
+    origin: &Origin<'_>,
+    first: &Origin<'_>,
+) {
+    let msg = format!("duplicate {kind} {key} (first defined at {})", place(first));
+    err_at(errors, origin, "metadata.name", msg);
+}
+
+/// Keeps the first object of each key, in order: a later one is reported as a duplicate `kind` and
+/// left out. `check` then runs on each first object (reporting its problems) and says whether to keep
+/// it; an object it leaves out does not take its key. Returns where each kept key is defined, and the
+/// kept objects.
+fn first_of_each<'a, K, T>(
+    objects: Vec<(Origin<'a>, T)>,
+    kind: &str,
+    key: impl Fn(&T) -> &K,
+    errors: &mut Vec<ConfigError>,
+    mut check: impl FnMut(&mut Vec<ConfigError>, &Origin<'a>, &T) -> bool,
+) -> (HashMap<K, Origin<'a>>, Vec<(Origin<'a>, T)>)
+where
+    K: Eq + Hash + Clone + Display,
+{
+    let mut seen: HashMap<K, Origin<'a>> = HashMap::new();
+    let mut kept = Vec::with_capacity(objects.len());
+    for (origin, object) in objects {
+        let k = key(&object);
+        if let Some(first) = seen.get(k) {
+            duplicate(errors, kind, k, &origin, first);
+            continue;
+        }
+        if !check(errors, &origin, &object) {
+            continue;
+        }
+        seen.insert(k.clone(), origin);
+        kept.push((origin, object));
+    }
+    (seen, kept)
+}
+
+/// The objects without their origins.
+fn specs<T>(objects: Vec<(Origin<'_>, T)>) -> Vec<T> {
+    objects.into_iter().map(|(_, object)| object).collect()
+}
+
 /// Cross-document checks and the topology (see the module docs).
 pub(crate) fn topology<'a>(
     decoded: Decoded<'a>,
@@ -355,16 +442,6 @@ pub(crate) fn topology<'a>(
         nats_sinks,
         nats_sources,
     } = decoded;
-    let err_at = |errors: &mut Vec<ConfigError>, o: &Origin<'_>, path: &str, message: String| {
-        errors.push(ConfigError {
-            file: o.source.to_owned(),
-            doc: o.doc,
-            path: path.to_owned(),
-            message,
-        });
-    };
-    let place = |o: &Origin<'_>| format!("{} doc {}", o.source, o.doc);
-
     let mut seen_brokers: HashMap<BrokerKey, Origin<'a>> = HashMap::new();
     let mut broker_specs = Vec::with_capacity(brokers.len());
     // Kafka settings per ConfigMap, parsed (and its problems reported) once however many brokers use it.
@@ -386,18 +463,9 @@ pub(crate) fn topology<'a>(
                 Some((cm_origin, data)) => {
                     spec.config = data.clone();
                     if nats {
-                        let settings =
-                            nats_configs.entry(cm_key.clone()).or_insert_with(
-                                || match nats_settings(data, &spec.key) {
-                                    Ok(s) => Some(s),
-                                    Err(problems) => {
-                                        for (path, message) in problems {
-                                            err_at(&mut errors, cm_origin, &path, message);
-                                        }
-                                        None
-                                    }
-                                },
-                            );
+                        let settings = nats_configs.entry(cm_key.clone()).or_insert_with(|| {
+                            reported(&mut errors, cm_origin, nats_settings(data, &spec.key))
+                        });
                         config_failed |= settings.is_none();
                         if let Some(n) = settings.clone() {
                             let (ns, name) = (&spec.key.namespace, &spec.key.name);
@@ -414,15 +482,7 @@ pub(crate) fn topology<'a>(
                     }
                     if let Some((topic, external_topic)) = kafka_topic {
                         let settings = kafka_configs.entry(cm_key).or_insert_with(|| {
-                            match kafka_settings(data, &spec.key) {
-                                Ok(s) => Some(s),
-                                Err(problems) => {
-                                    for (path, message) in problems {
-                                        err_at(&mut errors, cm_origin, &path, message);
-                                    }
-                                    None
-                                }
-                            }
+                            reported(&mut errors, cm_origin, kafka_settings(data, &spec.key))
                         });
                         config_failed |= settings.is_none();
                         if let Some(k) = settings {
@@ -455,73 +515,45 @@ pub(crate) fn topology<'a>(
             }
         }
         if let Some(first) = seen_brokers.get(&spec.key) {
-            let msg = format!(
-                "duplicate Broker {} (first defined at {})",
-                spec.key,
-                place(first)
-            );
-            err_at(&mut errors, &origin, "metadata.name", msg);
+            duplicate(&mut errors, "Broker", &spec.key, &origin, first);
             continue;
         }
         seen_brokers.insert(spec.key.clone(), origin);
         broker_specs.push(spec);
     }
 
-    let mut seen_triggers: HashMap<TriggerKey, Origin<'a>> = HashMap::new();
-    let mut trigger_specs = Vec::with_capacity(triggers.len());
-    for (origin, t) in triggers {
-        if let Some(first) = seen_triggers.get(&t.key) {
-            let msg = format!(
-                "duplicate Trigger {} (first defined at {})",
-                t.key,
-                place(first)
-            );
-            err_at(&mut errors, &origin, "metadata.name", msg);
-            continue;
-        }
-        if !seen_brokers.contains_key(&t.broker) {
-            warnings.push(format!(
-                "{}: trigger {} refers to broker {}, which is not defined; it routes nothing until \
-                 the broker exists",
-                place(&origin),
-                t.key,
-                t.broker
-            ));
-        }
-        seen_triggers.insert(t.key.clone(), origin);
-        trigger_specs.push((origin, t));
-    }
-
-    let mut seen_sinks: HashMap<ObjectKey, Origin<'a>> = HashMap::new();
-    let mut sink_specs = Vec::with_capacity(kafka_sinks.len());
-    for (origin, s) in kafka_sinks {
-        if let Some(first) = seen_sinks.get(&s.key) {
-            let msg = format!(
-                "duplicate KafkaSink {} (first defined at {})",
-                s.key,
-                place(first)
-            );
-            err_at(&mut errors, &origin, "metadata.name", msg);
-            continue;
-        }
-        seen_sinks.insert(s.key.clone(), origin);
-        sink_specs.push(s);
-    }
-    let mut seen_nats_sinks: HashMap<ObjectKey, Origin<'a>> = HashMap::new();
-    let mut nats_sink_specs = Vec::with_capacity(nats_sinks.len());
-    for (origin, s) in nats_sinks {
-        if let Some(first) = seen_nats_sinks.get(&s.key) {
-            let msg = format!(
-                "duplicate NatsSink {} (first defined at {})",
-                s.key,
-                place(first)
-            );
-            err_at(&mut errors, &origin, "metadata.name", msg);
-            continue;
-        }
-        seen_nats_sinks.insert(s.key.clone(), origin);
-        nats_sink_specs.push(s);
-    }
+    let (_, trigger_specs) = first_of_each(
+        triggers,
+        "Trigger",
+        |t: &TriggerSpec| &t.key,
+        &mut errors,
+        |_, origin, t| {
+            if !seen_brokers.contains_key(&t.broker) {
+                warnings.push(format!(
+                    "{}: trigger {} refers to broker {}, which is not defined; it routes nothing \
+                     until the broker exists",
+                    place(origin),
+                    t.key,
+                    t.broker
+                ));
+            }
+            true
+        },
+    );
+    let (seen_sinks, sink_specs) = first_of_each(
+        kafka_sinks,
+        "KafkaSink",
+        |s: &KafkaSinkSpec| &s.key,
+        &mut errors,
+        |_, _, _| true,
+    );
+    let (seen_nats_sinks, nats_sink_specs) = first_of_each(
+        nats_sinks,
+        "NatsSink",
+        |s: &NatsSinkSpec| &s.key,
+        &mut errors,
+        |_, _, _| true,
+    );
     let trigger_specs: Vec<TriggerSpec> = trigger_specs
         .into_iter()
         .filter_map(|(origin, t)| {
@@ -544,61 +576,37 @@ pub(crate) fn topology<'a>(
         })
         .collect();
 
-    let mut seen_sources: HashMap<ObjectKey, Origin<'a>> = HashMap::new();
-    let mut source_specs = Vec::with_capacity(kafka_sources.len());
-    for (origin, s) in kafka_sources {
-        if let Some(first) = seen_sources.get(&s.key) {
-            let msg = format!(
-                "duplicate KafkaSource {} (first defined at {})",
-                s.key,
-                place(first)
-            );
-            err_at(&mut errors, &origin, "metadata.name", msg);
-            continue;
-        }
-        if let SourceSink::Broker(b) = &s.sink {
+    // A source whose sink is a Broker needs that Broker (tolerant: it is left out without one).
+    let broker_sink = |errors: &mut Vec<ConfigError>, origin: &Origin<'_>, sink: &SourceSink| {
+        if let SourceSink::Broker(b) = sink {
             if !seen_brokers.contains_key(b) {
                 let msg = format!("Broker {b} is not defined in the configuration");
-                err_at(&mut errors, &origin, "spec.sink.ref", msg);
-                if tolerant {
-                    continue;
-                }
+                err_at(errors, origin, "spec.sink.ref", msg);
+                return !tolerant;
             }
         }
-        seen_sources.insert(s.key.clone(), origin);
-        source_specs.push(s);
-    }
-
-    let mut seen_nats_sources: HashMap<ObjectKey, Origin<'a>> = HashMap::new();
-    let mut nats_source_specs = Vec::with_capacity(nats_sources.len());
-    for (origin, s) in nats_sources {
-        if let Some(first) = seen_nats_sources.get(&s.key) {
-            let msg = format!(
-                "duplicate NatsSource {} (first defined at {})",
-                s.key,
-                place(first)
-            );
-            err_at(&mut errors, &origin, "metadata.name", msg);
-            continue;
-        }
-        if let SourceSink::Broker(b) = &s.sink {
-            if !seen_brokers.contains_key(b) {
-                let msg = format!("Broker {b} is not defined in the configuration");
-                err_at(&mut errors, &origin, "spec.sink.ref", msg);
-                if tolerant {
-                    continue;
-                }
-            }
-        }
-        seen_nats_sources.insert(s.key.clone(), origin);
-        nats_source_specs.push(s);
-    }
+        true
+    };
+    let (_, source_specs) = first_of_each(
+        kafka_sources,
+        "KafkaSource",
+        |s: &KafkaSourceSpec| &s.key,
+        &mut errors,
+        |errors, origin, s| broker_sink(errors, origin, &s.sink),
+    );
+    let (_, nats_source_specs) = first_of_each(
+        nats_sources,
+        "NatsSource",
+        |s: &NatsSourceSpec| &s.key,
+        &mut errors,
+        |errors, origin, s| broker_sink(errors, origin, &s.sink),
+    );
 
     // Strict: the caller applies nothing when there is a problem, so the topology is not built.
     let topology = if tolerant || errors.is_empty() {
         Topology::new(broker_specs, trigger_specs)
-            .with_kafka(sink_specs, source_specs)
-            .with_nats(nats_sink_specs, nats_source_specs)
+            .with_kafka(specs(sink_specs), specs(source_specs))
+            .with_nats(specs(nats_sink_specs), specs(nats_source_specs))
     } else {
         Topology::default()
     };

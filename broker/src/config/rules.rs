@@ -72,25 +72,7 @@ pub(crate) fn check_host_port(s: &str) -> Result<(), String> {
 /// A comma-separated `host:port` list (Knative's `bootstrap.servers`), normalised (entries trimmed,
 /// joined with `,`), or one message per bad entry.
 pub(crate) fn parse_bootstrap_csv(s: &str) -> Result<String, Vec<String>> {
-    let mut out = Vec::new();
-    let mut problems = Vec::new();
-    for entry in s.split(',').map(str::trim) {
-        if entry.is_empty() {
-            problems.push(format!(
-                "{s:?} has an empty entry; expected a comma-separated list of host:port"
-            ));
-            continue;
-        }
-        match check_host_port(entry) {
-            Ok(()) => out.push(entry),
-            Err(why) => problems.push(format!("{entry:?} is not a valid host:port: {why}")),
-        }
-    }
-    if problems.is_empty() {
-        Ok(out.join(","))
-    } else {
-        Err(problems)
-    }
+    parse_csv(s, "host:port", "host:port", check_host_port)
 }
 
 /// One NATS server: `nats://host[:port]`, `tls://host[:port]` or `host:port` (the port is required
@@ -131,19 +113,34 @@ pub(crate) fn check_nats_server(s: &str) -> Result<(), String> {
 /// A comma-separated list of NATS servers (`nats://host:port`, `tls://host:port` or `host:port`),
 /// normalised (entries trimmed, joined with `,`), or one message per bad entry.
 pub(crate) fn parse_nats_servers_csv(s: &str) -> Result<String, Vec<String>> {
+    parse_csv(
+        s,
+        "nats://host:port, tls://host:port or host:port",
+        "NATS server",
+        check_nats_server,
+    )
+}
+
+/// A comma-separated list of `expected` entries, each one checked as a `what`, normalised (entries
+/// trimmed, joined with `,`), or one message per bad entry.
+fn parse_csv(
+    s: &str,
+    expected: &str,
+    what: &str,
+    check: impl Fn(&str) -> Result<(), String>,
+) -> Result<String, Vec<String>> {
     let mut out = Vec::new();
     let mut problems = Vec::new();
     for entry in s.split(',').map(str::trim) {
         if entry.is_empty() {
             problems.push(format!(
-                "{s:?} has an empty entry; expected a comma-separated list of nats://host:port, \
-                 tls://host:port or host:port"
+                "{s:?} has an empty entry; expected a comma-separated list of {expected}"
             ));
             continue;
         }
-        match check_nats_server(entry) {
+        match check(entry) {
             Ok(()) => out.push(entry),
-            Err(why) => problems.push(format!("{entry:?} is not a valid NATS server: {why}")),
+            Err(why) => problems.push(format!("{entry:?} is not a valid {what}: {why}")),
         }
     }
     if problems.is_empty() {

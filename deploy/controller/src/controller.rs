@@ -26,7 +26,9 @@
 //! [`run`] runs both controllers while this process holds the leader Lease.
 
 use crate::conditions::{self, status_of, with_ready, Observed};
-use crate::crd::{Broker, BrokerStatus, Condition, DeliverySpec, Trigger, TriggerStatus};
+use crate::crd::{
+    Broker, BrokerStatus, Condition, DeliverySpec, NamespacedObject, Trigger, TriggerStatus,
+};
 use crate::crd_sources::{
     sink_kind_of, KafkaSink, KafkaSource, NatsSink, NatsSource, SourceOrSink,
 };
@@ -41,6 +43,7 @@ use crate::{Error, Settings};
 use futures_util::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Service};
 use kube::api::{Api, PostParams};
+use kube::core::object::HasStatus;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
@@ -137,6 +140,53 @@ where
     }
 }
 
+/// The end of a reconcile: writes `updated` (when the status changed; see [`write_status`]), forgets
+/// the failures counted under `failures_key`, and requeues after the resync period (soon after a 409).
+pub(crate) async fn settle<K>(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    failures_key: &str,
+    before: &[Condition],
+    after: &[Condition],
+    updated: Option<K>,
+) -> Result<Action, Error>
+where
+    K: NamespacedObject,
+{
+    if let Some(updated) = updated {
+        if !write_status(ctx, ns, name, before, after, &updated).await? {
+            return Ok(Action::requeue(Duration::from_millis(200)));
+        }
+    }
+    ctx.failures.lock().remove(failures_key);
+    Ok(Action::requeue(ctx.settings.resync))
+}
+
+/// [`settle`] for a Broker or Trigger whose status is now `status` (with the conditions `after`): written
+/// when it differs from the object's.
+async fn settle_status<K>(
+    ctx: &Context,
+    obj: &K,
+    before: &[Condition],
+    after: &[Condition],
+    status: K::Status,
+) -> Result<Action, Error>
+where
+    K: NamespacedObject + HasStatus,
+    K::Status: PartialEq,
+{
+    let ns = obj.namespace().unwrap_or_else(|| "default".into());
+    let name = obj.name_any();
+    let updated = (obj.status() != Some(&status)).then(|| {
+        let mut updated = obj.clone();
+        *updated.status_mut() = Some(status);
+        updated
+    });
+    let failures_key = key(&K::kind(&()), &ns, &name);
+    settle(ctx, &ns, &name, &failures_key, before, after, updated).await
+}
+
 /// Writes `updated` (carrying the new status and the `resourceVersion` it was read at) to the status
 /// subresource and publishes the Ready transition as an Event. `Ok(false)`: the object changed meanwhile
 /// (409); the watch brings the new version, requeue soon.
@@ -149,11 +199,7 @@ pub(crate) async fn write_status<K>(
     updated: &K,
 ) -> Result<bool, Error>
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::Serialize
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
+    K: NamespacedObject,
 {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
     match api
@@ -322,16 +368,8 @@ pub async fn reconcile_broker(b: Arc<Broker>, ctx: Arc<Context>) -> Result<Actio
         dead_letter_sink_uri: dls_uri,
         ..BrokerStatus::default()
     };
-    if b.status.as_ref() != Some(&status) {
-        let conditions = status.conditions.clone();
-        let mut updated = (*b).clone();
-        updated.status = Some(status);
-        if !write_status(&ctx, &ns, &name, &prev.conditions, &conditions, &updated).await? {
-            return Ok(Action::requeue(Duration::from_millis(200)));
-        }
-    }
-    ctx.failures.lock().remove(&key("Broker", &ns, &name));
-    Ok(Action::requeue(s.resync))
+    let conditions = status.conditions.clone();
+    settle_status(&ctx, &*b, &prev.conditions, &conditions, status).await
 }
 
 /// Reconciles one Trigger.
@@ -456,16 +494,8 @@ pub async fn reconcile_trigger(t: Arc<Trigger>, ctx: Arc<Context>) -> Result<Act
         dead_letter_sink_uri: dls_uri,
         ..TriggerStatus::default()
     };
-    if t.status.as_ref() != Some(&status) {
-        let conditions = status.conditions.clone();
-        let mut updated = (*t).clone();
-        updated.status = Some(status);
-        if !write_status(&ctx, &ns, &name, &prev.conditions, &conditions, &updated).await? {
-            return Ok(Action::requeue(Duration::from_millis(200)));
-        }
-    }
-    ctx.failures.lock().remove(&key("Trigger", &ns, &name));
-    Ok(Action::requeue(s.resync))
+    let conditions = status.conditions.clone();
+    settle_status(&ctx, &*t, &prev.conditions, &conditions, status).await
 }
 
 /// Exponential backoff per object: 0.5 s, 1 s, 2 s … capped at 5 minutes; reset by a successful reconcile.
@@ -538,51 +568,68 @@ fn counted(ctx: &Context, kind: &str, ok: bool) -> futures_util::future::Ready<(
     futures_util::future::ready(())
 }
 
-/// The controller of a source kind: reconciled again when a Broker its sink refers to changes.
-fn source_controller<K: SourceOrSink>(
-    client: &Client,
-    settings: &Settings,
-    ctx: Arc<Context>,
-    mut stop: watch::Receiver<bool>,
-) -> futures_util::future::BoxFuture<'static, ()> {
-    let wc = watcher::Config::default();
-    let ctl = Controller::new(api_for::<K>(client, settings), wc.clone());
-    let store = ctl.store();
-    ctl.watches(api_for::<Broker>(client, settings), wc, move |b| {
-        let (bns, bname) = (b.namespace().unwrap_or_default(), b.name_any());
-        store
-            .state()
-            .iter()
-            .filter(|o| {
-                let ns = o.namespace().unwrap_or_default();
-                o.sink()
-                    .is_some_and(|d| refers_to(&d, &ns, "Broker", &bname, &bns))
-            })
-            .map(|o| ObjectRef::from_obj(&**o))
-            .collect::<Vec<_>>()
-    })
-    .graceful_shutdown_on(async move {
-        let _ = stop.wait_for(|s| *s).await;
-    })
-    .run(reconcile_object::<K>, object_error_policy::<K>, ctx.clone())
-    .for_each(move |r| counted(&ctx, &K::kind(&()), r.is_ok()))
-    .boxed()
+/// Resolves when `stop` fires (or its sender is gone): a controller's graceful shutdown.
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
-/// The controller of a sink kind.
-fn sink_controller<K: SourceOrSink>(
+/// The controller of a source or sink kind, when the cluster serves it; a source is reconciled again
+/// when a Broker its sink refers to changes.
+async fn object_controller<K: SourceOrSink>(
     client: &Client,
     settings: &Settings,
-    ctx: Arc<Context>,
-    mut stop: watch::Receiver<bool>,
-) -> futures_util::future::BoxFuture<'static, ()> {
-    Controller::new(api_for::<K>(client, settings), watcher::Config::default())
-        .graceful_shutdown_on(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
+    ctx: &Arc<Context>,
+    stop: &watch::Receiver<bool>,
+) -> Option<futures_util::future::BoxFuture<'static, ()>> {
+    if !is_served::<K>(client, settings).await {
+        return None;
+    }
+    let wc = watcher::Config::default();
+    let mut ctl = Controller::new(api_for::<K>(client, settings), wc.clone());
+    if K::IS_SOURCE {
+        let store = ctl.store();
+        ctl = ctl.watches(api_for::<Broker>(client, settings), wc, move |b| {
+            let (bns, bname) = (b.namespace().unwrap_or_default(), b.name_any());
+            store
+                .state()
+                .iter()
+                .filter(|o| {
+                    let ns = o.namespace().unwrap_or_default();
+                    o.sink()
+                        .is_some_and(|d| refers_to(&d, &ns, "Broker", &bname, &bns))
+                })
+                .map(|o| ObjectRef::from_obj(&**o))
+                .collect::<Vec<_>>()
+        });
+    }
+    let ctx = ctx.clone();
+    let run = ctl
+        .graceful_shutdown_on(stopped(stop.clone()))
         .run(reconcile_object::<K>, object_error_policy::<K>, ctx.clone())
-        .for_each(move |r| counted(&ctx, &K::kind(&()), r.is_ok()))
-        .boxed()
+        .for_each(move |r| counted(&ctx, &K::kind(&()), r.is_ok()));
+    Some(run.boxed())
+}
+
+/// Reconciles a Trigger again when the sink of kind `K` it subscribes changes.
+fn watch_sink<K: SourceOrSink>(
+    trigger_ctl: Controller<Trigger>,
+    client: &Client,
+    settings: &Settings,
+) -> Controller<Trigger> {
+    let by_sink = trigger_ctl.store();
+    trigger_ctl.watches(
+        api_for::<K>(client, settings),
+        watcher::Config::default(),
+        move |sink| {
+            let (ns, name) = (sink.namespace().unwrap_or_default(), sink.name_any());
+            by_sink
+                .state()
+                .iter()
+                .filter(|t| trigger_refers_to_sink(t, K::KIND, &ns, &name))
+                .map(|t| ObjectRef::from_obj(&**t))
+                .collect::<Vec<_>>()
+        },
+    )
 }
 
 fn trigger_refers_to_sink(t: &Trigger, kind: &str, sink_ns: &str, sink: &str) -> bool {
@@ -601,48 +648,16 @@ pub async fn run_controllers(
 ) {
     let ctx = Arc::new(Context::new(client.clone(), settings.clone(), metrics));
     let wc = watcher::Config::default();
-    let mut extra = Vec::new();
-    if is_served::<KafkaSource>(&client, &settings).await {
-        extra.push(source_controller::<KafkaSource>(
-            &client,
-            &settings,
-            ctx.clone(),
-            stop.clone(),
-        ));
-    }
-    if is_served::<NatsSource>(&client, &settings).await {
-        extra.push(source_controller::<NatsSource>(
-            &client,
-            &settings,
-            ctx.clone(),
-            stop.clone(),
-        ));
-    }
-    let kafka_sinks = is_served::<KafkaSink>(&client, &settings).await;
-    if kafka_sinks {
-        extra.push(sink_controller::<KafkaSink>(
-            &client,
-            &settings,
-            ctx.clone(),
-            stop.clone(),
-        ));
-    }
-    let nats_sinks = is_served::<NatsSink>(&client, &settings).await;
-    if nats_sinks {
-        extra.push(sink_controller::<NatsSink>(
-            &client,
-            &settings,
-            ctx.clone(),
-            stop.clone(),
-        ));
-    }
+    let kafka_sources = object_controller::<KafkaSource>(&client, &settings, &ctx, &stop).await;
+    let nats_sources = object_controller::<NatsSource>(&client, &settings, &ctx, &stop).await;
+    let kafka_sinks = object_controller::<KafkaSink>(&client, &settings, &ctx, &stop).await;
+    let nats_sinks = object_controller::<NatsSink>(&client, &settings, &ctx, &stop).await;
 
     let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), &settings.system_namespace);
     let broker_ctl = Controller::new(api_for::<Broker>(&client, &settings), wc.clone());
     let broker_store = broker_ctl.store();
     let brokers_by_service = broker_ctl.store();
     let ingress = settings.ingress_service.clone();
-    let mut stop_b = stop.clone();
     let brokers = broker_ctl
         // A dead-letter sink Service created (or deleted) after its Broker.
         .watches(
@@ -676,9 +691,7 @@ pub async fn run_controllers(
                     .collect::<Vec<_>>()
             },
         )
-        .graceful_shutdown_on(async move {
-            let _ = stop_b.wait_for(|s| *s).await;
-        })
+        .graceful_shutdown_on(stopped(stop.clone()))
         .run(reconcile_broker, broker_error_policy, ctx.clone())
         .for_each({
             let ctx = ctx.clone();
@@ -688,39 +701,12 @@ pub async fn run_controllers(
     let mut trigger_ctl = Controller::new(api_for::<Trigger>(&client, &settings), wc.clone());
     let by_broker = trigger_ctl.store();
     let by_service = trigger_ctl.store();
-    if kafka_sinks {
-        let by_sink = trigger_ctl.store();
-        trigger_ctl = trigger_ctl.watches(
-            api_for::<KafkaSink>(&client, &settings),
-            wc.clone(),
-            move |sink| {
-                let (ns, name) = (sink.namespace().unwrap_or_default(), sink.name_any());
-                by_sink
-                    .state()
-                    .iter()
-                    .filter(|t| trigger_refers_to_sink(t, "KafkaSink", &ns, &name))
-                    .map(|t| ObjectRef::from_obj(&**t))
-                    .collect::<Vec<_>>()
-            },
-        );
+    if kafka_sinks.is_some() {
+        trigger_ctl = watch_sink::<KafkaSink>(trigger_ctl, &client, &settings);
     }
-    if nats_sinks {
-        let by_sink = trigger_ctl.store();
-        trigger_ctl = trigger_ctl.watches(
-            api_for::<NatsSink>(&client, &settings),
-            wc.clone(),
-            move |sink| {
-                let (ns, name) = (sink.namespace().unwrap_or_default(), sink.name_any());
-                by_sink
-                    .state()
-                    .iter()
-                    .filter(|t| trigger_refers_to_sink(t, "NatsSink", &ns, &name))
-                    .map(|t| ObjectRef::from_obj(&**t))
-                    .collect::<Vec<_>>()
-            },
-        );
+    if nats_sinks.is_some() {
+        trigger_ctl = watch_sink::<NatsSink>(trigger_ctl, &client, &settings);
     }
-    let mut stop_t = stop.clone();
     let triggers = trigger_ctl
         .watches(
             api_for::<Broker>(&client, &settings),
@@ -746,13 +732,13 @@ pub async fn run_controllers(
                 .map(|t| ObjectRef::from_obj(&**t))
                 .collect::<Vec<_>>()
         })
-        .graceful_shutdown_on(async move {
-            let _ = stop_t.wait_for(|s| *s).await;
-        })
+        .graceful_shutdown_on(stopped(stop.clone()))
         .run(reconcile_trigger, trigger_error_policy, ctx.clone())
         .for_each(move |r| counted(&ctx, "Trigger", r.is_ok()));
+    let extra = [kafka_sources, nats_sources, kafka_sinks, nats_sinks];
+    let extra = futures_util::future::join_all(extra.into_iter().flatten());
     tokio::select! {
-        _ = futures_util::future::join3(brokers, triggers, futures_util::future::join_all(extra)) => {}
+        _ = futures_util::future::join3(brokers, triggers, extra) => {}
         _ = stop.wait_for(|s| *s) => {}
     }
 }

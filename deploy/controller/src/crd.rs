@@ -2,7 +2,6 @@
 //! Knative's own CRDs (same fields, same status shape), so that Switchyard works in a cluster with or
 //! without Knative installed. `crdgen` renders them into `deploy/crds/`; a test fails when the files drift.
 
-use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -11,87 +10,129 @@ pub use switchyard_broker::model::eventing::{
     DeliverySpec, Destination, KReference, TriggerFilter,
 };
 
-/// `spec` of a Broker. `config` and the class annotation are immutable; `delivery` may change.
-#[derive(CustomResource, Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[kube(
-    group = "eventing.knative.dev",
-    version = "v1",
-    kind = "Broker",
-    namespaced,
-    status = "BrokerStatus",
-    category = "all",
-    category = "knative",
-    category = "eventing",
-    printcolumn = r#"{"name":"URL","type":"string","jsonPath":".status.address.url"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
-    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
-    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#
-)]
-pub struct BrokerSpec {
-    /// The model's spec (`switchyard_broker::model`), flattened: the CRD has exactly its fields.
-    #[serde(flatten)]
-    pub spec: model::BrokerSpec,
-}
+/// A custom resource whose `spec` is the model's (`switchyard_broker::model`) spec, flattened (the CRD
+/// has exactly its fields), with `Deref`/`DerefMut` to it and `From` it. Every kind is namespaced and
+/// prints its own columns, then `Age`, `Ready` and `Reason` (`age: first`) or `Ready`, `Reason` and `Age`
+/// (`age: last`).
+macro_rules! custom_resource {
+    (
+        $(#[$doc:meta])*
+        $wrapper:ident($model:ty) {
+            group: $group:tt, version: $version:tt,
+            kind: $kind:tt, status: $status:tt,
+            categories: [$($category:tt),*],
+            columns: [$($column:tt),*],
+            age: $age:ident $(,)?
+        }
+    ) => {
+        custom_resource!(@columns $age
+            [$(#[$doc])* $wrapper($model) [$group, $version, $kind, $status] [$($category),*]]
+            [$($column),*]);
+    };
+    (@columns first [$($head:tt)*] [$($column:tt),*]) => {
+        custom_resource!(@emit $($head)* [$($column,)*
+            r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+            r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+            r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#]);
+    };
+    (@columns last [$($head:tt)*] [$($column:tt),*]) => {
+        custom_resource!(@emit $($head)* [$($column,)*
+            r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+            r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+            r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#]);
+    };
+    (@emit $(#[$doc:meta])* $wrapper:ident($model:ty) [$group:tt, $version:tt, $kind:tt, $status:tt]
+        [$($category:tt),*] [$($column:tt),*]) => {
+        $(#[$doc])*
+        #[derive(
+            kube::CustomResource,
+            Debug,
+            Clone,
+            Default,
+            PartialEq,
+            serde::Serialize,
+            serde::Deserialize,
+            schemars::JsonSchema,
+        )]
+        #[kube(
+            group = $group,
+            version = $version,
+            kind = $kind,
+            namespaced,
+            status = $status,
+            $(category = $category,)*
+            $(printcolumn = $column,)*
+        )]
+        pub struct $wrapper {
+            /// The model's spec (`switchyard_broker::model`), flattened: the CRD has exactly its fields.
+            #[serde(flatten)]
+            pub spec: $model,
+        }
 
-impl std::ops::Deref for BrokerSpec {
-    type Target = model::BrokerSpec;
-    fn deref(&self) -> &model::BrokerSpec {
-        &self.spec
+        impl std::ops::Deref for $wrapper {
+            type Target = $model;
+            fn deref(&self) -> &$model {
+                &self.spec
+            }
+        }
+
+        impl std::ops::DerefMut for $wrapper {
+            fn deref_mut(&mut self) -> &mut $model {
+                &mut self.spec
+            }
+        }
+
+        impl From<$model> for $wrapper {
+            fn from(spec: $model) -> $wrapper {
+                $wrapper { spec }
+            }
+        }
+    };
+}
+pub(crate) use custom_resource;
+
+custom_resource! {
+    /// `spec` of a Broker. `config` and the class annotation are immutable; `delivery` may change.
+    BrokerSpec(model::BrokerSpec) {
+        group: "eventing.knative.dev", version: "v1",
+        kind: "Broker", status: "BrokerStatus",
+        categories: ["all", "knative", "eventing"],
+        columns: [r#"{"name":"URL","type":"string","jsonPath":".status.address.url"}"#],
+        age: first,
     }
 }
 
-impl std::ops::DerefMut for BrokerSpec {
-    fn deref_mut(&mut self) -> &mut model::BrokerSpec {
-        &mut self.spec
+custom_resource! {
+    /// `spec` of a Trigger. `broker` is required and immutable.
+    TriggerSpec(model::TriggerSpec) {
+        group: "eventing.knative.dev", version: "v1",
+        kind: "Trigger", status: "TriggerStatus",
+        categories: ["all", "knative", "eventing"],
+        columns: [
+            r#"{"name":"Broker","type":"string","jsonPath":".spec.broker"}"#,
+            r#"{"name":"Subscriber_URI","type":"string","jsonPath":".status.subscriberUri"}"#
+        ],
+        age: first,
     }
 }
 
-impl From<model::BrokerSpec> for BrokerSpec {
-    fn from(spec: model::BrokerSpec) -> BrokerSpec {
-        BrokerSpec { spec }
-    }
+/// A namespaced Kubernetes object the controller reads and writes whole (its status included).
+pub trait NamespacedObject:
+    kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + Serialize
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+{
 }
 
-/// `spec` of a Trigger. `broker` is required and immutable.
-#[derive(CustomResource, Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[kube(
-    group = "eventing.knative.dev",
-    version = "v1",
-    kind = "Trigger",
-    namespaced,
-    status = "TriggerStatus",
-    category = "all",
-    category = "knative",
-    category = "eventing",
-    printcolumn = r#"{"name":"Broker","type":"string","jsonPath":".spec.broker"}"#,
-    printcolumn = r#"{"name":"Subscriber_URI","type":"string","jsonPath":".status.subscriberUri"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
-    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
-    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#
-)]
-pub struct TriggerSpec {
-    /// The model's spec (`switchyard_broker::model`), flattened: the CRD has exactly its fields.
-    #[serde(flatten)]
-    pub spec: model::TriggerSpec,
-}
-
-impl std::ops::Deref for TriggerSpec {
-    type Target = model::TriggerSpec;
-    fn deref(&self) -> &model::TriggerSpec {
-        &self.spec
-    }
-}
-
-impl std::ops::DerefMut for TriggerSpec {
-    fn deref_mut(&mut self) -> &mut model::TriggerSpec {
-        &mut self.spec
-    }
-}
-
-impl From<model::TriggerSpec> for TriggerSpec {
-    fn from(spec: model::TriggerSpec) -> TriggerSpec {
-        TriggerSpec { spec }
-    }
+impl<K> NamespacedObject for K where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+{
 }
 
 /// A Knative status condition.

@@ -13,8 +13,7 @@
 //! A source's status carries `SinkProvided`, `SpecValid`, `Ready` and the resolved `sinkUri`; a sink's
 //! `SpecValid` and `Ready`. `crdgen` renders all of them into `deploy/crds/` with the Broker and Trigger.
 
-use crate::crd::Condition;
-use kube::CustomResource;
+use crate::crd::{custom_resource, Condition, NamespacedObject};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use switchyard_broker::model::eventing::Destination;
@@ -25,131 +24,62 @@ pub use switchyard_broker::model::sources::{NatsSourceJetStream, SinkRef, Source
 /// `apiVersion` of the KafkaSource CRD (Knative's storage version; the standalone loader also reads `v1`).
 pub const KAFKA_SOURCE_API_VERSION: &str = "sources.knative.dev/v1beta1";
 
-/// `Deref`/`DerefMut` to the model's spec and `From` it, for a custom resource's spec wrapper.
-macro_rules! spec_wrapper {
-    ($wrapper:ident, $model:ty) => {
-        impl std::ops::Deref for $wrapper {
-            type Target = $model;
-            fn deref(&self) -> &$model {
-                &self.spec
-            }
-        }
-
-        impl std::ops::DerefMut for $wrapper {
-            fn deref_mut(&mut self) -> &mut $model {
-                &mut self.spec
-            }
-        }
-
-        impl From<$model> for $wrapper {
-            fn from(spec: $model) -> $wrapper {
-                $wrapper { spec }
-            }
-        }
-    };
+custom_resource! {
+    /// `spec` of a KafkaSource: consumes Kafka topics and sends each record, as a CloudEvent, to `sink`.
+    KafkaSourceSpec(model::KafkaSourceSpec) {
+        group: "sources.knative.dev", version: "v1beta1",
+        kind: "KafkaSource", status: "SourceStatus",
+        categories: ["all", "knative", "sources"],
+        columns: [
+            r#"{"name":"Topics","type":"string","jsonPath":".spec.topics"}"#,
+            r#"{"name":"BootstrapServers","type":"string","jsonPath":".spec.bootstrapServers"}"#,
+            r#"{"name":"Sink","type":"string","jsonPath":".status.sinkUri"}"#
+        ],
+        age: last,
+    }
 }
 
-/// `spec` of a KafkaSource: consumes Kafka topics and sends each record, as a CloudEvent, to `sink`.
-#[derive(CustomResource, Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[kube(
-    group = "sources.knative.dev",
-    version = "v1beta1",
-    kind = "KafkaSource",
-    namespaced,
-    status = "SourceStatus",
-    category = "all",
-    category = "knative",
-    category = "sources",
-    printcolumn = r#"{"name":"Topics","type":"string","jsonPath":".spec.topics"}"#,
-    printcolumn = r#"{"name":"BootstrapServers","type":"string","jsonPath":".spec.bootstrapServers"}"#,
-    printcolumn = r#"{"name":"Sink","type":"string","jsonPath":".status.sinkUri"}"#,
-    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
-    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
-)]
-pub struct KafkaSourceSpec {
-    /// The model's spec (`switchyard_broker::model`), flattened: the CRD has exactly its fields.
-    #[serde(flatten)]
-    pub spec: model::KafkaSourceSpec,
+custom_resource! {
+    /// `spec` of a KafkaSink: a Trigger subscriber (`ref`) that produces each event to a Kafka topic.
+    KafkaSinkSpec(model::KafkaSinkSpec) {
+        group: "eventing.knative.dev", version: "v1alpha1",
+        kind: "KafkaSink", status: "SinkStatus",
+        categories: ["all", "knative", "eventing"],
+        columns: [
+            r#"{"name":"Topic","type":"string","jsonPath":".spec.topic"}"#
+        ],
+        age: last,
+    }
 }
 
-spec_wrapper!(KafkaSourceSpec, model::KafkaSourceSpec);
-
-/// `spec` of a KafkaSink: a Trigger subscriber (`ref`) that produces each event to a Kafka topic.
-#[derive(CustomResource, Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[kube(
-    group = "eventing.knative.dev",
-    version = "v1alpha1",
-    kind = "KafkaSink",
-    namespaced,
-    status = "SinkStatus",
-    category = "all",
-    category = "knative",
-    category = "eventing",
-    printcolumn = r#"{"name":"Topic","type":"string","jsonPath":".spec.topic"}"#,
-    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
-    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
-)]
-pub struct KafkaSinkSpec {
-    /// The model's spec (`switchyard_broker::model`), flattened: the CRD has exactly its fields.
-    #[serde(flatten)]
-    pub spec: model::KafkaSinkSpec,
+custom_resource! {
+    /// `spec` of a NatsSource: subscribes to a NATS subject (core NATS or a JetStream durable consumer) and
+    /// sends each message, as a CloudEvent, to `sink`.
+    NatsSourceSpec(model::NatsSourceSpec) {
+        group: "sources.switchyard.dev", version: "v1alpha1",
+        kind: "NatsSource", status: "SourceStatus",
+        categories: ["all", "knative", "sources"],
+        columns: [
+            r#"{"name":"Subject","type":"string","jsonPath":".spec.subject"}"#,
+            r#"{"name":"Sink","type":"string","jsonPath":".status.sinkUri"}"#
+        ],
+        age: last,
+    }
 }
 
-spec_wrapper!(KafkaSinkSpec, model::KafkaSinkSpec);
-
-/// `spec` of a NatsSource: subscribes to a NATS subject (core NATS or a JetStream durable consumer) and
-/// sends each message, as a CloudEvent, to `sink`.
-#[derive(CustomResource, Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[kube(
-    group = "sources.switchyard.dev",
-    version = "v1alpha1",
-    kind = "NatsSource",
-    namespaced,
-    status = "SourceStatus",
-    category = "all",
-    category = "knative",
-    category = "sources",
-    printcolumn = r#"{"name":"Subject","type":"string","jsonPath":".spec.subject"}"#,
-    printcolumn = r#"{"name":"Sink","type":"string","jsonPath":".status.sinkUri"}"#,
-    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
-    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
-)]
-pub struct NatsSourceSpec {
-    /// The model's spec (`switchyard_broker::model`), flattened: the CRD has exactly its fields.
-    #[serde(flatten)]
-    pub spec: model::NatsSourceSpec,
+custom_resource! {
+    /// `spec` of a NatsSink: a Trigger subscriber (`ref`) that publishes each event to a NATS subject.
+    NatsSinkSpec(model::NatsSinkSpec) {
+        group: "sources.switchyard.dev", version: "v1alpha1",
+        kind: "NatsSink", status: "SinkStatus",
+        categories: ["all", "knative", "eventing", "sink"],
+        columns: [
+            r#"{"name":"Subject","type":"string","jsonPath":".spec.subject"}"#,
+            r#"{"name":"JetStream","type":"boolean","jsonPath":".spec.jetstream"}"#
+        ],
+        age: last,
+    }
 }
-
-spec_wrapper!(NatsSourceSpec, model::NatsSourceSpec);
-
-/// `spec` of a NatsSink: a Trigger subscriber (`ref`) that publishes each event to a NATS subject.
-#[derive(CustomResource, Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[kube(
-    group = "sources.switchyard.dev",
-    version = "v1alpha1",
-    kind = "NatsSink",
-    namespaced,
-    status = "SinkStatus",
-    category = "all",
-    category = "knative",
-    category = "eventing",
-    category = "sink",
-    printcolumn = r#"{"name":"Subject","type":"string","jsonPath":".spec.subject"}"#,
-    printcolumn = r#"{"name":"JetStream","type":"boolean","jsonPath":".spec.jetstream"}"#,
-    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
-    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
-)]
-pub struct NatsSinkSpec {
-    /// The model's spec (`switchyard_broker::model`), flattened: the CRD has exactly its fields.
-    #[serde(flatten)]
-    pub spec: model::NatsSinkSpec,
-}
-
-spec_wrapper!(NatsSinkSpec, model::NatsSinkSpec);
 
 /// `status` of a KafkaSource or NatsSource.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -179,20 +109,13 @@ pub struct SinkStatus {
 }
 
 /// What the controller and the data plane need of the four kinds, whatever their spec.
-pub trait SourceOrSink:
-    kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-    + Clone
-    + Serialize
-    + serde::de::DeserializeOwned
-    + std::fmt::Debug
-    + Send
-    + Sync
-    + 'static
-{
+pub trait SourceOrSink: NamespacedObject + Send + Sync + 'static {
     /// `apiVersion` the standalone loader reads this kind under.
     const API_VERSION: &'static str;
     /// The kind.
     const KIND: &'static str;
+    /// A source kind (its `spec.sink` may refer to a Broker), not a sink kind.
+    const IS_SOURCE: bool;
     /// The object for the loader with this metadata, a source's `spec.sink` replaced by `sink`.
     fn manifest(&self, metadata: ObjectMeta, sink: Option<Destination>) -> Object;
     /// `spec.sink` of a source (`None` for a sink kind).
@@ -217,6 +140,7 @@ macro_rules! source_or_sink {
         impl SourceOrSink for $ty {
             const API_VERSION: &'static str = $api;
             const KIND: &'static str = $kind;
+            const IS_SOURCE: bool = true;
             fn manifest(&self, metadata: ObjectMeta, sink: Option<Destination>) -> Object {
                 let mut spec = self.spec.spec.clone();
                 $with_sink(&mut spec, sink);
@@ -261,6 +185,7 @@ macro_rules! source_or_sink {
         impl SourceOrSink for $ty {
             const API_VERSION: &'static str = $api;
             const KIND: &'static str = $kind;
+            const IS_SOURCE: bool = false;
             fn manifest(&self, metadata: ObjectMeta, _sink: Option<Destination>) -> Object {
                 let spec = self.spec.spec.clone();
                 Object::$ty(Resource {

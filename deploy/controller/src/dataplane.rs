@@ -20,7 +20,7 @@
 //! is left out and logged, in one pass; the rest still apply) and sent only when the result differs.
 
 use crate::conditions::{is_false, is_true};
-use crate::crd::{Broker, BrokerStatus, Trigger, TriggerStatus};
+use crate::crd::{Broker, BrokerStatus, Condition, DeliverySpec, Trigger, TriggerStatus};
 use crate::crd_sources::{
     is_broker_ref, sink_kind_of, KafkaSink, KafkaSource, NatsSink, NatsSource, SourceOrSink,
 };
@@ -69,6 +69,21 @@ impl Accepted {
 
 fn generation_observed(generation: Option<i64>, observed: Option<i64>) -> bool {
     observed.is_some() && observed == generation
+}
+
+/// Whether the controller has checked this generation of a Broker or Trigger, found its spec valid and
+/// resolved the dead-letter sink of its `delivery` (if it has one).
+fn checked(
+    generation: Option<i64>,
+    observed: Option<i64>,
+    conditions: &[Condition],
+    delivery: Option<&DeliverySpec>,
+    dead_letter_sink_uri: Option<&str>,
+) -> bool {
+    let dls_needed = delivery.is_some_and(|d| d.dead_letter_sink.is_some());
+    generation_observed(generation, observed)
+        && !is_false(conditions, "SpecValid")
+        && (!dls_needed || dead_letter_sink_uri.is_some())
 }
 
 /// The source and sink objects of the cluster (each empty when its CRD is not installed).
@@ -148,14 +163,13 @@ pub fn select(
         alive.insert(key.clone());
         let no_status = BrokerStatus::default();
         let status = b.status.as_ref().unwrap_or(&no_status);
-        let dls_needed = b
-            .spec
-            .delivery
-            .as_ref()
-            .is_some_and(|d| d.dead_letter_sink.is_some());
-        let usable = generation_observed(b.metadata.generation, status.observed_generation)
-            && !is_false(&status.conditions, "SpecValid")
-            && (!dls_needed || status.dead_letter_sink_uri.is_some());
+        let usable = checked(
+            b.metadata.generation,
+            status.observed_generation,
+            &status.conditions,
+            b.spec.delivery.as_ref(),
+            status.dead_letter_sink_uri.as_deref(),
+        );
         if usable {
             accepted.accept(&key, b.metadata.resource_version.clone(), || {
                 broker_manifest(b, status.dead_letter_sink_uri.as_deref())
@@ -180,15 +194,13 @@ pub fn select(
         alive.insert(key.clone());
         let no_status = TriggerStatus::default();
         let status = t.status.as_ref().unwrap_or(&no_status);
-        let dls_needed = t
-            .spec
-            .delivery
-            .as_ref()
-            .is_some_and(|d| d.dead_letter_sink.is_some());
-        let usable = generation_observed(t.metadata.generation, status.observed_generation)
-            && !is_false(&status.conditions, "SpecValid")
-            && is_true(&status.conditions, "SubscriberResolved")
-            && (!dls_needed || status.dead_letter_sink_uri.is_some());
+        let usable = checked(
+            t.metadata.generation,
+            status.observed_generation,
+            &status.conditions,
+            t.spec.delivery.as_ref(),
+            status.dead_letter_sink_uri.as_deref(),
+        ) && is_true(&status.conditions, "SubscriberResolved");
         // A KafkaSink / NatsSink subscriber stays a ref (the dispatcher produces / publishes to it); the
         // trigger waits until the data plane runs that sink (the loader would reject it otherwise).
         let sink = sink_kind_of(&t.spec.subscriber).zip(t.spec.subscriber.reference.as_ref());

@@ -307,10 +307,7 @@ pub(super) fn decode_trigger(ctx: &mut Ctx<'_>, v: &Value) -> Option<TriggerSpec
         }
     };
 
-    let Some(spec_v) = top.get("spec") else {
-        ctx.err("spec", "required (broker and subscriber)");
-        return None;
-    };
+    let spec_v = required(ctx, "spec", top.get("spec"), "broker and subscriber")?;
     let spec = Obj::new(
         ctx,
         "spec",

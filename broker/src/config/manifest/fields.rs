@@ -4,7 +4,7 @@
 use super::names::*;
 use crate::config::error::ConfigError;
 use crate::config::rules::{is_dns1123_label, topic_message};
-use crate::config::{is_valid_kafka_topic, BrokerKey, SourceSink};
+use crate::config::{is_valid_kafka_topic, BrokerKey, ContentMode, SourceSink};
 use serde_yaml::{Mapping, Value};
 
 /// Path used for problems with the document as a whole (not one field).
@@ -115,6 +115,63 @@ impl<'v> Obj<'v> {
     pub(super) fn get(&self, key: &str) -> Option<&'v Value> {
         self.map.get(key).filter(|v| !v.is_null())
     }
+}
+
+/// A required field's value, or `None` with "required (`what`)" reported at `path`.
+pub(super) fn required<'v>(
+    ctx: &mut Ctx<'_>,
+    path: &str,
+    v: Option<&'v Value>,
+    what: &str,
+) -> Option<&'v Value> {
+    if v.is_none() {
+        ctx.err(path, format!("required ({what})"));
+    }
+    v
+}
+
+/// `spec.contentMode` of a KafkaSink or NatsSink: `binary` (the default) or `structured`.
+pub(super) fn decode_content_mode(ctx: &mut Ctx<'_>, v: Option<&Value>) -> Option<ContentMode> {
+    let path = "spec.contentMode";
+    match v {
+        None => Some(ContentMode::Binary),
+        Some(m) => match string(ctx, path, m) {
+            Some("binary") => Some(ContentMode::Binary),
+            Some("structured") => Some(ContentMode::Structured),
+            Some(other) => {
+                ctx.err(
+                    path,
+                    format!("must be \"binary\" (the default) or \"structured\", got {other:?}"),
+                );
+                None
+            }
+            None => None,
+        },
+    }
+}
+
+/// Strings at (path, value), each parsed as a comma-separated list (problems reported at its path) →
+/// one comma-separated string.
+pub(super) fn joined_lists<'v>(
+    ctx: &mut Ctx<'_>,
+    items: impl IntoIterator<Item = (String, &'v Value)>,
+    parse: fn(&str) -> Result<String, Vec<String>>,
+) -> Option<String> {
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (p, item) in items {
+        match string(ctx, &p, item).map(parse) {
+            Some(Ok(list)) => out.push(list),
+            Some(Err(problems)) => {
+                for m in problems {
+                    ctx.err(&p, m);
+                }
+                ok = false;
+            }
+            None => ok = false,
+        }
+    }
+    ok.then(|| out.join(","))
 }
 
 pub(super) fn string<'v>(ctx: &mut Ctx<'_>, path: &str, v: &'v Value) -> Option<&'v str> {
@@ -336,14 +393,19 @@ pub(super) fn positive_annotation(ctx: &mut Ctx<'_>, meta: &Meta<'_>, key: &str)
     }
 }
 
-/// A KafkaSource's or NatsSource's `spec.sink`: `ref` to a Broker (namespace defaults to the source's)
-/// or `uri`.
+/// A KafkaSource's or NatsSource's required `spec.sink`: `ref` to a Broker (namespace defaults to the
+/// source's, from `meta`) or `uri`.
 pub(super) fn decode_source_sink(
     ctx: &mut Ctx<'_>,
-    path: &str,
-    v: &Value,
-    source_ns: &str,
+    v: Option<&Value>,
+    meta: Option<&Meta<'_>>,
 ) -> Option<SourceSink> {
+    let path = "spec.sink";
+    let Some(v) = v else {
+        ctx.err(path, "required: ref (a Broker) or uri");
+        return None;
+    };
+    let source_ns = meta.map_or(DEFAULT_NAMESPACE, |m| &m.namespace);
     let obj = Obj::with_unsupported(
         ctx,
         path,

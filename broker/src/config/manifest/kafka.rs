@@ -1,18 +1,14 @@
 //! `eventing.knative.dev/v1alpha1` KafkaSink and `sources.knative.dev/v1beta1` (or `v1`) KafkaSource.
 
 use super::fields::*;
-use super::names::*;
 use crate::config::rules::parse_bootstrap_csv;
-use crate::config::{ContentMode, InitialOffset, KafkaSinkSpec, KafkaSourceSpec, ObjectKey};
+use crate::config::{InitialOffset, KafkaSinkSpec, KafkaSourceSpec, ObjectKey};
 use serde_yaml::Value;
 
 pub(super) fn decode_kafka_sink(ctx: &mut Ctx<'_>, v: &Value) -> Option<KafkaSinkSpec> {
     let top = Obj::new(ctx, TOP_PATH, v, &TOP_FIELDS)?;
     let meta = decode_metadata(ctx, top.map);
-    let Some(spec_v) = top.get("spec") else {
-        ctx.err("spec", "required (topic and bootstrapServers)");
-        return None;
-    };
+    let spec_v = required(ctx, "spec", top.get("spec"), "topic and bootstrapServers")?;
     let spec = Obj::with_unsupported(
         ctx,
         "spec",
@@ -44,21 +40,7 @@ pub(super) fn decode_kafka_sink(ctx: &mut Ctx<'_>, v: &Value) -> Option<KafkaSin
     };
     let bootstrap_servers =
         decode_bootstrap_list(ctx, "spec.bootstrapServers", spec.get("bootstrapServers"));
-    let content_mode = match spec.get("contentMode") {
-        None => Some(ContentMode::Binary),
-        Some(m) => match string(ctx, "spec.contentMode", m) {
-            Some("binary") => Some(ContentMode::Binary),
-            Some("structured") => Some(ContentMode::Structured),
-            Some(other) => {
-                ctx.err(
-                    "spec.contentMode",
-                    format!("must be \"binary\" (the default) or \"structured\", got {other:?}"),
-                );
-                None
-            }
-            None => None,
-        },
-    };
+    let content_mode = decode_content_mode(ctx, spec.get("contentMode"));
     let meta = meta?;
     Some(KafkaSinkSpec {
         key: ObjectKey::new(meta.namespace, meta.name),
@@ -71,10 +53,12 @@ pub(super) fn decode_kafka_sink(ctx: &mut Ctx<'_>, v: &Value) -> Option<KafkaSin
 pub(super) fn decode_kafka_source(ctx: &mut Ctx<'_>, v: &Value) -> Option<KafkaSourceSpec> {
     let top = Obj::new(ctx, TOP_PATH, v, &TOP_FIELDS)?;
     let meta = decode_metadata(ctx, top.map);
-    let Some(spec_v) = top.get("spec") else {
-        ctx.err("spec", "required (bootstrapServers, topics and sink)");
-        return None;
-    };
+    let spec_v = required(
+        ctx,
+        "spec",
+        top.get("spec"),
+        "bootstrapServers, topics and sink",
+    )?;
     let spec = Obj::with_unsupported(
         ctx,
         "spec",
@@ -133,16 +117,7 @@ pub(super) fn decode_kafka_source(ctx: &mut Ctx<'_>, v: &Value) -> Option<KafkaS
             None => None,
         },
     };
-    let sink = match spec.get("sink") {
-        Some(s) => {
-            let ns = meta.as_ref().map_or(DEFAULT_NAMESPACE, |m| &m.namespace);
-            decode_source_sink(ctx, "spec.sink", s, ns)
-        }
-        None => {
-            ctx.err("spec.sink", "required: ref (a Broker) or uri");
-            None
-        }
-    };
+    let sink = decode_source_sink(ctx, spec.get("sink"), meta.as_ref());
     let meta = meta?;
     let consumer_group = consumer_group?
         .unwrap_or_else(|| format!("knative-kafka-source-{}-{}", meta.namespace, meta.name));
@@ -162,10 +137,7 @@ pub(super) fn decode_topics(
     path: &str,
     v: Option<&Value>,
 ) -> Option<Vec<String>> {
-    let Some(v) = v else {
-        ctx.err(path, "required (a list of topic names)");
-        return None;
-    };
+    let v = required(ctx, path, v, "a list of topic names")?;
     let Value::Sequence(items) = v else {
         ctx.err(
             path,
@@ -201,10 +173,7 @@ pub(super) fn decode_bootstrap_list(
     path: &str,
     v: Option<&Value>,
 ) -> Option<String> {
-    let Some(v) = v else {
-        ctx.err(path, "required (a list of host:port)");
-        return None;
-    };
+    let v = required(ctx, path, v, "a list of host:port")?;
     let Value::Sequence(items) = v else {
         ctx.err(
             path,
@@ -216,20 +185,9 @@ pub(super) fn decode_bootstrap_list(
         ctx.err(path, "must contain at least one host:port");
         return None;
     }
-    let mut out = Vec::with_capacity(items.len());
-    let mut ok = true;
-    for (i, item) in items.iter().enumerate() {
-        let p = format!("{path}[{i}]");
-        match string(ctx, &p, item).map(parse_bootstrap_csv) {
-            Some(Ok(list)) => out.push(list),
-            Some(Err(problems)) => {
-                for m in problems {
-                    ctx.err(&p, m);
-                }
-                ok = false;
-            }
-            None => ok = false,
-        }
-    }
-    ok.then(|| out.join(","))
+    let items = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| (format!("{path}[{i}]"), item));
+    joined_lists(ctx, items, parse_bootstrap_csv)
 }

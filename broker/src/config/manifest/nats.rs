@@ -4,8 +4,8 @@ use super::fields::*;
 use super::names::*;
 use crate::config::rules::parse_nats_servers_csv;
 use crate::config::{
-    is_valid_nats_name, is_valid_nats_subject, ContentMode, NatsSinkSpec, NatsSourceJetStream,
-    NatsSourceSpec, ObjectKey,
+    is_valid_nats_name, is_valid_nats_subject, NatsSinkSpec, NatsSourceJetStream, NatsSourceSpec,
+    ObjectKey,
 };
 use serde_yaml::Value;
 
@@ -19,10 +19,7 @@ pub(super) fn decode_nats_servers(
     const EXPECTED: &str =
         "a list of NATS servers (nats://host:port, tls://host:port or host:port) \
                             or a comma-separated string";
-    let Some(v) = v else {
-        ctx.err(path, format!("required ({EXPECTED})"));
-        return None;
-    };
+    let v = required(ctx, path, v, EXPECTED)?;
     let items: Vec<(String, &Value)> = match v {
         Value::String(_) => vec![(path.to_owned(), v)],
         Value::Sequence(items) if !items.is_empty() => items
@@ -39,21 +36,7 @@ pub(super) fn decode_nats_servers(
             return None;
         }
     };
-    let mut out = Vec::with_capacity(items.len());
-    let mut ok = true;
-    for (p, item) in items {
-        match string(ctx, &p, item).map(parse_nats_servers_csv) {
-            Some(Ok(list)) => out.push(list),
-            Some(Err(problems)) => {
-                for m in problems {
-                    ctx.err(&p, m);
-                }
-                ok = false;
-            }
-            None => ok = false,
-        }
-    }
-    ok.then(|| out.join(","))
+    joined_lists(ctx, items, parse_nats_servers_csv)
 }
 
 /// A required NATS subject (`wildcards`: `*` and a final `>` allowed).
@@ -63,10 +46,7 @@ pub(super) fn decode_nats_subject(
     v: Option<&Value>,
     wildcards: bool,
 ) -> Option<String> {
-    let Some(v) = v else {
-        ctx.err(path, "required (a NATS subject, e.g. orders.created)");
-        return None;
-    };
+    let v = required(ctx, path, v, "a NATS subject, e.g. orders.created")?;
     let s = string(ctx, path, v)?;
     if is_valid_nats_subject(s, wildcards) {
         return Some(s.to_owned());
@@ -89,10 +69,7 @@ pub(super) fn decode_nats_name(
     v: Option<&Value>,
     what: &str,
 ) -> Option<String> {
-    let Some(v) = v else {
-        ctx.err(path, format!("required (the {what})"));
-        return None;
-    };
+    let v = required(ctx, path, v, &format!("the {what}"))?;
     let s = string(ctx, path, v)?;
     if is_valid_nats_name(s) {
         Some(s.to_owned())
@@ -111,10 +88,7 @@ pub(super) fn decode_nats_name(
 pub(super) fn decode_nats_sink(ctx: &mut Ctx<'_>, v: &Value) -> Option<NatsSinkSpec> {
     let top = Obj::new(ctx, TOP_PATH, v, &TOP_FIELDS)?;
     let meta = decode_metadata(ctx, top.map);
-    let Some(spec_v) = top.get("spec") else {
-        ctx.err("spec", "required (servers and subject)");
-        return None;
-    };
+    let spec_v = required(ctx, "spec", top.get("spec"), "servers and subject")?;
     let spec = Obj::new(ctx, "spec", spec_v, &NATS_SINK_SPEC_FIELDS)?;
     let servers = decode_nats_servers(ctx, "spec.servers", spec.get("servers"));
     let subject = decode_nats_subject(ctx, "spec.subject", spec.get("subject"), false);
@@ -133,21 +107,7 @@ pub(super) fn decode_nats_sink(ctx: &mut Ctx<'_>, v: &Value) -> Option<NatsSinkS
             None
         }
     };
-    let content_mode = match spec.get("contentMode") {
-        None => Some(ContentMode::Binary),
-        Some(m) => match string(ctx, "spec.contentMode", m) {
-            Some("binary") => Some(ContentMode::Binary),
-            Some("structured") => Some(ContentMode::Structured),
-            Some(other) => {
-                ctx.err(
-                    "spec.contentMode",
-                    format!("must be \"binary\" (the default) or \"structured\", got {other:?}"),
-                );
-                None
-            }
-            None => None,
-        },
-    };
+    let content_mode = decode_content_mode(ctx, spec.get("contentMode"));
     let meta = meta?;
     Some(NatsSinkSpec {
         key: ObjectKey::new(meta.namespace, meta.name),
@@ -161,10 +121,7 @@ pub(super) fn decode_nats_sink(ctx: &mut Ctx<'_>, v: &Value) -> Option<NatsSinkS
 pub(super) fn decode_nats_source(ctx: &mut Ctx<'_>, v: &Value) -> Option<NatsSourceSpec> {
     let top = Obj::new(ctx, TOP_PATH, v, &TOP_FIELDS)?;
     let meta = decode_metadata(ctx, top.map);
-    let Some(spec_v) = top.get("spec") else {
-        ctx.err("spec", "required (servers, subject and sink)");
-        return None;
-    };
+    let spec_v = required(ctx, "spec", top.get("spec"), "servers, subject and sink")?;
     let spec = Obj::new(ctx, "spec", spec_v, &NATS_SOURCE_SPEC_FIELDS)?;
     let servers = decode_nats_servers(ctx, "spec.servers", spec.get("servers"));
     let subject = decode_nats_subject(ctx, "spec.subject", spec.get("subject"), true);
@@ -221,16 +178,7 @@ pub(super) fn decode_nats_source(ctx: &mut Ctx<'_>, v: &Value) -> Option<NatsSou
              their durable consumer (remove queueGroup or jetstream)",
         );
     }
-    let sink = match spec.get("sink") {
-        Some(s) => {
-            let ns = meta.as_ref().map_or(DEFAULT_NAMESPACE, |m| &m.namespace);
-            decode_source_sink(ctx, "spec.sink", s, ns)
-        }
-        None => {
-            ctx.err("spec.sink", "required: ref (a Broker) or uri");
-            None
-        }
-    };
+    let sink = decode_source_sink(ctx, spec.get("sink"), meta.as_ref());
     let meta = meta?;
     Some(NatsSourceSpec {
         key: ObjectKey::new(meta.namespace, meta.name),

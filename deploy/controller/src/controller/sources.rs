@@ -15,7 +15,6 @@ use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::ResourceExt;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Reconciles one KafkaSource, KafkaSink, NatsSource or NatsSink.
 ///
@@ -68,14 +67,8 @@ pub async fn reconcile_object<K: SourceOrSink>(
     let changed = o.observed_generation() != generation
         || prev != conditions
         || o.sink_uri() != sink_uri.as_deref();
-    if changed {
-        let updated = o.with_status(generation, conditions.clone(), sink_uri);
-        if !super::write_status(&ctx, &ns, &name, &prev, &conditions, &updated).await? {
-            return Ok(Action::requeue(Duration::from_millis(200)));
-        }
-    }
-    ctx.failures.lock().remove(&subject);
-    Ok(Action::requeue(s.resync))
+    let updated = changed.then(|| o.with_status(generation, conditions.clone(), sink_uri));
+    super::settle(&ctx, &ns, &name, &subject, &prev, &conditions, updated).await
 }
 
 /// Error policy of [`reconcile_object`]: per-object exponential backoff.
