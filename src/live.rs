@@ -9,10 +9,10 @@ use std::sync::Arc;
 use switchyard_broker::channel::composite::CompositeChannel;
 use switchyard_broker::channel::Channel;
 use switchyard_broker::config::Topology;
+use switchyard_broker::kafka::source::KafkaSources;
 use switchyard_broker::metrics::Metrics;
+use switchyard_broker::nats::source::NatsSources;
 use switchyard_dispatcher::Dispatcher;
-use switchyard_ingress::kafka_source::KafkaSources;
-use switchyard_ingress::nats_source::NatsSources;
 use switchyard_ingress::Ingress;
 use switchyard_kube::metrics::ControllerMetrics;
 

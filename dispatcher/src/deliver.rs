@@ -298,7 +298,7 @@ async fn attempt_kafka(ctx: &TriggerCtx, sink: &KafkaTarget, event: &Event) -> O
     } else {
         event
     };
-    let produce = switchyard_broker::channel::kafka::produce_event(
+    let produce = switchyard_broker::kafka::channel::produce_event(
         &sink.producer,
         &sink.topic,
         event,
@@ -378,9 +378,9 @@ async fn publish_nats(sink: &NatsTarget, event: &Event) -> Result<(), String> {
     let message = if event.extension(TTL_EXTENSION).is_some() {
         let mut e = event.clone();
         e.remove_extension(TTL_EXTENSION);
-        switchyard_broker::format::nats::encode(&e, sink.content_mode)
+        switchyard_broker::nats::binding::encode(&e, sink.content_mode)
     } else {
-        switchyard_broker::format::nats::encode(event, sink.content_mode)
+        switchyard_broker::nats::binding::encode(event, sink.content_mode)
     };
     let mut headers = async_nats::HeaderMap::new();
     for (name, value) in &message.headers {

@@ -29,12 +29,12 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use switchyard_broker::channel::kafka::Producers;
 use switchyard_broker::channel::{Channel, Delivery, Subscription};
 use switchyard_broker::config::{
     BrokerKey, ContentMode, DeliveryOrder, Destination, Topology, TriggerKey,
 };
 use switchyard_broker::delivery::{Format, RetryPolicy};
+use switchyard_broker::kafka::channel::Producers;
 use switchyard_broker::metrics::{Metrics, TriggerMetrics};
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;

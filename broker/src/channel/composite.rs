@@ -5,12 +5,8 @@
 //! work the same on every backend. An entry's [`EntryId`] says which backend handed it out, which is how
 //! acks and parks find their backend.
 
-#[cfg(feature = "kafka")]
-use crate::channel::kafka::{KafkaDriver, KafkaOptions, Producers};
 #[cfg(any(feature = "kafka", feature = "nats"))]
 use crate::channel::log::LogLayer;
-#[cfg(feature = "nats")]
-use crate::channel::nats::{NatsDriver, NatsOptions};
 use crate::channel::store::{StoreChannel, StoreHealth};
 use crate::channel::{
     BoxFuture, Channel, ChannelError, Entry, EntryId, LogBackend, ParkRecord, ParkedEvent, Result,
@@ -18,6 +14,10 @@ use crate::channel::{
 };
 use crate::config::{Backend, BrokerKey, Topology, TriggerKey};
 use crate::event::Event;
+#[cfg(feature = "kafka")]
+use crate::kafka::channel::{KafkaDriver, KafkaOptions, Producers};
+#[cfg(feature = "nats")]
+use crate::nats::channel::{NatsDriver, NatsOptions};
 use arc_swap::ArcSwap;
 use std::sync::Arc;
 use std::time::Duration;

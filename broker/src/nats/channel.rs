@@ -28,7 +28,7 @@ use crate::channel::windows::Routes;
 use crate::channel::{ChannelError, Entry, EntryId, Result};
 use crate::config::{Backend, BrokerKey, ContentMode, NatsBrokerConfig, NatsStorage};
 use crate::event::Event;
-use crate::format::nats as binding;
+use crate::nats::binding;
 use async_nats::jetstream::{self, consumer, stream, AckKind};
 use futures_util::StreamExt;
 use parking_lot::Mutex;

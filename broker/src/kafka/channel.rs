@@ -40,7 +40,7 @@ use crate::channel::windows::Routes;
 use crate::channel::{ChannelError, Entry, EntryId, Result};
 use crate::config::{Backend, BrokerKey, ContentMode, KafkaBrokerConfig};
 use crate::event::Event;
-use crate::format::kafka::{self as binding, Decoded};
+use crate::kafka::binding::{self, Decoded};
 use parking_lot::Mutex;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;

@@ -13,6 +13,15 @@
 //!   unreachable (JetStream redelivers it: back-pressure, nothing dropped), and `term`inated when it is not a
 //!   valid CloudEvent or the sink rejected it for good (4xx).
 
+use crate::config::{NatsSourceSpec, ObjectKey, Topology};
+use crate::delivery::{
+    classify, parse_retry_after, retry, Attempt, Attempts, Classification, Retried, RetryAfterRule,
+    SourceBackoff,
+};
+use crate::event::Event;
+use crate::format::http::write_binary;
+use crate::http_client::HttpClient;
+use crate::nats::binding;
 use async_nats::jetstream;
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -22,15 +31,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use switchyard_broker::config::{NatsSourceSpec, ObjectKey, Topology};
-use switchyard_broker::delivery::{
-    classify, parse_retry_after, retry, Attempt, Attempts, Classification, Retried, RetryAfterRule,
-    SourceBackoff,
-};
-use switchyard_broker::event::Event;
-use switchyard_broker::format::http::write_binary;
-use switchyard_broker::format::nats as binding;
-use switchyard_broker::http_client::HttpClient;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -112,13 +112,14 @@ impl std::fmt::Debug for NatsSources {
 
 /// Where a source posts: `{base}/{ns}/{name}` for a broker, the URL itself otherwise.
 fn sink_url(spec: &NatsSourceSpec, base: &str) -> String {
-    crate::kafka_source::sink_url(&spec.sink, base)
+    crate::source::sink_url(&spec.sink, base)
 }
 
 impl NatsSources {
     /// Sources with these settings (none running yet).
     pub fn new(options: NatsSourceOptions) -> Result<NatsSources, NatsSourceError> {
-        let client = crate::sink_client(&options.extra_roots).map_err(NatsSourceError::Client)?;
+        let client =
+            crate::source::sink_client(&options.extra_roots).map_err(NatsSourceError::Client)?;
         Ok(NatsSources {
             options,
             client,
