@@ -12,6 +12,7 @@
 //!   broker).
 //! - [`delivery`]: `DeliverySpec`, backoff schedule, response classification (pure).
 //! - [`channel`]: the channel trait and the embedded redb backend.
+//! - [`sink`]: the `Sink` trait, where a trigger's deliveries go (HTTP, KafkaSink, NatsSink).
 //! - [`metrics`]: the Prometheus metrics every component records into.
 //! - `http_client` (feature `http-client`): the outgoing HTTP client of the dispatcher and the sources.
 //! - The integrations, one component each with the same files (config, binding, channel backend, sink,
@@ -35,6 +36,7 @@ pub mod metrics;
 pub mod model;
 pub mod nats;
 pub mod routing;
+pub mod sink;
 #[cfg(any(feature = "kafka", feature = "nats"))]
 pub mod source;
 pub mod time;

@@ -30,12 +30,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_broker::channel::{Channel, Delivery, Subscription};
-use switchyard_broker::config::{
-    BrokerKey, ContentMode, DeliveryOrder, Destination, Topology, TriggerKey,
-};
+use switchyard_broker::config::{BrokerKey, DeliveryOrder, Destination, Topology, TriggerKey};
 use switchyard_broker::delivery::{Format, RetryPolicy};
+#[cfg(feature = "kafka")]
 use switchyard_broker::kafka::channel::Producers;
 use switchyard_broker::metrics::{Metrics, TriggerMetrics};
+use switchyard_broker::sink::Sink;
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
@@ -50,6 +50,7 @@ pub struct DispatcherOptions {
     pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
     /// KafkaSink producers, shared with the Kafka-backed brokers (`None`: a pool of the dispatcher's own,
     /// 30 s produce timeout, 2 MiB records).
+    #[cfg(feature = "kafka")]
     pub kafka_producers: Option<Arc<Producers>>,
 }
 
@@ -59,6 +60,7 @@ impl Default for DispatcherOptions {
             max_response_bytes: 1024 * 1024,
             max_idle_per_host: 256,
             extra_roots: Vec::new(),
+            #[cfg(feature = "kafka")]
             kafka_producers: None,
         }
     }
@@ -70,7 +72,8 @@ pub(crate) struct TriggerCtx {
     pub(crate) key: TriggerKey,
     pub(crate) label: String,
     pub(crate) broker: BrokerKey,
-    pub(crate) target: Target,
+    /// Where the deliveries go: the HTTP subscriber, a KafkaSink or a NatsSink.
+    pub(crate) target: Box<dyn Sink>,
     pub(crate) subscriber_str: String,
     pub(crate) order: DeliveryOrder,
     pub(crate) dead_letter_sink: Option<(Uri, String)>,
@@ -79,50 +82,6 @@ pub(crate) struct TriggerCtx {
     pub(crate) namespace_header: HeaderValue,
     pub(crate) metrics: TriggerMetrics,
     pub(crate) max_inflight: usize,
-}
-
-/// Where a trigger's deliveries go.
-#[derive(Debug)]
-pub(crate) enum Target {
-    /// POST to a URL.
-    Http(Uri),
-    /// Produce to a KafkaSink's topic.
-    Kafka(KafkaTarget),
-    /// Publish to a NatsSink's subject.
-    Nats(NatsTarget),
-}
-
-/// A resolved NatsSink; the connection is made on first use and shared by sinks on the same servers.
-pub(crate) struct NatsTarget {
-    pub(crate) servers: String,
-    pub(crate) client: Arc<tokio::sync::OnceCell<async_nats::Client>>,
-    pub(crate) subject: String,
-    pub(crate) jetstream: bool,
-    pub(crate) content_mode: ContentMode,
-}
-
-impl std::fmt::Debug for NatsTarget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NatsTarget")
-            .field("subject", &self.subject)
-            .field("jetstream", &self.jetstream)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A resolved KafkaSink.
-pub(crate) struct KafkaTarget {
-    pub(crate) producer: rdkafka::producer::FutureProducer,
-    pub(crate) topic: String,
-    pub(crate) content_mode: ContentMode,
-}
-
-impl std::fmt::Debug for KafkaTarget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KafkaTarget")
-            .field("topic", &self.topic)
-            .finish_non_exhaustive()
-    }
 }
 
 /// State shared by all workers and deliveries.
@@ -249,9 +208,11 @@ pub struct Dispatcher {
     shutdown_tx: watch::Sender<bool>,
     workers: Mutex<HashMap<TriggerKey, Worker>>,
     /// KafkaSink producers by bootstrap servers.
+    #[cfg(feature = "kafka")]
     producers: Arc<Producers>,
     /// NatsSink connections by servers.
-    nats_clients: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<async_nats::Client>>>>,
+    #[cfg(feature = "nats")]
+    nats_clients: switchyard_broker::nats::sink::NatsClients,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -298,10 +259,12 @@ impl Dispatcher {
             metrics,
             shutdown_tx,
             workers: Mutex::new(HashMap::new()),
+            #[cfg(feature = "kafka")]
             producers: options.kafka_producers.clone().unwrap_or_else(|| {
                 Arc::new(Producers::new(Duration::from_secs(30), 2 * 1024 * 1024))
             }),
-            nats_clients: Mutex::new(HashMap::new()),
+            #[cfg(feature = "nats")]
+            nats_clients: Default::default(),
         })
     }
 
@@ -321,43 +284,34 @@ impl Dispatcher {
             message,
         };
         let subscriber_str = spec.subscriber.to_string();
-        let target = match &spec.subscriber {
-            Destination::Url(u) => Target::Http(
-                u.parse()
+        let delivery = spec.effective_delivery(broker);
+        let format = delivery.and_then(|d| d.format).unwrap_or_default();
+        let namespace_header =
+            HeaderValue::from_str(&key.namespace).map_err(|e| err(format!("namespace: {e}")))?;
+        let target: Box<dyn Sink> = match &spec.subscriber {
+            Destination::Url(u) => Box::new(deliver::HttpSink {
+                client: self.shared.client.clone(),
+                uri: u
+                    .parse()
                     .map_err(|e| err(format!("subscriber uri {u:?}: {e}")))?,
-            ),
+                format,
+                namespace_header: namespace_header.clone(),
+            }),
             Destination::NatsSink(sink) => {
                 let sink = topology
                     .nats_sinks
                     .get(sink)
                     .ok_or_else(|| err(format!("NatsSink {sink} does not exist")))?;
-                let client = self
-                    .nats_clients
-                    .lock()
-                    .entry(sink.servers.clone())
-                    .or_default()
-                    .clone();
-                Target::Nats(NatsTarget {
-                    servers: sink.servers.clone(),
-                    client,
-                    subject: sink.subject.clone(),
-                    jetstream: sink.jetstream,
-                    content_mode: sink.content_mode,
-                })
+                self.nats_sink(sink).map_err(&err)?
             }
             Destination::KafkaSink(sink) => {
                 let sink = topology
                     .kafka_sinks
                     .get(sink)
                     .ok_or_else(|| err(format!("KafkaSink {sink} does not exist")))?;
-                Target::Kafka(KafkaTarget {
-                    producer: self.producer(&sink.bootstrap_servers).map_err(&err)?,
-                    topic: sink.topic.clone(),
-                    content_mode: sink.content_mode,
-                })
+                self.kafka_sink(sink).map_err(&err)?
             }
         };
-        let delivery = spec.effective_delivery(broker);
         let dead_letter_sink = match delivery.and_then(|d| d.dead_letter_sink.as_ref()) {
             Some(s) => Some((
                 s.parse::<Uri>()
@@ -375,19 +329,52 @@ impl Dispatcher {
             order: spec.delivery_order,
             dead_letter_sink,
             policy: RetryPolicy::from_spec(delivery),
-            format: delivery.and_then(|d| d.format).unwrap_or_default(),
-            namespace_header: HeaderValue::from_str(&key.namespace)
-                .map_err(|e| err(format!("namespace: {e}")))?,
+            format,
+            namespace_header,
             metrics: self.metrics.trigger(&label),
             max_inflight: spec.max_inflight.max(1),
             label,
         }))
     }
 
-    fn producer(&self, bootstrap: &str) -> Result<rdkafka::producer::FutureProducer, String> {
-        self.producers
-            .get(bootstrap)
-            .map_err(|e| format!("kafka producer for {bootstrap}: {e}"))
+    #[cfg(feature = "kafka")]
+    fn kafka_sink(
+        &self,
+        sink: &switchyard_broker::config::KafkaSinkSpec,
+    ) -> Result<Box<dyn Sink>, String> {
+        let sink = switchyard_broker::kafka::sink::KafkaSink::new(&self.producers, sink)?;
+        Ok(Box::new(sink))
+    }
+
+    #[cfg(not(feature = "kafka"))]
+    fn kafka_sink(
+        &self,
+        sink: &switchyard_broker::config::KafkaSinkSpec,
+    ) -> Result<Box<dyn Sink>, String> {
+        Err(format!(
+            "KafkaSink {}: this build has no Kafka support (Cargo feature `kafka`)",
+            sink.key
+        ))
+    }
+
+    #[cfg(feature = "nats")]
+    fn nats_sink(
+        &self,
+        sink: &switchyard_broker::config::NatsSinkSpec,
+    ) -> Result<Box<dyn Sink>, String> {
+        let sink = switchyard_broker::nats::sink::NatsSink::new(&self.nats_clients, sink);
+        Ok(Box::new(sink))
+    }
+
+    #[cfg(not(feature = "nats"))]
+    fn nats_sink(
+        &self,
+        sink: &switchyard_broker::config::NatsSinkSpec,
+    ) -> Result<Box<dyn Sink>, String> {
+        Err(format!(
+            "NatsSink {}: this build has no NATS support (Cargo feature `nats`)",
+            sink.key
+        ))
     }
 
     /// Starts workers for new triggers, updates changed ones, stops removed ones. The channel must

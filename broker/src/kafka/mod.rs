@@ -24,8 +24,9 @@
 //!
 //! # Sink
 //!
-//! KafkaSink (produce to a topic): today in `switchyard-dispatcher`'s `deliver.rs`, over
-//! `channel::produce_event` and the shared producer pool.
+//! `sink` (feature `kafka`): `KafkaSink`, a [`crate::sink::Sink`] of the dispatcher: produce to a topic
+//! through the producer pool shared with the Kafka-backed brokers; a failed or timed-out produce is a
+//! retryable attempt; no replies.
 //!
 //! # Source
 //!
@@ -36,5 +37,7 @@
 pub mod binding;
 #[cfg(feature = "kafka")]
 pub mod channel;
+#[cfg(feature = "kafka")]
+pub mod sink;
 #[cfg(feature = "kafka")]
 pub mod source;

@@ -24,8 +24,9 @@
 //!
 //! # Sink
 //!
-//! NatsSink (core publish + flush, or JetStream publish + PubAck): today in `switchyard-dispatcher`'s
-//! `deliver.rs`.
+//! `sink` (feature `nats`): `NatsSink`, a [`crate::sink::Sink`] of the dispatcher: core publish + flush,
+//! or JetStream publish + PubAck; a connection per servers, made on first use (`NatsClients`); a failed
+//! or timed-out publish is a retryable attempt; no replies.
 //!
 //! # Source
 //!
@@ -35,5 +36,7 @@
 pub mod binding;
 #[cfg(feature = "nats")]
 pub mod channel;
+#[cfg(feature = "nats")]
+pub mod sink;
 #[cfg(feature = "nats")]
 pub mod source;
