@@ -1,5 +1,5 @@
 //! The one outgoing HTTP client: subscriber and dead-letter deliveries (dispatcher) and sources handing
-//! events to a broker's ingress or a `uri` sink (ingress). Pooled keep-alive connections per host
+//! events to a broker's ingress or a `uri` sink (`kafka::source`, `nats::source`). Pooled keep-alive connections per host
 //! (hyper), http and https (rustls with the Mozilla roots plus extra roots, e.g. `--ca-file`), a
 //! per-attempt timeout covering connect, TLS, response and body, and a bounded response body.
 //!

@@ -1,6 +1,6 @@
 //! JetStream-backed brokers (`eventing.knative.dev/broker.class: NatsJetStream`).
 //!
-//! Same shape as the Kafka backend (see `kafka.rs`), with JetStream's per-message acks instead of offsets:
+//! Same shape as the Kafka backend (see `kafka/channel.rs`), with JetStream's per-message acks instead of offsets:
 //!
 //! - **Ingress** publishes each event in binary NATS mode to the broker's subject
 //!   (`knative.broker.<ns>.<name>`, captured by stream `KNATIVE_BROKER_<ns>_<name>`, created or updated
