@@ -38,6 +38,7 @@ use switchyard_broker::metrics::{Metrics, TriggerMetrics};
 use switchyard_broker::sink::Sink;
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// Dispatcher settings.
 #[derive(Debug, Clone)]
@@ -88,30 +89,29 @@ pub(crate) struct TriggerCtx {
 pub(crate) struct Shared {
     pub(crate) channel: Arc<dyn Channel>,
     pub(crate) client: HttpClient,
-    shutdown: watch::Receiver<bool>,
+    /// Cancelled when shutdown starts (or the dispatcher is dropped); each worker's stop is a child.
+    shutdown: CancellationToken,
 }
 
 impl Shared {
     /// Sleeps for `d`; returns `false` early if shutdown starts.
     pub(crate) async fn sleep_unless_shutdown(&self, d: Duration) -> bool {
-        let mut rx = self.shutdown.clone();
-        if *rx.borrow() {
+        if self.shutdown.is_cancelled() {
             return false;
         }
         tokio::select! {
             _ = tokio::time::sleep(d) => true,
-            _ = rx.wait_for(|s| *s) => false,
+            _ = self.shutdown.cancelled() => false,
         }
     }
 
     pub(crate) fn is_shutting_down(&self) -> bool {
-        *self.shutdown.borrow()
+        self.shutdown.is_cancelled()
     }
 
     /// Resolves once shutdown has started.
     async fn shutdown_started(&self) {
-        let mut rx = self.shutdown.clone();
-        let _ = rx.wait_for(|s| *s).await;
+        self.shutdown.cancelled().await;
     }
 }
 
@@ -195,7 +195,9 @@ impl Slot {
 struct Worker {
     broker: BrokerKey,
     ctx: watch::Sender<Arc<TriggerCtx>>,
-    stop: watch::Sender<bool>,
+    /// Stops the worker (a child of the dispatcher's shutdown); cancelled when it is dropped too.
+    stop: CancellationToken,
+    _stop_on_drop: DropGuard,
     inflight: Arc<Semaphore>,
     max_inflight: usize,
     task: JoinHandle<()>,
@@ -205,7 +207,8 @@ struct Worker {
 pub struct Dispatcher {
     shared: Arc<Shared>,
     metrics: Arc<Metrics>,
-    shutdown_tx: watch::Sender<bool>,
+    /// Cancels `Shared::shutdown` when the dispatcher is dropped without [`Dispatcher::shutdown`].
+    _shutdown_on_drop: DropGuard,
     workers: Mutex<HashMap<TriggerKey, Worker>>,
     /// KafkaSink producers by bootstrap servers.
     #[cfg(feature = "kafka")]
@@ -249,15 +252,15 @@ impl Dispatcher {
             &options.extra_roots,
         )
         .map_err(ClientConfigError)?;
-        let (shutdown_tx, shutdown) = watch::channel(false);
+        let shutdown = CancellationToken::new();
         Ok(Dispatcher {
+            _shutdown_on_drop: shutdown.clone().drop_guard(),
             shared: Arc::new(Shared {
                 channel,
                 client,
                 shutdown,
             }),
             metrics,
-            shutdown_tx,
             workers: Mutex::new(HashMap::new()),
             #[cfg(feature = "kafka")]
             producers: options.kafka_producers.clone().unwrap_or_else(|| {
@@ -392,7 +395,7 @@ impl Dispatcher {
         workers.retain(|key, w| {
             let keep = keep.contains(key);
             if !keep {
-                let _ = w.stop.send(true);
+                w.stop.cancel();
             }
             keep
         });
@@ -405,7 +408,7 @@ impl Dispatcher {
                 .is_some_and(|w| w.broker != ctx.broker || w.task.is_finished());
             if stale {
                 if let Some(w) = workers.remove(&ctx.key) {
-                    let _ = w.stop.send(true);
+                    w.stop.cancel();
                 }
             }
             if let Some(w) = workers.get_mut(&ctx.key) {
@@ -428,20 +431,21 @@ impl Dispatcher {
                 })?;
             let inflight = Arc::new(Semaphore::new(ctx.max_inflight));
             let (ctx_tx, ctx_rx) = watch::channel(ctx.clone());
-            let (stop_tx, stop_rx) = watch::channel(false);
+            let stop = self.shared.shutdown.child_token();
             let task = tokio::spawn(run_worker(
                 self.shared.clone(),
                 sub,
                 ctx_rx,
                 inflight.clone(),
-                stop_rx,
+                stop.clone(),
             ));
             workers.insert(
                 ctx.key.clone(),
                 Worker {
                     broker: ctx.broker.clone(),
                     ctx: ctx_tx,
-                    stop: stop_tx,
+                    _stop_on_drop: stop.clone().drop_guard(),
+                    stop,
                     inflight,
                     max_inflight: ctx.max_inflight,
                     task,
@@ -455,10 +459,10 @@ impl Dispatcher {
     /// queued and are redelivered after restart). Returns the number of deliveries still running at the
     /// deadline.
     pub async fn shutdown(&self, grace: Duration) -> usize {
-        let _ = self.shutdown_tx.send(true);
+        self.shared.shutdown.cancel();
         let workers: Vec<Worker> = self.workers.lock().drain().map(|(_, w)| w).collect();
         for w in &workers {
-            let _ = w.stop.send(true);
+            w.stop.cancel();
         }
         let deadline = tokio::time::Instant::now() + grace;
         let mut unfinished = 0;
@@ -499,7 +503,7 @@ async fn run_worker(
     mut sub: Box<dyn Subscription>,
     ctx: watch::Receiver<Arc<TriggerCtx>>,
     inflight: Arc<Semaphore>,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     let keys = Arc::new(KeyQueues::default());
     let waiting = Arc::new(Waiting::default());
@@ -515,7 +519,7 @@ async fn run_worker(
             }
             tokio::select! {
                 _ = progressed => {}
-                _ = stop.wait_for(|s| *s) => return,
+                _ = stop.cancelled() => return,
             }
         }
         // The entry first, then a permit: a worker never sits on a permit while the queue is empty, so a
@@ -525,7 +529,7 @@ async fn run_worker(
                 Some(d) => d,
                 None => break,
             },
-            _ = stop.wait_for(|s| *s) => break,
+            _ = stop.cancelled() => break,
         };
         let ctx = ctx.borrow().clone();
         let key = match ctx.order {
@@ -548,7 +552,7 @@ async fn run_worker(
                 Err(_) => break,
             },
             // The entry is dropped unfinished: redelivered after restart (or its trigger is gone).
-            _ = stop.wait_for(|s| *s) => break,
+            _ = stop.cancelled() => break,
         };
         let mut slot = Slot::new(permit, inflight.clone(), waiting.clone());
         let shared = shared.clone();

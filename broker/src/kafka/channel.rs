@@ -55,8 +55,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// The handle of a consumed record: its partition and offset under one assignment `generation` of the
 /// partition (full `i32`/`i64` range; nothing is packed into bits).
@@ -458,7 +458,7 @@ impl LogDriver for KafkaDriver {
         config: &KafkaBrokerConfig,
         routes: Arc<Routes>,
         store: &Arc<StoreChannel>,
-        stop: watch::Receiver<bool>,
+        stop: CancellationToken,
     ) -> Result<(Arc<BrokerShared>, JoinHandle<()>)> {
         let producer = self
             .producers
@@ -670,11 +670,11 @@ async fn run_consumer(
     shared: Arc<BrokerShared>,
     store: Arc<StoreChannel>,
     options: KafkaOptions,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     // 1. The topic.
     let Some(partitions) = shared
-        .set_up(&mut stop, || ensure_topic(&shared.config, &options))
+        .set_up(&stop, || ensure_topic(&shared.config, &options))
         .await
     else {
         return;
@@ -733,7 +733,7 @@ async fn run_consumer(
     let mut last_rejoin: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
-            _ = stop.changed() => break,
+            _ = stop.cancelled() => break,
             _ = tick.tick() => {
                 commit(&consumer, &shared, CommitMode::Async);
                 let due = last_rejoin.is_none_or(|t| t.elapsed() >= REJOIN_COOLDOWN);
@@ -749,7 +749,7 @@ async fn run_consumer(
                 }
             }
             m = consumer.recv() => match m {
-                Ok(msg) => handle_record(&shared, &store, &msg, &mut scratch, &mut stop).await,
+                Ok(msg) => handle_record(&shared, &store, &msg, &mut scratch, &stop).await,
                 Err(e) => {
                     shared.consume_failed(&e);
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -860,7 +860,7 @@ async fn run_probe(
     shared: Arc<BrokerShared>,
     client: Arc<StreamConsumer<GroupContext>>,
     options: KafkaOptions,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     // Committed offsets of partitions other processes read (last known; kept when a read fails).
     let mut known: HashMap<i32, i64> = HashMap::new();
@@ -868,9 +868,9 @@ async fn run_probe(
     loop {
         tokio::select! {
             _ = tokio::time::sleep(options.probe_interval) => {}
-            _ = stop.changed() => return,
+            _ = stop.cancelled() => return,
         }
-        if *stop.borrow() {
+        if stop.is_cancelled() {
             return;
         }
         let (c, topic, timeout) = (
@@ -951,7 +951,7 @@ async fn handle_record(
     store: &StoreChannel,
     msg: &rdkafka::message::BorrowedMessage<'_>,
     scratch: &mut Vec<usize>,
-    stop: &mut watch::Receiver<bool>,
+    stop: &CancellationToken,
 ) {
     let partition = msg.partition();
     let offset = msg.offset();

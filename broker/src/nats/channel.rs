@@ -36,8 +36,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// The next entry handle of any JetStream-backed broker of the process.
 static NEXT_ENTRY: AtomicU64 = AtomicU64::new(0);
@@ -223,7 +223,7 @@ impl LogDriver for NatsDriver {
         config: &NatsBrokerConfig,
         routes: Arc<Routes>,
         store: &Arc<StoreChannel>,
-        stop: watch::Receiver<bool>,
+        stop: CancellationToken,
     ) -> Result<(Arc<BrokerShared>, JoinHandle<()>)> {
         let shared = Arc::new(BrokerShared {
             common: BrokerCommon::new(
@@ -351,18 +351,17 @@ async fn run_consumer(
     shared: Arc<BrokerShared>,
     store: Arc<StoreChannel>,
     options: NatsOptions,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     loop {
-        let Some((js, consumer)) = shared.set_up(&mut stop, || setup(&shared, &options)).await
-        else {
+        let Some((js, consumer)) = shared.set_up(&stop, || setup(&shared, &options)).await else {
             return;
         };
         *shared.js.lock() = Some(js);
         if shared.not_ready.lock().take().is_some() {
             tracing::info!(broker = %shared.key, stream = %shared.config.stream, "consuming");
         }
-        let ended = consume(&shared, &store, &options, consumer, &mut stop).await;
+        let ended = consume(&shared, &store, &options, consumer, &stop).await;
         if ended {
             return;
         }
@@ -370,13 +369,13 @@ async fn run_consumer(
     }
 }
 
-/// Consumes until stop (`true`) or until the message stream fails (`false`).
+/// Consumes until `stop` is cancelled (`true`) or until the message stream fails (`false`).
 async fn consume(
     shared: &BrokerShared,
     store: &StoreChannel,
     options: &NatsOptions,
     consumer: consumer::PullConsumer,
-    stop: &mut watch::Receiver<bool>,
+    stop: &CancellationToken,
 ) -> bool {
     let mut messages = match consumer.messages().await {
         Ok(m) => m,
@@ -391,7 +390,7 @@ async fn consume(
     let mut scratch = Vec::new();
     loop {
         tokio::select! {
-            _ = stop.changed() => return true,
+            _ = stop.cancelled() => return true,
             _ = progress.tick() => {
                 // Still working on these: keep JetStream from redelivering them.
                 let held: Vec<jetstream::Message> =
@@ -414,18 +413,14 @@ async fn consume(
 
 /// Reads the broker's consumer info every `probe_interval`: readiness (the client is connected and the
 /// server answers within `probe_timeout`) and the backlog JetStream holds for every process.
-async fn run_probe(
-    shared: Arc<BrokerShared>,
-    options: NatsOptions,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn run_probe(shared: Arc<BrokerShared>, options: NatsOptions, stop: CancellationToken) {
     let name = consumer_name(&shared.key);
     loop {
         tokio::select! {
             _ = tokio::time::sleep(options.probe_interval) => {}
-            _ = stop.changed() => return,
+            _ = stop.cancelled() => return,
         }
-        if *stop.borrow() {
+        if stop.is_cancelled() {
             return;
         }
         // Before the first setup the consumer task's reason says why the broker is not ready.
@@ -473,7 +468,7 @@ async fn handle_message(
     store: &StoreChannel,
     message: jetstream::Message,
     scratch: &mut Vec<usize>,
-    stop: &mut watch::Receiver<bool>,
+    stop: &CancellationToken,
 ) {
     let pairs: Vec<(&str, &[u8])> = message
         .headers

@@ -51,7 +51,7 @@ use sources::{object_error_policy, reconcile_object, resolve_sink_subscriber};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// Status annotation recording the broker class first seen (it is immutable).
 pub const CLASS_SEEN: &str = "switchyard.dev/class";
@@ -543,7 +543,7 @@ fn source_controller<K: SourceOrSink>(
     client: &Client,
     settings: &Settings,
     ctx: Arc<Context>,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) -> futures_util::future::BoxFuture<'static, ()> {
     let wc = watcher::Config::default();
     let ctl = Controller::new(api_for::<K>(client, settings), wc.clone());
@@ -562,7 +562,7 @@ fn source_controller<K: SourceOrSink>(
             .collect::<Vec<_>>()
     })
     .graceful_shutdown_on(async move {
-        let _ = stop.wait_for(|s| *s).await;
+        stop.cancelled().await;
     })
     .run(reconcile_object::<K>, object_error_policy::<K>, ctx.clone())
     .for_each(move |r| counted(&ctx, &K::kind(&()), r.is_ok()))
@@ -574,11 +574,11 @@ fn sink_controller<K: SourceOrSink>(
     client: &Client,
     settings: &Settings,
     ctx: Arc<Context>,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) -> futures_util::future::BoxFuture<'static, ()> {
     Controller::new(api_for::<K>(client, settings), watcher::Config::default())
         .graceful_shutdown_on(async move {
-            let _ = stop.wait_for(|s| *s).await;
+            stop.cancelled().await;
         })
         .run(reconcile_object::<K>, object_error_policy::<K>, ctx.clone())
         .for_each(move |r| counted(&ctx, &K::kind(&()), r.is_ok()))
@@ -597,7 +597,7 @@ pub async fn run_controllers(
     client: Client,
     settings: Settings,
     metrics: Arc<ControllerMetrics>,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     let ctx = Arc::new(Context::new(client.clone(), settings.clone(), metrics));
     let wc = watcher::Config::default();
@@ -642,7 +642,7 @@ pub async fn run_controllers(
     let broker_store = broker_ctl.store();
     let brokers_by_service = broker_ctl.store();
     let ingress = settings.ingress_service.clone();
-    let mut stop_b = stop.clone();
+    let stop_b = stop.clone();
     let brokers = broker_ctl
         // A dead-letter sink Service created (or deleted) after its Broker.
         .watches(
@@ -677,7 +677,7 @@ pub async fn run_controllers(
             },
         )
         .graceful_shutdown_on(async move {
-            let _ = stop_b.wait_for(|s| *s).await;
+            stop_b.cancelled().await;
         })
         .run(reconcile_broker, broker_error_policy, ctx.clone())
         .for_each({
@@ -720,7 +720,7 @@ pub async fn run_controllers(
             },
         );
     }
-    let mut stop_t = stop.clone();
+    let stop_t = stop.clone();
     let triggers = trigger_ctl
         .watches(
             api_for::<Broker>(&client, &settings),
@@ -747,13 +747,13 @@ pub async fn run_controllers(
                 .collect::<Vec<_>>()
         })
         .graceful_shutdown_on(async move {
-            let _ = stop_t.wait_for(|s| *s).await;
+            stop_t.cancelled().await;
         })
         .run(reconcile_trigger, trigger_error_policy, ctx.clone())
         .for_each(move |r| counted(&ctx, "Trigger", r.is_ok()));
     tokio::select! {
         _ = futures_util::future::join3(brokers, triggers, futures_util::future::join_all(extra)) => {}
-        _ = stop.wait_for(|s| *s) => {}
+        _ = stop.cancelled() => {}
     }
 }
 
@@ -762,7 +762,7 @@ pub async fn run(
     client: Client,
     settings: Settings,
     metrics: Arc<ControllerMetrics>,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     let mut lock = LeaseLock::new(
         client.clone(),
@@ -782,23 +782,25 @@ pub async fn run(
             }
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
-                _ = stop.wait_for(|s| *s) => return,
+                _ = stop.cancelled() => return,
             }
         }
         tracing::info!(identity = %settings.identity, lease = %settings.lease_name, "Leading: controllers start.");
-        let (lead_tx, lead_rx) = watch::channel(false);
+        // This term's controllers: a child of `stop`, cancelled when leadership ends (or `run` is dropped).
+        let lead = stop.child_token();
+        let _lead_on_drop = lead.clone().drop_guard();
         metrics.set_leader(true);
         let controllers = tokio::spawn(run_controllers(
             client.clone(),
             settings.clone(),
             metrics.clone(),
-            lead_rx,
+            lead.clone(),
         ));
         let mut last_renewed = std::time::Instant::now();
         let stopping = loop {
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
-                _ = stop.wait_for(|s| *s) => break true,
+                _ = stop.cancelled() => break true,
             }
             match lock.try_acquire_or_renew().await {
                 Ok(true) => last_renewed = std::time::Instant::now(),
@@ -817,7 +819,7 @@ pub async fn run(
                 }
             }
         };
-        let _ = lead_tx.send(true);
+        lead.cancel();
         metrics.set_leader(false);
         if tokio::time::timeout(Duration::from_secs(5), controllers)
             .await
