@@ -15,8 +15,8 @@ use switchyard_broker::channel::store::StoreHealth;
 use switchyard_broker::channel::{Channel, ChannelError};
 use switchyard_broker::config::Backend;
 use switchyard_broker::format::json::write_event;
-use switchyard_broker::kafka::channel::consumer_group;
-use switchyard_broker::nats::channel::consumer_name as nats_consumer_name;
+use switchyard_broker::kafka::config::consumer_group;
+use switchyard_broker::nats::config::consumer_name as nats_consumer_name;
 
 /// State of the admin server.
 #[derive(Clone)]

@@ -10,8 +10,8 @@ use std::time::Duration;
 use switchyard::app::{self, ServeOptions, StartError};
 use switchyard::util::{self, parse_duration};
 use switchyard_broker::channel::store::StoreOptions;
-use switchyard_broker::kafka::channel::KafkaOptions;
-use switchyard_broker::nats::channel::NatsOptions;
+use switchyard_broker::kafka::config::KafkaOptions;
+use switchyard_broker::nats::config::NatsOptions;
 use switchyard_ingress::Limits;
 
 /// Switchyard: a CloudEvents broker with Knative Broker/Trigger routing.

@@ -8,7 +8,8 @@
 //! broker ConfigMap settings into the compiled specs of [`crate::config`] ([`crate::config::KafkaSourceSpec`],
 //! [`crate::config::KafkaSinkSpec`], [`crate::config::KafkaBrokerConfig`]). It stays in `config/` because
 //! the loader calls it and this component reads the specs it builds: in `kafka/` the two modules would
-//! import each other.
+//! import each other. [`config`]: the process settings (`KafkaOptions`, from the command line) and the
+//! names given in a cluster (`consumer_group`), always compiled too.
 //!
 //! # Binding
 //!
@@ -37,6 +38,7 @@
 pub mod binding;
 #[cfg(feature = "kafka")]
 pub mod channel;
+pub mod config;
 #[cfg(feature = "kafka")]
 pub mod sink;
 #[cfg(feature = "kafka")]

@@ -8,7 +8,8 @@
 //! broker ConfigMap settings into the compiled specs of [`crate::config`] ([`crate::config::NatsSourceSpec`],
 //! [`crate::config::NatsSinkSpec`], [`crate::config::NatsBrokerConfig`]). It stays in `config/` because
 //! the loader calls it and this component reads the specs it builds: in `nats/` the two modules would
-//! import each other.
+//! import each other. [`config`]: the process settings (`NatsOptions`, from the command line) and the
+//! names given on a server (`consumer_name`), always compiled too.
 //!
 //! # Binding
 //!
@@ -36,6 +37,7 @@
 pub mod binding;
 #[cfg(feature = "nats")]
 pub mod channel;
+pub mod config;
 #[cfg(feature = "nats")]
 pub mod sink;
 #[cfg(feature = "nats")]
