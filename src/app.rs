@@ -21,9 +21,11 @@ use switchyard_broker::channel::Channel;
 use switchyard_broker::config::load::{load_paths, ConfigErrors};
 use switchyard_broker::config::Topology;
 use switchyard_broker::kafka::config::KafkaOptions;
+#[cfg(feature = "kafka")]
 use switchyard_broker::kafka::source::{KafkaSourceOptions, KafkaSources};
 use switchyard_broker::metrics::Metrics;
 use switchyard_broker::nats::config::NatsOptions;
+#[cfg(feature = "nats")]
 use switchyard_broker::nats::source::{NatsSourceOptions, NatsSources};
 use switchyard_dispatcher::{Dispatcher, DispatcherOptions};
 use switchyard_ingress::{Ingress, Limits};
@@ -200,6 +202,7 @@ where
 }
 
 /// `http://ADDR` of a bound listener as seen from this host (an unspecified address becomes loopback).
+#[cfg(any(feature = "kafka", feature = "nats"))]
 fn local_base_url(addr: SocketAddr) -> String {
     let ip = match addr.ip() {
         std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
@@ -258,6 +261,7 @@ pub async fn start(opts: ServeOptions) -> Result<RunningApp, StartError> {
         DispatcherOptions {
             max_response_bytes: opts.limits.max_event_bytes,
             extra_roots: opts.extra_roots.clone(),
+            #[cfg(feature = "kafka")]
             kafka_producers: channel.kafka_producers(),
             ..DispatcherOptions::default()
         },
@@ -272,12 +276,14 @@ pub async fn start(opts: ServeOptions) -> Result<RunningApp, StartError> {
         .with_context(|| format!("binding admin listener {}", opts.admin_listen))?;
     let ingress_addr = ingress_listener.local_addr().context("ingress address")?;
     let admin_addr = admin_listener.local_addr().context("admin address")?;
+    #[cfg(feature = "kafka")]
     let sources = KafkaSources::new(KafkaSourceOptions {
         max_record_bytes: opts.limits.max_event_bytes,
         extra_roots: opts.extra_roots.clone(),
         ..KafkaSourceOptions::default()
     })
     .context("KafkaSource client")?;
+    #[cfg(feature = "nats")]
     let nats_sources = NatsSources::new(NatsSourceOptions {
         max_message_bytes: opts.limits.max_event_bytes,
         extra_roots: opts.extra_roots.clone(),
@@ -291,8 +297,11 @@ pub async fn start(opts: ServeOptions) -> Result<RunningApp, StartError> {
         topology: ArcSwap::from_pointee(Topology::default()),
         metrics,
         ready: AtomicBool::new(false),
+        #[cfg(feature = "kafka")]
         sources,
+        #[cfg(feature = "nats")]
         nats_sources,
+        #[cfg(any(feature = "kafka", feature = "nats"))]
         ingress_base: local_base_url(ingress_addr),
         controller_metrics: kube
             .as_ref()
@@ -384,9 +393,7 @@ async fn run(
     tracing::info!("Shutting down: sources stop, then ingress stops accepting events.");
     // One absolute deadline for the whole drain: each phase gets what the earlier ones left.
     let drain = Drain::new(opts.shutdown_grace);
-    let sources_deadline = drain.sources();
-    live.sources.shutdown(sources_deadline).await;
-    live.nats_sources.shutdown(sources_deadline).await;
+    live.shutdown_sources(drain.sources()).await;
     live.ready.store(false, Ordering::SeqCst);
     live.ingress.start_draining();
     server_stop.cancel();
