@@ -11,12 +11,12 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use switchyard_broker::channel::kafka::consumer_group;
-use switchyard_broker::channel::nats::consumer_name as nats_consumer_name;
 use switchyard_broker::channel::store::StoreHealth;
 use switchyard_broker::channel::{Channel, ChannelError};
 use switchyard_broker::config::Backend;
 use switchyard_broker::format::json::write_event;
+use switchyard_broker::kafka::config::consumer_group;
+use switchyard_broker::nats::config::consumer_name as nats_consumer_name;
 
 /// State of the admin server.
 #[derive(Clone)]

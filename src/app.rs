@@ -16,21 +16,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_broker::channel::composite::CompositeChannel;
-use switchyard_broker::channel::kafka::KafkaOptions;
-use switchyard_broker::channel::nats::NatsOptions;
 use switchyard_broker::channel::store::{StoreChannel, StoreOptions};
 use switchyard_broker::channel::Channel;
 use switchyard_broker::config::load::{load_paths, ConfigErrors};
 use switchyard_broker::config::Topology;
+use switchyard_broker::kafka::config::KafkaOptions;
+#[cfg(feature = "kafka")]
+use switchyard_broker::kafka::source::{KafkaSourceOptions, KafkaSources};
 use switchyard_broker::metrics::Metrics;
+use switchyard_broker::nats::config::NatsOptions;
+#[cfg(feature = "nats")]
+use switchyard_broker::nats::source::{NatsSourceOptions, NatsSources};
 use switchyard_dispatcher::{Dispatcher, DispatcherOptions};
-use switchyard_ingress::kafka_source::{KafkaSourceOptions, KafkaSources};
-use switchyard_ingress::nats_source::{NatsSourceOptions, NatsSources};
 use switchyard_ingress::{Ingress, Limits};
 use switchyard_kube::metrics::ControllerMetrics;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// Everything `serve` needs.
 #[derive(Debug, Clone)]
@@ -112,7 +114,7 @@ fn spawn_webhook(
     mode: &KubeMode,
     metrics: Arc<ControllerMetrics>,
     bound: Option<(TcpListener, SocketAddr)>,
-    stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) -> Option<JoinHandle<()>> {
     let (listener, addr) = bound?;
     let mut settings = mode.webhook.clone()?;
@@ -147,7 +149,9 @@ pub struct RunningApp {
     pub admin_addr: SocketAddr,
     /// Bound webhook address (Kubernetes mode with a webhook).
     pub webhook_addr: Option<SocketAddr>,
-    stop: watch::Sender<bool>,
+    /// The stop request: cancelled by [`RunningApp::shutdown`], a handle's holder, or dropping the app.
+    stop: CancellationToken,
+    _stop_on_drop: DropGuard,
     task: JoinHandle<anyhow::Result<()>>,
 }
 
@@ -163,12 +167,12 @@ impl std::fmt::Debug for RunningApp {
 impl RunningApp {
     /// Starts the graceful shutdown and waits for it.
     pub async fn shutdown(self) -> anyhow::Result<()> {
-        let _ = self.stop.send(true);
+        self.stop.cancel();
         self.task.await.context("broker task panicked")?
     }
 
-    /// A handle that triggers shutdown when sent `true`.
-    pub fn stop_handle(&self) -> watch::Sender<bool> {
+    /// A handle that triggers shutdown when cancelled.
+    pub fn stop_handle(&self) -> CancellationToken {
         self.stop.clone()
     }
 
@@ -178,11 +182,11 @@ impl RunningApp {
     }
 }
 
-/// Serves `router` on `listener` until `stop` turns true (then finishes open requests).
+/// Serves `router` on `listener` until `stop` is cancelled (then finishes open requests).
 fn spawn_server<L>(
     listener: L,
     router: axum::Router,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) -> JoinHandle<std::io::Result<()>>
 where
     L: axum::serve::Listener,
@@ -191,13 +195,14 @@ where
     tokio::spawn(async move {
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
+                stop.cancelled().await;
             })
             .await
     })
 }
 
 /// `http://ADDR` of a bound listener as seen from this host (an unspecified address becomes loopback).
+#[cfg(any(feature = "kafka", feature = "nats"))]
 fn local_base_url(addr: SocketAddr) -> String {
     let ip = match addr.ip() {
         std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
@@ -256,6 +261,7 @@ pub async fn start(opts: ServeOptions) -> Result<RunningApp, StartError> {
         DispatcherOptions {
             max_response_bytes: opts.limits.max_event_bytes,
             extra_roots: opts.extra_roots.clone(),
+            #[cfg(feature = "kafka")]
             kafka_producers: channel.kafka_producers(),
             ..DispatcherOptions::default()
         },
@@ -270,12 +276,14 @@ pub async fn start(opts: ServeOptions) -> Result<RunningApp, StartError> {
         .with_context(|| format!("binding admin listener {}", opts.admin_listen))?;
     let ingress_addr = ingress_listener.local_addr().context("ingress address")?;
     let admin_addr = admin_listener.local_addr().context("admin address")?;
+    #[cfg(feature = "kafka")]
     let sources = KafkaSources::new(KafkaSourceOptions {
         max_record_bytes: opts.limits.max_event_bytes,
         extra_roots: opts.extra_roots.clone(),
         ..KafkaSourceOptions::default()
     })
     .context("KafkaSource client")?;
+    #[cfg(feature = "nats")]
     let nats_sources = NatsSources::new(NatsSourceOptions {
         max_message_bytes: opts.limits.max_event_bytes,
         extra_roots: opts.extra_roots.clone(),
@@ -289,8 +297,11 @@ pub async fn start(opts: ServeOptions) -> Result<RunningApp, StartError> {
         topology: ArcSwap::from_pointee(Topology::default()),
         metrics,
         ready: AtomicBool::new(false),
+        #[cfg(feature = "kafka")]
         sources,
+        #[cfg(feature = "nats")]
         nats_sources,
+        #[cfg(any(feature = "kafka", feature = "nats"))]
         ingress_base: local_base_url(ingress_addr),
         controller_metrics: kube
             .as_ref()
@@ -298,15 +309,19 @@ pub async fn start(opts: ServeOptions) -> Result<RunningApp, StartError> {
             .map(|_| Arc::new(ControllerMetrics::default())),
     });
     live.apply(topology).await?;
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop = CancellationToken::new();
     let webhook_addr = kube
         .as_ref()
         .and_then(|(_, _, w)| w.as_ref().map(|(_, addr)| *addr));
     let kube = match kube {
         // Ready once the cluster's configuration is applied (readiness gates the ingress Endpoints).
-        Some((client, mode, webhook)) => {
-            Some(KubeTasks::start(client, mode, webhook, live.clone()))
-        }
+        Some((client, mode, webhook)) => Some(KubeTasks::start(
+            client,
+            mode,
+            webhook,
+            live.clone(),
+            stop.child_token(),
+        )),
         None => {
             live.ready.store(true, Ordering::SeqCst);
             None
@@ -324,13 +339,14 @@ pub async fn start(opts: ServeOptions) -> Result<RunningApp, StartError> {
         watch,
         kube,
         opts,
-        stop_rx,
+        stop.clone(),
     ));
     Ok(RunningApp {
         ingress_addr,
         admin_addr,
         webhook_addr,
-        stop: stop_tx,
+        _stop_on_drop: stop.clone().drop_guard(),
+        stop,
         task,
     })
 }
@@ -342,9 +358,11 @@ async fn run(
     watch: ConfigWatch,
     kube: Option<KubeTasks>,
     opts: ServeOptions,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let (server_stop_tx, server_stop_rx) = watch::channel(false);
+    // The servers and the reloader stop in their own phase, after the sources (not a child of `stop`).
+    let server_stop = CancellationToken::new();
+    let _server_stop_on_drop = server_stop.clone().drop_guard();
     let ingress_router = switchyard_ingress::router(live.ingress.clone());
     let ingress_listener = switchyard_ingress::listener::LimitedListener::new(
         ingress_listener,
@@ -353,20 +371,20 @@ async fn run(
     .with_linger(switchyard_ingress::listener::Linger::for_max_request(
         opts.limits.max_batch_bytes.max(opts.limits.max_event_bytes),
     ));
-    let ingress_server = spawn_server(ingress_listener, ingress_router, server_stop_rx.clone());
+    let ingress_server = spawn_server(ingress_listener, ingress_router, server_stop.clone());
     let admin_router = admin::router(AdminState { live: live.clone() });
-    let admin_server = spawn_server(admin_listener, admin_router, server_stop_rx.clone());
+    let admin_server = spawn_server(admin_listener, admin_router, server_stop.clone());
     let reloader = match &kube {
         None => tokio::spawn(reload::run(
             live.clone(),
             watch,
             opts.reload_interval,
-            server_stop_rx.clone(),
+            server_stop.clone(),
         )),
         Some(_) => tokio::spawn(async {}),
     };
 
-    let _ = stop.wait_for(|s| *s).await;
+    stop.cancelled().await;
     if let Some(kube) = kube {
         // The controller first (it gives up its Lease so another replica takes over at once), then the
         // cluster watch: nothing changes the topology while the data plane drains.
@@ -375,12 +393,10 @@ async fn run(
     tracing::info!("Shutting down: sources stop, then ingress stops accepting events.");
     // One absolute deadline for the whole drain: each phase gets what the earlier ones left.
     let drain = Drain::new(opts.shutdown_grace);
-    let sources_deadline = drain.sources();
-    live.sources.shutdown(sources_deadline).await;
-    live.nats_sources.shutdown(sources_deadline).await;
+    live.shutdown_sources(drain.sources()).await;
     live.ready.store(false, Ordering::SeqCst);
     live.ingress.start_draining();
-    let _ = server_stop_tx.send(true);
+    server_stop.cancel();
     let _ = tokio::time::timeout(drain.remaining(), ingress_server).await;
     let _ = reloader.await;
     let unfinished = live.dispatcher.shutdown(drain.remaining()).await;
@@ -442,7 +458,9 @@ impl Drain {
 /// The Kubernetes-mode tasks of a data-plane process: the cluster watch feeding topologies to [`Live`],
 /// and (role `all`) the controller.
 struct KubeTasks {
-    stop: watch::Sender<bool>,
+    /// A child of the app's stop request (cancelled with it, or when the tasks are dropped).
+    stop: CancellationToken,
+    _stop_on_drop: DropGuard,
     controller: Option<JoinHandle<()>>,
     webhook: Option<JoinHandle<()>>,
     watch: JoinHandle<()>,
@@ -455,22 +473,22 @@ impl KubeTasks {
         mode: KubeMode,
         webhook: Option<(TcpListener, SocketAddr)>,
         live: Arc<Live>,
+        stop: CancellationToken,
     ) -> KubeTasks {
-        let (stop, stop_rx) = watch::channel(false);
         let metrics = live.controller_metrics.clone().unwrap_or_default();
         let webhook = spawn_webhook(
             client.clone(),
             &mode,
             metrics.clone(),
             webhook,
-            stop_rx.clone(),
+            stop.clone(),
         );
         let controller = (mode.role == Role::All).then(|| {
             tokio::spawn(switchyard_kube::controller::run(
                 client.clone(),
                 mode.settings.clone(),
                 metrics,
-                stop_rx.clone(),
+                stop.clone(),
             ))
         });
         // Capacity 1: a newer topology waits while one is being applied (bounded, never piles up).
@@ -479,7 +497,7 @@ impl KubeTasks {
             client,
             mode.settings,
             tx,
-            stop_rx,
+            stop.clone(),
         ));
         let apply = tokio::spawn(async move {
             while let Some(topology) = rx.recv().await {
@@ -498,6 +516,7 @@ impl KubeTasks {
             }
         });
         KubeTasks {
+            _stop_on_drop: stop.clone().drop_guard(),
             stop,
             controller,
             webhook,
@@ -507,7 +526,7 @@ impl KubeTasks {
     }
 
     async fn shutdown(self) {
-        let _ = self.stop.send(true);
+        self.stop.cancel();
         let deadline = Duration::from_secs(10);
         if let Some(c) = self.controller {
             let _ = tokio::time::timeout(deadline, c).await;
@@ -526,13 +545,15 @@ pub struct RunningController {
     pub admin_addr: SocketAddr,
     /// Bound webhook address, when the webhook is enabled.
     pub webhook_addr: Option<SocketAddr>,
-    stop: watch::Sender<bool>,
+    /// The stop request: cancelled by a handle's holder or by dropping the controller.
+    stop: CancellationToken,
+    _stop_on_drop: DropGuard,
     task: JoinHandle<anyhow::Result<()>>,
 }
 
 impl RunningController {
-    /// A handle that triggers shutdown when sent `true`.
-    pub fn stop_handle(&self) -> watch::Sender<bool> {
+    /// A handle that triggers shutdown when cancelled.
+    pub fn stop_handle(&self) -> CancellationToken {
         self.stop.clone()
     }
 
@@ -557,20 +578,20 @@ pub async fn start_controller(opts: ServeOptions) -> Result<RunningController, S
     let admin_addr = admin_listener.local_addr().context("admin address")?;
     let webhook = bind_webhook(&mode).await?;
     let webhook_addr = webhook.as_ref().map(|(_, a)| *a);
-    let (stop, mut stop_rx) = watch::channel(false);
+    let stop = CancellationToken::new();
     let metrics = Arc::new(ControllerMetrics::default());
     let webhook = spawn_webhook(
         client.clone(),
         &mode,
         metrics.clone(),
         webhook,
-        stop_rx.clone(),
+        stop.child_token(),
     );
     let controller = tokio::spawn(switchyard_kube::controller::run(
         client,
         mode.settings,
         metrics.clone(),
-        stop_rx.clone(),
+        stop.child_token(),
     ));
     let router = axum::Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok" }))
@@ -583,9 +604,10 @@ pub async fn start_controller(opts: ServeOptions) -> Result<RunningController, S
                 async move { crate::admin::openmetrics(metrics.encode()) }
             }),
         );
-    let admin = spawn_server(admin_listener, router, stop_rx.clone());
+    let admin = spawn_server(admin_listener, router, stop.child_token());
+    let requested = stop.clone();
     let task = tokio::spawn(async move {
-        let _ = stop_rx.wait_for(|s| *s).await;
+        requested.cancelled().await;
         tracing::info!("Shutting down: the controller stops and releases its Lease.");
         let _ = tokio::time::timeout(Duration::from_secs(10), controller).await;
         if let Some(w) = webhook {
@@ -598,6 +620,7 @@ pub async fn start_controller(opts: ServeOptions) -> Result<RunningController, S
     Ok(RunningController {
         admin_addr,
         webhook_addr,
+        _stop_on_drop: stop.clone().drop_guard(),
         stop,
         task,
     })

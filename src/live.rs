@@ -9,10 +9,12 @@ use std::sync::Arc;
 use switchyard_broker::channel::composite::CompositeChannel;
 use switchyard_broker::channel::Channel;
 use switchyard_broker::config::Topology;
+#[cfg(feature = "kafka")]
+use switchyard_broker::kafka::source::KafkaSources;
 use switchyard_broker::metrics::Metrics;
+#[cfg(feature = "nats")]
+use switchyard_broker::nats::source::NatsSources;
 use switchyard_dispatcher::Dispatcher;
-use switchyard_ingress::kafka_source::KafkaSources;
-use switchyard_ingress::nats_source::NatsSources;
 use switchyard_ingress::Ingress;
 use switchyard_kube::metrics::ControllerMetrics;
 
@@ -25,8 +27,13 @@ pub(crate) struct Live {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) ready: AtomicBool,
     /// KafkaSources: they send to `ingress_base` (this process's own ingress) or their `uri`.
+    #[cfg(feature = "kafka")]
     pub(crate) sources: KafkaSources,
+    /// NatsSources, sending like the KafkaSources.
+    #[cfg(feature = "nats")]
     pub(crate) nats_sources: NatsSources,
+    /// This process's ingress, where the sources send events for a Broker.
+    #[cfg(any(feature = "kafka", feature = "nats"))]
     pub(crate) ingress_base: String,
     /// The controller's metrics when it runs in this process (role `all`), appended to `/metrics`.
     pub(crate) controller_metrics: Option<Arc<ControllerMetrics>>,
@@ -44,14 +51,34 @@ impl Live {
         self.dispatcher
             .apply(&topology)
             .context("starting trigger dispatchers")?;
-        // A source that cannot start (bad sink URL or consumer settings) is reported, the rest run.
+        // A source that cannot start (bad sink URL or consumer settings, or a component this build does
+        // not have) is reported, the rest run.
+        #[cfg(feature = "kafka")]
         if let Err(e) = self.sources.apply(&topology, &self.ingress_base) {
             tracing::error!("{e}");
         }
+        #[cfg(not(feature = "kafka"))]
+        for key in topology.kafka_sources.keys() {
+            tracing::error!("KafkaSource {key}: not started, this build has no Kafka support (Cargo feature `kafka`)");
+        }
+        #[cfg(feature = "nats")]
         if let Err(e) = self.nats_sources.apply(&topology, &self.ingress_base) {
             tracing::error!("{e}");
         }
+        #[cfg(not(feature = "nats"))]
+        for key in topology.nats_sources.keys() {
+            tracing::error!("NatsSource {key}: not started, this build has no NATS support (Cargo feature `nats`)");
+        }
         self.topology.store(topology);
         Ok(())
+    }
+
+    /// Stops every source; a send in flight may finish until `deadline`.
+    pub(crate) async fn shutdown_sources(&self, deadline: std::time::Instant) {
+        #[cfg(feature = "kafka")]
+        self.sources.shutdown(deadline).await;
+        #[cfg(feature = "nats")]
+        self.nats_sources.shutdown(deadline).await;
+        let _ = deadline;
     }
 }

@@ -9,9 +9,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 use switchyard::app::{self, ServeOptions, StartError};
 use switchyard::util::{self, parse_duration};
-use switchyard_broker::channel::kafka::KafkaOptions;
-use switchyard_broker::channel::nats::NatsOptions;
 use switchyard_broker::channel::store::StoreOptions;
+use switchyard_broker::kafka::config::KafkaOptions;
+use switchyard_broker::nats::config::NatsOptions;
 use switchyard_ingress::Limits;
 
 /// Switchyard: a CloudEvents broker with Knative Broker/Trigger routing.
@@ -381,12 +381,12 @@ async fn serve(args: ServeArgs) -> ExitCode {
 
 /// Sends stop on SIGTERM/SIGINT, then waits for the orderly shutdown and maps its outcome to the exit code.
 async fn run_until_signal(
-    stop: tokio::sync::watch::Sender<bool>,
+    stop: tokio_util::sync::CancellationToken,
     finished: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> ExitCode {
     tokio::spawn(async move {
         wait_for_signal().await;
-        let _ = stop.send(true);
+        stop.cancel();
     });
     match finished.await {
         Ok(()) => ExitCode::SUCCESS,

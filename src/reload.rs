@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use switchyard_broker::config::load::load_paths;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// What is watched and the last seen state.
 #[derive(Debug)]
@@ -65,17 +65,17 @@ fn fingerprint(paths: &[PathBuf]) -> Vec<(PathBuf, Option<(SystemTime, u64)>)> {
     out
 }
 
-/// Polls for changes until `stop` turns true.
+/// Polls for changes until `stop` is cancelled.
 pub(crate) async fn run(
     live: Arc<Live>,
     mut watch: ConfigWatch,
     interval: Duration,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.cancelled() => return,
         }
         if !watch.changed() {
             continue;

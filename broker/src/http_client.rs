@@ -1,5 +1,5 @@
 //! The one outgoing HTTP client: subscriber and dead-letter deliveries (dispatcher) and sources handing
-//! events to a broker's ingress or a `uri` sink (ingress). Pooled keep-alive connections per host
+//! events to a broker's ingress or a `uri` sink (`kafka::source`, `nats::source`). Pooled keep-alive connections per host
 //! (hyper), http and https (rustls with the Mozilla roots plus extra roots, e.g. `--ca-file`), a
 //! per-attempt timeout covering connect, TLS, response and body, and a bounded response body.
 //!
@@ -7,7 +7,7 @@
 //! rustls.
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, StatusCode, Uri};
+use http::{HeaderMap, Method, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body as _;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
@@ -18,16 +18,7 @@ use rustls::pki_types::CertificateDer;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A response (body bounded by the client's limit).
-#[derive(Debug)]
-pub struct Response {
-    /// Status code.
-    pub status: StatusCode,
-    /// Response headers.
-    pub headers: HeaderMap,
-    /// Response body.
-    pub body: Bytes,
-}
+pub use crate::sink::Response;
 
 /// Why no response was obtained.
 #[derive(Debug, thiserror::Error)]

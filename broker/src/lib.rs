@@ -12,8 +12,12 @@
 //!   broker).
 //! - [`delivery`]: `DeliverySpec`, backoff schedule, response classification (pure).
 //! - [`channel`]: the channel trait and the embedded redb backend.
+//! - [`sink`]: the `Sink` trait, where a trigger's deliveries go (HTTP, KafkaSink, NatsSink).
 //! - [`metrics`]: the Prometheus metrics every component records into.
 //! - `http_client` (feature `http-client`): the outgoing HTTP client of the dispatcher and the sources.
+//! - The integrations, one component each with the same files (config, binding, channel backend, sink,
+//!   source): [`kafka`] and [`nats`]; their bindings are always compiled, what talks to the external
+//!   system only with the feature of the same name. `source` (with either feature): what the sources share.
 
 #![warn(missing_docs)]
 
@@ -27,7 +31,12 @@ pub mod filter;
 pub mod format;
 #[cfg(feature = "http-client")]
 pub mod http_client;
+pub mod kafka;
 pub mod metrics;
 pub mod model;
+pub mod nats;
 pub mod routing;
+pub mod sink;
+#[cfg(any(feature = "kafka", feature = "nats"))]
+pub mod source;
 pub mod time;

@@ -2,19 +2,20 @@
 //! parking. The decisions are made by the pure functions of `switchyard_broker::delivery`; this module
 //! only performs the IO they call for.
 
-use crate::client::{Response, SendError};
-use crate::{KafkaTarget, NatsTarget, Shared, Slot, Target, TriggerCtx};
+use crate::client::{HttpClient, Response, SendError};
+use crate::{Shared, Slot, TriggerCtx};
 use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use std::time::{Duration, Instant, SystemTime};
-use switchyard_broker::channel::{Delivery, EntryId, ParkRecord};
+use switchyard_broker::channel::{BoxFuture, Delivery, EntryId, ParkRecord};
 use switchyard_broker::delivery::{
     classify, parse_retry_after, retry, Attempt, Attempts, Classification, Format, Retried,
 };
 use switchyard_broker::event::{Event, ExtValue, DEFAULT_TTL, TTL_EXTENSION};
 use switchyard_broker::format::http::{parse_response, write_binary_egress, write_structured};
 use switchyard_broker::format::validate::is_valid_attribute_name;
+use switchyard_broker::sink::{Sent, Sink, SinkError};
 
 /// Max bytes of a response body copied into `knativeerrordata` (before base64).
 const ERROR_DATA_BYTES: usize = 1024;
@@ -36,20 +37,32 @@ pub(crate) struct Failure {
     pub(crate) reason: &'static str,
 }
 
-impl Failure {
-    fn from_send(e: &SendError) -> Failure {
+/// A request that got no response, as a failed attempt: only an unusable destination is not worth
+/// retrying.
+fn send_error(e: &SendError) -> SinkError {
+    SinkError {
+        message: e.to_string(),
+        retryable: !matches!(e, SendError::Destination(_)),
+        reason: match e {
+            SendError::Timeout(_) => "timeout",
+            SendError::Destination(_) => "invalid-destination",
+            _ => "transport-error",
+        },
+    }
+}
+
+impl From<SinkError> for Failure {
+    fn from(e: SinkError) -> Failure {
         Failure {
-            data: Some(e.to_string()),
-            retryable: !matches!(e, SendError::Destination(_)),
-            reason: match e {
-                SendError::Timeout(_) => "timeout",
-                SendError::Destination(_) => "invalid-destination",
-                _ => "transport-error",
-            },
+            data: Some(e.message),
+            retryable: e.retryable,
+            reason: e.reason,
             ..Failure::default()
         }
     }
+}
 
+impl Failure {
     fn from_response(resp: &Response, retryable: bool, reason: &'static str) -> Failure {
         let status = resp.status.as_u16();
         let data = (!resp.body.is_empty()).then(|| {
@@ -138,30 +151,56 @@ pub(crate) fn encode(event: &Event, format: Format) -> (HeaderMap, Bytes) {
     (headers, body)
 }
 
-/// The request of an attempt to the trigger's subscriber: the event encoded in the trigger's format,
-/// `Prefer: reply` and `Kn-Namespace`.
-fn subscriber_request(ctx: &TriggerCtx, event: &Event) -> (HeaderMap, Bytes) {
-    let (mut headers, body) = encode(event, ctx.format);
-    headers.insert(
-        HeaderName::from_static("prefer"),
-        HeaderValue::from_static("reply"),
-    );
-    headers.insert(
-        HeaderName::from_static("kn-namespace"),
-        ctx.namespace_header.clone(),
-    );
-    (headers, body)
+/// The trigger's HTTP subscriber, a request-reply [`Sink`]: each attempt POSTs the event encoded in the
+/// trigger's format (TTL removed), with `Prefer: reply` and `Kn-Namespace`.
+#[derive(Debug)]
+pub(crate) struct HttpSink {
+    pub(crate) client: HttpClient,
+    pub(crate) uri: http::Uri,
+    pub(crate) format: Format,
+    pub(crate) namespace_header: HeaderValue,
 }
 
-/// The attempts of one delivery to the trigger's target (HTTP subscriber, KafkaSink or NatsSink); the
-/// output says whether the entry is to be acked.
+impl HttpSink {
+    /// The request of an attempt: the event encoded in the trigger's format, `Prefer: reply` and
+    /// `Kn-Namespace`.
+    fn request(&self, event: &Event) -> (HeaderMap, Bytes) {
+        let (mut headers, body) = encode(event, self.format);
+        headers.insert(
+            HeaderName::from_static("prefer"),
+            HeaderValue::from_static("reply"),
+        );
+        headers.insert(
+            HeaderName::from_static("kn-namespace"),
+            self.namespace_header.clone(),
+        );
+        (headers, body)
+    }
+}
+
+impl Sink for HttpSink {
+    fn send<'a>(
+        &'a self,
+        event: &'a Event,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Sent, SinkError>> {
+        Box::pin(async move {
+            let (headers, body) = self.request(event);
+            match self.client.send(&self.uri, headers, body, timeout).await {
+                Ok(resp) => Ok(Sent::Answered(resp)),
+                Err(e) => Err(send_error(&e)),
+            }
+        })
+    }
+}
+
+/// The attempts of one delivery to the trigger's target (its [`Sink`]: HTTP subscriber, KafkaSink or
+/// NatsSink); the output says whether the entry is to be acked.
 struct ToSubscriber<'a> {
     shared: &'a Shared,
     ctx: &'a TriggerCtx,
     delivery: &'a Delivery,
     slot: &'a mut Slot,
-    /// The first attempt's request, built before the driver starts.
-    next: Option<(HeaderMap, Bytes)>,
 }
 
 impl Attempts for ToSubscriber<'_> {
@@ -169,25 +208,12 @@ impl Attempts for ToSubscriber<'_> {
     type Failure = Failure;
 
     async fn attempt(&mut self, _retry: u32) -> Attempt<bool, Failure> {
-        let (shared, ctx, delivery) = (self.shared, self.ctx, self.delivery);
-        let outcome = match &ctx.target {
-            Target::Http(uri) => {
-                // Each attempt's request owns its headers: the first is built up front, a retry
-                // (rare) encodes again rather than every attempt copying a kept header map.
-                let (headers, body) = self
-                    .next
-                    .take()
-                    .unwrap_or_else(|| subscriber_request(ctx, &delivery.event));
-                attempt(shared, ctx, uri, delivery, headers, body, self.slot).await
-            }
-            Target::Kafka(sink) => attempt_kafka(ctx, sink, &delivery.event).await,
-            Target::Nats(sink) => attempt_nats(ctx, sink, &delivery.event).await,
-        };
+        let outcome = attempt(self.shared, self.ctx, self.delivery, self.slot).await;
         match outcome {
             Outcome::Done => Attempt::Done(true),
             Outcome::Finished => Attempt::Done(false),
             Outcome::Failed(f) => {
-                ctx.metrics.failed_attempts.inc();
+                self.ctx.metrics.failed_attempts.inc();
                 f.into_attempt()
             }
         }
@@ -215,14 +241,11 @@ pub(crate) async fn deliver(
     delivery: Delivery,
     slot: &mut Slot,
 ) {
-    let next =
-        matches!(ctx.target, Target::Http(_)).then(|| subscriber_request(ctx, &delivery.event));
     let mut attempts = ToSubscriber {
         shared,
         ctx,
         delivery: &delivery,
         slot,
-        next,
     };
     let failure = match retry(&ctx.policy, &mut attempts).await {
         Retried::Done(true) => {
@@ -238,25 +261,24 @@ pub(crate) async fn deliver(
     dead_letter(shared, ctx, &delivery, failure, slot).await;
 }
 
-/// One POST to the subscriber and the interpretation of its response (including a reply).
+/// One attempt to the trigger's sink and the interpretation of what it got back: a one-way sink has the
+/// event or failed; an HTTP response is classified and may carry a reply.
 async fn attempt(
     shared: &Shared,
     ctx: &TriggerCtx,
-    uri: &http::Uri,
     delivery: &Delivery,
-    headers: HeaderMap,
-    body: Bytes,
     slot: &mut Slot,
 ) -> Outcome {
     let started = Instant::now();
-    let result = shared
-        .client
-        .send(uri, headers, body, ctx.policy.timeout)
-        .await;
+    let result = ctx.target.send(&delivery.event, ctx.policy.timeout).await;
     ctx.metrics.latency.observe(started.elapsed().as_secs_f64());
     let resp = match result {
-        Ok(r) => r,
-        Err(e) => return Outcome::Failed(Failure::from_send(&e)),
+        Ok(Sent::Answered(r)) => r,
+        Ok(Sent::Stored) => {
+            ctx.metrics.delivered.inc();
+            return Outcome::Done;
+        }
+        Err(e) => return Outcome::Failed(e.into()),
     };
     match classify(Some(resp.status.as_u16())) {
         Classification::Retry => {
@@ -283,125 +305,6 @@ async fn attempt(
             Outcome::Failed(f)
         }
     }
-}
-
-/// Produces the event to a KafkaSink's topic (TTL removed, as for any subscriber). A produce failure or
-/// timeout is a retryable failed attempt; there are no replies.
-async fn attempt_kafka(ctx: &TriggerCtx, sink: &KafkaTarget, event: &Event) -> Outcome {
-    let started = Instant::now();
-    let stripped;
-    let event = if event.extension(TTL_EXTENSION).is_some() {
-        let mut e = event.clone();
-        e.remove_extension(TTL_EXTENSION);
-        stripped = e;
-        &stripped
-    } else {
-        event
-    };
-    let produce = switchyard_broker::channel::kafka::produce_event(
-        &sink.producer,
-        &sink.topic,
-        event,
-        sink.content_mode,
-    );
-    let produce = async { produce.await.map_err(|e| e.to_string()) };
-    let result = within(ctx.policy.timeout, produce).await;
-    sink_outcome(
-        ctx,
-        started,
-        result,
-        ("kafka produce to", &sink.topic),
-        "kafka-produce-failed",
-    )
-}
-
-/// `fut`'s result, or a timeout error after `t`.
-async fn within(
-    t: Duration,
-    fut: impl std::future::Future<Output = Result<(), String>>,
-) -> Result<(), String> {
-    match tokio::time::timeout(t, fut).await {
-        Ok(r) => r,
-        Err(_) => Err(format!("timeout after {t:?}")),
-    }
-}
-
-/// The outcome of a produce or publish to a sink (`what` and `dest` name it in the error data):
-/// latency observed, delivered counted, or a retryable failure.
-fn sink_outcome(
-    ctx: &TriggerCtx,
-    started: Instant,
-    result: Result<(), String>,
-    (what, dest): (&str, &str),
-    reason: &'static str,
-) -> Outcome {
-    ctx.metrics.latency.observe(started.elapsed().as_secs_f64());
-    match result {
-        Ok(()) => {
-            ctx.metrics.delivered.inc();
-            Outcome::Done
-        }
-        Err(e) => Outcome::Failed(Failure {
-            data: Some(format!("{what} {dest}: {e}")),
-            retryable: true,
-            reason,
-            ..Failure::default()
-        }),
-    }
-}
-
-/// Publishes the event to a NatsSink's subject (TTL removed). Core NATS: success once the server has the
-/// message (flush); JetStream: success on the PubAck. Anything else is a retryable failed attempt.
-async fn attempt_nats(ctx: &TriggerCtx, sink: &NatsTarget, event: &Event) -> Outcome {
-    let started = Instant::now();
-    let result = within(ctx.policy.timeout, publish_nats(sink, event)).await;
-    sink_outcome(
-        ctx,
-        started,
-        result,
-        ("nats publish to", &sink.subject),
-        "nats-publish-failed",
-    )
-}
-
-async fn publish_nats(sink: &NatsTarget, event: &Event) -> Result<(), String> {
-    let client = sink
-        .client
-        .get_or_try_init(|| async {
-            async_nats::ConnectOptions::new()
-                .retry_on_initial_connect()
-                .connect(sink.servers.as_str())
-                .await
-                .map_err(|e| format!("connect {}: {e}", sink.servers))
-        })
-        .await?;
-    let message = if event.extension(TTL_EXTENSION).is_some() {
-        let mut e = event.clone();
-        e.remove_extension(TTL_EXTENSION);
-        switchyard_broker::format::nats::encode(&e, sink.content_mode)
-    } else {
-        switchyard_broker::format::nats::encode(event, sink.content_mode)
-    };
-    let mut headers = async_nats::HeaderMap::new();
-    for (name, value) in &message.headers {
-        headers.insert(name.as_ref(), value.as_str());
-    }
-    let subject = sink.subject.clone();
-    if sink.jetstream {
-        let js = async_nats::jetstream::new(client.clone());
-        js.publish_with_headers(subject, headers, message.payload)
-            .await
-            .map_err(|e| e.to_string())?
-            .await
-            .map_err(|e| e.to_string())?;
-    } else {
-        client
-            .publish_with_headers(subject, headers, message.payload)
-            .await
-            .map_err(|e| e.to_string())?;
-        client.flush().await.map_err(|e| e.to_string())?;
-    }
-    Ok(())
 }
 
 /// Re-enqueues a reply into the trigger's broker with the original TTL, decremented (decision 5/6).
@@ -682,7 +585,9 @@ mod tests {
 
     #[test]
     fn transport_failure_has_no_code_and_error_text_as_data() {
-        let f = Failure::from_send(&SendError::Transport("connection refused".into()));
+        let f = Failure::from(send_error(&SendError::Transport(
+            "connection refused".into(),
+        )));
         assert!(f.retryable);
         let dl = dead_letter_event(&event(), "http://sub/", &f);
         assert!(dl.extension("knativeerrorcode").is_none());

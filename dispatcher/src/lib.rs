@@ -29,15 +29,16 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use switchyard_broker::channel::kafka::Producers;
 use switchyard_broker::channel::{Channel, Delivery, Subscription};
-use switchyard_broker::config::{
-    BrokerKey, ContentMode, DeliveryOrder, Destination, Topology, TriggerKey,
-};
+use switchyard_broker::config::{BrokerKey, DeliveryOrder, Destination, Topology, TriggerKey};
 use switchyard_broker::delivery::{Format, RetryPolicy};
+#[cfg(feature = "kafka")]
+use switchyard_broker::kafka::channel::Producers;
 use switchyard_broker::metrics::{Metrics, TriggerMetrics};
+use switchyard_broker::sink::Sink;
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// Dispatcher settings.
 #[derive(Debug, Clone)]
@@ -50,6 +51,7 @@ pub struct DispatcherOptions {
     pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
     /// KafkaSink producers, shared with the Kafka-backed brokers (`None`: a pool of the dispatcher's own,
     /// 30 s produce timeout, 2 MiB records).
+    #[cfg(feature = "kafka")]
     pub kafka_producers: Option<Arc<Producers>>,
 }
 
@@ -59,6 +61,7 @@ impl Default for DispatcherOptions {
             max_response_bytes: 1024 * 1024,
             max_idle_per_host: 256,
             extra_roots: Vec::new(),
+            #[cfg(feature = "kafka")]
             kafka_producers: None,
         }
     }
@@ -70,7 +73,8 @@ pub(crate) struct TriggerCtx {
     pub(crate) key: TriggerKey,
     pub(crate) label: String,
     pub(crate) broker: BrokerKey,
-    pub(crate) target: Target,
+    /// Where the deliveries go: the HTTP subscriber, a KafkaSink or a NatsSink.
+    pub(crate) target: Box<dyn Sink>,
     pub(crate) subscriber_str: String,
     pub(crate) order: DeliveryOrder,
     pub(crate) dead_letter_sink: Option<(Uri, String)>,
@@ -81,78 +85,33 @@ pub(crate) struct TriggerCtx {
     pub(crate) max_inflight: usize,
 }
 
-/// Where a trigger's deliveries go.
-#[derive(Debug)]
-pub(crate) enum Target {
-    /// POST to a URL.
-    Http(Uri),
-    /// Produce to a KafkaSink's topic.
-    Kafka(KafkaTarget),
-    /// Publish to a NatsSink's subject.
-    Nats(NatsTarget),
-}
-
-/// A resolved NatsSink; the connection is made on first use and shared by sinks on the same servers.
-pub(crate) struct NatsTarget {
-    pub(crate) servers: String,
-    pub(crate) client: Arc<tokio::sync::OnceCell<async_nats::Client>>,
-    pub(crate) subject: String,
-    pub(crate) jetstream: bool,
-    pub(crate) content_mode: ContentMode,
-}
-
-impl std::fmt::Debug for NatsTarget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NatsTarget")
-            .field("subject", &self.subject)
-            .field("jetstream", &self.jetstream)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A resolved KafkaSink.
-pub(crate) struct KafkaTarget {
-    pub(crate) producer: rdkafka::producer::FutureProducer,
-    pub(crate) topic: String,
-    pub(crate) content_mode: ContentMode,
-}
-
-impl std::fmt::Debug for KafkaTarget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KafkaTarget")
-            .field("topic", &self.topic)
-            .finish_non_exhaustive()
-    }
-}
-
 /// State shared by all workers and deliveries.
 pub(crate) struct Shared {
     pub(crate) channel: Arc<dyn Channel>,
     pub(crate) client: HttpClient,
-    shutdown: watch::Receiver<bool>,
+    /// Cancelled when shutdown starts (or the dispatcher is dropped); each worker's stop is a child.
+    shutdown: CancellationToken,
 }
 
 impl Shared {
     /// Sleeps for `d`; returns `false` early if shutdown starts.
     pub(crate) async fn sleep_unless_shutdown(&self, d: Duration) -> bool {
-        let mut rx = self.shutdown.clone();
-        if *rx.borrow() {
+        if self.shutdown.is_cancelled() {
             return false;
         }
         tokio::select! {
             _ = tokio::time::sleep(d) => true,
-            _ = rx.wait_for(|s| *s) => false,
+            _ = self.shutdown.cancelled() => false,
         }
     }
 
     pub(crate) fn is_shutting_down(&self) -> bool {
-        *self.shutdown.borrow()
+        self.shutdown.is_cancelled()
     }
 
     /// Resolves once shutdown has started.
     async fn shutdown_started(&self) {
-        let mut rx = self.shutdown.clone();
-        let _ = rx.wait_for(|s| *s).await;
+        self.shutdown.cancelled().await;
     }
 }
 
@@ -236,7 +195,9 @@ impl Slot {
 struct Worker {
     broker: BrokerKey,
     ctx: watch::Sender<Arc<TriggerCtx>>,
-    stop: watch::Sender<bool>,
+    /// Stops the worker (a child of the dispatcher's shutdown); cancelled when it is dropped too.
+    stop: CancellationToken,
+    _stop_on_drop: DropGuard,
     inflight: Arc<Semaphore>,
     max_inflight: usize,
     task: JoinHandle<()>,
@@ -246,12 +207,15 @@ struct Worker {
 pub struct Dispatcher {
     shared: Arc<Shared>,
     metrics: Arc<Metrics>,
-    shutdown_tx: watch::Sender<bool>,
+    /// Cancels `Shared::shutdown` when the dispatcher is dropped without [`Dispatcher::shutdown`].
+    _shutdown_on_drop: DropGuard,
     workers: Mutex<HashMap<TriggerKey, Worker>>,
     /// KafkaSink producers by bootstrap servers.
+    #[cfg(feature = "kafka")]
     producers: Arc<Producers>,
     /// NatsSink connections by servers.
-    nats_clients: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<async_nats::Client>>>>,
+    #[cfg(feature = "nats")]
+    nats_clients: switchyard_broker::nats::sink::NatsClients,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -288,20 +252,22 @@ impl Dispatcher {
             &options.extra_roots,
         )
         .map_err(ClientConfigError)?;
-        let (shutdown_tx, shutdown) = watch::channel(false);
+        let shutdown = CancellationToken::new();
         Ok(Dispatcher {
+            _shutdown_on_drop: shutdown.clone().drop_guard(),
             shared: Arc::new(Shared {
                 channel,
                 client,
                 shutdown,
             }),
             metrics,
-            shutdown_tx,
             workers: Mutex::new(HashMap::new()),
+            #[cfg(feature = "kafka")]
             producers: options.kafka_producers.clone().unwrap_or_else(|| {
                 Arc::new(Producers::new(Duration::from_secs(30), 2 * 1024 * 1024))
             }),
-            nats_clients: Mutex::new(HashMap::new()),
+            #[cfg(feature = "nats")]
+            nats_clients: Default::default(),
         })
     }
 
@@ -321,43 +287,34 @@ impl Dispatcher {
             message,
         };
         let subscriber_str = spec.subscriber.to_string();
-        let target = match &spec.subscriber {
-            Destination::Url(u) => Target::Http(
-                u.parse()
+        let delivery = spec.effective_delivery(broker);
+        let format = delivery.and_then(|d| d.format).unwrap_or_default();
+        let namespace_header =
+            HeaderValue::from_str(&key.namespace).map_err(|e| err(format!("namespace: {e}")))?;
+        let target: Box<dyn Sink> = match &spec.subscriber {
+            Destination::Url(u) => Box::new(deliver::HttpSink {
+                client: self.shared.client.clone(),
+                uri: u
+                    .parse()
                     .map_err(|e| err(format!("subscriber uri {u:?}: {e}")))?,
-            ),
+                format,
+                namespace_header: namespace_header.clone(),
+            }),
             Destination::NatsSink(sink) => {
                 let sink = topology
                     .nats_sinks
                     .get(sink)
                     .ok_or_else(|| err(format!("NatsSink {sink} does not exist")))?;
-                let client = self
-                    .nats_clients
-                    .lock()
-                    .entry(sink.servers.clone())
-                    .or_default()
-                    .clone();
-                Target::Nats(NatsTarget {
-                    servers: sink.servers.clone(),
-                    client,
-                    subject: sink.subject.clone(),
-                    jetstream: sink.jetstream,
-                    content_mode: sink.content_mode,
-                })
+                self.nats_sink(sink).map_err(&err)?
             }
             Destination::KafkaSink(sink) => {
                 let sink = topology
                     .kafka_sinks
                     .get(sink)
                     .ok_or_else(|| err(format!("KafkaSink {sink} does not exist")))?;
-                Target::Kafka(KafkaTarget {
-                    producer: self.producer(&sink.bootstrap_servers).map_err(&err)?,
-                    topic: sink.topic.clone(),
-                    content_mode: sink.content_mode,
-                })
+                self.kafka_sink(sink).map_err(&err)?
             }
         };
-        let delivery = spec.effective_delivery(broker);
         let dead_letter_sink = match delivery.and_then(|d| d.dead_letter_sink.as_ref()) {
             Some(s) => Some((
                 s.parse::<Uri>()
@@ -375,19 +332,52 @@ impl Dispatcher {
             order: spec.delivery_order,
             dead_letter_sink,
             policy: RetryPolicy::from_spec(delivery),
-            format: delivery.and_then(|d| d.format).unwrap_or_default(),
-            namespace_header: HeaderValue::from_str(&key.namespace)
-                .map_err(|e| err(format!("namespace: {e}")))?,
+            format,
+            namespace_header,
             metrics: self.metrics.trigger(&label),
             max_inflight: spec.max_inflight.max(1),
             label,
         }))
     }
 
-    fn producer(&self, bootstrap: &str) -> Result<rdkafka::producer::FutureProducer, String> {
-        self.producers
-            .get(bootstrap)
-            .map_err(|e| format!("kafka producer for {bootstrap}: {e}"))
+    #[cfg(feature = "kafka")]
+    fn kafka_sink(
+        &self,
+        sink: &switchyard_broker::config::KafkaSinkSpec,
+    ) -> Result<Box<dyn Sink>, String> {
+        let sink = switchyard_broker::kafka::sink::KafkaSink::new(&self.producers, sink)?;
+        Ok(Box::new(sink))
+    }
+
+    #[cfg(not(feature = "kafka"))]
+    fn kafka_sink(
+        &self,
+        sink: &switchyard_broker::config::KafkaSinkSpec,
+    ) -> Result<Box<dyn Sink>, String> {
+        Err(format!(
+            "KafkaSink {}: this build has no Kafka support (Cargo feature `kafka`)",
+            sink.key
+        ))
+    }
+
+    #[cfg(feature = "nats")]
+    fn nats_sink(
+        &self,
+        sink: &switchyard_broker::config::NatsSinkSpec,
+    ) -> Result<Box<dyn Sink>, String> {
+        let sink = switchyard_broker::nats::sink::NatsSink::new(&self.nats_clients, sink);
+        Ok(Box::new(sink))
+    }
+
+    #[cfg(not(feature = "nats"))]
+    fn nats_sink(
+        &self,
+        sink: &switchyard_broker::config::NatsSinkSpec,
+    ) -> Result<Box<dyn Sink>, String> {
+        Err(format!(
+            "NatsSink {}: this build has no NATS support (Cargo feature `nats`)",
+            sink.key
+        ))
     }
 
     /// Starts workers for new triggers, updates changed ones, stops removed ones. The channel must
@@ -405,7 +395,7 @@ impl Dispatcher {
         workers.retain(|key, w| {
             let keep = keep.contains(key);
             if !keep {
-                let _ = w.stop.send(true);
+                w.stop.cancel();
             }
             keep
         });
@@ -418,7 +408,7 @@ impl Dispatcher {
                 .is_some_and(|w| w.broker != ctx.broker || w.task.is_finished());
             if stale {
                 if let Some(w) = workers.remove(&ctx.key) {
-                    let _ = w.stop.send(true);
+                    w.stop.cancel();
                 }
             }
             if let Some(w) = workers.get_mut(&ctx.key) {
@@ -441,20 +431,21 @@ impl Dispatcher {
                 })?;
             let inflight = Arc::new(Semaphore::new(ctx.max_inflight));
             let (ctx_tx, ctx_rx) = watch::channel(ctx.clone());
-            let (stop_tx, stop_rx) = watch::channel(false);
+            let stop = self.shared.shutdown.child_token();
             let task = tokio::spawn(run_worker(
                 self.shared.clone(),
                 sub,
                 ctx_rx,
                 inflight.clone(),
-                stop_rx,
+                stop.clone(),
             ));
             workers.insert(
                 ctx.key.clone(),
                 Worker {
                     broker: ctx.broker.clone(),
                     ctx: ctx_tx,
-                    stop: stop_tx,
+                    _stop_on_drop: stop.clone().drop_guard(),
+                    stop,
                     inflight,
                     max_inflight: ctx.max_inflight,
                     task,
@@ -468,10 +459,10 @@ impl Dispatcher {
     /// queued and are redelivered after restart). Returns the number of deliveries still running at the
     /// deadline.
     pub async fn shutdown(&self, grace: Duration) -> usize {
-        let _ = self.shutdown_tx.send(true);
+        self.shared.shutdown.cancel();
         let workers: Vec<Worker> = self.workers.lock().drain().map(|(_, w)| w).collect();
         for w in &workers {
-            let _ = w.stop.send(true);
+            w.stop.cancel();
         }
         let deadline = tokio::time::Instant::now() + grace;
         let mut unfinished = 0;
@@ -512,7 +503,7 @@ async fn run_worker(
     mut sub: Box<dyn Subscription>,
     ctx: watch::Receiver<Arc<TriggerCtx>>,
     inflight: Arc<Semaphore>,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     let keys = Arc::new(KeyQueues::default());
     let waiting = Arc::new(Waiting::default());
@@ -528,7 +519,7 @@ async fn run_worker(
             }
             tokio::select! {
                 _ = progressed => {}
-                _ = stop.wait_for(|s| *s) => return,
+                _ = stop.cancelled() => return,
             }
         }
         // The entry first, then a permit: a worker never sits on a permit while the queue is empty, so a
@@ -538,7 +529,7 @@ async fn run_worker(
                 Some(d) => d,
                 None => break,
             },
-            _ = stop.wait_for(|s| *s) => break,
+            _ = stop.cancelled() => break,
         };
         let ctx = ctx.borrow().clone();
         let key = match ctx.order {
@@ -561,7 +552,7 @@ async fn run_worker(
                 Err(_) => break,
             },
             // The entry is dropped unfinished: redelivered after restart (or its trigger is gone).
-            _ = stop.wait_for(|s| *s) => break,
+            _ = stop.cancelled() => break,
         };
         let mut slot = Slot::new(permit, inflight.clone(), waiting.clone());
         let shared = shared.clone();

@@ -10,7 +10,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use switchyard_broker::config::ContentMode;
-use switchyard_broker::format::kafka::{decode, encode, wrap_raw, Decoded, KafkaRecord, RawRecord};
+use switchyard_broker::kafka::binding::{decode, encode, wrap_raw, Decoded, KafkaRecord, RawRecord};
 use switchyard_broker::format::validate::validate_event;
 
 fn take<'a>(data: &mut &'a [u8]) -> Option<&'a [u8]> {

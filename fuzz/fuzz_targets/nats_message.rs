@@ -8,7 +8,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use switchyard_broker::config::ContentMode;
-use switchyard_broker::format::nats::{decode, encode, NatsMessage};
+use switchyard_broker::nats::binding::{decode, encode, NatsMessage};
 use switchyard_broker::format::validate::validate_event;
 
 fn take<'a>(data: &mut &'a [u8]) -> Option<&'a [u8]> {

@@ -9,9 +9,7 @@
 #![warn(missing_docs)]
 
 mod error;
-pub mod kafka_source;
 pub mod listener;
-pub mod nats_source;
 
 pub use error::IngressError;
 
@@ -29,15 +27,6 @@ use switchyard_broker::channel::Channel;
 use switchyard_broker::config::{BrokerKey, Topology};
 use switchyard_broker::format::http::{parse_request, Message};
 use switchyard_broker::metrics::{BrokerMetrics, Metrics};
-
-/// The HTTP client the sources hand events to a broker's ingress or a `uri` sink with: at most 4 idle
-/// connections per host; response bodies are read up to 64 KiB (so that the connection is reused), then
-/// dropped.
-fn sink_client(
-    extra_roots: &[rustls::pki_types::CertificateDer<'static>],
-) -> Result<switchyard_broker::http_client::HttpClient, String> {
-    switchyard_broker::http_client::HttpClient::new(4, 64 * 1024, extra_roots)
-}
 
 /// Value of the `Allow` header on every response.
 pub const ALLOW: &str = "POST, OPTIONS";

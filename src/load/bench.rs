@@ -116,31 +116,57 @@ async fn sink_handler(State(sink): State<Arc<Sink>>, headers: HeaderMap) -> Stat
 
 // === baselines (child process) ===
 
+/// `baseline --kind kafka`: the plain rdkafka produce + consume baseline, printed as JSON.
+#[cfg(feature = "kafka")]
+async fn kafka_baseline(args: BaselineArgs) -> anyhow::Result<()> {
+    let bootstrap = args
+        .target
+        .context("--target (bootstrap servers) is required for the kafka baseline")?;
+    let payload = vec![b'x'; args.size];
+    let r = super::bench_kafka::baseline(
+        &bootstrap,
+        &args.topic,
+        args.events,
+        &payload,
+        args.connections,
+    )
+    .await?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "consumed": r.consumed,
+            "events_per_sec": r.events_per_sec,
+            "p50_ms": r.p50_ms,
+            "p99_ms": r.p99_ms,
+        })
+    );
+    Ok(())
+}
+
+/// `baseline --kind kafka` in a build without the Kafka component.
+#[cfg(not(feature = "kafka"))]
+async fn kafka_baseline(_args: BaselineArgs) -> anyhow::Result<()> {
+    bail!("the kafka baseline needs the Cargo feature `kafka`, which this build does not have")
+}
+
+/// Result of one baseline run on an external log (plain rdkafka or async-nats).
+#[cfg(any(feature = "kafka", feature = "nats"))]
+#[derive(Debug, Clone, PartialEq)]
+pub struct BaselineResult {
+    /// Records acknowledged per second (first `send` to last delivery report).
+    pub events_per_sec: f64,
+    /// Median produce→consume latency in milliseconds.
+    pub p50_ms: f64,
+    /// 99th percentile produce→consume latency in milliseconds.
+    pub p99_ms: f64,
+    /// Records of this run the consumer received (equals `events` unless some were lost or late).
+    pub consumed: usize,
+}
+
 /// Runs a baseline server on 127.0.0.1:0 and prints its address.
 pub async fn baseline(args: BaselineArgs) -> anyhow::Result<()> {
     if args.kind == "kafka" {
-        let bootstrap = args
-            .target
-            .context("--target (bootstrap servers) is required for the kafka baseline")?;
-        let payload = vec![b'x'; args.size];
-        let r = super::bench_kafka::baseline(
-            &bootstrap,
-            &args.topic,
-            args.events,
-            &payload,
-            args.connections,
-        )
-        .await?;
-        println!(
-            "{}",
-            serde_json::json!({
-                "consumed": r.consumed,
-                "events_per_sec": r.events_per_sec,
-                "p50_ms": r.p50_ms,
-                "p99_ms": r.p99_ms,
-            })
-        );
-        return Ok(());
+        return kafka_baseline(args).await;
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     println!("baseline ready ingress={}", listener.local_addr()?);
@@ -735,7 +761,14 @@ fn print_results(
     }
 }
 
+/// Kafka mode of `bench` in a build without the Kafka component.
+#[cfg(not(feature = "kafka"))]
+async fn run_kafka(_: &mut Runs, _: &Path, _: SocketAddr, _: &str) -> anyhow::Result<()> {
+    bail!("bench --kafka needs the Cargo feature `kafka`, which this build does not have")
+}
+
 /// Kafka mode of `bench`: plain rdkafka baseline, then a Kafka-backed broker with one trigger.
+#[cfg(feature = "kafka")]
 async fn run_kafka(
     runs: &mut Runs,
     dir: &Path,
@@ -776,7 +809,14 @@ async fn run_kafka(
     .await
 }
 
+/// NATS mode of `bench` in a build without the NATS component.
+#[cfg(not(feature = "nats"))]
+async fn run_nats(_: &mut Runs, _: &Path, _: SocketAddr, _: &str) -> anyhow::Result<()> {
+    bail!("bench --nats needs the Cargo feature `nats`, which this build does not have")
+}
+
 /// NATS mode of `bench`: plain async-nats JetStream baseline, then a JetStream-backed broker with one trigger.
+#[cfg(feature = "nats")]
 async fn run_nats(runs: &mut Runs, dir: &Path, sink: SocketAddr, url: &str) -> anyhow::Result<()> {
     let args = runs.args.clone();
     eprintln!("bench: plain async-nats JetStream publish + consume baseline ...");
@@ -802,12 +842,13 @@ async fn run_nats(runs: &mut Runs, dir: &Path, sink: SocketAddr, url: &str) -> a
 
 /// Runs a broker on an external log (config `yaml`, broker `default/<broker>`, one trigger) through the
 /// throughput and fixed-rate runs and prints them next to the plain-client `base`line.
+#[cfg(any(feature = "kafka", feature = "nats"))]
 async fn measure_external(
     runs: &mut Runs,
     dir: &Path,
     yaml: &str,
     broker: &str,
-    base: &super::bench_kafka::BaselineResult,
+    base: &BaselineResult,
     base_label: &str,
     label: &str,
 ) -> anyhow::Result<()> {

@@ -7,6 +7,7 @@
 //! record is sent) reads them back. It reports the produce throughput and the end-to-end latency from the
 //! call to `send` to the record's arrival at the consumer.
 
+use super::bench::BaselineResult;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -26,19 +27,6 @@ pub const BASELINE_PARTITIONS: i32 = 4;
 const JOIN_DEADLINE: Duration = Duration::from_secs(60);
 /// How long the consumer may lag behind the last delivery report.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(60);
-
-/// Result of one Kafka baseline run.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BaselineResult {
-    /// Records acknowledged per second (first `send` to last delivery report).
-    pub events_per_sec: f64,
-    /// Median produce→consume latency in milliseconds.
-    pub p50_ms: f64,
-    /// 99th percentile produce→consume latency in milliseconds.
-    pub p99_ms: f64,
-    /// Records of this run the consumer received (equals `events` unless some were lost or late).
-    pub consumed: usize,
-}
 
 /// Why a Kafka baseline run failed.
 #[derive(Debug, thiserror::Error)]

@@ -10,8 +10,8 @@ use crate::common::{
 use rdkafka::message::{Headers, Message};
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
-use switchyard_broker::channel::kafka::{consumer_group, KafkaOptions};
 use switchyard_broker::config::BrokerKey;
+use switchyard_broker::kafka::config::{consumer_group, KafkaOptions};
 
 const TOPIC: &str = "knative-broker-default-default";
 

@@ -23,9 +23,9 @@ use switchyard_broker::config::{
     BrokerKey, ContentMode, InitialOffset, KafkaSourceSpec, ObjectKey, SourceSink, Topology,
 };
 use switchyard_broker::event::{Data, Event, ExtValue};
-use switchyard_broker::format::kafka;
 use switchyard_broker::format::percent::decode_header_value;
-use switchyard_ingress::kafka_source::{KafkaSourceOptions, KafkaSources};
+use switchyard_broker::kafka::binding as kafka;
+use switchyard_broker::kafka::source::{KafkaSourceOptions, KafkaSources};
 
 // ---------------------------------------------------------------------------------------------
 // A minimal private tansu harness (to be replaced by the shared one in tests/common/kafka.rs).

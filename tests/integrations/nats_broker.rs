@@ -10,7 +10,7 @@ use crate::common::{
 use async_nats::jetstream;
 use std::collections::HashSet;
 use std::time::Duration;
-use switchyard_broker::channel::nats::NatsOptions;
+use switchyard_broker::nats::config::NatsOptions;
 
 const STREAM: &str = "KNATIVE_BROKER_default_default";
 

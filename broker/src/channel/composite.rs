@@ -5,12 +5,8 @@
 //! work the same on every backend. An entry's [`EntryId`] says which backend handed it out, which is how
 //! acks and parks find their backend.
 
-#[cfg(feature = "kafka")]
-use crate::channel::kafka::{KafkaDriver, KafkaOptions, Producers};
 #[cfg(any(feature = "kafka", feature = "nats"))]
 use crate::channel::log::LogLayer;
-#[cfg(feature = "nats")]
-use crate::channel::nats::{NatsDriver, NatsOptions};
 use crate::channel::store::{StoreChannel, StoreHealth};
 use crate::channel::{
     BoxFuture, Channel, ChannelError, Entry, EntryId, LogBackend, ParkRecord, ParkedEvent, Result,
@@ -18,6 +14,12 @@ use crate::channel::{
 };
 use crate::config::{Backend, BrokerKey, Topology, TriggerKey};
 use crate::event::Event;
+#[cfg(feature = "kafka")]
+use crate::kafka::channel::{KafkaDriver, Producers};
+use crate::kafka::config::KafkaOptions;
+#[cfg(feature = "nats")]
+use crate::nats::channel::NatsDriver;
+use crate::nats::config::NatsOptions;
 use arc_swap::ArcSwap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,13 +58,21 @@ impl CompositeChannel {
         }
     }
 
-    /// Serves Kafka-backed brokers too.
+    /// Serves Kafka-backed brokers too (without the `kafka` feature: nothing changes, and a Kafka-backed
+    /// broker is refused by name when the topology is applied).
     #[cfg(feature = "kafka")]
     pub fn with_kafka(mut self, options: KafkaOptions) -> CompositeChannel {
         let driver = KafkaDriver::new(options);
         self.kafka_producers = Some(driver.producers().clone());
         self.logs
             .push(Box::new(LogLayer::new(self.store.clone(), driver)));
+        self
+    }
+
+    /// Serves Kafka-backed brokers too (without the `kafka` feature: nothing changes, and a Kafka-backed
+    /// broker is refused by name when the topology is applied).
+    #[cfg(not(feature = "kafka"))]
+    pub fn with_kafka(self, _options: KafkaOptions) -> CompositeChannel {
         self
     }
 
@@ -73,11 +83,19 @@ impl CompositeChannel {
         self.kafka_producers.clone()
     }
 
-    /// Serves JetStream-backed brokers too.
+    /// Serves JetStream-backed brokers too (without the `nats` feature: nothing changes, and a
+    /// JetStream-backed broker is refused by name when the topology is applied).
     #[cfg(feature = "nats")]
     pub fn with_nats(mut self, options: NatsOptions) -> CompositeChannel {
         let layer = LogLayer::new(self.store.clone(), NatsDriver::new(options));
         self.logs.push(Box::new(layer));
+        self
+    }
+
+    /// Serves JetStream-backed brokers too (without the `nats` feature: nothing changes, and a
+    /// JetStream-backed broker is refused by name when the topology is applied).
+    #[cfg(not(feature = "nats"))]
+    pub fn with_nats(self, _options: NatsOptions) -> CompositeChannel {
         self
     }
 

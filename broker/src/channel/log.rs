@@ -33,8 +33,8 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// What every log-backed broker's runtime state holds, whatever its log.
 pub(crate) struct BrokerCommon {
@@ -65,10 +65,10 @@ impl BrokerCommon {
 impl BrokerCommon {
     /// Runs `setup` (connect, create the topic or stream...) until it succeeds, with backoff from 200 ms
     /// to 5 s; while it fails the broker is not ready for that reason (one warning per new reason).
-    /// `None` when `stop` turned `true` first.
+    /// `None` when `stop` was cancelled first.
     pub(crate) async fn set_up<T, F, Fut>(
         &self,
-        stop: &mut watch::Receiver<bool>,
+        stop: &CancellationToken,
         mut setup: F,
     ) -> Option<T>
     where
@@ -77,7 +77,7 @@ impl BrokerCommon {
     {
         let mut backoff = Duration::from_millis(200);
         loop {
-            if *stop.borrow() {
+            if stop.is_cancelled() {
                 return None;
             }
             match setup().await {
@@ -86,7 +86,7 @@ impl BrokerCommon {
                     set_setup_failure(&self.key, &self.not_ready, reason);
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
-                        _ = stop.changed() => return None,
+                        _ = stop.cancelled() => return None,
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
@@ -104,7 +104,7 @@ impl BrokerCommon {
         store: &StoreChannel,
         event: Event,
         scratch: &mut Vec<usize>,
-        stop: &mut watch::Receiver<bool>,
+        stop: &CancellationToken,
         track: impl FnOnce(u32) -> EntryId,
         finished: impl Fn(EntryId),
     ) -> bool {
@@ -206,14 +206,14 @@ pub(crate) trait LogDriver: Send + Sync + 'static {
     fn setup_wait(&self) -> Duration;
 
     /// Starts a broker's runtime: its state and its background tasks (consumer, probe), which end when
-    /// `stop` turns `true`.
+    /// `stop` is cancelled.
     fn start(
         &self,
         key: &BrokerKey,
         config: &<Self::Broker as LogBroker>::Config,
         routes: Arc<Routes>,
         store: &Arc<StoreChannel>,
-        stop: watch::Receiver<bool>,
+        stop: CancellationToken,
     ) -> Result<(Arc<Self::Broker>, JoinHandle<()>)>;
 
     /// Writes a batch to the broker's log; resolves once every record is durable there.
@@ -231,7 +231,9 @@ pub(crate) trait LogDriver: Send + Sync + 'static {
 
 struct Runtime<B> {
     shared: Arc<B>,
-    stop: watch::Sender<bool>,
+    /// Stops the runtime's tasks; cancelled when the runtime is dropped too.
+    stop: CancellationToken,
+    _stop_on_drop: DropGuard,
     task: JoinHandle<()>,
 }
 
@@ -280,7 +282,7 @@ impl<D: LogDriver> LogLayer<D> {
             brokers.retain(|key, rt| {
                 let keep = wanted.get(key).is_some_and(|c| *c == rt.shared.config());
                 if !keep {
-                    let _ = rt.stop.send(true);
+                    rt.stop.cancel();
                 }
                 keep
             });
@@ -290,12 +292,18 @@ impl<D: LogDriver> LogLayer<D> {
                     rt.shared.set_routes(routes);
                     continue;
                 }
-                let (stop, stop_rx) = watch::channel(false);
+                let stop = CancellationToken::new();
                 let (shared, task) =
                     self.driver
-                        .start(key, config, routes, &self.store, stop_rx)?;
+                        .start(key, config, routes, &self.store, stop.clone())?;
                 started.push((key.clone(), shared.clone()));
-                brokers.insert(key.clone(), Runtime { shared, stop, task });
+                let runtime = Runtime {
+                    shared,
+                    _stop_on_drop: stop.clone().drop_guard(),
+                    stop,
+                    task,
+                };
+                brokers.insert(key.clone(), runtime);
             }
         }
 
@@ -396,7 +404,7 @@ impl<D: LogDriver> LogBackend for LogLayer<D> {
             let runtimes: Vec<Runtime<D::Broker>> =
                 self.brokers.lock().drain().map(|(_, r)| r).collect();
             for rt in &runtimes {
-                let _ = rt.stop.send(true);
+                rt.stop.cancel();
             }
             for rt in runtimes {
                 let _ = tokio::time::timeout(deadline, rt.task).await;

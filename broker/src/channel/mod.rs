@@ -15,19 +15,16 @@
 //!
 //! The embedded backend is [`store::StoreChannel`] (redb, on disk or in memory for tests); Kafka- and
 //! JetStream-backed brokers use one shared log layer (`log.rs`: broker runtimes, trigger windows,
-//! finishing, backlog, readiness) with a driver each ([`kafka`], [`nats`]);
+//! finishing, backlog, readiness) with a driver each (`kafka::channel`, `nats::channel`, in the
+//! components [`crate::kafka`] and [`crate::nats`]);
 //! [`composite::CompositeChannel`] picks one per broker.
 
 pub mod composite;
-#[cfg(feature = "kafka")]
-pub mod kafka;
 #[cfg(any(feature = "kafka", feature = "nats"))]
-mod log;
-#[cfg(feature = "nats")]
-pub mod nats;
+pub(crate) mod log;
 pub mod store;
 #[cfg(any(feature = "kafka", feature = "nats"))]
-mod windows;
+pub(crate) mod windows;
 
 use crate::config::{BrokerKey, Topology, TriggerKey};
 use crate::event::Event;

@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 /// A trigger of a broker on an external log (Kafka, JetStream): its bounded in-memory window.
 pub(crate) struct TriggerQueue {
@@ -115,7 +116,7 @@ pub(crate) async fn offer(
     broker: &BrokerKey,
     queue: &TriggerQueue,
     delivery: Delivery,
-    stop: &mut watch::Receiver<bool>,
+    stop: &CancellationToken,
 ) -> Offered {
     let rejected = if store.trigger_backlog(&queue.key) > 0 {
         delivery
@@ -142,7 +143,7 @@ async fn overflow(
     store: &StoreChannel,
     queue: &TriggerQueue,
     delivery: &Delivery,
-    stop: &mut watch::Receiver<bool>,
+    stop: &CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(50);
     loop {
@@ -154,7 +155,7 @@ async fn overflow(
             Err(ChannelError::UnknownTrigger(_)) => return,
             Err(e) => {
                 tracing::warn!(broker = %broker, trigger = %queue.key, "overflow to the store failed: {e}");
-                if *stop.borrow() {
+                if stop.is_cancelled() {
                     return;
                 }
                 tokio::time::sleep(backoff).await;

@@ -1,5 +1,5 @@
 //! Binary content mode, written once for the three protocol bindings: HTTP ([`super::http`], `ce-`
-//! headers), Kafka ([`super::kafka`], `ce_` headers) and NATS ([`super::nats`], `ce-` headers).
+//! headers), Kafka ([`crate::kafka::binding`], `ce_` headers) and NATS ([`crate::nats::binding`], `ce-` headers).
 //!
 //! Each binding keeps what differs — how its headers are read (a `HeaderMap`, byte pairs, nullable
 //! values), value decoding (percent-encoding for HTTP and NATS, plain UTF-8 for Kafka), where

@@ -1,7 +1,8 @@
 //! CloudEvents encodings: the JSON event format ([`json`]), the HTTP protocol binding ([`http`]),
-//! the Kafka protocol binding ([`kafka`]), the NATS protocol binding ([`nats`]), header value
-//! percent-encoding ([`percent`]), attribute validation ([`validate`]) and the compact binary storage
-//! encoding ([`codec`]).
+//! header value percent-encoding ([`percent`]), attribute validation ([`validate`]), the compact binary
+//! storage encoding ([`codec`]) and the binary content mode shared by the HTTP, Kafka and NATS bindings
+//! (`binary.rs`; the Kafka and NATS bindings live in their components, [`crate::kafka::binding`] and
+//! [`crate::nats::binding`]).
 //!
 //! Every parser validates the CloudEvents MUST rules (see `cloudevents-rules.md` Part A) and returns a
 //! [`FormatError`] naming the offending attribute or field; nothing here panics on bad input.
@@ -10,8 +11,6 @@ pub(crate) mod binary;
 pub mod codec;
 pub mod http;
 pub mod json;
-pub mod kafka;
-pub mod nats;
 pub mod percent;
 pub mod validate;
 

@@ -54,7 +54,7 @@ use sources::{object_error_policy, reconcile_object, resolve_sink_subscriber};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// Status annotation recording the broker class first seen (it is immutable).
 pub const CLASS_SEEN: &str = "switchyard.dev/class";
@@ -568,9 +568,9 @@ fn counted(ctx: &Context, kind: &str, ok: bool) -> futures_util::future::Ready<(
     futures_util::future::ready(())
 }
 
-/// Resolves when `stop` fires (or its sender is gone): a controller's graceful shutdown.
-async fn stopped(mut stop: watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
+/// Resolves when `stop` is cancelled: a controller's graceful shutdown.
+async fn stopped(stop: CancellationToken) {
+    stop.cancelled().await;
 }
 
 /// The controller of a source or sink kind, when the cluster serves it; a source is reconciled again
@@ -579,7 +579,7 @@ async fn object_controller<K: SourceOrSink>(
     client: &Client,
     settings: &Settings,
     ctx: &Arc<Context>,
-    stop: &watch::Receiver<bool>,
+    stop: &CancellationToken,
 ) -> Option<futures_util::future::BoxFuture<'static, ()>> {
     if !is_served::<K>(client, settings).await {
         return None;
@@ -644,7 +644,7 @@ pub async fn run_controllers(
     client: Client,
     settings: Settings,
     metrics: Arc<ControllerMetrics>,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     let ctx = Arc::new(Context::new(client.clone(), settings.clone(), metrics));
     let wc = watcher::Config::default();
@@ -739,7 +739,7 @@ pub async fn run_controllers(
     let extra = futures_util::future::join_all(extra.into_iter().flatten());
     tokio::select! {
         _ = futures_util::future::join3(brokers, triggers, extra) => {}
-        _ = stop.wait_for(|s| *s) => {}
+        _ = stop.cancelled() => {}
     }
 }
 
@@ -748,7 +748,7 @@ pub async fn run(
     client: Client,
     settings: Settings,
     metrics: Arc<ControllerMetrics>,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     let mut lock = LeaseLock::new(
         client.clone(),
@@ -768,23 +768,25 @@ pub async fn run(
             }
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
-                _ = stop.wait_for(|s| *s) => return,
+                _ = stop.cancelled() => return,
             }
         }
         tracing::info!(identity = %settings.identity, lease = %settings.lease_name, "Leading: controllers start.");
-        let (lead_tx, lead_rx) = watch::channel(false);
+        // This term's controllers: a child of `stop`, cancelled when leadership ends (or `run` is dropped).
+        let lead = stop.child_token();
+        let _lead_on_drop = lead.clone().drop_guard();
         metrics.set_leader(true);
         let controllers = tokio::spawn(run_controllers(
             client.clone(),
             settings.clone(),
             metrics.clone(),
-            lead_rx,
+            lead.clone(),
         ));
         let mut last_renewed = std::time::Instant::now();
         let stopping = loop {
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
-                _ = stop.wait_for(|s| *s) => break true,
+                _ = stop.cancelled() => break true,
             }
             match lock.try_acquire_or_renew().await {
                 Ok(true) => last_renewed = std::time::Instant::now(),
@@ -803,7 +805,7 @@ pub async fn run(
                 }
             }
         };
-        let _ = lead_tx.send(true);
+        lead.cancel();
         metrics.set_leader(false);
         if tokio::time::timeout(Duration::from_secs(5), controllers)
             .await

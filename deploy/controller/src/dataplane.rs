@@ -40,7 +40,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchyard_broker::config::Topology;
 use switchyard_broker::model::object::Object;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 /// Quiet time after a change before the topology is rebuilt (coalesces bursts, e.g. `kubectl apply -f dir`).
 pub const DEBOUNCE: Duration = Duration::from_millis(150);
@@ -304,7 +305,7 @@ pub async fn run(
     client: Client,
     settings: Settings,
     tx: mpsc::Sender<Topology>,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     let (brokers_api, triggers_api): (Api<Broker>, Api<Trigger>) = match &settings.watch_namespace {
         Some(ns) => (
@@ -342,7 +343,7 @@ pub async fn run(
     loop {
         let debounce = tokio::time::sleep(DEBOUNCE);
         tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.cancelled() => return,
             ev = broker_events.next() => {
                 if ev.is_none() { return; }
                 log_watch_error(ev, "Brokers");

@@ -33,7 +33,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// Path the API server posts AdmissionReviews to.
 pub const PATH: &str = "/validate";
@@ -416,13 +416,13 @@ pub async fn run(
     metrics: Arc<crate::metrics::ControllerMetrics>,
     webhook: WebhookSettings,
     listener: TcpListener,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) -> Result<(), Error> {
     let (ca, crt, key) = certificate(&client, &settings, &webhook).await?;
     let tls = tls_config(&crt, &key).map_err(Error::ClientConfig)?;
     // The configuration may be created (or re-applied without a caBundle) after start: keep it current.
     let publisher = {
-        let (client, webhook, mut stop) = (client.clone(), webhook.clone(), stop.clone());
+        let (client, webhook, stop) = (client.clone(), webhook.clone(), stop.clone());
         tokio::spawn(async move {
             let mut warned = false;
             loop {
@@ -440,7 +440,7 @@ pub async fn run(
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(CA_PUBLISH_INTERVAL) => {}
-                    _ = stop.wait_for(|s| *s) => return,
+                    _ = stop.cancelled() => return,
                 }
             }
         })
@@ -460,7 +460,7 @@ pub async fn run(
     tracing::info!(listen = %webhook.listen, "Validating webhook serving.");
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
+            stop.cancelled().await;
         })
         .await
         .map_err(|e| Error::ClientConfig(format!("webhook server: {e}")));

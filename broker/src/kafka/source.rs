@@ -19,7 +19,7 @@
 //!   [`KafkaSourceOptions::max_record_bytes`], is logged (topic, partition, offset, reason), counted in
 //!   [`SourceStats::invalid`] and skipped: its offset counts as done;
 //! - the event is POSTed in binary HTTP mode. A 2xx finishes it. Retryable answers (transport error,
-//!   timeout, 404, 408, 409, 429, 5xx: the classification of `switchyard_broker::delivery::classify`,
+//!   timeout, 404, 408, 409, 429, 5xx: the classification of `crate::delivery::classify`,
 //!   Switchyard decision 11) are retried **forever** with exponential backoff (from
 //!   [`KafkaSourceOptions::backoff_initial`], capped at [`KafkaSourceOptions::backoff_max`]), honouring
 //!   `Retry-After` (capped at [`KafkaSourceOptions::retry_after_max`]), without reading further records:
@@ -46,6 +46,17 @@
 //! finish until the deadline (a delivered record is then committed; an abandoned one will be
 //! delivered again), a retry wait is abandoned, finished offsets are committed and consumers closed.
 
+use crate::config::{InitialOffset, KafkaSourceSpec, ObjectKey, Topology};
+use crate::delivery::{
+    classify, parse_retry_after, retry, Attempt, Attempts, Classification, Retried, RetryAfterRule,
+    SourceBackoff,
+};
+use crate::event::Event;
+use crate::format::http::write_binary;
+use crate::format::FormatError;
+use crate::http_client::HttpClient;
+use crate::kafka::binding::{self as kafka, Decoded, RawRecord};
+use crate::source::sink_url;
 use http::{HeaderMap, Uri};
 use parking_lot::Mutex;
 use rdkafka::config::ClientConfig;
@@ -60,16 +71,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use switchyard_broker::config::{InitialOffset, KafkaSourceSpec, ObjectKey, SourceSink, Topology};
-use switchyard_broker::delivery::{
-    classify, parse_retry_after, retry, Attempt, Attempts, Classification, Retried, RetryAfterRule,
-    SourceBackoff,
-};
-use switchyard_broker::event::Event;
-use switchyard_broker::format::http::write_binary;
-use switchyard_broker::format::kafka::{self, Decoded, RawRecord};
-use switchyard_broker::format::FormatError;
-use switchyard_broker::http_client::HttpClient;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -180,19 +181,6 @@ impl Counters {
 
 fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
-}
-
-/// The URL a source's events are POSTed to: `{base}/{namespace}/{name}` for a Broker sink.
-pub fn sink_url(sink: &SourceSink, broker_base_url: &str) -> String {
-    match sink {
-        SourceSink::Url(u) => u.clone(),
-        SourceSink::Broker(b) => format!(
-            "{}/{}/{}",
-            broker_base_url.trim_end_matches('/'),
-            b.namespace,
-            b.name
-        ),
-    }
 }
 
 /// The retry schedule of every event: retried forever; before retry `n` (1-based)
@@ -414,7 +402,8 @@ impl std::fmt::Debug for KafkaSources {
 impl KafkaSources {
     /// No sources yet; [`KafkaSources::apply`] starts them.
     pub fn new(options: KafkaSourceOptions) -> Result<KafkaSources, KafkaSourceError> {
-        let client = crate::sink_client(&options.extra_roots).map_err(KafkaSourceError::Client)?;
+        let client =
+            crate::source::sink_client(&options.extra_roots).map_err(KafkaSourceError::Client)?;
         Ok(KafkaSources {
             shared: Arc::new(Shared { options, client }),
             running: Mutex::new(BTreeMap::new()),
@@ -968,9 +957,9 @@ async fn deliver(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchyard_broker::config::BrokerKey;
-    use switchyard_broker::delivery::RetrySchedule;
-    use switchyard_broker::event::{Data, ExtValue};
+    use crate::config::{BrokerKey, SourceSink};
+    use crate::delivery::RetrySchedule;
+    use crate::event::{Data, ExtValue};
 
     #[test]
     fn sink_urls() {

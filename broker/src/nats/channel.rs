@@ -1,6 +1,6 @@
 //! JetStream-backed brokers (`eventing.knative.dev/broker.class: NatsJetStream`).
 //!
-//! Same shape as the Kafka backend (see `kafka.rs`), with JetStream's per-message acks instead of offsets:
+//! Same shape as the Kafka backend (see `kafka/channel.rs`), with JetStream's per-message acks instead of offsets:
 //!
 //! - **Ingress** publishes each event in binary NATS mode to the broker's subject
 //!   (`knative.broker.<ns>.<name>`, captured by stream `KNATIVE_BROKER_<ns>_<name>`, created or updated
@@ -28,7 +28,8 @@ use crate::channel::windows::Routes;
 use crate::channel::{ChannelError, Entry, EntryId, Result};
 use crate::config::{Backend, BrokerKey, ContentMode, NatsBrokerConfig, NatsStorage};
 use crate::event::Event;
-use crate::format::nats as binding;
+use crate::nats::binding;
+use crate::nats::config::{consumer_name, NatsOptions};
 use async_nats::jetstream::{self, consumer, stream, AckKind};
 use futures_util::StreamExt;
 use parking_lot::Mutex;
@@ -36,55 +37,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// The next entry handle of any JetStream-backed broker of the process.
 static NEXT_ENTRY: AtomicU64 = AtomicU64::new(0);
-
-/// Settings of the JetStream backend.
-#[derive(Debug, Clone)]
-pub struct NatsOptions {
-    /// In-memory queue entries per trigger before new entries overflow into the embedded store.
-    pub trigger_window: usize,
-    /// JetStream `ack_wait` of the broker consumers: how soon the messages a dead process held are
-    /// redelivered to the others.
-    pub ack_wait: Duration,
-    /// Messages a process may hold unacknowledged per broker (`max_ack_pending`).
-    pub max_ack_pending: usize,
-    /// How long a publish waits for its PubAck (the ingress answers 503 after it).
-    pub publish_timeout: Duration,
-    /// How long `apply_topology` waits for a new broker's stream before answering.
-    pub stream_wait: Duration,
-    /// How often each broker's consumer info is read (readiness and backlog).
-    pub probe_interval: Duration,
-    /// How long a probe may take before the broker counts as down.
-    pub probe_timeout: Duration,
-}
-
-impl Default for NatsOptions {
-    fn default() -> Self {
-        NatsOptions {
-            trigger_window: 1024,
-            ack_wait: Duration::from_secs(10),
-            max_ack_pending: 10_000,
-            publish_timeout: Duration::from_secs(10),
-            stream_wait: Duration::from_secs(10),
-            probe_interval: Duration::from_millis(500),
-            probe_timeout: Duration::from_secs(2),
-        }
-    }
-}
-
-/// Durable consumer name of a JetStream-backed broker.
-pub fn consumer_name(broker: &BrokerKey) -> String {
-    let clean = |s: &str| s.replace(['.', '*', '>', ' '], "_");
-    format!(
-        "switchyard-broker-{}-{}",
-        clean(&broker.namespace),
-        clean(&broker.name)
-    )
-}
 
 fn nats_err(context: &str, e: impl std::fmt::Display) -> ChannelError {
     ChannelError::Storage(format!("nats: {context}: {e}"))
@@ -223,7 +180,7 @@ impl LogDriver for NatsDriver {
         config: &NatsBrokerConfig,
         routes: Arc<Routes>,
         store: &Arc<StoreChannel>,
-        stop: watch::Receiver<bool>,
+        stop: CancellationToken,
     ) -> Result<(Arc<BrokerShared>, JoinHandle<()>)> {
         let shared = Arc::new(BrokerShared {
             common: BrokerCommon::new(
@@ -351,18 +308,17 @@ async fn run_consumer(
     shared: Arc<BrokerShared>,
     store: Arc<StoreChannel>,
     options: NatsOptions,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     loop {
-        let Some((js, consumer)) = shared.set_up(&mut stop, || setup(&shared, &options)).await
-        else {
+        let Some((js, consumer)) = shared.set_up(&stop, || setup(&shared, &options)).await else {
             return;
         };
         *shared.js.lock() = Some(js);
         if shared.not_ready.lock().take().is_some() {
             tracing::info!(broker = %shared.key, stream = %shared.config.stream, "consuming");
         }
-        let ended = consume(&shared, &store, &options, consumer, &mut stop).await;
+        let ended = consume(&shared, &store, &options, consumer, &stop).await;
         if ended {
             return;
         }
@@ -370,13 +326,13 @@ async fn run_consumer(
     }
 }
 
-/// Consumes until stop (`true`) or until the message stream fails (`false`).
+/// Consumes until `stop` is cancelled (`true`) or until the message stream fails (`false`).
 async fn consume(
     shared: &BrokerShared,
     store: &StoreChannel,
     options: &NatsOptions,
     consumer: consumer::PullConsumer,
-    stop: &mut watch::Receiver<bool>,
+    stop: &CancellationToken,
 ) -> bool {
     let mut messages = match consumer.messages().await {
         Ok(m) => m,
@@ -391,7 +347,7 @@ async fn consume(
     let mut scratch = Vec::new();
     loop {
         tokio::select! {
-            _ = stop.changed() => return true,
+            _ = stop.cancelled() => return true,
             _ = progress.tick() => {
                 // Still working on these: keep JetStream from redelivering them.
                 let held: Vec<jetstream::Message> =
@@ -414,18 +370,14 @@ async fn consume(
 
 /// Reads the broker's consumer info every `probe_interval`: readiness (the client is connected and the
 /// server answers within `probe_timeout`) and the backlog JetStream holds for every process.
-async fn run_probe(
-    shared: Arc<BrokerShared>,
-    options: NatsOptions,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn run_probe(shared: Arc<BrokerShared>, options: NatsOptions, stop: CancellationToken) {
     let name = consumer_name(&shared.key);
     loop {
         tokio::select! {
             _ = tokio::time::sleep(options.probe_interval) => {}
-            _ = stop.changed() => return,
+            _ = stop.cancelled() => return,
         }
-        if *stop.borrow() {
+        if stop.is_cancelled() {
             return;
         }
         // Before the first setup the consumer task's reason says why the broker is not ready.
@@ -473,7 +425,7 @@ async fn handle_message(
     store: &StoreChannel,
     message: jetstream::Message,
     scratch: &mut Vec<usize>,
-    stop: &mut watch::Receiver<bool>,
+    stop: &CancellationToken,
 ) {
     let pairs: Vec<(&str, &[u8])> = message
         .headers

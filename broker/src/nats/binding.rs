@@ -13,22 +13,22 @@
 //! NATS header names are case-insensitive for this binding (rule 51): `CE-ID` is `ce-id`,
 //! `content-type` is `Content-Type`. NATS has no batch mode (rule 48).
 
-use super::binary::{
+use crate::config::ContentMode;
+use crate::event::Event;
+use crate::format::binary::{
     self, attribute_name, duplicate, essence, header_name, percent_value, starts_with_ignore_case,
     AttributeDecoder, NATS,
 };
-use super::json;
-use super::percent::encode_header_value;
-use super::FormatError;
-use crate::config::ContentMode;
-use crate::event::Event;
+use crate::format::json;
+use crate::format::percent::encode_header_value;
+use crate::format::FormatError;
 use bytes::Bytes;
 use std::borrow::Cow;
 
 /// Name of the header that selects structured mode (rule 49).
 pub const CONTENT_TYPE_HEADER: &str = "Content-Type";
 /// Media type written into `Content-Type` in structured mode.
-pub const STRUCTURED_CONTENT_TYPE: &str = super::http::STRUCTURED_JSON;
+pub const STRUCTURED_CONTENT_TYPE: &str = crate::format::http::STRUCTURED_JSON;
 
 /// A NATS message produced by [`encode`]: headers and payload, ready for any NATS client.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -40,7 +40,8 @@ use crate::channel::windows::Routes;
 use crate::channel::{ChannelError, Entry, EntryId, Result};
 use crate::config::{Backend, BrokerKey, ContentMode, KafkaBrokerConfig};
 use crate::event::Event;
-use crate::format::kafka::{self as binding, Decoded};
+use crate::kafka::binding::{self, Decoded};
+use crate::kafka::config::{consumer_group, KafkaOptions};
 use parking_lot::Mutex;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -55,8 +56,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// The handle of a consumed record: its partition and offset under one assignment `generation` of the
 /// partition (full `i32`/`i64` range; nothing is packed into bits).
@@ -68,51 +69,8 @@ fn entry_id(generation: u8, partition: i32, offset: i64) -> EntryId {
     })
 }
 
-/// Settings of the Kafka backend.
-#[derive(Debug, Clone)]
-pub struct KafkaOptions {
-    /// In-memory queue entries per trigger before new entries overflow into the embedded store.
-    pub trigger_window: usize,
-    /// How often finished offsets are committed.
-    pub commit_interval: Duration,
-    /// How long the producer keeps retrying a record (librdkafka `message.timeout.ms`); the ingress answers
-    /// 503 after it.
-    pub produce_timeout: Duration,
-    /// Consumer group session timeout: how long a killed process keeps its partitions.
-    pub session_timeout: Duration,
-    /// How long `apply_topology` waits for a new broker's topic before answering (the consumer keeps
-    /// retrying in the background; appends answer 503 until the topic is there).
-    pub topic_wait: Duration,
-    /// Largest record the producer sends (`message.max.bytes`).
-    pub max_message_bytes: usize,
-    /// How often each broker's topic is probed (readiness and the consumer group's lag).
-    pub probe_interval: Duration,
-    /// How long one probe request may take before the broker counts as down.
-    pub probe_timeout: Duration,
-}
-
-impl Default for KafkaOptions {
-    fn default() -> Self {
-        KafkaOptions {
-            trigger_window: 1024,
-            commit_interval: Duration::from_millis(200),
-            produce_timeout: Duration::from_secs(30),
-            session_timeout: Duration::from_secs(6),
-            topic_wait: Duration::from_secs(15),
-            max_message_bytes: 2 * 1024 * 1024,
-            probe_interval: Duration::from_millis(500),
-            probe_timeout: Duration::from_secs(2),
-        }
-    }
-}
-
 /// Minimum time between two leave-and-rejoin repairs of the consumer group.
 const REJOIN_COOLDOWN: Duration = Duration::from_secs(30);
-
-/// Consumer group of a Kafka-backed broker.
-pub fn consumer_group(broker: &BrokerKey) -> String {
-    format!("switchyard-broker-{}-{}", broker.namespace, broker.name)
-}
 
 fn kafka_err(context: &str, e: impl std::fmt::Display) -> ChannelError {
     ChannelError::Storage(format!("kafka: {context}: {e}"))
@@ -458,7 +416,7 @@ impl LogDriver for KafkaDriver {
         config: &KafkaBrokerConfig,
         routes: Arc<Routes>,
         store: &Arc<StoreChannel>,
-        stop: watch::Receiver<bool>,
+        stop: CancellationToken,
     ) -> Result<(Arc<BrokerShared>, JoinHandle<()>)> {
         let producer = self
             .producers
@@ -670,11 +628,11 @@ async fn run_consumer(
     shared: Arc<BrokerShared>,
     store: Arc<StoreChannel>,
     options: KafkaOptions,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     // 1. The topic.
     let Some(partitions) = shared
-        .set_up(&mut stop, || ensure_topic(&shared.config, &options))
+        .set_up(&stop, || ensure_topic(&shared.config, &options))
         .await
     else {
         return;
@@ -733,7 +691,7 @@ async fn run_consumer(
     let mut last_rejoin: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
-            _ = stop.changed() => break,
+            _ = stop.cancelled() => break,
             _ = tick.tick() => {
                 commit(&consumer, &shared, CommitMode::Async);
                 let due = last_rejoin.is_none_or(|t| t.elapsed() >= REJOIN_COOLDOWN);
@@ -749,7 +707,7 @@ async fn run_consumer(
                 }
             }
             m = consumer.recv() => match m {
-                Ok(msg) => handle_record(&shared, &store, &msg, &mut scratch, &mut stop).await,
+                Ok(msg) => handle_record(&shared, &store, &msg, &mut scratch, &stop).await,
                 Err(e) => {
                     shared.consume_failed(&e);
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -860,7 +818,7 @@ async fn run_probe(
     shared: Arc<BrokerShared>,
     client: Arc<StreamConsumer<GroupContext>>,
     options: KafkaOptions,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     // Committed offsets of partitions other processes read (last known; kept when a read fails).
     let mut known: HashMap<i32, i64> = HashMap::new();
@@ -868,9 +826,9 @@ async fn run_probe(
     loop {
         tokio::select! {
             _ = tokio::time::sleep(options.probe_interval) => {}
-            _ = stop.changed() => return,
+            _ = stop.cancelled() => return,
         }
-        if *stop.borrow() {
+        if stop.is_cancelled() {
             return;
         }
         let (c, topic, timeout) = (
@@ -951,7 +909,7 @@ async fn handle_record(
     store: &StoreChannel,
     msg: &rdkafka::message::BorrowedMessage<'_>,
     scratch: &mut Vec<usize>,
-    stop: &mut watch::Receiver<bool>,
+    stop: &CancellationToken,
 ) {
     let partition = msg.partition();
     let offset = msg.offset();

@@ -17,14 +17,14 @@
 //! matched case-insensitively on decode (`CE_ID` is `ce_id`, `Content-Type` is `content-type`).
 //! Header values carry no percent-encoding (rule 46): they must be UTF-8 and are taken as-is.
 
-use super::binary::{
-    self, attribute_name, essence, header_name, starts_with_ignore_case, AttributeDecoder, KAFKA,
-};
-use super::json;
-use super::validate::{is_media_type, is_valid_string};
-use super::FormatError;
 use crate::config::ContentMode;
 use crate::event::{Data, Event, ExtValue};
+use crate::format::binary::{
+    self, attribute_name, essence, header_name, starts_with_ignore_case, AttributeDecoder, KAFKA,
+};
+use crate::format::json;
+use crate::format::validate::{is_media_type, is_valid_string};
+use crate::format::FormatError;
 use base64::Engine;
 use bytes::Bytes;
 use std::borrow::Cow;
@@ -179,11 +179,11 @@ pub fn decode(
             ));
         }
         if starts_with_ignore_case(trimmed.as_bytes(), b"application/cloudevents") {
-            if !essence(trimmed).eq_ignore_ascii_case(super::http::STRUCTURED_JSON) {
+            if !essence(trimmed).eq_ignore_ascii_case(crate::format::http::STRUCTURED_JSON) {
                 return Err(FormatError::unsupported(format!(
                     "unsupported event format '{}': only {} is supported",
                     essence(trimmed),
-                    super::http::STRUCTURED_JSON
+                    crate::format::http::STRUCTURED_JSON
                 )));
             }
             let value = value.ok_or_else(|| {

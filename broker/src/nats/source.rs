@@ -13,6 +13,15 @@
 //!   unreachable (JetStream redelivers it: back-pressure, nothing dropped), and `term`inated when it is not a
 //!   valid CloudEvent or the sink rejected it for good (4xx).
 
+use crate::config::{NatsSourceSpec, ObjectKey, Topology};
+use crate::delivery::{
+    classify, parse_retry_after, retry, Attempt, Attempts, Classification, Retried, RetryAfterRule,
+    SourceBackoff,
+};
+use crate::event::Event;
+use crate::format::http::write_binary;
+use crate::http_client::HttpClient;
+use crate::nats::binding;
 use async_nats::jetstream;
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -22,17 +31,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use switchyard_broker::config::{NatsSourceSpec, ObjectKey, Topology};
-use switchyard_broker::delivery::{
-    classify, parse_retry_after, retry, Attempt, Attempts, Classification, Retried, RetryAfterRule,
-    SourceBackoff,
-};
-use switchyard_broker::event::Event;
-use switchyard_broker::format::http::write_binary;
-use switchyard_broker::format::nats as binding;
-use switchyard_broker::http_client::HttpClient;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
+use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{info, warn};
 
 /// Settings shared by every NATS source.
@@ -93,7 +94,9 @@ struct Running {
     spec: Arc<NatsSourceSpec>,
     url: String,
     stats: Arc<NatsSourceStats>,
-    stop: watch::Sender<bool>,
+    /// Stops the source; cancelled when it is dropped too.
+    stop: CancellationToken,
+    _stop_on_drop: DropGuard,
     task: JoinHandle<()>,
 }
 
@@ -112,13 +115,14 @@ impl std::fmt::Debug for NatsSources {
 
 /// Where a source posts: `{base}/{ns}/{name}` for a broker, the URL itself otherwise.
 fn sink_url(spec: &NatsSourceSpec, base: &str) -> String {
-    crate::kafka_source::sink_url(&spec.sink, base)
+    crate::source::sink_url(&spec.sink, base)
 }
 
 impl NatsSources {
     /// Sources with these settings (none running yet).
     pub fn new(options: NatsSourceOptions) -> Result<NatsSources, NatsSourceError> {
-        let client = crate::sink_client(&options.extra_roots).map_err(NatsSourceError::Client)?;
+        let client =
+            crate::source::sink_client(&options.extra_roots).map_err(NatsSourceError::Client)?;
         Ok(NatsSources {
             options,
             client,
@@ -134,7 +138,7 @@ impl NatsSources {
                 **s == *r.spec && sink_url(s, broker_base_url) == r.url && !r.task.is_finished()
             });
             if !keep {
-                let _ = r.stop.send(true);
+                r.stop.cancel();
             }
             keep
         });
@@ -151,7 +155,7 @@ impl NatsSources {
                     continue;
                 }
             };
-            let (stop, stop_rx) = watch::channel(false);
+            let stop = CancellationToken::new();
             let stats = Arc::new(NatsSourceStats::default());
             let ctx = Arc::new(SourceCtx {
                 spec: spec.clone(),
@@ -160,13 +164,14 @@ impl NatsSources {
                 options: self.options.clone(),
                 stats: stats.clone(),
             });
-            let task = tokio::spawn(run_source(ctx, stop_rx));
+            let task = tokio::spawn(run_source(ctx, stop.clone()));
             running.insert(
                 key.clone(),
                 Running {
                     spec: spec.clone(),
                     url,
                     stats,
+                    _stop_on_drop: stop.clone().drop_guard(),
                     stop,
                     task,
                 },
@@ -188,7 +193,7 @@ impl NatsSources {
     pub async fn shutdown(&self, deadline: std::time::Instant) {
         let running: Vec<Running> = self.running.lock().drain().map(|(_, r)| r).collect();
         for r in &running {
-            let _ = r.stop.send(true);
+            r.stop.cancel();
         }
         for r in running {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -214,7 +219,7 @@ enum Verdict {
     Rejected(u16, String),
 }
 
-async fn run_source(ctx: Arc<SourceCtx>, mut stop: watch::Receiver<bool>) {
+async fn run_source(ctx: Arc<SourceCtx>, stop: CancellationToken) {
     let key = &ctx.spec.key;
     let client = match async_nats::ConnectOptions::new()
         .retry_on_initial_connect()
@@ -228,16 +233,12 @@ async fn run_source(ctx: Arc<SourceCtx>, mut stop: watch::Receiver<bool>) {
         }
     };
     match &ctx.spec.jetstream {
-        Some(js) => run_jetstream(&ctx, client, &js.stream, &js.durable, &mut stop).await,
-        None => run_core(&ctx, client, &mut stop).await,
+        Some(js) => run_jetstream(&ctx, client, &js.stream, &js.durable, &stop).await,
+        None => run_core(&ctx, client, &stop).await,
     }
 }
 
-async fn run_core(
-    ctx: &Arc<SourceCtx>,
-    client: async_nats::Client,
-    stop: &mut watch::Receiver<bool>,
-) {
+async fn run_core(ctx: &Arc<SourceCtx>, client: async_nats::Client, stop: &CancellationToken) {
     let key = &ctx.spec.key;
     let subject = ctx.spec.subject.clone();
     let sub = match &ctx.spec.queue_group {
@@ -256,11 +257,11 @@ async fn run_core(
     loop {
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = stop.wait_for(|s| *s) => break,
+            _ = stop.cancelled() => break,
         };
         let msg = tokio::select! {
             m = sub.next() => match m { Some(m) => m, None => break },
-            _ = stop.wait_for(|s| *s) => break,
+            _ = stop.cancelled() => break,
         };
         let ctx = ctx.clone();
         let client = client.clone();
@@ -417,7 +418,7 @@ async fn run_jetstream(
     client: async_nats::Client,
     stream: &str,
     durable: &str,
-    stop: &mut watch::Receiver<bool>,
+    stop: &CancellationToken,
 ) {
     let key = &ctx.spec.key;
     let js = jetstream::new(client);
@@ -448,7 +449,7 @@ async fn run_jetstream(
                 warn!(source = %key, "JetStream consumer {stream}/{durable}: {e}; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = stop.wait_for(|s| *s) => return,
+                    _ = stop.cancelled() => return,
                 }
             }
         }
@@ -471,7 +472,7 @@ async fn run_jetstream(
                 }
                 None => break,
             },
-            _ = stop.wait_for(|s| *s) => break,
+            _ = stop.cancelled() => break,
         };
         let verdict = match decode(ctx, msg.headers.as_ref(), &msg.payload) {
             Err(v) => v,

@@ -1,0 +1,28 @@
+//! What the sources of every component share (`kafka::source`, `nats::source`): the URL a source's
+//! events are POSTed to and the HTTP client they are POSTed with. Each source runs its attempts with the
+//! one retry driver ([`crate::delivery::retry`]) and a [`crate::delivery::SourceBackoff`].
+
+use crate::config::SourceSink;
+use crate::http_client::HttpClient;
+
+/// The URL a source's events are POSTed to: `{base}/{namespace}/{name}` for a Broker sink.
+pub fn sink_url(sink: &SourceSink, broker_base_url: &str) -> String {
+    match sink {
+        SourceSink::Url(u) => u.clone(),
+        SourceSink::Broker(b) => format!(
+            "{}/{}/{}",
+            broker_base_url.trim_end_matches('/'),
+            b.namespace,
+            b.name
+        ),
+    }
+}
+
+/// The HTTP client the sources hand events to a broker's ingress or a `uri` sink with: at most 4 idle
+/// connections per host; response bodies are read up to 64 KiB (so that the connection is reused), then
+/// dropped.
+pub(crate) fn sink_client(
+    extra_roots: &[rustls::pki_types::CertificateDer<'static>],
+) -> Result<HttpClient, String> {
+    HttpClient::new(4, 64 * 1024, extra_roots)
+}
