@@ -149,20 +149,6 @@ async fn kafka_baseline(_args: BaselineArgs) -> anyhow::Result<()> {
     bail!("the kafka baseline needs the Cargo feature `kafka`, which this build does not have")
 }
 
-/// Result of one baseline run on an external log (plain rdkafka or async-nats).
-#[cfg(any(feature = "kafka", feature = "nats"))]
-#[derive(Debug, Clone, PartialEq)]
-pub struct BaselineResult {
-    /// Records acknowledged per second (first `send` to last delivery report).
-    pub events_per_sec: f64,
-    /// Median produce→consume latency in milliseconds.
-    pub p50_ms: f64,
-    /// 99th percentile produce→consume latency in milliseconds.
-    pub p99_ms: f64,
-    /// Records of this run the consumer received (equals `events` unless some were lost or late).
-    pub consumed: usize,
-}
-
 /// Runs a baseline server on 127.0.0.1:0 and prints its address.
 pub async fn baseline(args: BaselineArgs) -> anyhow::Result<()> {
     if args.kind == "kafka" {
@@ -848,7 +834,7 @@ async fn measure_external(
     dir: &Path,
     yaml: &str,
     broker: &str,
-    base: &BaselineResult,
+    base: &super::BaselineResult,
     base_label: &str,
     label: &str,
 ) -> anyhow::Result<()> {

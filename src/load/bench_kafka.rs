@@ -7,7 +7,7 @@
 //! record is sent) reads them back. It reports the produce throughput and the end-to-end latency from the
 //! call to `send` to the record's arrival at the consumer.
 
-use super::bench::BaselineResult;
+use super::BaselineResult;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;

@@ -7,7 +7,7 @@
 //! reads them back and acks them. It reports the publish throughput and the latency from the publish call
 //! to the message's arrival at the consumer.
 
-use super::bench::BaselineResult;
+use super::BaselineResult;
 use async_nats::jetstream::{self, consumer, stream};
 use futures_util::StreamExt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

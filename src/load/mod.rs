@@ -13,3 +13,17 @@ pub mod bench_kafka;
 #[cfg(feature = "nats")]
 pub mod bench_nats;
 pub mod soak;
+
+/// Result of one baseline run on an external log (plain rdkafka or async-nats).
+#[cfg(any(feature = "kafka", feature = "nats"))]
+#[derive(Debug, Clone, PartialEq)]
+pub struct BaselineResult {
+    /// Records acknowledged per second (first `send` to last delivery report).
+    pub events_per_sec: f64,
+    /// Median produce→consume latency in milliseconds.
+    pub p50_ms: f64,
+    /// 99th percentile produce→consume latency in milliseconds.
+    pub p99_ms: f64,
+    /// Records of this run the consumer received (equals `events` unless some were lost or late).
+    pub consumed: usize,
+}
