@@ -151,20 +151,16 @@ pub fn load_sources(sources: &[(String, String)]) -> Result<LoadedConfig, Config
         .iter()
         .flat_map(|(name, text)| parse_source(name, text))
         .collect();
-    let built = build(items.iter().map(Result::as_ref), false);
-    if !built.errors.is_empty() {
-        return Err(ConfigErrors(built.errors));
-    }
-    Ok(LoadedConfig {
-        topology: built.topology,
-        warnings: built.warnings,
-        files: Vec::new(),
-    })
+    strict(build(items.iter().map(Result::as_ref), false))
 }
 
 /// Same from parsed documents: every problem reported, nothing applied when there is one.
 pub fn load_manifests(manifests: &[Manifest]) -> Result<LoadedConfig, ConfigErrors> {
-    let built = build(manifests.iter().map(Ok), false);
+    strict(build(manifests.iter().map(Ok), false))
+}
+
+/// A strict build's outcome: every problem, or the topology with the warnings.
+fn strict(built: Tolerant) -> Result<LoadedConfig, ConfigErrors> {
     if !built.errors.is_empty() {
         return Err(ConfigErrors(built.errors));
     }
