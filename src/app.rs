@@ -385,14 +385,15 @@ async fn run(
     };
 
     stop.cancelled().await;
+    // One absolute deadline for the whole drain, from the stop request: each phase gets what the earlier
+    // ones left.
+    let drain = Drain::new(opts.shutdown_grace);
     if let Some(kube) = kube {
         // The controller first (it gives up its Lease so another replica takes over at once), then the
         // cluster watch: nothing changes the topology while the data plane drains.
         kube.shutdown().await;
     }
     tracing::info!("Shutting down: sources stop, then ingress stops accepting events.");
-    // One absolute deadline for the whole drain: each phase gets what the earlier ones left.
-    let drain = Drain::new(opts.shutdown_grace);
     live.shutdown_sources(drain.sources()).await;
     live.ready.store(false, Ordering::SeqCst);
     live.ingress.start_draining();

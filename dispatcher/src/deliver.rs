@@ -15,7 +15,7 @@ use switchyard_broker::delivery::{
 use switchyard_broker::event::{Event, ExtValue, DEFAULT_TTL, TTL_EXTENSION};
 use switchyard_broker::format::http::{parse_response, write_binary_egress, write_structured};
 use switchyard_broker::format::validate::is_valid_attribute_name;
-use switchyard_broker::sink::{Sent, Sink, SinkError};
+use switchyard_broker::sink::{without_ttl, Sent, Sink, SinkError};
 
 /// Max bytes of a response body copied into `knativeerrordata` (before base64).
 const ERROR_DATA_BYTES: usize = 1024;
@@ -131,12 +131,7 @@ pub(crate) fn encode(event: &Event, format: Format) -> (HeaderMap, Bytes) {
     let body = match format {
         // Binary mode: write the stored event without its TTL header (no event copy).
         Format::Binary => write_binary_egress(event, &mut headers),
-        Format::Json if event.extension(TTL_EXTENSION).is_some() => {
-            let mut e = event.clone();
-            e.remove_extension(TTL_EXTENSION);
-            write_structured(&e, &mut headers)
-        }
-        Format::Json => write_structured(event, &mut headers),
+        Format::Json => write_structured(&without_ttl(event), &mut headers),
     };
     if let Some(ExtValue::String(tp)) = event.extension("traceparent") {
         if let Ok(v) = HeaderValue::from_str(tp) {

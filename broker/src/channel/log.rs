@@ -12,8 +12,11 @@
 //!    trigger finishing an entry reaches the log: an offset commit, a message ack).
 //! 3. A [`LogDriver`]: `start` spawns the broker's consumer (decode once, route once, [`offer`] to each
 //!    matching trigger's window) and probe; `append` writes a batch durably.
-//! 4. A field in [`CompositeChannel`](super::composite::CompositeChannel), which routes appends by the
-//!    broker's backend and acks by the handle's variant.
+//! 4. A `with_<backend>` constructor of [`CompositeChannel`](super::composite::CompositeChannel) that adds
+//!    a `LogLayer` of the driver to its log backends (appends go by the broker's backend, acks by the
+//!    handle's variant), behind the backend's Cargo feature.
+//!
+//! The whole guide, with the component layout, is in ARCHITECTURE.md ("Adding a backend").
 //!
 //! [`offer`]: super::windows::offer
 
@@ -60,9 +63,7 @@ impl BrokerCommon {
             invalid: AtomicU64::new(0),
         }
     }
-}
 
-impl BrokerCommon {
     /// Runs `setup` (connect, create the topic or stream...) until it succeeds, with backoff from 200 ms
     /// to 5 s; while it fails the broker is not ready for that reason (one warning per new reason).
     /// `None` when `stop` was cancelled first.
@@ -96,7 +97,7 @@ impl BrokerCommon {
 
     /// Routes one consumed event with the broker's current table and offers it to each matching trigger's
     /// window. `track(n)` is called once, before the first offer, with the number of matching triggers
-    /// (n ≥ 1) and returns the entry's handle; `finished(id)` is called for each trigger that finished the
+    /// (n ≥ 1) and returns the entry's handle; `finished()` is called for each trigger that finished the
     /// entry at once (overflowed into the store, or the trigger is being removed). Returns `false`, having
     /// called neither, when no trigger matched: the log may forget the entry.
     pub(crate) async fn route(
@@ -106,7 +107,7 @@ impl BrokerCommon {
         scratch: &mut Vec<usize>,
         stop: &CancellationToken,
         track: impl FnOnce(u32) -> EntryId,
-        finished: impl Fn(EntryId),
+        finished: impl Fn(),
     ) -> bool {
         let routes = self.routes.load();
         scratch.clear();
@@ -129,7 +130,7 @@ impl BrokerCommon {
                 event: event.clone(),
             };
             if offer(store, &self.key, queue, delivery, stop).await == Offered::Finished {
-                finished(id);
+                finished();
             }
         }
         true

@@ -941,7 +941,7 @@ async fn handle_record(
                 }
                 entry_id(generation, partition, offset)
             },
-            |_| shared.tracker.lock().finish(generation, partition, offset),
+            || shared.tracker.lock().finish(generation, partition, offset),
         )
         .await;
 }

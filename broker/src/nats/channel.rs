@@ -472,7 +472,7 @@ async fn handle_message(
                 }
                 EntryId(Entry::Nats(seq))
             },
-            |_| shared.finish_message(seq),
+            || shared.finish_message(seq),
         )
         .await;
     if !routed {
