@@ -4,17 +4,17 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use std::sync::Arc;
-use switchyard_broker::config::{BrokerKey, TriggerKey, TriggerSpec, DEFAULT_MAX_INFLIGHT};
+use switchyard_broker::config::{BrokerKey, TriggerConfig, TriggerKey, DEFAULT_MAX_INFLIGHT};
 use switchyard_broker::event::{Event, ExtValue};
 use switchyard_broker::filter::Filter;
 use switchyard_broker::routing::RoutingTable;
 
-fn trigger(i: usize, filter: Filter) -> Arc<TriggerSpec> {
-    Arc::new(TriggerSpec {
+fn trigger(i: usize, filter: Filter) -> Arc<TriggerConfig> {
+    Arc::new(TriggerConfig {
         key: TriggerKey::new("default", format!("t{i}")),
         broker: BrokerKey::new("default", "default"),
         filter,
-        subscriber: switchyard_broker::config::Destination::Url(format!("http://sink/{i}")),
+        subscriber: switchyard_broker::config::DestinationConfig::Url(format!("http://sink/{i}")),
         delivery: None,
         max_inflight: DEFAULT_MAX_INFLIGHT,
         delivery_order: Default::default(),

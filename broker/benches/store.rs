@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_broker::channel::store::{StoreChannel, StoreOptions};
 use switchyard_broker::channel::Channel;
-use switchyard_broker::config::{BrokerKey, BrokerSpec, Topology, TriggerKey, TriggerSpec};
+use switchyard_broker::config::{BrokerConfig, BrokerKey, Topology, TriggerConfig, TriggerKey};
 use switchyard_broker::event::{Data, Event};
 use switchyard_broker::filter::Filter;
 
@@ -18,7 +18,7 @@ const APPENDERS: usize = 16;
 fn topology() -> Arc<Topology> {
     let broker = BrokerKey::new("default", "b");
     Arc::new(Topology::new(
-        vec![BrokerSpec {
+        vec![BrokerConfig {
             key: broker.clone(),
             class: "MTChannelBasedBroker".into(),
             delivery: None,
@@ -26,11 +26,13 @@ fn topology() -> Arc<Topology> {
             config: BTreeMap::new(),
             backend: Default::default(),
         }],
-        vec![TriggerSpec {
+        vec![TriggerConfig {
             key: TriggerKey::new("default", "t"),
             broker,
             filter: Filter::True,
-            subscriber: switchyard_broker::config::Destination::Url("http://sink.example".into()),
+            subscriber: switchyard_broker::config::DestinationConfig::Url(
+                "http://sink.example".into(),
+            ),
             delivery: None,
             max_inflight: 100,
             delivery_order: Default::default(),

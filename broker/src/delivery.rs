@@ -1,5 +1,6 @@
-//! Delivery policy: the Knative `DeliverySpec`, backoff schedule and response classification, and the
-//! one retry driver ([`retry`]) the dispatcher and the sources run their attempts with.
+//! Delivery policy: the validated Knative `spec.delivery` ([`DeliveryConfig`]), backoff schedule and
+//! response classification, and the one retry driver ([`retry`]) the dispatcher and the sources run
+//! their attempts with.
 //! Everything here is pure (no IO, no clock) so that timings and decisions are unit-testable: the
 //! driver only decides; attempts and waits are the caller's ([`Attempts`]).
 
@@ -27,7 +28,7 @@ pub enum Format {
 
 /// A validated `spec.delivery`.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct DeliverySpec {
+pub struct DeliveryConfig {
     /// `retry`: number of retries after the first attempt.
     pub retry: Option<u32>,
     /// `backoffPolicy`.
@@ -53,15 +54,15 @@ pub const DEFAULT_RETRY: u32 = 10;
 pub const DEFAULT_BACKOFF_DELAY: Duration = Duration::from_millis(200);
 /// Default per-attempt timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default cap on a single retry wait when the effective DeliverySpec has no `backoffMax` (1 hour).
+/// Default cap on a single retry wait when the effective delivery spec has no `backoffMax` (1 hour).
 /// Without it an exponential schedule grows toward "forever" (retry 30 with `PT1S` would wait 2^30 s).
 /// It also caps a subscriber's Retry-After when `retryAfterMax` is not set.
 pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(3600);
 
-impl DeliverySpec {
+impl DeliveryConfig {
     /// True when no field is set (an empty `delivery: {}` counts as "no delivery spec").
     pub fn is_empty(&self) -> bool {
-        self == &DeliverySpec::default()
+        self == &DeliveryConfig::default()
     }
 }
 
@@ -84,7 +85,7 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// From the effective DeliverySpec (None = neither trigger nor broker set one).
+    /// From the effective delivery spec (None = neither trigger nor broker set one).
     ///
     /// - `None`: Knative's broker defaults: 10 retries, exponential, `PT0.2S`.
     /// - `Some(spec)`: `retry` defaults to 0; an unset `backoffPolicy` is exponential and an unset
@@ -93,10 +94,10 @@ impl RetryPolicy {
     /// In both cases the timeout defaults to 30 s, `backoffMax` to [`DEFAULT_BACKOFF_MAX`] (1 h), and
     /// Retry-After is honoured up to `backoffMax` unless `retryAfterMax` says otherwise.
     ///
-    /// The spec is the *effective* one (`TriggerSpec::effective_delivery`): a trigger that sets any
+    /// The spec is the *effective* one (`TriggerConfig::effective_delivery`): a trigger that sets any
     /// delivery field replaces the broker's as a whole, so a broker's `backoffMax` applies only to
     /// triggers without their own `delivery`.
-    pub fn from_spec(spec: Option<&DeliverySpec>) -> RetryPolicy {
+    pub fn from_spec(spec: Option<&DeliveryConfig>) -> RetryPolicy {
         match spec {
             None => RetryPolicy {
                 retries: DEFAULT_RETRY,
@@ -378,7 +379,7 @@ mod tests {
     #[test]
     fn defaults_with_a_spec() {
         // An empty-ish spec (only a DLS): no retries.
-        let spec = DeliverySpec {
+        let spec = DeliveryConfig {
             dead_letter_sink: Some("http://dls".into()),
             ..Default::default()
         };
@@ -387,7 +388,7 @@ mod tests {
         assert_eq!(p.timeout, Duration::from_secs(30));
         assert_eq!(p.backoff_max, DEFAULT_BACKOFF_MAX);
         // retry only: exponential, PT0.2S.
-        let spec = DeliverySpec {
+        let spec = DeliveryConfig {
             retry: Some(3),
             ..Default::default()
         };
@@ -396,7 +397,7 @@ mod tests {
         assert_eq!(p.backoff_policy, BackoffPolicy::Exponential);
         assert_eq!(p.backoff_delay, ms(200));
         // Everything set: taken as is.
-        let spec = DeliverySpec {
+        let spec = DeliveryConfig {
             retry: Some(2),
             backoff_policy: Some(BackoffPolicy::Linear),
             backoff_delay: Some(ms(50)),
@@ -418,7 +419,7 @@ mod tests {
                 retry_after_max: Some(Duration::from_secs(5)),
             }
         );
-        assert!(DeliverySpec::default().is_empty());
+        assert!(DeliveryConfig::default().is_empty());
         assert!(!spec.is_empty());
     }
 
@@ -497,7 +498,7 @@ mod tests {
     fn default_cap_is_one_hour() {
         assert_eq!(DEFAULT_BACKOFF_MAX, HOUR);
         // Only `retry: 40`: exponential, PT0.2S. 0.2 s × 2^14 = 3276.8 s is the last uncapped wait.
-        let spec = DeliverySpec {
+        let spec = DeliveryConfig {
             retry: Some(40),
             ..Default::default()
         };
@@ -512,7 +513,7 @@ mod tests {
         let total: Duration = (1..=40).map(|n| p.backoff(n)).sum();
         assert_eq!(total, ms(6_553_200) + HOUR * 26);
         // Retry 30 with PT1S (2^30 s uncapped): one hour.
-        let spec = DeliverySpec {
+        let spec = DeliveryConfig {
             retry: Some(30),
             backoff_delay: Some(Duration::from_secs(1)),
             ..Default::default()
@@ -522,7 +523,7 @@ mod tests {
         assert_eq!(p.backoff(12), HOUR);
         assert_eq!(p.backoff(30), HOUR);
         // Linear grows more slowly but is capped the same way.
-        let spec = DeliverySpec {
+        let spec = DeliveryConfig {
             retry: Some(1000),
             backoff_policy: Some(BackoffPolicy::Linear),
             backoff_delay: Some(Duration::from_secs(10)),
@@ -541,7 +542,7 @@ mod tests {
     /// An explicit `backoffMax` wins over the default, above or below it.
     #[test]
     fn explicit_backoff_max_wins_over_the_default() {
-        let spec = DeliverySpec {
+        let spec = DeliveryConfig {
             retry: Some(40),
             backoff_max: Some(HOUR * 2),
             ..Default::default()
@@ -551,7 +552,7 @@ mod tests {
         assert_eq!(p.backoff(15), ms(6_553_600));
         assert_eq!(p.backoff(16), HOUR * 2);
         assert_eq!(p.backoff(40), HOUR * 2);
-        let spec = DeliverySpec {
+        let spec = DeliveryConfig {
             retry: Some(40),
             backoff_max: Some(Duration::from_secs(10)),
             ..Default::default()
@@ -576,14 +577,14 @@ mod tests {
             Duration::from_secs(90)
         );
         // An explicit backoffMax raises (or lowers) the Retry-After cap too.
-        let spec = DeliverySpec {
+        let spec = DeliveryConfig {
             retry: Some(3),
             backoff_max: Some(HOUR * 2),
             ..Default::default()
         };
         let p = RetryPolicy::from_spec(Some(&spec));
         assert_eq!(p.wait(1, Some(ten_hours)), HOUR * 2);
-        let spec = DeliverySpec {
+        let spec = DeliveryConfig {
             retry: Some(3),
             backoff_max: Some(Duration::from_secs(5)),
             ..Default::default()
@@ -594,7 +595,7 @@ mod tests {
             Duration::from_secs(5)
         );
         // An explicit retryAfterMax is the Retry-After cap, whatever backoffMax is.
-        let spec = DeliverySpec {
+        let spec = DeliveryConfig {
             retry: Some(3),
             backoff_max: Some(Duration::from_secs(5)),
             retry_after_max: Some(Duration::from_secs(86_400)),

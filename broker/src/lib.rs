@@ -10,7 +10,7 @@
 //! - [`cesql`]: the CESQL v1 expression engine (parse once, evaluate per event).
 //! - [`filter`] and [`routing`]: trigger filters and per-broker routing tables (evaluate each event once per
 //!   broker).
-//! - [`delivery`]: `DeliverySpec`, backoff schedule, response classification (pure).
+//! - [`delivery`]: `DeliveryConfig`, backoff schedule, response classification (pure).
 //! - [`channel`]: the channel trait and the embedded redb backend.
 //! - [`sink`]: the `Sink` trait, where a trigger's deliveries go (HTTP, KafkaSink, NatsSink).
 //! - [`metrics`]: the Prometheus metrics every component records into.

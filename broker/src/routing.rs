@@ -4,7 +4,7 @@
 //! evaluates only the triggers of its type plus the ones that cannot be indexed ("always evaluate"): the
 //! cost does not grow with the number of triggers that filter on other types.
 
-use crate::config::spec::TriggerSpec;
+use crate::config::spec::TriggerConfig;
 use crate::event::Event;
 use crate::filter::Filter;
 use std::collections::HashMap;
@@ -13,7 +13,7 @@ use std::sync::Arc;
 /// The compiled set of a broker's triggers with an index on exact keys.
 #[derive(Debug, Default)]
 pub struct RoutingTable {
-    triggers: Vec<Arc<TriggerSpec>>,
+    triggers: Vec<Arc<TriggerConfig>>,
     /// Exact `type` value → indices (increasing) of the triggers that require it.
     by_type: HashMap<String, Vec<usize>>,
     /// Indices (increasing) of the triggers that must be evaluated for every event.
@@ -22,7 +22,7 @@ pub struct RoutingTable {
 
 impl RoutingTable {
     /// Builds the table.
-    pub fn new(triggers: Vec<Arc<TriggerSpec>>) -> RoutingTable {
+    pub fn new(triggers: Vec<Arc<TriggerConfig>>) -> RoutingTable {
         let mut by_type: HashMap<String, Vec<usize>> = HashMap::new();
         let mut always = Vec::new();
         for (i, t) in triggers.iter().enumerate() {
@@ -39,7 +39,7 @@ impl RoutingTable {
     }
 
     /// All triggers of the broker, in a stable order; `route` returns indices into this slice.
-    pub fn triggers(&self) -> &[Arc<TriggerSpec>] {
+    pub fn triggers(&self) -> &[Arc<TriggerConfig>] {
         &self.triggers
     }
 
@@ -105,12 +105,12 @@ mod tests {
     use crate::config::spec::{BrokerKey, TriggerKey, DEFAULT_MAX_INFLIGHT};
     use crate::event::ExtValue;
 
-    fn trigger(name: &str, filter: Filter) -> Arc<TriggerSpec> {
-        Arc::new(TriggerSpec {
+    fn trigger(name: &str, filter: Filter) -> Arc<TriggerConfig> {
+        Arc::new(TriggerConfig {
             key: TriggerKey::new("default", name),
             broker: BrokerKey::new("default", "b"),
             filter,
-            subscriber: crate::config::Destination::Url(format!("http://sink/{name}")),
+            subscriber: crate::config::DestinationConfig::Url(format!("http://sink/{name}")),
             delivery: None,
             max_inflight: DEFAULT_MAX_INFLIGHT,
             delivery_order: Default::default(),

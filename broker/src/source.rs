@@ -2,14 +2,14 @@
 //! events are POSTed to and the HTTP client they are POSTed with. Each source runs its attempts with the
 //! one retry driver ([`crate::delivery::retry`]) and a [`crate::delivery::SourceBackoff`].
 
-use crate::config::SourceSink;
+use crate::config::SourceSinkConfig;
 use crate::http_client::HttpClient;
 
 /// The URL a source's events are POSTed to: `{base}/{namespace}/{name}` for a Broker sink.
-pub fn sink_url(sink: &SourceSink, broker_base_url: &str) -> String {
+pub fn sink_url(sink: &SourceSinkConfig, broker_base_url: &str) -> String {
     match sink {
-        SourceSink::Url(u) => u.clone(),
-        SourceSink::Broker(b) => format!(
+        SourceSinkConfig::Url(u) => u.clone(),
+        SourceSinkConfig::Broker(b) => format!(
             "{}/{}/{}",
             broker_base_url.trim_end_matches('/'),
             b.namespace,

@@ -30,7 +30,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_broker::channel::{Channel, Delivery, Subscription};
-use switchyard_broker::config::{BrokerKey, DeliveryOrder, Destination, Topology, TriggerKey};
+use switchyard_broker::config::{
+    BrokerKey, DeliveryOrder, DestinationConfig, Topology, TriggerKey,
+};
 use switchyard_broker::delivery::{Format, RetryPolicy};
 #[cfg(feature = "kafka")]
 use switchyard_broker::kafka::channel::Producers;
@@ -292,7 +294,7 @@ impl Dispatcher {
         let namespace_header =
             HeaderValue::from_str(&key.namespace).map_err(|e| err(format!("namespace: {e}")))?;
         let target: Box<dyn Sink> = match &spec.subscriber {
-            Destination::Url(u) => Box::new(deliver::HttpSink {
+            DestinationConfig::Url(u) => Box::new(deliver::HttpSink {
                 client: self.shared.client.clone(),
                 uri: u
                     .parse()
@@ -300,14 +302,14 @@ impl Dispatcher {
                 format,
                 namespace_header: namespace_header.clone(),
             }),
-            Destination::NatsSink(sink) => {
+            DestinationConfig::NatsSink(sink) => {
                 let sink = topology
                     .nats_sinks
                     .get(sink)
                     .ok_or_else(|| err(format!("NatsSink {sink} does not exist")))?;
                 self.nats_sink(sink).map_err(&err)?
             }
-            Destination::KafkaSink(sink) => {
+            DestinationConfig::KafkaSink(sink) => {
                 let sink = topology
                     .kafka_sinks
                     .get(sink)
@@ -343,7 +345,7 @@ impl Dispatcher {
     #[cfg(feature = "kafka")]
     fn kafka_sink(
         &self,
-        sink: &switchyard_broker::config::KafkaSinkSpec,
+        sink: &switchyard_broker::config::KafkaSinkConfig,
     ) -> Result<Box<dyn Sink>, String> {
         let sink = switchyard_broker::kafka::sink::KafkaSink::new(&self.producers, sink)?;
         Ok(Box::new(sink))
@@ -352,7 +354,7 @@ impl Dispatcher {
     #[cfg(not(feature = "kafka"))]
     fn kafka_sink(
         &self,
-        sink: &switchyard_broker::config::KafkaSinkSpec,
+        sink: &switchyard_broker::config::KafkaSinkConfig,
     ) -> Result<Box<dyn Sink>, String> {
         Err(format!(
             "KafkaSink {}: this build has no Kafka support (Cargo feature `kafka`)",
@@ -363,7 +365,7 @@ impl Dispatcher {
     #[cfg(feature = "nats")]
     fn nats_sink(
         &self,
-        sink: &switchyard_broker::config::NatsSinkSpec,
+        sink: &switchyard_broker::config::NatsSinkConfig,
     ) -> Result<Box<dyn Sink>, String> {
         let sink = switchyard_broker::nats::sink::NatsSink::new(&self.nats_clients, sink);
         Ok(Box::new(sink))
@@ -372,7 +374,7 @@ impl Dispatcher {
     #[cfg(not(feature = "nats"))]
     fn nats_sink(
         &self,
-        sink: &switchyard_broker::config::NatsSinkSpec,
+        sink: &switchyard_broker::config::NatsSinkConfig,
     ) -> Result<Box<dyn Sink>, String> {
         Err(format!(
             "NatsSink {}: this build has no NATS support (Cargo feature `nats`)",

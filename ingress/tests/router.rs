@@ -10,7 +10,7 @@ use std::sync::Arc;
 use switchyard_broker::channel::{
     BoxFuture, Channel, ChannelError, EntryId, ParkRecord, ParkedEvent, Result, Subscription,
 };
-use switchyard_broker::config::{BrokerKey, BrokerSpec, Topology, TriggerKey};
+use switchyard_broker::config::{BrokerConfig, BrokerKey, Topology, TriggerKey};
 use switchyard_broker::event::Event;
 use switchyard_broker::metrics::Metrics;
 use switchyard_ingress::{router, Ingress, Limits};
@@ -76,7 +76,7 @@ impl Channel for FakeChannel {
 fn setup() -> (Arc<FakeChannel>, Arc<Ingress>) {
     let channel = Arc::new(FakeChannel::default());
     let ingress = Ingress::new(channel.clone(), Arc::new(Metrics::new()), Limits::default());
-    let broker = BrokerSpec {
+    let broker = BrokerConfig {
         key: BrokerKey::new("default", "b"),
         class: "MTChannelBasedBroker".into(),
         delivery: None,

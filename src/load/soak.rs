@@ -298,7 +298,7 @@ fn serve_sink(sink: Arc<Sink>, listener: tokio::net::TcpListener) -> tokio::task
 
 /// How a broker child is started.
 #[derive(Clone)]
-struct BrokerSpec {
+struct BrokerLaunch {
     config: PathBuf,
     data: PathBuf,
     /// Arguments the scenario sets (e.g. `--max-backlog`).
@@ -307,7 +307,7 @@ struct BrokerSpec {
     serve_args: Vec<String>,
 }
 
-impl BrokerSpec {
+impl BrokerLaunch {
     /// Writes the configuration `yaml` into the scenario's work directory `dir` (`soak.yaml`) and
     /// describes a broker serving it, its data in `dir` too, started with the scenario's `extra`
     /// arguments and the user's `--serve-arg`s.
@@ -316,10 +316,10 @@ impl BrokerSpec {
         dir: &Path,
         yaml: String,
         extra: Vec<String>,
-    ) -> anyhow::Result<BrokerSpec> {
+    ) -> anyhow::Result<BrokerLaunch> {
         let config = dir.join("soak.yaml");
         std::fs::write(&config, yaml)?;
-        Ok(BrokerSpec {
+        Ok(BrokerLaunch {
             config,
             data: dir.join("data"),
             args: extra,
@@ -357,7 +357,7 @@ async fn get(client: &AdminClient, url: &str, timeout: Duration) -> Option<(u16,
 
 impl Broker {
     /// Spawns the broker and waits (deadline `within`) until its `/readyz` answers 200, polling every 2 ms.
-    async fn start(spec: &BrokerSpec, within: Duration) -> anyhow::Result<Broker> {
+    async fn start(spec: &BrokerLaunch, within: Duration) -> anyhow::Result<Broker> {
         let exe = std::env::current_exe().context("locating the switchyard binary")?;
         let deadline = Instant::now() + within;
         let spawned = Instant::now();
@@ -1084,7 +1084,7 @@ async fn backlog(args: &SoakArgs, triggers: usize) -> anyhow::Result<Table> {
             .collect()
     };
     let max_backlog = n * entries_per_event + 10 * args.connections as u64 + 1000;
-    let spec = BrokerSpec::write(
+    let spec = BrokerLaunch::write(
         args,
         &dir,
         config_yaml(QUICK_RETRIES, &trigger_list(true)),
@@ -1311,7 +1311,7 @@ async fn kill_cycles(args: &SoakArgs) -> anyhow::Result<Table> {
         QUICK_RETRIES,
         &[("t0".into(), None, None, format!("http://{sink_addr}/t0"))],
     );
-    let spec = BrokerSpec::write(args, &dir, yaml, Vec::new())?;
+    let spec = BrokerLaunch::write(args, &dir, yaml, Vec::new())?;
     table.row(
         "setup",
         format!(
@@ -1467,7 +1467,7 @@ async fn slow_subscriber(args: &SoakArgs) -> anyhow::Result<Table> {
             ("b".into(), None, None, format!("http://{sink_addr}/b")),
         ],
     );
-    let spec = BrokerSpec::write(args, &dir, yaml, Vec::new())?;
+    let spec = BrokerLaunch::write(args, &dir, yaml, Vec::new())?;
     table.row(
         "setup",
         format!(
@@ -1616,7 +1616,7 @@ async fn subscriber_down(args: &SoakArgs) -> anyhow::Result<Table> {
             format!("http://127.0.0.1:{port}/t0"),
         )],
     );
-    let spec = BrokerSpec::write(
+    let spec = BrokerLaunch::write(
         args,
         &dir,
         yaml,

@@ -20,7 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_broker::config::{
-    BrokerKey, ContentMode, InitialOffset, KafkaSourceSpec, ObjectKey, SourceSink, Topology,
+    BrokerKey, ContentMode, InitialOffset, KafkaSourceConfig, ObjectKey, SourceSinkConfig, Topology,
 };
 use switchyard_broker::event::{Data, Event, ExtValue};
 use switchyard_broker::format::percent::decode_header_value;
@@ -212,9 +212,9 @@ fn source(
     kafka: &Tansu,
     topics: &[&str],
     group: &str,
-    sink: SourceSink,
-) -> Arc<KafkaSourceSpec> {
-    Arc::new(KafkaSourceSpec {
+    sink: SourceSinkConfig,
+) -> Arc<KafkaSourceConfig> {
+    Arc::new(KafkaSourceConfig {
         key: ObjectKey::new("default", name),
         bootstrap_servers: kafka.bootstrap.clone(),
         topics: topics.iter().map(|t| (*t).to_owned()).collect(),
@@ -224,7 +224,7 @@ fn source(
     })
 }
 
-fn topology(spec: &Arc<KafkaSourceSpec>) -> Topology {
+fn topology(spec: &Arc<KafkaSourceConfig>) -> Topology {
     let mut t = Topology::default();
     t.kafka_sources.insert(spec.key.clone(), spec.clone());
     t
@@ -266,7 +266,7 @@ async fn binary_structured_and_plain_records_reach_the_subscriber_through_a_brok
         &kafka,
         &["orders"],
         "group-a",
-        SourceSink::Broker(BrokerKey::new("default", "default")),
+        SourceSinkConfig::Broker(BrokerKey::new("default", "default")),
     );
     sources.apply(&topology(&spec), &b.ingress("")).unwrap();
 
@@ -366,7 +366,7 @@ async fn a_failing_sink_is_retried_without_skipping_ahead() {
         &kafka,
         &["retry"],
         "group-b",
-        SourceSink::Url(sub.url("/sink")),
+        SourceSinkConfig::Url(sub.url("/sink")),
     );
     sources.apply(&topology(&spec), "http://unused").unwrap();
 
@@ -459,7 +459,7 @@ async fn invalid_cloudevent_records_are_skipped_and_counted() {
         &kafka,
         &["mixed"],
         "group-c",
-        SourceSink::Url(sub.url("/sink")),
+        SourceSinkConfig::Url(sub.url("/sink")),
     );
     sources.apply(&topology(&spec), "http://unused").unwrap();
     let got = sub.wait_for("/sink", 2).await;
@@ -489,7 +489,7 @@ async fn a_restarted_source_resumes_after_its_committed_offset() {
         &kafka,
         &["resume"],
         "group-d",
-        SourceSink::Url(sub.url("/s1")),
+        SourceSinkConfig::Url(sub.url("/s1")),
     );
     let first = KafkaSources::new(options()).unwrap();
     first.apply(&topology(&spec), "http://unused").unwrap();
@@ -522,7 +522,7 @@ async fn a_restarted_source_resumes_after_its_committed_offset() {
         &kafka,
         &["resume"],
         "group-d",
-        SourceSink::Url(sub.url("/s2")),
+        SourceSinkConfig::Url(sub.url("/s2")),
     );
     second.apply(&topology(&moved), "http://unused").unwrap();
     produce_simple(&p, "resume", "d-6").await;
@@ -546,14 +546,14 @@ async fn initial_offset_latest_starts_from_when_the_source_was_set_up() {
     let sub = Subscriber::start().await;
     let p = kafka.producer();
     produce_simple(&p, "late", "old").await;
-    let spec = Arc::new(KafkaSourceSpec {
+    let spec = Arc::new(KafkaSourceConfig {
         initial_offset: InitialOffset::Latest,
         ..(*source(
             "late",
             &kafka,
             &["late"],
             "group-e",
-            SourceSink::Url(sub.url("/s")),
+            SourceSinkConfig::Url(sub.url("/s")),
         ))
         .clone()
     });

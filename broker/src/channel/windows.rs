@@ -4,7 +4,7 @@
 
 use crate::channel::store::StoreChannel;
 use crate::channel::{BoxFuture, Channel as _, ChannelError, Delivery, Subscription};
-use crate::config::{Backend, BrokerKey, Topology, TriggerKey, TriggerSpec};
+use crate::config::{Backend, BrokerKey, Topology, TriggerConfig, TriggerKey};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -60,7 +60,7 @@ pub(crate) fn routes_for(
             table
                 .triggers()
                 .iter()
-                .map(|t: &Arc<TriggerSpec>| queues.get(&t.key).cloned())
+                .map(|t: &Arc<TriggerConfig>| queues.get(&t.key).cloned())
                 .collect()
         })
         .unwrap_or_default();

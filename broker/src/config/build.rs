@@ -9,9 +9,9 @@ use super::error::ConfigError;
 use super::manifest::{Ctx, Document};
 use super::rules::{parse_bootstrap_csv, parse_nats_servers_csv};
 use super::{
-    nats_broker_stream, nats_broker_subject, Backend, BrokerKey, BrokerSpec, Destination,
-    KafkaBrokerConfig, KafkaSinkSpec, KafkaSourceSpec, NatsBrokerConfig, NatsSinkSpec,
-    NatsSourceSpec, NatsStorage, SourceSink, Topology, TriggerSpec,
+    nats_broker_stream, nats_broker_subject, Backend, BrokerConfig, BrokerKey, DestinationConfig,
+    KafkaBrokerConfig, KafkaSinkConfig, KafkaSourceConfig, NatsBrokerConfig, NatsSinkConfig,
+    NatsSourceConfig, NatsStorage, SourceSinkConfig, Topology, TriggerConfig,
 };
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
@@ -30,7 +30,7 @@ pub(crate) struct Origin<'a> {
 /// A decoded Broker whose `spec.config` reference (namespace, name) is not resolved yet.
 pub(crate) struct PendingBroker<'a> {
     origin: Origin<'a>,
-    spec: BrokerSpec,
+    spec: BrokerConfig,
     config_ref: Option<(String, String)>,
     /// `Some((topic, external))` for class Kafka.
     kafka_topic: Option<(String, bool)>,
@@ -297,12 +297,12 @@ pub struct Tolerant {
 #[derive(Default)]
 pub(crate) struct Decoded<'a> {
     brokers: Vec<PendingBroker<'a>>,
-    triggers: Vec<(Origin<'a>, TriggerSpec)>,
+    triggers: Vec<(Origin<'a>, TriggerConfig)>,
     configmaps: HashMap<(String, String), (Origin<'a>, BTreeMap<String, String>)>,
-    kafka_sinks: Vec<(Origin<'a>, KafkaSinkSpec)>,
-    kafka_sources: Vec<(Origin<'a>, KafkaSourceSpec)>,
-    nats_sinks: Vec<(Origin<'a>, NatsSinkSpec)>,
-    nats_sources: Vec<(Origin<'a>, NatsSourceSpec)>,
+    kafka_sinks: Vec<(Origin<'a>, KafkaSinkConfig)>,
+    kafka_sources: Vec<(Origin<'a>, KafkaSourceConfig)>,
+    nats_sinks: Vec<(Origin<'a>, NatsSinkConfig)>,
+    nats_sources: Vec<(Origin<'a>, NatsSourceConfig)>,
 }
 
 impl<'a> Decoded<'a> {
@@ -525,7 +525,7 @@ pub(crate) fn topology<'a>(
     let (_, trigger_specs) = first_of_each(
         triggers,
         "Trigger",
-        |t: &TriggerSpec| &t.key,
+        |t: &TriggerConfig| &t.key,
         &mut errors,
         |_, origin, t| {
             if !seen_brokers.contains_key(&t.broker) {
@@ -543,29 +543,29 @@ pub(crate) fn topology<'a>(
     let (seen_sinks, sink_specs) = first_of_each(
         kafka_sinks,
         "KafkaSink",
-        |s: &KafkaSinkSpec| &s.key,
+        |s: &KafkaSinkConfig| &s.key,
         &mut errors,
         |_, _, _| true,
     );
     let (seen_nats_sinks, nats_sink_specs) = first_of_each(
         nats_sinks,
         "NatsSink",
-        |s: &NatsSinkSpec| &s.key,
+        |s: &NatsSinkConfig| &s.key,
         &mut errors,
         |_, _, _| true,
     );
-    let trigger_specs: Vec<TriggerSpec> = trigger_specs
+    let trigger_specs: Vec<TriggerConfig> = trigger_specs
         .into_iter()
         .filter_map(|(origin, t)| {
             let mut ok = true;
-            if let Destination::KafkaSink(sink) = &t.subscriber {
+            if let DestinationConfig::KafkaSink(sink) = &t.subscriber {
                 if !seen_sinks.contains_key(sink) {
                     let msg = format!("KafkaSink {sink} is not defined in the configuration");
                     err_at(&mut errors, &origin, "spec.subscriber.ref", msg);
                     ok = false;
                 }
             }
-            if let Destination::NatsSink(sink) = &t.subscriber {
+            if let DestinationConfig::NatsSink(sink) = &t.subscriber {
                 if !seen_nats_sinks.contains_key(sink) {
                     let msg = format!("NatsSink {sink} is not defined in the configuration");
                     err_at(&mut errors, &origin, "spec.subscriber.ref", msg);
@@ -577,27 +577,28 @@ pub(crate) fn topology<'a>(
         .collect();
 
     // A source whose sink is a Broker needs that Broker (tolerant: it is left out without one).
-    let broker_sink = |errors: &mut Vec<ConfigError>, origin: &Origin<'_>, sink: &SourceSink| {
-        if let SourceSink::Broker(b) = sink {
-            if !seen_brokers.contains_key(b) {
-                let msg = format!("Broker {b} is not defined in the configuration");
-                err_at(errors, origin, "spec.sink.ref", msg);
-                return !tolerant;
+    let broker_sink =
+        |errors: &mut Vec<ConfigError>, origin: &Origin<'_>, sink: &SourceSinkConfig| {
+            if let SourceSinkConfig::Broker(b) = sink {
+                if !seen_brokers.contains_key(b) {
+                    let msg = format!("Broker {b} is not defined in the configuration");
+                    err_at(errors, origin, "spec.sink.ref", msg);
+                    return !tolerant;
+                }
             }
-        }
-        true
-    };
+            true
+        };
     let (_, source_specs) = first_of_each(
         kafka_sources,
         "KafkaSource",
-        |s: &KafkaSourceSpec| &s.key,
+        |s: &KafkaSourceConfig| &s.key,
         &mut errors,
         |errors, origin, s| broker_sink(errors, origin, &s.sink),
     );
     let (_, nats_source_specs) = first_of_each(
         nats_sources,
         "NatsSource",
-        |s: &NatsSourceSpec| &s.key,
+        |s: &NatsSourceConfig| &s.key,
         &mut errors,
         |errors, origin, s| broker_sink(errors, origin, &s.sink),
     );

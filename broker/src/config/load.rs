@@ -238,7 +238,7 @@ fn build<'a>(
 mod tests {
     use super::*;
     use crate::config::*;
-    use crate::delivery::{BackoffPolicy, DeliverySpec, Format, RetryPolicy};
+    use crate::delivery::{BackoffPolicy, DeliveryConfig, Format, RetryPolicy};
     use crate::event::{Event, ExtValue};
     use crate::filter::Filter;
     use std::time::Duration;
@@ -290,7 +290,7 @@ mod tests {
         )
     }
 
-    fn only_trigger(c: &LoadedConfig) -> &TriggerSpec {
+    fn only_trigger(c: &LoadedConfig) -> &TriggerConfig {
         c.topology.triggers.values().next().expect("one trigger")
     }
 
@@ -311,7 +311,7 @@ mod tests {
         assert_eq!(t.filter, Filter::True);
         assert_eq!(
             t.subscriber,
-            crate::config::Destination::Url("http://sink.example/path".into())
+            crate::config::DestinationConfig::Url("http://sink.example/path".into())
         );
         assert_eq!(t.max_inflight, 100);
         assert_eq!(t.delivery, None);
@@ -357,7 +357,7 @@ spec:
         );
         assert_eq!(
             b.delivery,
-            Some(DeliverySpec {
+            Some(DeliveryConfig {
                 retry: Some(3),
                 backoff_policy: Some(BackoffPolicy::Linear),
                 backoff_delay: Some(Duration::from_millis(500)),
@@ -1038,8 +1038,8 @@ spec:
     // ---- Kafka ----
 
     use crate::config::{
-        Backend, ContentMode, DeliveryOrder, Destination, InitialOffset, KafkaBrokerConfig,
-        ObjectKey, SourceSink,
+        Backend, ContentMode, DeliveryOrder, DestinationConfig, InitialOffset, KafkaBrokerConfig,
+        ObjectKey, SourceSinkConfig,
     };
 
     const KAFKA_CM: &str =
@@ -1334,7 +1334,7 @@ spec:
             "    ref:\n      apiVersion: eventing.knative.dev/v1alpha1\n      kind: KafkaSink\n      name: audit\n      namespace: default\n",
         ] {
             let c = ok(&sink_trigger(subscriber));
-            assert_eq!(only_trigger(&c).subscriber, Destination::KafkaSink(sink_key.clone()));
+            assert_eq!(only_trigger(&c).subscriber, DestinationConfig::KafkaSink(sink_key.clone()));
             assert_eq!(c.topology.kafka_sinks.len(), 1);
         }
         let r = |fields: &str| sink_trigger(&format!("    ref: {{kind: KafkaSink, {fields}}}\n"));
@@ -1406,7 +1406,7 @@ spec:
         ));
         assert_eq!(
             *c.topology.kafka_sinks[&ObjectKey::new("default", "audit")],
-            crate::config::KafkaSinkSpec {
+            crate::config::KafkaSinkConfig {
                 key: ObjectKey::new("default", "audit"),
                 topic: "audit".into(),
                 bootstrap_servers: "k:9092".into(),
@@ -1524,12 +1524,12 @@ spec:
         )));
         assert_eq!(
             *c.topology.kafka_sources[&ObjectKey::new("default", "src")],
-            crate::config::KafkaSourceSpec {
+            crate::config::KafkaSourceConfig {
                 key: ObjectKey::new("default", "src"),
                 bootstrap_servers: "k:9092".into(),
                 topics: vec!["t1".into()],
                 consumer_group: "knative-kafka-source-default-src".into(),
-                sink: SourceSink::Broker(BrokerKey::new("default", "default")),
+                sink: SourceSinkConfig::Broker(BrokerKey::new("default", "default")),
                 initial_offset: InitialOffset::Latest,
             }
         );
@@ -1546,7 +1546,10 @@ spec:
         assert_eq!(s.topics, vec!["t1".to_owned(), "t.2".to_owned()]);
         assert_eq!(s.consumer_group, "my-group");
         assert_eq!(s.initial_offset, InitialOffset::Earliest);
-        assert_eq!(s.sink, SourceSink::Url("https://sink.example/in".into()));
+        assert_eq!(
+            s.sink,
+            SourceSinkConfig::Url("https://sink.example/in".into())
+        );
         // The Broker ref's namespace defaults to the source's and may name another one.
         let text = format!(
             "{}---\napiVersion: sources.knative.dev/v1beta1\nkind: KafkaSource\n\
@@ -1558,7 +1561,7 @@ spec:
         let s = &c.topology.kafka_sources[&ObjectKey::new("team", "src")];
         assert_eq!(
             s.sink,
-            SourceSink::Broker(BrokerKey::new("default", "default"))
+            SourceSinkConfig::Broker(BrokerKey::new("default", "default"))
         );
         assert_eq!(s.consumer_group, "knative-kafka-source-team-src");
     }
@@ -1648,7 +1651,7 @@ spec:
         assert_eq!(audit.delivery_order, DeliveryOrder::Unordered);
         assert_eq!(
             audit.subscriber,
-            Destination::KafkaSink(ObjectKey::new("default", "audit"))
+            DestinationConfig::KafkaSink(ObjectKey::new("default", "audit"))
         );
         let sink = &c.topology.kafka_sinks[&ObjectKey::new("default", "audit")];
         assert_eq!(
@@ -1656,7 +1659,7 @@ spec:
             ("audit", ContentMode::Structured)
         );
         let src = &c.topology.kafka_sources[&ObjectKey::new("default", "payments")];
-        assert_eq!(src.sink, SourceSink::Broker(key));
+        assert_eq!(src.sink, SourceSinkConfig::Broker(key));
         assert_eq!(src.topics, vec!["payments".to_owned()]);
         assert_eq!(src.initial_offset, InitialOffset::Earliest);
         assert_eq!(
@@ -1672,8 +1675,8 @@ spec:
     mod nats {
         use super::*;
         use crate::config::{
-            nats_broker_stream, nats_broker_subject, NatsBrokerConfig, NatsSinkSpec,
-            NatsSourceJetStream, NatsSourceSpec, NatsStorage,
+            nats_broker_stream, nats_broker_subject, NatsBrokerConfig, NatsSinkConfig,
+            NatsSourceConfig, NatsSourceJetStreamConfig, NatsStorage,
         };
 
         /// A NatsJetStream broker `default/nb` (doc 2) whose ConfigMap (doc 1) has `data` (YAML lines at
@@ -1890,7 +1893,7 @@ spec:
             ));
             assert_eq!(
                 *c.topology.nats_sinks[&ObjectKey::new("default", "audit")],
-                NatsSinkSpec {
+                NatsSinkConfig {
                     key: ObjectKey::new("default", "audit"),
                     servers: "nats://n:4222".into(),
                     subject: "audit.all".into(),
@@ -2002,7 +2005,7 @@ spec:
             )));
             assert_eq!(
                 c.topology.triggers[&TriggerKey::new("default", "t")].subscriber,
-                Destination::NatsSink(ObjectKey::new("default", "audit"))
+                DestinationConfig::NatsSink(ObjectKey::new("default", "audit"))
             );
             let c = ok(&trigger(&format!(
                 "    ref: {{{av}, kind: NatsSink, name: audit, namespace: default}}\n"
@@ -2049,13 +2052,13 @@ spec:
             ));
             assert_eq!(
                 *c.topology.nats_sources[&ObjectKey::new("default", "src")],
-                NatsSourceSpec {
+                NatsSourceConfig {
                     key: ObjectKey::new("default", "src"),
                     servers: "nats://n:4222".into(),
                     subject: "orders.*.created".into(),
                     queue_group: Some("workers".into()),
                     jetstream: None,
-                    sink: SourceSink::Broker(BrokerKey::new("default", "default")),
+                    sink: SourceSinkConfig::Broker(BrokerKey::new("default", "default")),
                 }
             );
             let c = ok(&nats_source(
@@ -2065,13 +2068,13 @@ spec:
             let s = &c.topology.nats_sources[&ObjectKey::new("default", "src")];
             assert_eq!(
                 s.jetstream,
-                Some(NatsSourceJetStream {
+                Some(NatsSourceJetStreamConfig {
                     stream: "ORDERS".into(),
                     durable: "sy-1".into()
                 })
             );
             assert_eq!(s.queue_group, None);
-            assert_eq!(s.sink, SourceSink::Url("http://x/y".into()));
+            assert_eq!(s.sink, SourceSinkConfig::Url("http://x/y".into()));
 
             let sink = "  sink: {uri: 'http://x'}\n";
             let cases: Vec<(String, &str, &str)> = vec![
@@ -2187,7 +2190,7 @@ spec:
             let audit = &c.topology.triggers[&TriggerKey::new("default", "audit")];
             assert_eq!(
                 audit.subscriber,
-                Destination::NatsSink(ObjectKey::new("default", "audit"))
+                DestinationConfig::NatsSink(ObjectKey::new("default", "audit"))
             );
             let sink = &c.topology.nats_sinks[&ObjectKey::new("default", "audit")];
             assert_eq!(
@@ -2195,7 +2198,7 @@ spec:
                 ("audit.orders", true, ContentMode::Structured)
             );
             let sensors = &c.topology.nats_sources[&ObjectKey::new("default", "sensors")];
-            assert_eq!(sensors.sink, SourceSink::Broker(key));
+            assert_eq!(sensors.sink, SourceSinkConfig::Broker(key));
             assert_eq!(sensors.subject, "sensors.>");
             assert_eq!(sensors.queue_group.as_deref(), Some("switchyard"));
             let payments = &c.topology.nats_sources[&ObjectKey::new("default", "payments")];
@@ -2208,7 +2211,7 @@ spec:
             );
             assert_eq!(
                 payments.sink,
-                SourceSink::Url("http://127.0.0.1:8081/payments".into())
+                SourceSinkConfig::Url("http://127.0.0.1:8081/payments".into())
             );
         }
     }
@@ -2321,10 +2324,7 @@ spec:
 
     #[test]
     fn typed_objects_load_like_their_yaml() {
-        use crate::model::eventing::{
-            BrokerSpec as KnBrokerSpec, Destination as KnDestination, TriggerFilter,
-            TriggerSpec as KnTriggerSpec,
-        };
+        use crate::model::eventing::{BrokerSpec, Destination, TriggerFilter, TriggerSpec};
         use crate::model::object::{Object, ObjectMeta, Resource};
         let meta = |name: &str| ObjectMeta {
             name: name.into(),
@@ -2335,22 +2335,22 @@ spec:
             api_version: "eventing.knative.dev/v1".into(),
             kind: "Broker".into(),
             metadata: meta("default"),
-            spec: KnBrokerSpec::default(),
+            spec: BrokerSpec::default(),
         });
         let trigger = Object::Trigger(Resource {
             api_version: "eventing.knative.dev/v1".into(),
             kind: "Trigger".into(),
             metadata: meta("t"),
-            spec: KnTriggerSpec {
+            spec: TriggerSpec {
                 broker: "default".into(),
                 filter: Some(TriggerFilter {
                     attributes: Some([("type".to_owned(), "a".to_owned())].into()),
                 }),
-                subscriber: KnDestination {
+                subscriber: Destination {
                     uri: Some("http://sink.example/path".into()),
-                    ..KnDestination::default()
+                    ..Destination::default()
                 },
-                ..KnTriggerSpec::default()
+                ..TriggerSpec::default()
             },
         });
         let manifests: Vec<Manifest> = [

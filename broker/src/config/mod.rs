@@ -10,7 +10,7 @@
 //!   (private): the value rules the decoder and the builder apply.
 //! - `duration`: ISO-8601 durations (`PT0.2S`).
 //! - `error`: [`ConfigError`](error::ConfigError) (file, document, field path, message) and the list of them.
-//! - `spec`: the compiled objects (keys, [`BrokerSpec`], [`TriggerSpec`], sinks, sources); `routing`
+//! - `spec`: the compiled objects (keys, [`BrokerConfig`], [`TriggerConfig`], sinks, sources); `routing`
 //!   builds on them, and this module builds the [`Topology`] from both.
 //!
 //! The compiled topology is immutable and shared behind an `Arc`; a hot reload builds a new one and swaps it.
@@ -33,25 +33,25 @@ use std::sync::Arc;
 #[derive(Debug, Default)]
 pub struct Topology {
     /// Brokers by key.
-    pub brokers: BTreeMap<BrokerKey, Arc<BrokerSpec>>,
+    pub brokers: BTreeMap<BrokerKey, Arc<BrokerConfig>>,
     /// Triggers by key.
-    pub triggers: BTreeMap<TriggerKey, Arc<TriggerSpec>>,
+    pub triggers: BTreeMap<TriggerKey, Arc<TriggerConfig>>,
     /// Per-broker routing table (built from the triggers that name the broker).
     pub routes: BTreeMap<BrokerKey, RoutingTable>,
     /// KafkaSinks by key.
-    pub kafka_sinks: BTreeMap<ObjectKey, Arc<KafkaSinkSpec>>,
+    pub kafka_sinks: BTreeMap<ObjectKey, Arc<KafkaSinkConfig>>,
     /// KafkaSources by key.
-    pub kafka_sources: BTreeMap<ObjectKey, Arc<KafkaSourceSpec>>,
+    pub kafka_sources: BTreeMap<ObjectKey, Arc<KafkaSourceConfig>>,
     /// NatsSinks by key.
-    pub nats_sinks: BTreeMap<ObjectKey, Arc<NatsSinkSpec>>,
+    pub nats_sinks: BTreeMap<ObjectKey, Arc<NatsSinkConfig>>,
     /// NatsSources by key.
-    pub nats_sources: BTreeMap<ObjectKey, Arc<NatsSourceSpec>>,
+    pub nats_sources: BTreeMap<ObjectKey, Arc<NatsSourceConfig>>,
 }
 
 impl Topology {
     /// Builds the topology (and routing tables) from validated brokers and triggers.
     /// Triggers whose broker does not exist are kept (they are "not ready") but route nothing.
-    pub fn new(brokers: Vec<BrokerSpec>, triggers: Vec<TriggerSpec>) -> Topology {
+    pub fn new(brokers: Vec<BrokerConfig>, triggers: Vec<TriggerConfig>) -> Topology {
         let brokers: BTreeMap<_, _> = brokers
             .into_iter()
             .map(|b| (b.key.clone(), Arc::new(b)))
@@ -62,7 +62,7 @@ impl Topology {
             .collect();
         let mut routes = BTreeMap::new();
         for key in brokers.keys() {
-            let ts: Vec<Arc<TriggerSpec>> = triggers
+            let ts: Vec<Arc<TriggerConfig>> = triggers
                 .values()
                 .filter(|t| &t.broker == key)
                 .cloned()
@@ -81,7 +81,11 @@ impl Topology {
     }
 
     /// Sets the NatsSinks and NatsSources (validated, names unique per namespace).
-    pub fn with_nats(mut self, sinks: Vec<NatsSinkSpec>, sources: Vec<NatsSourceSpec>) -> Topology {
+    pub fn with_nats(
+        mut self,
+        sinks: Vec<NatsSinkConfig>,
+        sources: Vec<NatsSourceConfig>,
+    ) -> Topology {
         self.nats_sinks = sinks
             .into_iter()
             .map(|s| (s.key.clone(), Arc::new(s)))
@@ -97,8 +101,8 @@ impl Topology {
     /// replaces an earlier one).
     pub fn with_kafka(
         mut self,
-        sinks: Vec<KafkaSinkSpec>,
-        sources: Vec<KafkaSourceSpec>,
+        sinks: Vec<KafkaSinkConfig>,
+        sources: Vec<KafkaSourceConfig>,
     ) -> Topology {
         self.kafka_sinks = sinks
             .into_iter()

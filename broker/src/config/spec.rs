@@ -1,7 +1,7 @@
 //! The compiled (validated) objects of a configuration: keys, brokers, triggers, sinks and sources,
 //! and the naming rules they follow. Free of routing, so that `routing` can use them without a cycle.
 
-use crate::delivery::DeliverySpec;
+use crate::delivery::DeliveryConfig;
 use crate::filter::Filter;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -146,7 +146,7 @@ pub struct NatsBrokerConfig {
 
 /// A validated `sources.switchyard.dev/v1alpha1` NatsSink.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NatsSinkSpec {
+pub struct NatsSinkConfig {
     /// Identity.
     pub key: ObjectKey,
     /// Comma-separated NATS server URLs.
@@ -161,7 +161,7 @@ pub struct NatsSinkSpec {
 
 /// JetStream part of a NatsSource.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NatsSourceJetStream {
+pub struct NatsSourceJetStreamConfig {
     /// Stream to consume.
     pub stream: String,
     /// Durable consumer name.
@@ -170,7 +170,7 @@ pub struct NatsSourceJetStream {
 
 /// A validated `sources.switchyard.dev/v1alpha1` NatsSource.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NatsSourceSpec {
+pub struct NatsSourceConfig {
     /// Identity.
     pub key: ObjectKey,
     /// Comma-separated NATS server URLs.
@@ -180,9 +180,9 @@ pub struct NatsSourceSpec {
     /// Queue group (core NATS), so that several processes share the messages.
     pub queue_group: Option<String>,
     /// Consume a JetStream stream with a durable consumer instead of core NATS.
-    pub jetstream: Option<NatsSourceJetStream>,
+    pub jetstream: Option<NatsSourceJetStreamConfig>,
     /// `spec.sink`.
-    pub sink: SourceSink,
+    pub sink: SourceSinkConfig,
 }
 
 /// A Kafka-backed broker's settings, from its `spec.config` ConfigMap (keys as Knative's
@@ -213,7 +213,7 @@ pub enum DeliveryOrder {
 
 /// A subscriber (or sink) a delivery goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Destination {
+pub enum DestinationConfig {
     /// An absolute http(s) URL.
     Url(String),
     /// `ref` to a `KafkaSink` in the same configuration.
@@ -222,12 +222,12 @@ pub enum Destination {
     NatsSink(ObjectKey),
 }
 
-impl fmt::Display for Destination {
+impl fmt::Display for DestinationConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Destination::Url(u) => f.write_str(u),
-            Destination::KafkaSink(k) => write!(f, "kafkasink:{k}"),
-            Destination::NatsSink(k) => write!(f, "natssink:{k}"),
+            DestinationConfig::Url(u) => f.write_str(u),
+            DestinationConfig::KafkaSink(k) => write!(f, "kafkasink:{k}"),
+            DestinationConfig::NatsSink(k) => write!(f, "natssink:{k}"),
         }
     }
 }
@@ -244,7 +244,7 @@ pub enum ContentMode {
 
 /// A validated `eventing.knative.dev/v1alpha1` KafkaSink.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KafkaSinkSpec {
+pub struct KafkaSinkConfig {
     /// Identity.
     pub key: ObjectKey,
     /// Topic the events are produced to.
@@ -257,7 +257,7 @@ pub struct KafkaSinkSpec {
 
 /// Where a source sends what it reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SourceSink {
+pub enum SourceSinkConfig {
     /// `ref` to a Broker in the configuration: sent through this process's ingress.
     Broker(BrokerKey),
     /// An absolute http(s) URL.
@@ -266,7 +266,7 @@ pub enum SourceSink {
 
 /// A validated `sources.knative.dev/v1beta1` KafkaSource.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KafkaSourceSpec {
+pub struct KafkaSourceConfig {
     /// Identity.
     pub key: ObjectKey,
     /// Comma-separated bootstrap servers (`spec.bootstrapServers` joined).
@@ -276,7 +276,7 @@ pub struct KafkaSourceSpec {
     /// `spec.consumerGroup` (default: `knative-kafka-source-<namespace>-<name>`).
     pub consumer_group: String,
     /// `spec.sink`.
-    pub sink: SourceSink,
+    pub sink: SourceSinkConfig,
     /// `spec.initialOffset`: where a consumer group without committed offsets starts.
     pub initial_offset: InitialOffset,
 }
@@ -368,13 +368,13 @@ pub fn nats_broker_subject(namespace: &str, name: &str) -> String {
 
 /// A validated Broker.
 #[derive(Debug, Clone, PartialEq)]
-pub struct BrokerSpec {
+pub struct BrokerConfig {
     /// Identity.
     pub key: BrokerKey,
     /// `eventing.knative.dev/broker.class` (defaults to `MTChannelBasedBroker`).
     pub class: String,
     /// `spec.delivery`: the default for triggers that set no delivery of their own.
-    pub delivery: Option<DeliverySpec>,
+    pub delivery: Option<DeliveryConfig>,
     /// Backlog limit (undelivered queue entries across the broker's triggers); `None` = the process default.
     pub max_backlog: Option<u64>,
     /// Data of the ConfigMap named by `spec.config`, if any (used by non-default broker classes).
@@ -385,7 +385,7 @@ pub struct BrokerSpec {
 
 /// A validated Trigger with its filter compiled.
 #[derive(Debug, Clone)]
-pub struct TriggerSpec {
+pub struct TriggerConfig {
     /// Identity.
     pub key: TriggerKey,
     /// The broker (same namespace) this trigger consumes from.
@@ -393,18 +393,21 @@ pub struct TriggerSpec {
     /// Compiled filter (`spec.filters` when non-empty, otherwise `spec.filter.attributes`).
     pub filter: Filter,
     /// The subscriber.
-    pub subscriber: Destination,
+    pub subscriber: DestinationConfig,
     /// The trigger's own `spec.delivery` (replaces the broker's as a whole when present).
-    pub delivery: Option<DeliverySpec>,
+    pub delivery: Option<DeliveryConfig>,
     /// Max concurrent deliveries for this trigger.
     pub max_inflight: usize,
     /// `kafka.eventing.knative.dev/delivery.order` (honoured on every backend).
     pub delivery_order: DeliveryOrder,
 }
 
-impl TriggerSpec {
+impl TriggerConfig {
     /// The delivery spec in force: the trigger's if it set any field, otherwise the broker's.
-    pub fn effective_delivery<'a>(&'a self, broker: &'a BrokerSpec) -> Option<&'a DeliverySpec> {
+    pub fn effective_delivery<'a>(
+        &'a self,
+        broker: &'a BrokerConfig,
+    ) -> Option<&'a DeliveryConfig> {
         self.delivery.as_ref().or(broker.delivery.as_ref())
     }
 }

@@ -5,8 +5,8 @@
 //!
 //! Decoded with the other manifests, always compiled (a manifest is validated the same whatever the
 //! features): `config/manifest/kafka.rs` decodes `KafkaSource` and `KafkaSink` documents and the Kafka
-//! broker ConfigMap settings into the compiled specs of [`crate::config`] ([`crate::config::KafkaSourceSpec`],
-//! [`crate::config::KafkaSinkSpec`], [`crate::config::KafkaBrokerConfig`]). It stays in `config/` because
+//! broker ConfigMap settings into the compiled specs of [`crate::config`] ([`crate::config::KafkaSourceConfig`],
+//! [`crate::config::KafkaSinkConfig`], [`crate::config::KafkaBrokerConfig`]). It stays in `config/` because
 //! the loader calls it and this component reads the specs it builds: in `kafka/` the two modules would
 //! import each other. [`config`]: the process settings (`KafkaOptions`, from the command line) and the
 //! names given in a cluster (`consumer_group`), always compiled too.

@@ -6,7 +6,7 @@
 //! (`kafka-produce-failed`). There are no replies.
 
 use crate::channel::BoxFuture;
-use crate::config::{ContentMode, KafkaSinkSpec};
+use crate::config::{ContentMode, KafkaSinkConfig};
 use crate::event::Event;
 use crate::kafka::channel::{produce_event, Producers};
 use crate::sink::{within, without_ttl, Sent, Sink, SinkError};
@@ -22,7 +22,7 @@ pub struct KafkaSink {
 
 impl KafkaSink {
     /// The sink of `spec`, producing through the pool's producer for its bootstrap servers.
-    pub fn new(producers: &Producers, spec: &KafkaSinkSpec) -> Result<KafkaSink, String> {
+    pub fn new(producers: &Producers, spec: &KafkaSinkConfig) -> Result<KafkaSink, String> {
         let bootstrap = &spec.bootstrap_servers;
         let producer = producers
             .get(bootstrap)

@@ -46,7 +46,7 @@
 //! finish until the deadline (a delivered record is then committed; an abandoned one will be
 //! delivered again), a retry wait is abandoned, finished offsets are committed and consumers closed.
 
-use crate::config::{InitialOffset, KafkaSourceSpec, ObjectKey, Topology};
+use crate::config::{InitialOffset, KafkaSourceConfig, ObjectKey, Topology};
 use crate::delivery::{
     classify, parse_retry_after, retry, Attempt, Attempts, Classification, Retried, RetryAfterRule,
     SourceBackoff,
@@ -370,7 +370,7 @@ struct Stopping {
 }
 
 struct Running {
-    spec: Arc<KafkaSourceSpec>,
+    spec: Arc<KafkaSourceConfig>,
     url: String,
     stop: watch::Sender<Option<Instant>>,
     task: JoinHandle<()>,
@@ -505,7 +505,7 @@ impl KafkaSources {
 
     fn prepare(
         &self,
-        spec: &Arc<KafkaSourceSpec>,
+        spec: &Arc<KafkaSourceConfig>,
         url: &str,
         counters: Arc<Counters>,
     ) -> Result<Prepared, String> {
@@ -627,7 +627,7 @@ const COMMIT_GRACE: Duration = Duration::from_secs(5);
 /// Everything a source task needs.
 struct Prepared {
     shared: Arc<Shared>,
-    spec: Arc<KafkaSourceSpec>,
+    spec: Arc<KafkaSourceConfig>,
     uri: Uri,
     consumer: Arc<SourceConsumer>,
     offsets: Arc<Mutex<Offsets>>,
@@ -957,13 +957,13 @@ async fn deliver(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{BrokerKey, SourceSink};
+    use crate::config::{BrokerKey, SourceSinkConfig};
     use crate::delivery::RetrySchedule;
     use crate::event::{Data, ExtValue};
 
     #[test]
     fn sink_urls() {
-        let b = SourceSink::Broker(BrokerKey::new("ns", "orders"));
+        let b = SourceSinkConfig::Broker(BrokerKey::new("ns", "orders"));
         assert_eq!(
             sink_url(&b, "http://127.0.0.1:8080/"),
             "http://127.0.0.1:8080/ns/orders"
@@ -972,7 +972,7 @@ mod tests {
             sink_url(&b, "http://127.0.0.1:8080"),
             "http://127.0.0.1:8080/ns/orders"
         );
-        let u = SourceSink::Url("https://example.com/hook".into());
+        let u = SourceSinkConfig::Url("https://example.com/hook".into());
         assert_eq!(sink_url(&u, "http://x"), "https://example.com/hook");
     }
 

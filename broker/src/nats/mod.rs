@@ -5,8 +5,8 @@
 //!
 //! Decoded with the other manifests, always compiled (a manifest is validated the same whatever the
 //! features): `config/manifest/nats.rs` decodes `NatsSource` and `NatsSink` documents and the JetStream
-//! broker ConfigMap settings into the compiled specs of [`crate::config`] ([`crate::config::NatsSourceSpec`],
-//! [`crate::config::NatsSinkSpec`], [`crate::config::NatsBrokerConfig`]). It stays in `config/` because
+//! broker ConfigMap settings into the compiled specs of [`crate::config`] ([`crate::config::NatsSourceConfig`],
+//! [`crate::config::NatsSinkConfig`], [`crate::config::NatsBrokerConfig`]). It stays in `config/` because
 //! the loader calls it and this component reads the specs it builds: in `nats/` the two modules would
 //! import each other. [`config`]: the process settings (`NatsOptions`, from the command line) and the
 //! names given on a server (`consumer_name`), always compiled too.

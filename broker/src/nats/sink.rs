@@ -6,7 +6,7 @@
 //! first use and shared by the sinks on the same servers ([`NatsClients`]).
 
 use crate::channel::BoxFuture;
-use crate::config::{ContentMode, NatsSinkSpec};
+use crate::config::{ContentMode, NatsSinkConfig};
 use crate::event::Event;
 use crate::sink::{within, without_ttl, Sent, Sink, SinkError};
 use parking_lot::Mutex;
@@ -38,7 +38,7 @@ pub struct NatsSink {
 
 impl NatsSink {
     /// The sink of `spec`, sharing the connection to its servers through `clients`.
-    pub fn new(clients: &NatsClients, spec: &NatsSinkSpec) -> NatsSink {
+    pub fn new(clients: &NatsClients, spec: &NatsSinkConfig) -> NatsSink {
         let client = clients
             .clients
             .lock()

@@ -13,7 +13,7 @@
 //!   unreachable (JetStream redelivers it: back-pressure, nothing dropped), and `term`inated when it is not a
 //!   valid CloudEvent or the sink rejected it for good (4xx).
 
-use crate::config::{NatsSourceSpec, ObjectKey, Topology};
+use crate::config::{NatsSourceConfig, ObjectKey, Topology};
 use crate::delivery::{
     classify, parse_retry_after, retry, Attempt, Attempts, Classification, Retried, RetryAfterRule,
     SourceBackoff,
@@ -91,7 +91,7 @@ pub struct NatsSourceStats {
 }
 
 struct Running {
-    spec: Arc<NatsSourceSpec>,
+    spec: Arc<NatsSourceConfig>,
     url: String,
     stats: Arc<NatsSourceStats>,
     /// Stops the source; cancelled when it is dropped too.
@@ -114,7 +114,7 @@ impl std::fmt::Debug for NatsSources {
 }
 
 /// Where a source posts: `{base}/{ns}/{name}` for a broker, the URL itself otherwise.
-fn sink_url(spec: &NatsSourceSpec, base: &str) -> String {
+fn sink_url(spec: &NatsSourceConfig, base: &str) -> String {
     crate::source::sink_url(&spec.sink, base)
 }
 
@@ -203,7 +203,7 @@ impl NatsSources {
 }
 
 struct SourceCtx {
-    spec: Arc<NatsSourceSpec>,
+    spec: Arc<NatsSourceConfig>,
     uri: Uri,
     client: HttpClient,
     options: NatsSourceOptions,

@@ -7,7 +7,7 @@ use switchyard_broker::channel::store::{StoreChannel, StoreOptions};
 use switchyard_broker::channel::{
     Channel, ChannelError, Delivery, EntryId, ParkRecord, Subscription,
 };
-use switchyard_broker::config::{BrokerKey, BrokerSpec, Topology, TriggerKey, TriggerSpec};
+use switchyard_broker::config::{BrokerConfig, BrokerKey, Topology, TriggerConfig, TriggerKey};
 use switchyard_broker::event::Event;
 use switchyard_broker::filter::Filter;
 
@@ -23,8 +23,8 @@ fn tkey(name: &str) -> TriggerKey {
     TriggerKey::new(NS, name)
 }
 
-fn broker(name: &str) -> BrokerSpec {
-    BrokerSpec {
+fn broker(name: &str) -> BrokerConfig {
+    BrokerConfig {
         key: bkey(name),
         class: "MTChannelBasedBroker".into(),
         delivery: None,
@@ -34,12 +34,14 @@ fn broker(name: &str) -> BrokerSpec {
     }
 }
 
-fn trigger(name: &str, broker: &str) -> TriggerSpec {
-    TriggerSpec {
+fn trigger(name: &str, broker: &str) -> TriggerConfig {
+    TriggerConfig {
         key: tkey(name),
         broker: bkey(broker),
         filter: Filter::True,
-        subscriber: switchyard_broker::config::Destination::Url(format!("http://{name}.example")),
+        subscriber: switchyard_broker::config::DestinationConfig::Url(format!(
+            "http://{name}.example"
+        )),
         delivery: None,
         max_inflight: 10,
         delivery_order: Default::default(),

@@ -1,7 +1,8 @@
 //! What one decoded document is.
 
 use crate::config::{
-    BrokerSpec, KafkaSinkSpec, KafkaSourceSpec, NatsSinkSpec, NatsSourceSpec, TriggerSpec,
+    BrokerConfig, KafkaSinkConfig, KafkaSourceConfig, NatsSinkConfig, NatsSourceConfig,
+    TriggerConfig,
 };
 use std::collections::BTreeMap;
 
@@ -12,26 +13,26 @@ pub(crate) enum Document {
     /// `kafka_topic` is `Some((topic, external))` for class `Kafka`: its backend is built from the
     /// ConfigMap once resolved; likewise for class `NatsJetStream` when `nats` is set.
     Broker {
-        spec: BrokerSpec,
+        spec: BrokerConfig,
         config_ref: Option<(String, String)>,
         kafka_topic: Option<(String, bool)>,
         nats: bool,
     },
     /// A Trigger.
-    Trigger(TriggerSpec),
+    Trigger(TriggerConfig),
     /// A ConfigMap: (namespace, name) and its data.
     ConfigMap {
         key: (String, String),
         data: BTreeMap<String, String>,
     },
     /// A KafkaSink.
-    KafkaSink(KafkaSinkSpec),
+    KafkaSink(KafkaSinkConfig),
     /// A KafkaSource (a `Broker` sink still has to be checked against the brokers).
-    KafkaSource(KafkaSourceSpec),
+    KafkaSource(KafkaSourceConfig),
     /// A NatsSink.
-    NatsSink(NatsSinkSpec),
+    NatsSink(NatsSinkConfig),
     /// A NatsSource (a `Broker` sink still has to be checked against the brokers).
-    NatsSource(NatsSourceSpec),
+    NatsSource(NatsSourceConfig),
     /// A document of another kind/apiVersion (the warning text, without file/doc prefix).
     Skipped(String),
 }

@@ -7,12 +7,12 @@ use super::names::*;
 use crate::config::duration::parse_iso8601;
 use crate::config::rules::{is_attribute_key, is_dns1123_label, topic_message};
 use crate::config::{
-    is_valid_kafka_topic, BrokerKey, BrokerSpec, DeliveryOrder, Destination, ObjectKey, TriggerKey,
-    TriggerSpec, BACKEND_ANNOTATION, DEFAULT_MAX_INFLIGHT, DELIVERY_ORDER_ANNOTATION,
+    is_valid_kafka_topic, BrokerConfig, BrokerKey, DeliveryOrder, DestinationConfig, ObjectKey,
+    TriggerConfig, TriggerKey, BACKEND_ANNOTATION, DEFAULT_MAX_INFLIGHT, DELIVERY_ORDER_ANNOTATION,
     EXTERNAL_TOPIC_ANNOTATION, KAFKA_BROKER_CLASS, MAX_BACKLOG_ANNOTATION, MAX_INFLIGHT_ANNOTATION,
     NATS_BROKER_CLASS, SWITCHYARD_BROKER_CLASS,
 };
-use crate::delivery::{BackoffPolicy, DeliverySpec, Format};
+use crate::delivery::{BackoffPolicy, DeliveryConfig, Format};
 use crate::filter::Filter;
 use serde_yaml::Value;
 use std::collections::BTreeMap;
@@ -154,7 +154,7 @@ pub(super) fn decode_broker(ctx: &mut Ctx<'_>, v: &Value) -> Option<Document> {
         ),
     });
     Some(Document::Broker {
-        spec: BrokerSpec {
+        spec: BrokerConfig {
             key: BrokerKey::new(meta.namespace, meta.name),
             class,
             delivery,
@@ -278,7 +278,7 @@ pub(super) fn decode_configmap(ctx: &mut Ctx<'_>, v: &Value) -> Option<Document>
     })
 }
 
-pub(super) fn decode_trigger(ctx: &mut Ctx<'_>, v: &Value) -> Option<TriggerSpec> {
+pub(super) fn decode_trigger(ctx: &mut Ctx<'_>, v: &Value) -> Option<TriggerConfig> {
     let top = Obj::new(ctx, TOP_PATH, v, &TOP_FIELDS)?;
     let meta = decode_metadata(ctx, top.map);
     let max_inflight = meta
@@ -368,7 +368,7 @@ pub(super) fn decode_trigger(ctx: &mut Ctx<'_>, v: &Value) -> Option<TriggerSpec
         .and_then(|d| decode_delivery(ctx, "spec.delivery", d));
 
     let meta = meta?;
-    Some(TriggerSpec {
+    Some(TriggerConfig {
         broker: BrokerKey::new(meta.namespace.clone(), broker?),
         key: TriggerKey::new(meta.namespace, meta.name),
         filter: filter?,
@@ -386,7 +386,7 @@ pub(super) fn decode_destination(
     path: &str,
     v: &Value,
     kafka_sink_ns: Option<&str>,
-) -> Option<Destination> {
+) -> Option<DestinationConfig> {
     let obj = Obj::new(ctx, path, v, &["uri", "ref", "CACerts", "audience"])?;
     let mut ok = true;
     for field in ["CACerts", "audience"] {
@@ -448,8 +448,8 @@ pub(super) fn decode_destination(
         }
         let key = ObjectKey::new(trigger_ns, r.name);
         let destination = match kind {
-            "NatsSink" => Destination::NatsSink(key),
-            _ => Destination::KafkaSink(key),
+            "NatsSink" => DestinationConfig::NatsSink(key),
+            _ => DestinationConfig::KafkaSink(key),
         };
         return ok.then_some(destination);
     }
@@ -457,7 +457,7 @@ pub(super) fn decode_destination(
         Some(u) => {
             let u = string(ctx, &uri_path, u)?;
             let url = check_url(ctx, &uri_path, u)?;
-            ok.then_some(Destination::Url(url))
+            ok.then_some(DestinationConfig::Url(url))
         }
         None => {
             if ok {
@@ -671,7 +671,7 @@ pub(super) fn decode_kv(
 }
 
 /// `spec.delivery`. An object with no field set is `None` (it does not replace the broker's delivery).
-pub(super) fn decode_delivery(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> Option<DeliverySpec> {
+pub(super) fn decode_delivery(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> Option<DeliveryConfig> {
     let obj = Obj::new(
         ctx,
         path,
@@ -687,7 +687,7 @@ pub(super) fn decode_delivery(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> Optio
             "format",
         ],
     )?;
-    let mut d = DeliverySpec::default();
+    let mut d = DeliveryConfig::default();
     if let Some(r) = obj.get("retry") {
         let p = join(path, "retry");
         match r.as_i64() {
@@ -733,9 +733,9 @@ pub(super) fn decode_delivery(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> Optio
     if let Some(dls) = obj.get("deadLetterSink") {
         d.dead_letter_sink = match decode_destination(ctx, &join(path, "deadLetterSink"), dls, None)
         {
-            Some(Destination::Url(u)) => Some(u),
+            Some(DestinationConfig::Url(u)) => Some(u),
             // Only a trigger subscriber may be a KafkaSink (`kafka_sink_ns` is None here).
-            Some(Destination::KafkaSink(_) | Destination::NatsSink(_)) | None => None,
+            Some(DestinationConfig::KafkaSink(_) | DestinationConfig::NatsSink(_)) | None => None,
         };
     }
     if let Some(f) = obj.get("format") {

@@ -4,7 +4,7 @@
 use super::names::*;
 use crate::config::error::ConfigError;
 use crate::config::rules::{is_dns1123_label, topic_message};
-use crate::config::{is_valid_kafka_topic, BrokerKey, ContentMode, SourceSink};
+use crate::config::{is_valid_kafka_topic, BrokerKey, ContentMode, SourceSinkConfig};
 use serde_yaml::{Mapping, Value};
 
 /// Path used for problems with the document as a whole (not one field).
@@ -399,7 +399,7 @@ pub(super) fn decode_source_sink(
     ctx: &mut Ctx<'_>,
     v: Option<&Value>,
     meta: Option<&Meta<'_>>,
-) -> Option<SourceSink> {
+) -> Option<SourceSinkConfig> {
     let path = "spec.sink";
     let Some(v) = v else {
         ctx.err(path, "required: ref (a Broker) or uri");
@@ -457,11 +457,11 @@ pub(super) fn decode_source_sink(
             }
             let r = decode_ref(ctx, &ref_path, r, "Broker", &[EVENTING_API_VERSION])?;
             let ns = r.namespace.unwrap_or_else(|| source_ns.to_owned());
-            Some(SourceSink::Broker(BrokerKey::new(ns, r.name)))
+            Some(SourceSinkConfig::Broker(BrokerKey::new(ns, r.name)))
         }
         (None, Some(u)) => {
             let u = string(ctx, &uri_path, u)?;
-            check_url(ctx, &uri_path, u).map(SourceSink::Url)
+            check_url(ctx, &uri_path, u).map(SourceSinkConfig::Url)
         }
         (None, None) => {
             ctx.err(path, "required: ref (a Broker) or uri");

@@ -2,10 +2,10 @@
 
 use super::fields::*;
 use crate::config::rules::parse_bootstrap_csv;
-use crate::config::{InitialOffset, KafkaSinkSpec, KafkaSourceSpec, ObjectKey};
+use crate::config::{InitialOffset, KafkaSinkConfig, KafkaSourceConfig, ObjectKey};
 use serde_yaml::Value;
 
-pub(super) fn decode_kafka_sink(ctx: &mut Ctx<'_>, v: &Value) -> Option<KafkaSinkSpec> {
+pub(super) fn decode_kafka_sink(ctx: &mut Ctx<'_>, v: &Value) -> Option<KafkaSinkConfig> {
     let top = Obj::new(ctx, TOP_PATH, v, &TOP_FIELDS)?;
     let meta = decode_metadata(ctx, top.map);
     let spec_v = required(ctx, "spec", top.get("spec"), "topic and bootstrapServers")?;
@@ -42,7 +42,7 @@ pub(super) fn decode_kafka_sink(ctx: &mut Ctx<'_>, v: &Value) -> Option<KafkaSin
         decode_bootstrap_list(ctx, "spec.bootstrapServers", spec.get("bootstrapServers"));
     let content_mode = decode_content_mode(ctx, spec.get("contentMode"));
     let meta = meta?;
-    Some(KafkaSinkSpec {
+    Some(KafkaSinkConfig {
         key: ObjectKey::new(meta.namespace, meta.name),
         topic: topic?,
         bootstrap_servers: bootstrap_servers?,
@@ -50,7 +50,7 @@ pub(super) fn decode_kafka_sink(ctx: &mut Ctx<'_>, v: &Value) -> Option<KafkaSin
     })
 }
 
-pub(super) fn decode_kafka_source(ctx: &mut Ctx<'_>, v: &Value) -> Option<KafkaSourceSpec> {
+pub(super) fn decode_kafka_source(ctx: &mut Ctx<'_>, v: &Value) -> Option<KafkaSourceConfig> {
     let top = Obj::new(ctx, TOP_PATH, v, &TOP_FIELDS)?;
     let meta = decode_metadata(ctx, top.map);
     let spec_v = required(
@@ -121,7 +121,7 @@ pub(super) fn decode_kafka_source(ctx: &mut Ctx<'_>, v: &Value) -> Option<KafkaS
     let meta = meta?;
     let consumer_group = consumer_group?
         .unwrap_or_else(|| format!("knative-kafka-source-{}-{}", meta.namespace, meta.name));
-    Some(KafkaSourceSpec {
+    Some(KafkaSourceConfig {
         key: ObjectKey::new(meta.namespace, meta.name),
         bootstrap_servers: bootstrap_servers?,
         topics: topics?,

@@ -4,8 +4,8 @@ use super::fields::*;
 use super::names::*;
 use crate::config::rules::parse_nats_servers_csv;
 use crate::config::{
-    is_valid_nats_name, is_valid_nats_subject, NatsSinkSpec, NatsSourceJetStream, NatsSourceSpec,
-    ObjectKey,
+    is_valid_nats_name, is_valid_nats_subject, NatsSinkConfig, NatsSourceConfig,
+    NatsSourceJetStreamConfig, ObjectKey,
 };
 use serde_yaml::Value;
 
@@ -85,7 +85,7 @@ pub(super) fn decode_nats_name(
     }
 }
 
-pub(super) fn decode_nats_sink(ctx: &mut Ctx<'_>, v: &Value) -> Option<NatsSinkSpec> {
+pub(super) fn decode_nats_sink(ctx: &mut Ctx<'_>, v: &Value) -> Option<NatsSinkConfig> {
     let top = Obj::new(ctx, TOP_PATH, v, &TOP_FIELDS)?;
     let meta = decode_metadata(ctx, top.map);
     let spec_v = required(ctx, "spec", top.get("spec"), "servers and subject")?;
@@ -109,7 +109,7 @@ pub(super) fn decode_nats_sink(ctx: &mut Ctx<'_>, v: &Value) -> Option<NatsSinkS
     };
     let content_mode = decode_content_mode(ctx, spec.get("contentMode"));
     let meta = meta?;
-    Some(NatsSinkSpec {
+    Some(NatsSinkConfig {
         key: ObjectKey::new(meta.namespace, meta.name),
         servers: servers?,
         subject: subject?,
@@ -118,7 +118,7 @@ pub(super) fn decode_nats_sink(ctx: &mut Ctx<'_>, v: &Value) -> Option<NatsSinkS
     })
 }
 
-pub(super) fn decode_nats_source(ctx: &mut Ctx<'_>, v: &Value) -> Option<NatsSourceSpec> {
+pub(super) fn decode_nats_source(ctx: &mut Ctx<'_>, v: &Value) -> Option<NatsSourceConfig> {
     let top = Obj::new(ctx, TOP_PATH, v, &TOP_FIELDS)?;
     let meta = decode_metadata(ctx, top.map);
     let spec_v = required(ctx, "spec", top.get("spec"), "servers, subject and sink")?;
@@ -162,7 +162,7 @@ pub(super) fn decode_nats_source(ctx: &mut Ctx<'_>, v: &Value) -> Option<NatsSou
                     );
                     match (stream, durable) {
                         (Some(stream), Some(durable)) => {
-                            Some(Some(NatsSourceJetStream { stream, durable }))
+                            Some(Some(NatsSourceJetStreamConfig { stream, durable }))
                         }
                         _ => None,
                     }
@@ -180,7 +180,7 @@ pub(super) fn decode_nats_source(ctx: &mut Ctx<'_>, v: &Value) -> Option<NatsSou
     }
     let sink = decode_source_sink(ctx, spec.get("sink"), meta.as_ref());
     let meta = meta?;
-    Some(NatsSourceSpec {
+    Some(NatsSourceConfig {
         key: ObjectKey::new(meta.namespace, meta.name),
         servers: servers?,
         subject: subject?,
