@@ -71,9 +71,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{debug, error, info, warn};
 
 /// Settings shared by every source.
@@ -334,45 +334,60 @@ impl ConsumerContext for SourceContext {
 
 type SourceConsumer = StreamConsumer<SourceContext>;
 
-/// A stop request: `Some(deadline)` until which an in-flight send may finish.
-type StopSignal = watch::Receiver<Option<Instant>>;
-
-/// Resolves once a stop was requested (or the sender is gone).
-async fn stopped(stop: &mut StopSignal) {
-    loop {
-        if stop.borrow_and_update().is_some() {
-            return;
-        }
-        if stop.changed().await.is_err() {
-            return;
-        }
-    }
+/// A source task's side of its stop request: `requested` is cancelled when the source is asked to stop
+/// (no more records are read, a retry wait ends), `deadline` once the request's deadline passed (a send
+/// in flight is abandoned). Both are also cancelled when the owner's [`StopHandle`] is dropped.
+#[derive(Clone)]
+struct StopSignal {
+    requested: CancellationToken,
+    deadline: CancellationToken,
 }
 
-/// Resolves at the deadline of a stop request (or at once when the sender is gone).
-async fn stop_deadline(mut stop: StopSignal) {
-    loop {
-        let deadline = *stop.borrow_and_update();
-        if let Some(deadline) = deadline {
-            tokio::time::sleep_until(deadline).await;
-            return;
-        }
-        if stop.changed().await.is_err() {
-            return;
-        }
+/// The owner's side of a source task's stop request.
+struct StopHandle {
+    signal: StopSignal,
+    _requested_on_drop: DropGuard,
+    _deadline_on_drop: DropGuard,
+}
+
+impl StopHandle {
+    fn new() -> (StopHandle, StopSignal) {
+        let signal = StopSignal {
+            requested: CancellationToken::new(),
+            deadline: CancellationToken::new(),
+        };
+        let handle = StopHandle {
+            _requested_on_drop: signal.requested.clone().drop_guard(),
+            _deadline_on_drop: signal.deadline.clone().drop_guard(),
+            signal: signal.clone(),
+        };
+        (handle, signal)
+    }
+
+    /// Asks the source to stop; a send in flight may finish until `deadline`. A later request with an
+    /// earlier deadline moves it earlier. Must be called within a Tokio runtime.
+    fn stop(&self, deadline: Instant) {
+        self.signal.requested.cancel();
+        let passed = self.signal.deadline.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = passed.cancelled() => {}
+                () = tokio::time::sleep_until(deadline) => passed.cancel(),
+            }
+        });
     }
 }
 
 struct Stopping {
     key: ObjectKey,
-    stop: watch::Sender<Option<Instant>>,
+    stop: StopHandle,
     task: JoinHandle<()>,
 }
 
 struct Running {
     spec: Arc<KafkaSourceConfig>,
     url: String,
-    stop: watch::Sender<Option<Instant>>,
+    stop: StopHandle,
     task: JoinHandle<()>,
 }
 
@@ -437,7 +452,7 @@ impl KafkaSources {
         for key in removed {
             if let Some(r) = running.remove(&key) {
                 info!(source = %key, "stopping KafkaSource (removed)");
-                let _ = r.stop.send(Some(Instant::now() + grace));
+                r.stop.stop(Instant::now() + grace);
                 stopping.push(Stopping {
                     key,
                     stop: r.stop,
@@ -469,7 +484,7 @@ impl KafkaSources {
             let mut previous = Vec::new();
             if let Some(r) = running.remove(key) {
                 info!(source = %key, "restarting KafkaSource (changed)");
-                let _ = r.stop.send(Some(Instant::now() + grace));
+                r.stop.stop(Instant::now() + grace);
                 previous.push(Stopping {
                     key: key.clone(),
                     stop: r.stop,
@@ -484,14 +499,14 @@ impl KafkaSources {
                     i += 1;
                 }
             }
-            let (stop_tx, stop_rx) = watch::channel(None);
-            let task = tokio::spawn(run_source(prepared, stop_rx, previous));
+            let (stop, signal) = StopHandle::new();
+            let task = tokio::spawn(run_source(prepared, signal, previous));
             running.insert(
                 key.clone(),
                 Running {
                     spec: spec.clone(),
                     url,
-                    stop: stop_tx,
+                    stop,
                     task,
                 },
             );
@@ -597,17 +612,11 @@ impl KafkaSources {
         let running = std::mem::take(&mut *self.running.lock());
         let stopping = std::mem::take(&mut *self.stopping.lock());
         for (_, r) in running {
-            let _ = r.stop.send(Some(deadline));
+            r.stop.stop(deadline);
             tasks.push((r.stop, r.task));
         }
         for Stopping { stop, task, .. } in stopping {
-            stop.send_if_modified(|d| {
-                let earlier = d.is_none_or(|d| d > deadline);
-                if earlier {
-                    *d = Some(deadline);
-                }
-                earlier
-            });
+            stop.stop(deadline);
             tasks.push((stop, task));
         }
         let limit = deadline + COMMIT_GRACE;
@@ -641,15 +650,15 @@ enum Outcome {
     Stopped,
 }
 
-async fn run_source(p: Prepared, mut stop: StopSignal, previous: Vec<Stopping>) {
+async fn run_source(p: Prepared, stop: StopSignal, previous: Vec<Stopping>) {
     let key = &p.spec.key;
     for prev in previous {
         // The old consumer commits and leaves the group first, so the two never process together
-        // (its stop sender is kept alive meanwhile: dropping it would cut its grace period short).
+        // (its stop handle is kept alive meanwhile: dropping it would cut its grace period short).
         let _ = prev.task.await;
         drop(prev.stop);
     }
-    if p.spec.initial_offset == InitialOffset::Latest && stop.borrow().is_none() {
+    if p.spec.initial_offset == InitialOffset::Latest && !stop.requested.is_cancelled() {
         let (consumer, topics) = (p.consumer.clone(), p.spec.topics.clone());
         let pinned = tokio::task::spawn_blocking(move || pin_latest(&consumer, &topics)).await;
         match pinned {
@@ -662,17 +671,17 @@ async fn run_source(p: Prepared, mut stop: StopSignal, previous: Vec<Stopping>) 
             Err(_) => {}
         }
     }
-    if stop.borrow().is_none() {
+    if !stop.requested.is_cancelled() {
         let topics: Vec<&str> = p.spec.topics.iter().map(String::as_str).collect();
         match p.consumer.subscribe(&topics) {
             Ok(()) => {
                 info!(source = %key, topics = ?p.spec.topics, group = %p.spec.consumer_group, "KafkaSource started");
                 p.counters.ready.store(true, Ordering::Release);
-                consume(&p, &mut stop).await;
+                consume(&p, &stop).await;
             }
             Err(e) => {
                 error!(source = %key, error = %e, "KafkaSource could not subscribe");
-                stopped(&mut stop).await;
+                stop.requested.cancelled().await;
             }
         }
     }
@@ -741,14 +750,14 @@ fn pin_latest(consumer: &SourceConsumer, topics: &[String]) -> KafkaResult<usize
     Ok(pin.count())
 }
 
-async fn consume(p: &Prepared, stop: &mut StopSignal) {
+async fn consume(p: &Prepared, stop: &StopSignal) {
     let key = &p.spec.key;
     let options = &p.shared.options;
     let mut next_commit = Instant::now() + options.commit_interval;
     loop {
         let message = tokio::select! {
             biased;
-            () = stopped(stop) => return,
+            () = stop.requested.cancelled() => return,
             () = tokio::time::sleep_until(next_commit) => {
                 commit_async(p);
                 next_commit = Instant::now() + options.commit_interval;
@@ -760,7 +769,7 @@ async fn consume(p: &Prepared, stop: &mut StopSignal) {
             Err(e) => {
                 warn!(source = %key, error = %e, "Kafka consumer error");
                 tokio::select! {
-                    () = stopped(stop) => return,
+                    () = stop.requested.cancelled() => return,
                     () = tokio::time::sleep(options.backoff_initial) => continue,
                 }
             }
@@ -843,7 +852,7 @@ fn commit_async(p: &Prepared) {
 struct ToSink<'a> {
     p: &'a Prepared,
     event: &'a Event,
-    stop: &'a mut StopSignal,
+    stop: &'a StopSignal,
     headers: HeaderMap,
     body: bytes::Bytes,
     /// Topic number, partition and offset of the record (for logs).
@@ -875,7 +884,7 @@ impl Attempts for ToSink<'_> {
         // An attempt in flight may finish after a stop request, until its deadline.
         let result = tokio::select! {
             r = attempt => r,
-            () = stop_deadline(self.stop.clone()) => return Attempt::Done(Outcome::Stopped),
+            () = self.stop.deadline.cancelled() => return Attempt::Done(Outcome::Stopped),
         };
         let (status, retry_after) = match result {
             Ok((status, resp_headers)) => {
@@ -923,7 +932,7 @@ impl Attempts for ToSink<'_> {
             );
         }
         tokio::select! {
-            () = stopped(self.stop) => false,
+            () = self.stop.requested.cancelled() => false,
             () = tokio::time::sleep(wait) => true,
         }
     }
@@ -931,12 +940,7 @@ impl Attempts for ToSink<'_> {
 
 /// POSTs the event in binary mode until the sink accepts or rejects it for good (retried forever, see
 /// the module documentation), or the source stops.
-async fn deliver(
-    p: &Prepared,
-    event: &Event,
-    stop: &mut StopSignal,
-    at: (usize, i32, i64),
-) -> Outcome {
+async fn deliver(p: &Prepared, event: &Event, stop: &StopSignal, at: (usize, i32, i64)) -> Outcome {
     let mut headers = HeaderMap::new();
     let body = write_binary(event, &mut headers);
     let mut attempts = ToSink {
