@@ -7,7 +7,8 @@
 //! an [`EvalError`] message only by [`Expression::evaluate`](super::Expression::evaluate), so a filter that
 //! fails (say, on a missing attribute) does not allocate.
 
-use super::parser::{AttrName, BinOp, Core, Func, Lit, Node, Ty};
+use super::lexer::BinOp;
+use super::parser::{AttrName, Core, Func, Lit, Node, Ty};
 use super::{ErrorKind, EvalError, Value};
 use crate::event::{AttrValue, Event};
 use std::borrow::Cow;

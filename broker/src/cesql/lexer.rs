@@ -15,6 +15,26 @@
 use super::ParseError;
 use std::ops::Range;
 
+/// A binary operator: `AND`, `OR`, `XOR`, a comparison or an arithmetic operator (the parser chains them
+/// by precedence).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BinOp {
+    And,
+    Or,
+    Xor,
+    Eq,
+    NotEq,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Mod,
+}
+
 /// A token kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Tok {
@@ -24,9 +44,8 @@ pub(crate) enum Tok {
     Str(String),
     /// A word that is not a keyword: identifier or function name (raw text).
     Word,
-    And,
-    Or,
-    Xor,
+    /// A binary operator (`-` is unary minus too).
+    Op(BinOp),
     Not,
     Like,
     In,
@@ -36,17 +55,6 @@ pub(crate) enum Tok {
     LParen,
     RParen,
     Comma,
-    Plus,
-    Minus,
-    Star,
-    Slash,
-    Percent,
-    Eq,
-    NotEq,
-    Lt,
-    Le,
-    Gt,
-    Ge,
     Eof,
 }
 
@@ -77,31 +85,31 @@ pub(crate) fn lex(src: &str) -> Result<Vec<Token>, ParseError> {
             b'(' => single(&mut i, Tok::LParen),
             b')' => single(&mut i, Tok::RParen),
             b',' => single(&mut i, Tok::Comma),
-            b'*' => single(&mut i, Tok::Star),
-            b'/' => single(&mut i, Tok::Slash),
-            b'%' => single(&mut i, Tok::Percent),
-            b'=' => single(&mut i, Tok::Eq),
+            b'*' => single(&mut i, Tok::Op(BinOp::Mul)),
+            b'/' => single(&mut i, Tok::Op(BinOp::Div)),
+            b'%' => single(&mut i, Tok::Op(BinOp::Mod)),
+            b'=' => single(&mut i, Tok::Op(BinOp::Eq)),
             b'!' if bytes.get(i + 1) == Some(&b'=') => {
                 i += 2;
-                Tok::NotEq
+                Tok::Op(BinOp::NotEq)
             }
             b'<' => match bytes.get(i + 1) {
                 Some(b'=') => {
                     i += 2;
-                    Tok::Le
+                    Tok::Op(BinOp::Le)
                 }
                 Some(b'>') => {
                     i += 2;
-                    Tok::NotEq
+                    Tok::Op(BinOp::NotEq)
                 }
-                _ => single(&mut i, Tok::Lt),
+                _ => single(&mut i, Tok::Op(BinOp::Lt)),
             },
             b'>' => match bytes.get(i + 1) {
                 Some(b'=') => {
                     i += 2;
-                    Tok::Ge
+                    Tok::Op(BinOp::Ge)
                 }
-                _ => single(&mut i, Tok::Gt),
+                _ => single(&mut i, Tok::Op(BinOp::Gt)),
             },
             b'+' | b'-' if bytes.get(i + 1).is_some_and(u8::is_ascii_digit) => {
                 i += 1;
@@ -111,8 +119,8 @@ pub(crate) fn lex(src: &str) -> Result<Vec<Token>, ParseError> {
                 }
                 Tok::Int(int_literal(b == b'-', &src[digits_start..i], start_pos)?)
             }
-            b'+' => single(&mut i, Tok::Plus),
-            b'-' => single(&mut i, Tok::Minus),
+            b'+' => single(&mut i, Tok::Op(BinOp::Add)),
+            b'-' => single(&mut i, Tok::Op(BinOp::Sub)),
             b'\'' | b'"' => {
                 let (s, end, chars) = string_literal(src, i, b, start_pos)?;
                 i = end;
@@ -170,9 +178,9 @@ fn single(i: &mut usize, tok: Tok) -> Tok {
 
 fn keyword(word: &str) -> Option<Tok> {
     const KEYWORDS: [(&str, Tok); 9] = [
-        ("AND", Tok::And),
-        ("OR", Tok::Or),
-        ("XOR", Tok::Xor),
+        ("AND", Tok::Op(BinOp::And)),
+        ("OR", Tok::Op(BinOp::Or)),
+        ("XOR", Tok::Op(BinOp::Xor)),
         ("NOT", Tok::Not),
         ("LIKE", Tok::Like),
         ("IN", Tok::In),
@@ -266,11 +274,14 @@ mod tests {
     #[test]
     fn signed_integer_literal_is_one_token() {
         assert_eq!(kinds("-10"), vec![Tok::Int(-10), Tok::Eof]);
-        assert_eq!(kinds("--10"), vec![Tok::Minus, Tok::Int(-10), Tok::Eof]);
+        assert_eq!(
+            kinds("--10"),
+            vec![Tok::Op(BinOp::Sub), Tok::Int(-10), Tok::Eof]
+        );
         assert_eq!(kinds("5-3"), vec![Tok::Int(5), Tok::Int(-3), Tok::Eof]);
         assert_eq!(
             kinds("4 - 1"),
-            vec![Tok::Int(4), Tok::Minus, Tok::Int(1), Tok::Eof]
+            vec![Tok::Int(4), Tok::Op(BinOp::Sub), Tok::Int(1), Tok::Eof]
         );
         assert_eq!(kinds("-2147483648"), vec![Tok::Int(i32::MIN), Tok::Eof]);
         assert_eq!(kinds("+7"), vec![Tok::Int(7), Tok::Eof]);
@@ -309,10 +320,16 @@ mod tests {
     fn keywords_are_case_insensitive() {
         assert_eq!(
             kinds("tRuE aNd NoT"),
-            vec![Tok::True, Tok::And, Tok::Not, Tok::Eof]
+            vec![Tok::True, Tok::Op(BinOp::And), Tok::Not, Tok::Eof]
         );
         assert_eq!(kinds("<> != <= >="), {
-            vec![Tok::NotEq, Tok::NotEq, Tok::Le, Tok::Ge, Tok::Eof]
+            vec![
+                Tok::Op(BinOp::NotEq),
+                Tok::Op(BinOp::NotEq),
+                Tok::Op(BinOp::Le),
+                Tok::Op(BinOp::Ge),
+                Tok::Eof,
+            ]
         });
     }
 }

@@ -22,7 +22,7 @@
 //! lists) is limited to [`MAX_DEPTH`](super::MAX_DEPTH) levels, which bounds recursion in both the parser
 //! and the evaluator.
 
-use super::lexer::{lex, Tok, Token};
+use super::lexer::{lex, BinOp, Tok, Token};
 use super::like::Pattern;
 use super::{ParseError, MAX_DEPTH};
 
@@ -42,23 +42,13 @@ pub(crate) enum Lit {
     Str(Box<str>),
 }
 
-/// A binary operator.
+/// The precedence levels of the binary operators, loosest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum BinOp {
-    And,
-    Or,
-    Xor,
-    Eq,
-    NotEq,
-    Lt,
-    Le,
-    Gt,
-    Ge,
-    Add,
-    Sub,
-    Mul,
-    Div,
-    Mod,
+enum Level {
+    Logical,
+    Comparison,
+    Additive,
+    Multiplicative,
 }
 
 impl BinOp {
@@ -67,6 +57,17 @@ impl BinOp {
         match self {
             BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Mod => Ty::Int,
             _ => Ty::Bool,
+        }
+    }
+
+    fn level(self) -> Level {
+        match self {
+            BinOp::And | BinOp::Or | BinOp::Xor => Level::Logical,
+            BinOp::Eq | BinOp::NotEq | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
+                Level::Comparison
+            }
+            BinOp::Add | BinOp::Sub => Level::Additive,
+            BinOp::Mul | BinOp::Div | BinOp::Mod => Level::Multiplicative,
         }
     }
 }
@@ -351,12 +352,15 @@ impl Parser<'_> {
     /// Parses one level of left-associative binary operators into a chain.
     fn chain(
         &mut self,
-        op_of: fn(&Tok) -> Option<BinOp>,
+        level: Level,
         next: fn(&mut Self) -> Result<Node, ParseError>,
     ) -> Result<Node, ParseError> {
         let first = next(self)?;
         let mut rest = Vec::new();
-        while let Some(op) = op_of(&self.peek().tok) {
+        while let Tok::Op(op) = self.peek().tok {
+            if op.level() != level {
+                break;
+            }
             self.at += 1;
             rest.push((op, next(self)?));
         }
@@ -371,53 +375,19 @@ impl Parser<'_> {
     }
 
     fn expr(&mut self) -> Result<Node, ParseError> {
-        self.chain(
-            |t| match t {
-                Tok::And => Some(BinOp::And),
-                Tok::Or => Some(BinOp::Or),
-                Tok::Xor => Some(BinOp::Xor),
-                _ => None,
-            },
-            Self::comparison,
-        )
+        self.chain(Level::Logical, Self::comparison)
     }
 
     fn comparison(&mut self) -> Result<Node, ParseError> {
-        self.chain(
-            |t| match t {
-                Tok::Eq => Some(BinOp::Eq),
-                Tok::NotEq => Some(BinOp::NotEq),
-                Tok::Lt => Some(BinOp::Lt),
-                Tok::Le => Some(BinOp::Le),
-                Tok::Gt => Some(BinOp::Gt),
-                Tok::Ge => Some(BinOp::Ge),
-                _ => None,
-            },
-            Self::additive,
-        )
+        self.chain(Level::Comparison, Self::additive)
     }
 
     fn additive(&mut self) -> Result<Node, ParseError> {
-        self.chain(
-            |t| match t {
-                Tok::Plus => Some(BinOp::Add),
-                Tok::Minus => Some(BinOp::Sub),
-                _ => None,
-            },
-            Self::multiplicative,
-        )
+        self.chain(Level::Additive, Self::multiplicative)
     }
 
     fn multiplicative(&mut self) -> Result<Node, ParseError> {
-        self.chain(
-            |t| match t {
-                Tok::Star => Some(BinOp::Mul),
-                Tok::Slash => Some(BinOp::Div),
-                Tok::Percent => Some(BinOp::Mod),
-                _ => None,
-            },
-            Self::postfix,
-        )
+        self.chain(Level::Multiplicative, Self::postfix)
     }
 
     /// `LIKE` / `IN` (optionally negated) after a unary operand.
@@ -469,7 +439,7 @@ impl Parser<'_> {
         let t = self.peek().clone();
         let wrap: fn(Box<Node>) -> Node = match t.tok {
             Tok::Not => Node::Not,
-            Tok::Minus => Node::Neg,
+            Tok::Op(BinOp::Sub) => Node::Neg,
             _ => return self.primary(),
         };
         self.at += 1;
