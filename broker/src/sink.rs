@@ -17,12 +17,11 @@ use std::time::Duration;
 pub trait Sink: Send + Sync + std::fmt::Debug {
     /// One attempt to hand `event` over, within `timeout`. The event still carries its TTL extension;
     /// the sink leaves it out of what it sends.
-    fn send<'a>(
-        &'a self,
-        event: &'a Event,
-        timeout: Duration,
-    ) -> BoxFuture<'a, Result<Sent, SinkError>>;
+    fn send<'a>(&'a self, event: &'a Event, timeout: Duration) -> Sending<'a>;
 }
+
+/// An attempt of [`Sink::send`] in flight.
+pub type Sending<'a> = BoxFuture<'a, Result<Sent, SinkError>>;
 
 /// What an attempt that reached the destination got back.
 #[derive(Debug)]
@@ -79,13 +78,22 @@ pub fn without_ttl(event: &Event) -> Cow<'_, Event> {
     }
 }
 
-/// `fut`'s result, or a `timeout after {t:?}` error after `t`.
-pub async fn within<E: std::fmt::Display>(
+/// A one-way sink's attempt: `write` (a produce, a publish) within `t`. [`Sent::Stored`] when it
+/// succeeds, otherwise a retryable failure with `reason` and the message `{action} to {target}: {error}`
+/// (the error is `timeout after {t:?}` when `t` passed).
+pub async fn stored_within<E: std::fmt::Display>(
     t: Duration,
-    fut: impl std::future::Future<Output = Result<(), E>>,
-) -> Result<(), String> {
-    match tokio::time::timeout(t, fut).await {
-        Ok(r) => r.map_err(|e| e.to_string()),
-        Err(_) => Err(format!("timeout after {t:?}")),
-    }
+    write: impl std::future::Future<Output = Result<(), E>>,
+    (action, target): (&str, &str),
+    reason: &'static str,
+) -> Result<Sent, SinkError> {
+    let error = match tokio::time::timeout(t, write).await {
+        Ok(Ok(())) => return Ok(Sent::Stored),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("timeout after {t:?}"),
+    };
+    Err(SinkError::retryable(
+        format!("{action} to {target}: {error}"),
+        reason,
+    ))
 }

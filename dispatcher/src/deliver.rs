@@ -8,14 +8,14 @@ use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use std::time::{Duration, Instant, SystemTime};
-use switchyard_broker::channel::{BoxFuture, Delivery, EntryId, ParkRecord};
+use switchyard_broker::channel::{Delivery, EntryId, ParkRecord};
 use switchyard_broker::delivery::{
     classify, parse_retry_after, retry, Attempt, Attempts, Classification, Format, Retried,
 };
 use switchyard_broker::event::{Event, ExtValue, DEFAULT_TTL, TTL_EXTENSION};
 use switchyard_broker::format::http::{parse_response, write_binary_egress, write_structured};
 use switchyard_broker::format::validate::is_valid_attribute_name;
-use switchyard_broker::sink::{without_ttl, Sent, Sink, SinkError};
+use switchyard_broker::sink::{without_ttl, Sending, Sent, Sink, SinkError};
 
 /// Max bytes of a response body copied into `knativeerrordata` (before base64).
 const ERROR_DATA_BYTES: usize = 1024;
@@ -174,11 +174,7 @@ impl HttpSink {
 }
 
 impl Sink for HttpSink {
-    fn send<'a>(
-        &'a self,
-        event: &'a Event,
-        timeout: Duration,
-    ) -> BoxFuture<'a, Result<Sent, SinkError>> {
+    fn send<'a>(&'a self, event: &'a Event, timeout: Duration) -> Sending<'a> {
         Box::pin(async move {
             let (headers, body) = self.request(event);
             match self.client.send(&self.uri, headers, body, timeout).await {

@@ -5,11 +5,10 @@
 //! resolves when the record is acknowledged; a produce failure or timeout is a retryable failed attempt
 //! (`kafka-produce-failed`). There are no replies.
 
-use crate::channel::BoxFuture;
 use crate::config::{ContentMode, KafkaSinkConfig};
 use crate::event::Event;
 use crate::kafka::channel::{produce_event, Producers};
-use crate::sink::{within, without_ttl, Sent, Sink, SinkError};
+use crate::sink::{stored_within, without_ttl, Sending, Sink};
 use rdkafka::producer::FutureProducer;
 use std::time::Duration;
 
@@ -44,21 +43,12 @@ impl std::fmt::Debug for KafkaSink {
 }
 
 impl Sink for KafkaSink {
-    fn send<'a>(
-        &'a self,
-        event: &'a Event,
-        timeout: Duration,
-    ) -> BoxFuture<'a, Result<Sent, SinkError>> {
+    fn send<'a>(&'a self, event: &'a Event, timeout: Duration) -> Sending<'a> {
         Box::pin(async move {
             let event = without_ttl(event);
             let produce = produce_event(&self.producer, &self.topic, &event, self.content_mode);
-            match within(timeout, produce).await {
-                Ok(()) => Ok(Sent::Stored),
-                Err(e) => Err(SinkError::retryable(
-                    format!("kafka produce to {}: {e}", self.topic),
-                    "kafka-produce-failed",
-                )),
-            }
+            let what = ("kafka produce", self.topic.as_str());
+            stored_within(timeout, produce, what, "kafka-produce-failed").await
         })
     }
 }

@@ -5,10 +5,9 @@
 //! including a timeout, is a retryable failed attempt (`nats-publish-failed`). The connection is made on
 //! first use and shared by the sinks on the same servers ([`NatsClients`]).
 
-use crate::channel::BoxFuture;
 use crate::config::{ContentMode, NatsSinkConfig};
 use crate::event::Event;
-use crate::sink::{within, without_ttl, Sent, Sink, SinkError};
+use crate::sink::{stored_within, without_ttl, Sending, Sink};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -99,19 +98,10 @@ impl std::fmt::Debug for NatsSink {
 }
 
 impl Sink for NatsSink {
-    fn send<'a>(
-        &'a self,
-        event: &'a Event,
-        timeout: Duration,
-    ) -> BoxFuture<'a, Result<Sent, SinkError>> {
+    fn send<'a>(&'a self, event: &'a Event, timeout: Duration) -> Sending<'a> {
         Box::pin(async move {
-            match within(timeout, self.publish(event)).await {
-                Ok(()) => Ok(Sent::Stored),
-                Err(e) => Err(SinkError::retryable(
-                    format!("nats publish to {}: {e}", self.subject),
-                    "nats-publish-failed",
-                )),
-            }
+            let what = ("nats publish", self.subject.as_str());
+            stored_within(timeout, self.publish(event), what, "nats-publish-failed").await
         })
     }
 }
