@@ -9,9 +9,9 @@ use super::error::ConfigError;
 use super::manifest::{Ctx, Document};
 use super::rules::{parse_bootstrap_csv, parse_nats_servers_csv};
 use super::{
-    nats_broker_stream, nats_broker_subject, Backend, BrokerConfig, BrokerKey, DestinationConfig,
-    KafkaBrokerConfig, KafkaSinkConfig, KafkaSourceConfig, NatsBrokerConfig, NatsSinkConfig,
-    NatsSourceConfig, NatsStorage, SourceSinkConfig, Topology, TriggerConfig,
+    nats_broker_stream, nats_broker_subject, Backend, BrokerConfig, BrokerKey, Components,
+    DestinationConfig, KafkaBrokerConfig, KafkaSinkConfig, KafkaSourceConfig, NatsBrokerConfig,
+    NatsSinkConfig, NatsSourceConfig, NatsStorage, SourceSinkConfig, Topology, TriggerConfig,
 };
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
@@ -605,9 +605,12 @@ pub(crate) fn topology<'a>(
 
     // Strict: the caller applies nothing when there is a problem, so the topology is not built.
     let topology = if tolerant || errors.is_empty() {
-        Topology::new(broker_specs, trigger_specs)
-            .with_kafka(specs(sink_specs), specs(source_specs))
-            .with_nats(specs(nats_sink_specs), specs(nats_source_specs))
+        Topology::new(broker_specs, trigger_specs).with_components(Components {
+            kafka_sinks: specs(sink_specs),
+            kafka_sources: specs(source_specs),
+            nats_sinks: specs(nats_sink_specs),
+            nats_sources: specs(nats_source_specs),
+        })
     } else {
         Topology::default()
     };

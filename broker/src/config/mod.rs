@@ -52,14 +52,8 @@ impl Topology {
     /// Builds the topology (and routing tables) from validated brokers and triggers.
     /// Triggers whose broker does not exist are kept (they are "not ready") but route nothing.
     pub fn new(brokers: Vec<BrokerConfig>, triggers: Vec<TriggerConfig>) -> Topology {
-        let brokers: BTreeMap<_, _> = brokers
-            .into_iter()
-            .map(|b| (b.key.clone(), Arc::new(b)))
-            .collect();
-        let triggers: BTreeMap<_, _> = triggers
-            .into_iter()
-            .map(|t| (t.key.clone(), Arc::new(t)))
-            .collect();
+        let brokers = by_key(brokers, |b| &b.key);
+        let triggers = by_key(triggers, |t| &t.key);
         let mut routes = BTreeMap::new();
         for key in brokers.keys() {
             let ts: Vec<Arc<TriggerConfig>> = triggers
@@ -73,45 +67,38 @@ impl Topology {
             brokers,
             triggers,
             routes,
-            kafka_sinks: BTreeMap::new(),
-            kafka_sources: BTreeMap::new(),
-            nats_sinks: BTreeMap::new(),
-            nats_sources: BTreeMap::new(),
+            ..Topology::default()
         }
     }
 
-    /// Sets the NatsSinks and NatsSources (validated, names unique per namespace).
-    pub fn with_nats(
-        mut self,
-        sinks: Vec<NatsSinkConfig>,
-        sources: Vec<NatsSourceConfig>,
-    ) -> Topology {
-        self.nats_sinks = sinks
-            .into_iter()
-            .map(|s| (s.key.clone(), Arc::new(s)))
-            .collect();
-        self.nats_sources = sources
-            .into_iter()
-            .map(|s| (s.key.clone(), Arc::new(s)))
-            .collect();
+    /// Sets the KafkaSinks, KafkaSources, NatsSinks and NatsSources (validated, names unique per
+    /// namespace; a later duplicate replaces an earlier one).
+    pub(crate) fn with_components(mut self, components: Components) -> Topology {
+        self.kafka_sinks = by_key(components.kafka_sinks, |s| &s.key);
+        self.kafka_sources = by_key(components.kafka_sources, |s| &s.key);
+        self.nats_sinks = by_key(components.nats_sinks, |s| &s.key);
+        self.nats_sources = by_key(components.nats_sources, |s| &s.key);
         self
     }
+}
 
-    /// Sets the KafkaSinks and KafkaSources (validated, names unique per namespace; a later duplicate
-    /// replaces an earlier one).
-    pub fn with_kafka(
-        mut self,
-        sinks: Vec<KafkaSinkConfig>,
-        sources: Vec<KafkaSourceConfig>,
-    ) -> Topology {
-        self.kafka_sinks = sinks
-            .into_iter()
-            .map(|s| (s.key.clone(), Arc::new(s)))
-            .collect();
-        self.kafka_sources = sources
-            .into_iter()
-            .map(|s| (s.key.clone(), Arc::new(s)))
-            .collect();
-        self
-    }
+/// The objects of the Kafka and NATS components, for [`Topology::with_components`].
+#[derive(Debug, Default)]
+pub(crate) struct Components {
+    /// KafkaSinks.
+    pub(crate) kafka_sinks: Vec<KafkaSinkConfig>,
+    /// KafkaSources.
+    pub(crate) kafka_sources: Vec<KafkaSourceConfig>,
+    /// NatsSinks.
+    pub(crate) nats_sinks: Vec<NatsSinkConfig>,
+    /// NatsSources.
+    pub(crate) nats_sources: Vec<NatsSourceConfig>,
+}
+
+/// `items` by their key (a later item replaces an earlier one with the same key).
+fn by_key<K: Ord + Clone, T>(items: Vec<T>, key: fn(&T) -> &K) -> BTreeMap<K, Arc<T>> {
+    items
+        .into_iter()
+        .map(|item| (key(&item).clone(), Arc::new(item)))
+        .collect()
 }

@@ -27,80 +27,57 @@ pub const BACKEND_ANNOTATION: &str = "switchyard.dev/backend";
 /// Trigger annotation: `ordered` or `unordered` (default).
 pub const DELIVERY_ORDER_ANNOTATION: &str = "kafka.eventing.knative.dev/delivery.order";
 
-/// `namespace/name` of a Broker.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct BrokerKey {
-    /// Namespace (`default` when the manifest has none).
-    pub namespace: String,
-    /// Broker name.
-    pub name: String,
-}
-
-impl BrokerKey {
-    /// Builds a key.
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> BrokerKey {
-        BrokerKey {
-            namespace: namespace.into(),
-            name: name.into(),
+/// Declares a `namespace/name` key type: `new` and `Display` as `namespace/name`.
+macro_rules! object_key {
+    ($(#[$doc:meta])* $name:ident { namespace: $namespace_doc:literal, name: $name_doc:literal }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name {
+            #[doc = $namespace_doc]
+            pub namespace: String,
+            #[doc = $name_doc]
+            pub name: String,
         }
-    }
-}
 
-impl fmt::Display for BrokerKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
-
-/// `namespace/name` of a Trigger (trigger names are unique per namespace, as in Kubernetes).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TriggerKey {
-    /// Namespace.
-    pub namespace: String,
-    /// Trigger name.
-    pub name: String,
-}
-
-impl TriggerKey {
-    /// Builds a key.
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> TriggerKey {
-        TriggerKey {
-            namespace: namespace.into(),
-            name: name.into(),
+        impl $name {
+            /// Builds a key.
+            pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> $name {
+                $name {
+                    namespace: namespace.into(),
+                    name: name.into(),
+                }
+            }
         }
-    }
-}
 
-impl fmt::Display for TriggerKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
-
-/// `namespace/name` of any other object (KafkaSink, KafkaSource, ...).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ObjectKey {
-    /// Namespace.
-    pub namespace: String,
-    /// Name.
-    pub name: String,
-}
-
-impl ObjectKey {
-    /// Builds a key.
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> ObjectKey {
-        ObjectKey {
-            namespace: namespace.into(),
-            name: name.into(),
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}/{}", self.namespace, self.name)
+            }
         }
-    }
+    };
 }
 
-impl fmt::Display for ObjectKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
+object_key!(
+    /// `namespace/name` of a Broker.
+    BrokerKey {
+        namespace: "Namespace (`default` when the manifest has none).",
+        name: "Broker name."
     }
-}
+);
+object_key!(
+    /// `namespace/name` of a Trigger (trigger names are unique per namespace, as in Kubernetes).
+    TriggerKey {
+        namespace: "Namespace.",
+        name: "Trigger name."
+    }
+);
+object_key!(
+    /// `namespace/name` of any other object (KafkaSink, KafkaSource, ...).
+    ObjectKey {
+        namespace: "Namespace.",
+        name: "Name."
+    }
+);
 
 /// Where a broker keeps its events.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
