@@ -296,6 +296,42 @@ pub(super) fn ref_kind(v: &Value) -> Option<&str> {
     v.as_mapping()?.get("kind")?.as_str()
 }
 
+/// A source's or sink's top level: its metadata (`None` after a problem, reported) and its required
+/// `spec` (`expected`: what the spec must hold, for the error when it is missing), an object with the
+/// `allowed` and `unsupported` fields of [`Obj::with_unsupported`].
+pub(super) fn metadata_and_spec<'v>(
+    ctx: &mut Ctx<'_>,
+    v: &'v Value,
+    expected: &str,
+    allowed: &[&str],
+    unsupported: &[(&str, &str)],
+) -> Option<(Option<Meta<'v>>, Obj<'v>)> {
+    let top = Obj::new(ctx, TOP_PATH, v, &TOP_FIELDS)?;
+    let meta = decode_metadata(ctx, top.map);
+    let spec = required(ctx, "spec", top.get("spec"), expected)?;
+    let spec = Obj::with_unsupported(ctx, "spec", spec, allowed, unsupported)?;
+    Some((meta, spec))
+}
+
+/// A required non-empty list at `path` (`list`: "a list of …", `one`: what an item is, for the errors).
+pub(super) fn non_empty_list<'v>(
+    ctx: &mut Ctx<'_>,
+    path: &str,
+    v: Option<&'v Value>,
+    (required_what, list, one): (&str, &str, &str),
+) -> Option<&'v Vec<Value>> {
+    let v = required(ctx, path, v, required_what)?;
+    let Value::Sequence(items) = v else {
+        ctx.err(path, format!("must be {list}, got {}", kind_of(v)));
+        return None;
+    };
+    if items.is_empty() {
+        ctx.err(path, format!("must contain at least one {one}"));
+        return None;
+    }
+    Some(items)
+}
+
 /// `metadata` → (namespace, name, annotations).
 pub(super) struct Meta<'v> {
     pub(super) namespace: String,

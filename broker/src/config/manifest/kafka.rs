@@ -6,13 +6,10 @@ use crate::config::{InitialOffset, KafkaSinkConfig, KafkaSourceConfig, ObjectKey
 use serde_yaml::Value;
 
 pub(super) fn decode_kafka_sink(ctx: &mut Ctx<'_>, v: &Value) -> Option<KafkaSinkConfig> {
-    let top = Obj::new(ctx, TOP_PATH, v, &TOP_FIELDS)?;
-    let meta = decode_metadata(ctx, top.map);
-    let spec_v = required(ctx, "spec", top.get("spec"), "topic and bootstrapServers")?;
-    let spec = Obj::with_unsupported(
+    let (meta, spec) = metadata_and_spec(
         ctx,
-        "spec",
-        spec_v,
+        v,
+        "topic and bootstrapServers",
         &["topic", "bootstrapServers", "contentMode"],
         &[
             (
@@ -51,18 +48,10 @@ pub(super) fn decode_kafka_sink(ctx: &mut Ctx<'_>, v: &Value) -> Option<KafkaSin
 }
 
 pub(super) fn decode_kafka_source(ctx: &mut Ctx<'_>, v: &Value) -> Option<KafkaSourceConfig> {
-    let top = Obj::new(ctx, TOP_PATH, v, &TOP_FIELDS)?;
-    let meta = decode_metadata(ctx, top.map);
-    let spec_v = required(
+    let (meta, spec) = metadata_and_spec(
         ctx,
-        "spec",
-        top.get("spec"),
+        v,
         "bootstrapServers, topics and sink",
-    )?;
-    let spec = Obj::with_unsupported(
-        ctx,
-        "spec",
-        spec_v,
         &[
             "bootstrapServers",
             "topics",
@@ -137,18 +126,8 @@ pub(super) fn decode_topics(
     path: &str,
     v: Option<&Value>,
 ) -> Option<Vec<String>> {
-    let v = required(ctx, path, v, "a list of topic names")?;
-    let Value::Sequence(items) = v else {
-        ctx.err(
-            path,
-            format!("must be a list of topic names, got {}", kind_of(v)),
-        );
-        return None;
-    };
-    if items.is_empty() {
-        ctx.err(path, "must contain at least one topic");
-        return None;
-    }
+    let what = ("a list of topic names", "a list of topic names", "topic");
+    let items = non_empty_list(ctx, path, v, what)?;
     let mut topics: Vec<String> = Vec::with_capacity(items.len());
     let mut ok = true;
     for (i, item) in items.iter().enumerate() {
@@ -173,18 +152,12 @@ pub(super) fn decode_bootstrap_list(
     path: &str,
     v: Option<&Value>,
 ) -> Option<String> {
-    let v = required(ctx, path, v, "a list of host:port")?;
-    let Value::Sequence(items) = v else {
-        ctx.err(
-            path,
-            format!("must be a list of host:port strings, got {}", kind_of(v)),
-        );
-        return None;
-    };
-    if items.is_empty() {
-        ctx.err(path, "must contain at least one host:port");
-        return None;
-    }
+    let what = (
+        "a list of host:port",
+        "a list of host:port strings",
+        "host:port",
+    );
+    let items = non_empty_list(ctx, path, v, what)?;
     let items = items
         .iter()
         .enumerate()

@@ -85,13 +85,21 @@ pub(super) fn decode_nats_name(
     }
 }
 
-pub(super) fn decode_nats_sink(ctx: &mut Ctx<'_>, v: &Value) -> Option<NatsSinkConfig> {
-    let top = Obj::new(ctx, TOP_PATH, v, &TOP_FIELDS)?;
-    let meta = decode_metadata(ctx, top.map);
-    let spec_v = required(ctx, "spec", top.get("spec"), "servers and subject")?;
-    let spec = Obj::new(ctx, "spec", spec_v, &NATS_SINK_SPEC_FIELDS)?;
+/// `spec.servers` and `spec.subject` (`wildcards`: allowed in the subject) of a NatsSink or NatsSource.
+fn decode_servers_and_subject(
+    ctx: &mut Ctx<'_>,
+    spec: &Obj<'_>,
+    wildcards: bool,
+) -> (Option<String>, Option<String>) {
     let servers = decode_nats_servers(ctx, "spec.servers", spec.get("servers"));
-    let subject = decode_nats_subject(ctx, "spec.subject", spec.get("subject"), false);
+    let subject = decode_nats_subject(ctx, "spec.subject", spec.get("subject"), wildcards);
+    (servers, subject)
+}
+
+pub(super) fn decode_nats_sink(ctx: &mut Ctx<'_>, v: &Value) -> Option<NatsSinkConfig> {
+    let (meta, spec) =
+        metadata_and_spec(ctx, v, "servers and subject", &NATS_SINK_SPEC_FIELDS, &[])?;
+    let (servers, subject) = decode_servers_and_subject(ctx, &spec, false);
     let jetstream = match spec.get("jetstream") {
         None => Some(false),
         Some(Value::Bool(b)) => Some(*b),
@@ -119,12 +127,9 @@ pub(super) fn decode_nats_sink(ctx: &mut Ctx<'_>, v: &Value) -> Option<NatsSinkC
 }
 
 pub(super) fn decode_nats_source(ctx: &mut Ctx<'_>, v: &Value) -> Option<NatsSourceConfig> {
-    let top = Obj::new(ctx, TOP_PATH, v, &TOP_FIELDS)?;
-    let meta = decode_metadata(ctx, top.map);
-    let spec_v = required(ctx, "spec", top.get("spec"), "servers, subject and sink")?;
-    let spec = Obj::new(ctx, "spec", spec_v, &NATS_SOURCE_SPEC_FIELDS)?;
-    let servers = decode_nats_servers(ctx, "spec.servers", spec.get("servers"));
-    let subject = decode_nats_subject(ctx, "spec.subject", spec.get("subject"), true);
+    let expected = "servers, subject and sink";
+    let (meta, spec) = metadata_and_spec(ctx, v, expected, &NATS_SOURCE_SPEC_FIELDS, &[])?;
+    let (servers, subject) = decode_servers_and_subject(ctx, &spec, true);
     let queue_group = match spec.get("queueGroup") {
         None => Some(None),
         Some(g) => match string(ctx, "spec.queueGroup", g) {
