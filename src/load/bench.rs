@@ -21,7 +21,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -203,21 +203,11 @@ struct ChildServer {
 
 impl ChildServer {
     fn spawn(args: &[&str]) -> anyhow::Result<ChildServer> {
-        let exe = std::env::current_exe().context("locating the switchyard binary")?;
-        let mut child = Command::new(exe)
-            .args(args)
-            .env("SWITCHYARD_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("spawning a child server")?;
-        let stdout = child.stdout.take().context("child stdout")?;
+        let (child, stdout) =
+            super::spawn_self(|c| c.args(args), "warn", "spawning a child server")?;
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line)?;
-        let addr = line
-            .split_whitespace()
-            .find_map(|p| p.strip_prefix("ingress="))
-            .and_then(|a| a.parse().ok())
+        let addr = super::reported_addr(&line, "ingress=")
             .with_context(|| format!("child did not report its address: {line:?}"))?;
         Ok(ChildServer { child, addr })
     }

@@ -35,7 +35,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -358,24 +358,22 @@ async fn get(client: &AdminClient, url: &str, timeout: Duration) -> Option<(u16,
 impl Broker {
     /// Spawns the broker and waits (deadline `within`) until its `/readyz` answers 200, polling every 2 ms.
     async fn start(spec: &BrokerLaunch, within: Duration) -> anyhow::Result<Broker> {
-        let exe = std::env::current_exe().context("locating the switchyard binary")?;
         let deadline = Instant::now() + within;
         let spawned = Instant::now();
-        let mut child = Command::new(exe)
-            .arg("serve")
-            .arg("--config")
-            .arg(&spec.config)
-            .arg("--data-dir")
-            .arg(&spec.data)
-            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-            .args(&spec.args)
-            .args(&spec.serve_args)
-            .env("SWITCHYARD_LOG", "error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("spawning switchyard serve")?;
-        let stdout = child.stdout.take().context("child stdout")?;
+        let (mut child, stdout) = super::spawn_self(
+            |c| {
+                c.arg("serve")
+                    .arg("--config")
+                    .arg(&spec.config)
+                    .arg("--data-dir")
+                    .arg(&spec.data)
+                    .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+                    .args(&spec.args)
+                    .args(&spec.serve_args)
+            },
+            "error",
+            "spawning switchyard serve",
+        )?;
         let reader = tokio::task::spawn_blocking(move || {
             let mut line = String::new();
             BufReader::new(stdout).read_line(&mut line).map(|_| line)
@@ -388,11 +386,7 @@ impl Broker {
                 bail!("switchyard serve did not report its addresses within {within:?}: {other:?}");
             }
         };
-        let addr = |key: &str| -> Option<SocketAddr> {
-            line.split_whitespace()
-                .find_map(|p| p.strip_prefix(key))
-                .and_then(|a| a.parse().ok())
-        };
+        let addr = |key| super::reported_addr(&line, key);
         let (Some(ingress), Some(admin)) = (addr("ingress="), addr("admin=")) else {
             let _ = child.kill();
             let _ = child.wait();
