@@ -766,24 +766,20 @@ async fn run_kafka(
     .await
     .context("kafka baseline")?;
 
-    let broker = format!("bench-{run_id}");
-    let mut yaml = format!(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bench-kafka\ndata:\n  bootstrap.servers: \"{bootstrap}\"\n  default.topic.partitions: \"4\"\n  default.topic.replication.factor: \"1\"\n---\napiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: {broker}\n  annotations:\n    eventing.knative.dev/broker.class: Kafka\nspec:\n  config:\n    apiVersion: v1\n    kind: ConfigMap\n    name: bench-kafka\n"
+    let data = format!(
+        "  bootstrap.servers: \"{bootstrap}\"\n  default.topic.partitions: \"4\"\n  default.topic.replication.factor: \"1\"\n"
     );
-    yaml.push_str(&format!(
-        "---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: t0\nspec:\n  broker: {broker}\n  subscriber:\n    uri: http://{sink}/t0\n"
-    ));
-    measure_external(
-        runs,
-        dir,
-        &yaml,
-        &broker,
-        &base,
-        "plain rdkafka produce (acks=all, idempotent) + consume",
-        "Kafka-backed broker",
-    )
-    .await
+    measure_external(runs, dir, sink, &base, &KAFKA_BENCH, &data).await
 }
+
+/// A Kafka-backed broker in `bench --kafka`.
+#[cfg(feature = "kafka")]
+const KAFKA_BENCH: ExternalLog = ExternalLog {
+    class: "Kafka",
+    config_map: "bench-kafka",
+    baseline: "plain rdkafka produce (acks=all, idempotent) + consume",
+    label: "Kafka-backed broker",
+};
 
 /// NATS mode of `bench` in a build without the NATS component.
 #[cfg(not(feature = "nats"))]
@@ -800,34 +796,54 @@ async fn run_nats(runs: &mut Runs, dir: &Path, sink: SocketAddr, url: &str) -> a
     let base = super::bench_nats::baseline(url, args.events, &payload, args.connections)
         .await
         .map_err(|e| anyhow::anyhow!("nats baseline: {e}"))?;
-    let broker = format!("bench-{}", std::process::id());
-    let yaml = format!(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bench-nats\ndata:\n  servers: \"{url}\"\n---\napiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: {broker}\n  annotations:\n    eventing.knative.dev/broker.class: NatsJetStream\nspec:\n  config:\n    apiVersion: v1\n    kind: ConfigMap\n    name: bench-nats\n---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: t0\nspec:\n  broker: {broker}\n  subscriber:\n    uri: http://{sink}/t0\n"
-    );
-    measure_external(
-        runs,
-        dir,
-        &yaml,
-        &broker,
-        &base,
-        "plain async-nats JetStream publish (PubAck) + consume",
-        "JetStream-backed broker",
-    )
-    .await
+    let data = format!("  servers: \"{url}\"\n");
+    measure_external(runs, dir, sink, &base, &NATS_BENCH, &data).await
 }
 
-/// Runs a broker on an external log (config `yaml`, broker `default/<broker>`, one trigger) through the
-/// throughput and fixed-rate runs and prints them next to the plain-client `base`line.
+/// A JetStream-backed broker in `bench --nats`.
+#[cfg(feature = "nats")]
+const NATS_BENCH: ExternalLog = ExternalLog {
+    class: "NatsJetStream",
+    config_map: "bench-nats",
+    baseline: "plain async-nats JetStream publish (PubAck) + consume",
+    label: "JetStream-backed broker",
+};
+
+/// How `bench` configures a broker on an external log.
+#[cfg(any(feature = "kafka", feature = "nats"))]
+struct ExternalLog {
+    /// `eventing.knative.dev/broker.class`.
+    class: &'static str,
+    /// Name of the broker's ConfigMap.
+    config_map: &'static str,
+    /// The plain-client baseline, as the table names it.
+    baseline: &'static str,
+    /// The broker, as the table names it.
+    label: &'static str,
+}
+
+/// Runs a broker of `log`'s class (its ConfigMap with `data`, YAML lines; broker `default/bench-<pid>`,
+/// one trigger to `sink`) through the throughput and fixed-rate runs and prints them next to the
+/// plain-client `base`line.
 #[cfg(any(feature = "kafka", feature = "nats"))]
 async fn measure_external(
     runs: &mut Runs,
     dir: &Path,
-    yaml: &str,
-    broker: &str,
+    sink: SocketAddr,
     base: &super::BaselineResult,
-    base_label: &str,
-    label: &str,
+    log: &ExternalLog,
+    data: &str,
 ) -> anyhow::Result<()> {
+    let ExternalLog {
+        class,
+        config_map,
+        baseline: base_label,
+        label,
+    } = log;
+    let broker = format!("bench-{}", std::process::id());
+    let yaml = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {config_map}\ndata:\n{data}---\napiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: {broker}\n  annotations:\n    eventing.knative.dev/broker.class: {class}\nspec:\n  config:\n    apiVersion: v1\n    kind: ConfigMap\n    name: {config_map}\n---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: t0\nspec:\n  broker: {broker}\n  subscriber:\n    uri: http://{sink}/t0\n"
+    );
     let args = runs.args.clone();
     let n = args.events;
     let config = dir.join("bench-external.yaml");
