@@ -940,12 +940,8 @@ impl StoreSubscription {
             if self.ended() {
                 return None;
             }
-            while let Some(d) = self.local.pop_front() {
-                let seq = store_seq(d.id);
-                if seq >= self.next_seq {
-                    self.next_seq = seq + 1;
-                    return Some(d);
-                }
+            if let Some(d) = next_unseen(&mut self.local, &mut self.next_seq) {
+                return Some(d);
             }
             if self.db_mode {
                 match self.read_page() {
@@ -975,12 +971,8 @@ impl StoreSubscription {
             notified.as_mut().enable();
             {
                 let mut buffer = self.state.buffer.lock();
-                while let Some(d) = buffer.entries.pop_front() {
-                    let seq = store_seq(d.id);
-                    if seq >= self.next_seq {
-                        self.next_seq = seq + 1;
-                        return Some(d);
-                    }
+                if let Some(d) = next_unseen(&mut buffer.entries, &mut self.next_seq) {
+                    return Some(d);
                 }
                 if buffer.overflow {
                     buffer.overflow = false;
@@ -994,6 +986,19 @@ impl StoreSubscription {
             notified.await;
         }
     }
+}
+
+/// The first of `queue`'s deliveries at or after `next_seq` (the ones before it were handed out
+/// already), moving `next_seq` past it.
+fn next_unseen(queue: &mut VecDeque<Delivery>, next_seq: &mut u64) -> Option<Delivery> {
+    while let Some(d) = queue.pop_front() {
+        let seq = store_seq(d.id);
+        if seq >= *next_seq {
+            *next_seq = seq + 1;
+            return Some(d);
+        }
+    }
+    None
 }
 
 impl Subscription for StoreSubscription {

@@ -44,23 +44,30 @@ fn mode(headers: &HeaderMap) -> Result<Mode, FormatError> {
     };
     let ct = ct.as_bytes().trim_ascii_start();
     // Batch prefix first: it also starts with "application/cloudevents".
-    if starts_with_ignore_case(ct, b"application/cloudevents-batch") {
-        if essence(ct).eq_ignore_ascii_case(BATCH_JSON.as_bytes()) {
-            return Ok(Mode::Batch);
+    let formats = [
+        (
+            b"application/cloudevents-batch".as_slice(),
+            BATCH_JSON,
+            Mode::Batch,
+            "batch",
+        ),
+        (
+            b"application/cloudevents".as_slice(),
+            STRUCTURED_JSON,
+            Mode::Structured,
+            "event",
+        ),
+    ];
+    for (prefix, supported, mode, what) in formats {
+        if starts_with_ignore_case(ct, prefix) {
+            if essence(ct).eq_ignore_ascii_case(supported.as_bytes()) {
+                return Ok(mode);
+            }
+            return Err(FormatError::unsupported(format!(
+                "unsupported {what} format '{}': only {supported} is supported",
+                String::from_utf8_lossy(essence(ct))
+            )));
         }
-        return Err(FormatError::unsupported(format!(
-            "unsupported batch format '{}': only {BATCH_JSON} is supported",
-            String::from_utf8_lossy(essence(ct))
-        )));
-    }
-    if starts_with_ignore_case(ct, b"application/cloudevents") {
-        if essence(ct).eq_ignore_ascii_case(STRUCTURED_JSON.as_bytes()) {
-            return Ok(Mode::Structured);
-        }
-        return Err(FormatError::unsupported(format!(
-            "unsupported event format '{}': only {STRUCTURED_JSON} is supported",
-            String::from_utf8_lossy(essence(ct))
-        )));
     }
     Ok(Mode::Binary)
 }

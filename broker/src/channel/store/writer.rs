@@ -165,6 +165,32 @@ impl Command {
     }
 }
 
+/// The events of a batch with their encodings: `encoded` holds them back to back, `ends[i]` is where
+/// event `i`'s ends; a frame outside `encoded` is a `what` corruption.
+fn framed<'a>(
+    events: Vec<Event>,
+    encoded: &'a [u8],
+    ends: &'a [usize],
+    what: &'static str,
+) -> impl Iterator<Item = Result<(Event, &'a [u8])>> + 'a {
+    let starts = std::iter::once(0).chain(ends.iter().copied());
+    events
+        .into_iter()
+        .zip(starts.zip(ends))
+        .map(move |(event, (start, &end))| {
+            let bytes = encoded.get(start..end).ok_or_else(|| corrupt(what))?;
+            Ok((event, bytes))
+        })
+}
+
+/// Stores an event's encoding under the next seq, which it returns.
+fn insert_event(t: &mut Tables<'_>, counters: &mut Counters, bytes: &[u8]) -> Result<u64> {
+    let seq = counters.seq;
+    counters.seq += 1;
+    t.events.insert(seq, bytes).map_err(storage)?;
+    Ok(seq)
+}
+
 /// Persistent counters (mirrored in `meta`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Counters {
@@ -1187,12 +1213,8 @@ impl Writer {
         ) else {
             return Ok(Err(ChannelError::UnknownBroker(broker.clone())));
         };
-        let mut start = 0;
-        for (event, &end) in events.into_iter().zip(ends) {
-            let bytes = encoded
-                .get(start..end)
-                .ok_or_else(|| corrupt("append framing"))?;
-            start = end;
+        for framed in framed(events, encoded, ends, "append framing") {
+            let (event, bytes) = framed?;
             scratch.clear();
             table.route(&event, scratch);
             scratch.dedup();
@@ -1201,9 +1223,7 @@ impl Writer {
                 // Nothing to deliver: not stored.
                 continue;
             }
-            let seq = counters.seq;
-            counters.seq += 1;
-            t.events.insert(seq, bytes).map_err(storage)?;
+            let seq = insert_event(t, counters, bytes)?;
             if scratch.len() > 1 {
                 let refs = u32::try_from(scratch.len()).unwrap_or(u32::MAX);
                 t.refs.insert(seq, refs).map_err(storage)?;
@@ -1237,15 +1257,9 @@ impl Writer {
             Some(current) if Arc::ptr_eq(current, trigger) => {}
             _ => return Ok(Err(ChannelError::UnknownTrigger(trigger.key.clone()))),
         }
-        let mut start = 0;
-        for (event, &end) in events.into_iter().zip(ends) {
-            let bytes = encoded
-                .get(start..end)
-                .ok_or_else(|| corrupt("enqueue framing"))?;
-            start = end;
-            let seq = counters.seq;
-            counters.seq += 1;
-            t.events.insert(seq, bytes).map_err(storage)?;
+        for framed in framed(events, encoded, ends, "enqueue framing") {
+            let (event, bytes) = framed?;
+            let seq = insert_event(t, counters, bytes)?;
             t.queue.insert((trigger.id, seq), ()).map_err(storage)?;
             self.pushes.push((
                 trigger.clone(),
@@ -1279,9 +1293,7 @@ impl Writer {
         let Some(state) = self.triggers.get(&entry.trigger) else {
             return Ok(Err(ChannelError::UnknownTrigger(entry.trigger)));
         };
-        let seq = counters.seq;
-        counters.seq += 1;
-        t.events.insert(seq, entry.event_bytes).map_err(storage)?;
+        let seq = insert_event(t, counters, entry.event_bytes)?;
         t.queue.insert((state.id, seq), ()).map_err(storage)?;
         t.deadletters.remove(id).map_err(storage)?;
         self.pushes.push((
