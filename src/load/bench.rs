@@ -772,15 +772,6 @@ async fn run_kafka(
     measure_external(runs, dir, sink, &base, &KAFKA_BENCH, &data).await
 }
 
-/// A Kafka-backed broker in `bench --kafka`.
-#[cfg(feature = "kafka")]
-const KAFKA_BENCH: ExternalLog = ExternalLog {
-    class: "Kafka",
-    config_map: "bench-kafka",
-    baseline: "plain rdkafka produce (acks=all, idempotent) + consume",
-    label: "Kafka-backed broker",
-};
-
 /// NATS mode of `bench` in a build without the NATS component.
 #[cfg(not(feature = "nats"))]
 async fn run_nats(_: &mut Runs, _: &Path, _: SocketAddr, _: &str) -> anyhow::Result<()> {
@@ -800,15 +791,6 @@ async fn run_nats(runs: &mut Runs, dir: &Path, sink: SocketAddr, url: &str) -> a
     measure_external(runs, dir, sink, &base, &NATS_BENCH, &data).await
 }
 
-/// A JetStream-backed broker in `bench --nats`.
-#[cfg(feature = "nats")]
-const NATS_BENCH: ExternalLog = ExternalLog {
-    class: "NatsJetStream",
-    config_map: "bench-nats",
-    baseline: "plain async-nats JetStream publish (PubAck) + consume",
-    label: "JetStream-backed broker",
-};
-
 /// How `bench` configures a broker on an external log.
 #[cfg(any(feature = "kafka", feature = "nats"))]
 struct ExternalLog {
@@ -821,6 +803,24 @@ struct ExternalLog {
     /// The broker, as the table names it.
     label: &'static str,
 }
+
+/// A Kafka-backed broker in `bench --kafka`.
+#[cfg(feature = "kafka")]
+const KAFKA_BENCH: ExternalLog = ExternalLog {
+    class: "Kafka",
+    config_map: "bench-kafka",
+    baseline: "plain rdkafka produce (acks=all, idempotent) + consume",
+    label: "Kafka-backed broker",
+};
+
+/// A JetStream-backed broker in `bench --nats`.
+#[cfg(feature = "nats")]
+const NATS_BENCH: ExternalLog = ExternalLog {
+    class: "NatsJetStream",
+    config_map: "bench-nats",
+    baseline: "plain async-nats JetStream publish (PubAck) + consume",
+    label: "JetStream-backed broker",
+};
 
 /// Runs a broker of `log`'s class (its ConfigMap with `data`, YAML lines; broker `default/bench-<pid>`,
 /// one trigger to `sink`) through the throughput and fixed-rate runs and prints them next to the
