@@ -2,7 +2,7 @@
 //! events are POSTed to and the HTTP client they are POSTed with. Each source runs its attempts with the
 //! one retry driver ([`crate::delivery::retry`]) and a [`crate::delivery::SourceBackoff`].
 
-use crate::config::SourceSinkConfig;
+use crate::config::{ObjectKey, SourceSinkConfig};
 use crate::http_client::HttpClient;
 
 /// The URL a source's events are POSTed to: `{base}/{namespace}/{name}` for a Broker sink.
@@ -15,6 +15,19 @@ pub fn sink_url(sink: &SourceSinkConfig, broker_base_url: &str) -> String {
             b.namespace,
             b.name
         ),
+    }
+}
+
+/// The sources an `apply` could not start, with why: `Ok` when there are none, else `not_started`'s
+/// error for them.
+pub(crate) fn started<E>(
+    failures: Vec<(ObjectKey, String)>,
+    not_started: fn(Vec<(ObjectKey, String)>) -> E,
+) -> Result<(), E> {
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(not_started(failures))
     }
 }
 

@@ -511,11 +511,7 @@ impl KafkaSources {
                 },
             );
         }
-        if failures.is_empty() {
-            Ok(())
-        } else {
-            Err(KafkaSourceError::NotStarted(failures))
-        }
+        crate::source::started(failures, KafkaSourceError::NotStarted)
     }
 
     fn prepare(

@@ -177,11 +177,7 @@ impl NatsSources {
                 },
             );
         }
-        if failures.is_empty() {
-            Ok(())
-        } else {
-            Err(NatsSourceError::NotStarted(failures))
-        }
+        crate::source::started(failures, NatsSourceError::NotStarted)
     }
 
     /// The counters of a running source.
