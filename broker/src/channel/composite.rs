@@ -62,10 +62,11 @@ impl CompositeChannel {
     /// broker is refused by name when the topology is applied).
     #[cfg(feature = "kafka")]
     pub fn with_kafka(mut self, options: KafkaOptions) -> CompositeChannel {
+        let (window, wait) = (options.trigger_window, options.topic_wait);
         let driver = KafkaDriver::new(options);
         self.kafka_producers = Some(driver.producers().clone());
-        self.logs
-            .push(Box::new(LogLayer::new(self.store.clone(), driver)));
+        let layer = LogLayer::new(self.store.clone(), driver, window, wait);
+        self.logs.push(Box::new(layer));
         self
     }
 
@@ -87,7 +88,8 @@ impl CompositeChannel {
     /// JetStream-backed broker is refused by name when the topology is applied).
     #[cfg(feature = "nats")]
     pub fn with_nats(mut self, options: NatsOptions) -> CompositeChannel {
-        let layer = LogLayer::new(self.store.clone(), NatsDriver::new(options));
+        let (window, wait) = (options.trigger_window, options.stream_wait);
+        let layer = LogLayer::new(self.store.clone(), NatsDriver::new(options), window, wait);
         self.logs.push(Box::new(layer));
         self
     }

@@ -6,12 +6,13 @@
 //!
 //! # Adding a log backend
 //!
-//! 1. A `Backend` variant with the broker's config (`config/`), and an [`Entry`](super::Entry) variant for
+//! 1. A `Backend` variant with the broker's config (`config/`, a
+//!    [`LogBackendConfig`](crate::config::LogBackendConfig)), and an [`Entry`](super::Entry) variant for
 //!    the handles of its consumed records.
 //! 2. A [`LogBroker`]: per-broker state (config, routes, readiness, what the log still holds, and how one
 //!    trigger finishing an entry reaches the log: an offset commit, a message ack).
 //! 3. A [`LogDriver`]: `start` spawns the broker's consumer (decode once, route once, [`offer`] to each
-//!    matching trigger's window) and probe; `append` writes a batch durably.
+//!    matching trigger's window) and probe ([`next_probe`]); `append` writes a batch durably.
 //! 4. A `with_<backend>` constructor of [`CompositeChannel`](super::composite::CompositeChannel) that adds
 //!    a `LogLayer` of the driver to its log backends (appends go by the broker's backend, acks by the
 //!    handle's variant), behind the backend's Cargo feature.
@@ -27,7 +28,7 @@ use crate::channel::windows::{
 use crate::channel::{
     BoxFuture, ChannelError, Delivery, EntryId, LogBackend, Result, Subscription,
 };
-use crate::config::{Backend, BrokerKey, Topology, TriggerKey};
+use crate::config::{Backend, BrokerKey, LogBackendConfig, Topology, TriggerKey};
 use crate::event::Event;
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
@@ -147,31 +148,30 @@ impl BrokerCommon {
     }
 }
 
-/// The state of one log-backed broker that its consumer task shares with the layer.
-pub(crate) trait LogBroker: Send + Sync + 'static {
+/// The state of one log-backed broker that its consumer task shares with the layer: what every
+/// log-backed broker has (its [`BrokerCommon`], through `Deref`) and what its log needs.
+pub(crate) trait LogBroker:
+    std::ops::Deref<Target = BrokerCommon> + Send + Sync + 'static
+{
     /// The broker's backend configuration; a change restarts the broker's runtime.
-    type Config: PartialEq + Clone + Send + Sync + 'static;
+    type Config: LogBackendConfig + PartialEq + Clone + Send + Sync + 'static;
 
     /// The configuration the runtime was started with.
     fn config(&self) -> &Self::Config;
 
-    /// The state every log-backed broker has.
-    fn common(&self) -> &BrokerCommon;
-
     /// Installs the broker's routing table with its triggers' windows (topology change, same config).
     fn set_routes(&self, routes: Arc<Routes>) {
-        self.common().routes.store(routes);
+        self.routes.store(routes);
     }
 
     /// Why the broker's topic or stream is not set up yet, if it is not.
     fn setup_pending(&self) -> Option<String> {
-        self.common().not_ready.lock().clone()
+        self.not_ready.lock().clone()
     }
 
     /// Why the broker cannot take events now (setup pending, or its log does not answer), if it cannot.
     fn not_ready(&self) -> Option<String> {
-        self.setup_pending()
-            .or_else(|| self.common().outage.reason())
+        self.setup_pending().or_else(|| self.outage.reason())
     }
 
     /// One trigger finished entry `id` (delivered, dead-lettered or parked); a handle of another backend
@@ -184,8 +184,43 @@ pub(crate) trait LogBroker: Send + Sync + 'static {
 
     /// Records of the broker's log that were not valid CloudEvents (skipped).
     fn invalid(&self) -> u64 {
-        self.common().invalid.load(Ordering::Relaxed)
+        self.invalid.load(Ordering::Relaxed)
     }
+}
+
+/// What the tasks of a broker runtime run with: the store (overflow, parking) and the runtime's stop
+/// token (they end when it is cancelled).
+#[derive(Clone)]
+pub(crate) struct RuntimeCtx {
+    pub(crate) store: Arc<StoreChannel>,
+    pub(crate) stop: CancellationToken,
+}
+
+/// A broker runtime for [`LogDriver::start`] to start.
+pub(crate) struct NewBroker<'a, C> {
+    /// The broker.
+    pub(crate) key: &'a BrokerKey,
+    /// Its backend's settings.
+    pub(crate) config: &'a C,
+    /// Its routing table, with its triggers' windows.
+    pub(crate) routes: Arc<Routes>,
+    /// What its tasks run with.
+    pub(crate) ctx: RuntimeCtx,
+}
+
+/// A started broker runtime: its state and its task.
+pub(crate) type Started<B> = Result<(Arc<B>, JoinHandle<()>)>;
+
+/// The settings of the brokers of layer `D`.
+type ConfigOf<D> = <<D as LogDriver>::Broker as LogBroker>::Config;
+
+/// Waits one probe `interval`: `false` once `stop` is cancelled (the probe ends then).
+pub(crate) async fn next_probe(stop: &CancellationToken, interval: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(interval) => {}
+        _ = stop.cancelled() => return false,
+    }
+    !stop.is_cancelled()
 }
 
 /// How the brokers of one log backend start and take appends.
@@ -196,26 +231,9 @@ pub(crate) trait LogDriver: Send + Sync + 'static {
     /// The backend's name (`kafka`, `nats`), as in the admin API.
     const NAME: &'static str;
 
-    /// The broker's config if `backend` is this driver's.
-    fn config_of(backend: &Backend) -> Option<&<Self::Broker as LogBroker>::Config>;
-
-    /// In-memory entries per trigger window.
-    fn window(&self) -> usize;
-
-    /// How long `apply_topology` waits for a new broker's setup before answering (the runtime keeps
-    /// retrying in the background; appends answer 503 until it is done).
-    fn setup_wait(&self) -> Duration;
-
     /// Starts a broker's runtime: its state and its background tasks (consumer, probe), which end when
-    /// `stop` is cancelled.
-    fn start(
-        &self,
-        key: &BrokerKey,
-        config: &<Self::Broker as LogBroker>::Config,
-        routes: Arc<Routes>,
-        store: &Arc<StoreChannel>,
-        stop: CancellationToken,
-    ) -> Result<(Arc<Self::Broker>, JoinHandle<()>)>;
+    /// `new.ctx.stop` is cancelled.
+    fn start(&self, new: NewBroker<'_, ConfigOf<Self>>) -> Started<Self::Broker>;
 
     /// Writes a batch to the broker's log; resolves once every record is durable there.
     fn append<'a>(
@@ -244,6 +262,9 @@ pub(crate) struct LogLayer<D: LogDriver> {
     store: Arc<StoreChannel>,
     brokers: Mutex<HashMap<BrokerKey, Runtime<D::Broker>>>,
     queues: TriggerQueues,
+    /// How long `apply_topology` waits for a new broker's setup before answering (the runtime keeps
+    /// retrying in the background; appends answer 503 until it is done).
+    setup_wait: Duration,
 }
 
 impl<D: LogDriver> std::fmt::Debug for LogLayer<D> {
@@ -255,14 +276,26 @@ impl<D: LogDriver> std::fmt::Debug for LogLayer<D> {
 }
 
 impl<D: LogDriver> LogLayer<D> {
-    /// A layer that keeps overflow and dead letters in `store`.
-    pub(crate) fn new(store: Arc<StoreChannel>, driver: D) -> LogLayer<D> {
+    /// A layer that keeps overflow and dead letters in `store`, with `window` in-memory entries per
+    /// trigger, waiting up to `setup_wait` for a new broker's setup when a topology is applied.
+    pub(crate) fn new(
+        store: Arc<StoreChannel>,
+        driver: D,
+        window: usize,
+        setup_wait: Duration,
+    ) -> LogLayer<D> {
         LogLayer {
-            queues: TriggerQueues::new(driver.window()),
+            queues: TriggerQueues::new(window),
             driver,
             store,
             brokers: Mutex::new(HashMap::new()),
+            setup_wait,
         }
+    }
+
+    /// The broker's config if `backend` is this layer's.
+    fn config_of(backend: &Backend) -> Option<&ConfigOf<D>> {
+        LogBackendConfig::of(backend)
     }
 
     /// Starts, restarts (config changed) and stops broker runtimes and trigger windows for a new topology.
@@ -271,14 +304,14 @@ impl<D: LogDriver> LogLayer<D> {
         // Trigger windows: a trigger keeps its window while it stays on the same broker.
         let queues = self
             .queues
-            .rebuild(&topology, |b| D::config_of(b).is_some());
+            .rebuild(&topology, |b| Self::config_of(b).is_some());
         let mut started = Vec::new();
         {
             let mut brokers = self.brokers.lock();
-            let wanted: HashMap<&BrokerKey, &<D::Broker as LogBroker>::Config> = topology
+            let wanted: HashMap<&BrokerKey, &ConfigOf<D>> = topology
                 .brokers
                 .iter()
-                .filter_map(|(k, b)| D::config_of(&b.backend).map(|c| (k, c)))
+                .filter_map(|(k, b)| Self::config_of(&b.backend).map(|c| (k, c)))
                 .collect();
             brokers.retain(|key, rt| {
                 let keep = wanted.get(key).is_some_and(|c| *c == rt.shared.config());
@@ -294,9 +327,17 @@ impl<D: LogDriver> LogLayer<D> {
                     continue;
                 }
                 let stop = CancellationToken::new();
-                let (shared, task) =
-                    self.driver
-                        .start(key, config, routes, &self.store, stop.clone())?;
+                let ctx = RuntimeCtx {
+                    store: self.store.clone(),
+                    stop: stop.clone(),
+                };
+                let new = NewBroker {
+                    key,
+                    config,
+                    routes,
+                    ctx,
+                };
+                let (shared, task) = self.driver.start(new)?;
                 started.push((key.clone(), shared.clone()));
                 let runtime = Runtime {
                     shared,
@@ -309,7 +350,7 @@ impl<D: LogDriver> LogLayer<D> {
         }
 
         // Give new brokers a moment to set up, so that the first event after start-up is accepted.
-        let deadline = tokio::time::Instant::now() + self.driver.setup_wait();
+        let deadline = tokio::time::Instant::now() + self.setup_wait;
         for (key, shared) in started {
             while shared.setup_pending().is_some() && tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -333,7 +374,7 @@ impl<D: LogDriver> LogBackend for LogLayer<D> {
     }
 
     fn serves(&self, backend: &Backend) -> bool {
-        D::config_of(backend).is_some()
+        Self::config_of(backend).is_some()
     }
 
     fn apply_topology(&self, topology: Arc<Topology>) -> BoxFuture<'_, Result<()>> {

@@ -91,6 +91,30 @@ pub enum Backend {
     NatsJetStream(NatsBrokerConfig),
 }
 
+/// The settings of one log backend's brokers, as a [`Backend`] variant holds them.
+pub trait LogBackendConfig {
+    /// The settings if `backend` is this log's.
+    fn of(backend: &Backend) -> Option<&Self>;
+}
+
+impl LogBackendConfig for KafkaBrokerConfig {
+    fn of(backend: &Backend) -> Option<&KafkaBrokerConfig> {
+        match backend {
+            Backend::Kafka(c) => Some(c),
+            Backend::Embedded | Backend::NatsJetStream(_) => None,
+        }
+    }
+}
+
+impl LogBackendConfig for NatsBrokerConfig {
+    fn of(backend: &Backend) -> Option<&NatsBrokerConfig> {
+        match backend {
+            Backend::NatsJetStream(c) => Some(c),
+            Backend::Embedded | Backend::Kafka(_) => None,
+        }
+    }
+}
+
 /// JetStream storage of a broker's stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum NatsStorage {

@@ -34,11 +34,12 @@
 //!   watermark − next offset to consume; for the others, high watermark − committed offset (the consumer
 //!   group's lag).
 
-use crate::channel::log::{BrokerCommon, LogBroker, LogDriver};
+use crate::channel::log::{
+    next_probe, BrokerCommon, LogBroker, LogDriver, NewBroker, RuntimeCtx, Started,
+};
 use crate::channel::store::StoreChannel;
-use crate::channel::windows::Routes;
 use crate::channel::{ChannelError, Entry, EntryId, Result};
-use crate::config::{Backend, BrokerKey, ContentMode, KafkaBrokerConfig};
+use crate::config::{ContentMode, KafkaBrokerConfig};
 use crate::event::Event;
 use crate::kafka::binding::{self, Decoded};
 use crate::kafka::config::{consumer_group, KafkaOptions};
@@ -56,7 +57,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// The handle of a consumed record: its partition and offset under one assignment `generation` of the
@@ -266,10 +266,6 @@ impl LogBroker for BrokerShared {
         &self.config
     }
 
-    fn common(&self) -> &BrokerCommon {
-        &self.common
-    }
-
     fn finish(&self, id: EntryId) {
         if let Entry::Kafka {
             generation,
@@ -395,51 +391,21 @@ impl LogDriver for KafkaDriver {
     type Broker = BrokerShared;
     const NAME: &'static str = "kafka";
 
-    fn config_of(backend: &Backend) -> Option<&KafkaBrokerConfig> {
-        match backend {
-            Backend::Kafka(c) => Some(c),
-            Backend::Embedded | Backend::NatsJetStream(_) => None,
-        }
-    }
-
-    fn window(&self) -> usize {
-        self.options.trigger_window
-    }
-
-    fn setup_wait(&self) -> Duration {
-        self.options.topic_wait
-    }
-
-    fn start(
-        &self,
-        key: &BrokerKey,
-        config: &KafkaBrokerConfig,
-        routes: Arc<Routes>,
-        store: &Arc<StoreChannel>,
-        stop: CancellationToken,
-    ) -> Result<(Arc<BrokerShared>, JoinHandle<()>)> {
+    fn start(&self, new: NewBroker<'_, KafkaBrokerConfig>) -> Started<BrokerShared> {
         let producer = self
             .producers
-            .get(&config.bootstrap_servers)
+            .get(&new.config.bootstrap_servers)
             .map_err(|e| kafka_err("producer", e))?;
+        let not_ready = format!("topic {} is not ready yet", new.config.topic);
         let shared = Arc::new(BrokerShared {
-            common: BrokerCommon::new(
-                key,
-                routes,
-                format!("topic {} is not ready yet", config.topic),
-            ),
-            config: config.clone(),
+            common: BrokerCommon::new(new.key, new.routes, not_ready),
+            config: new.config.clone(),
             producer: Mutex::new((0, producer)),
             marks: Mutex::new(Vec::new()),
             tracker: Mutex::new(Tracker::default()),
             partitions: std::sync::atomic::AtomicUsize::new(0),
         });
-        let task = tokio::spawn(run_consumer(
-            shared.clone(),
-            store.clone(),
-            self.options.clone(),
-            stop,
-        ));
+        let task = tokio::spawn(run_consumer(shared.clone(), self.options.clone(), new.ctx));
         Ok((shared, task))
     }
 
@@ -624,12 +590,8 @@ async fn ensure_topic(
     .map_err(|e| format!("metadata task: {e}"))?
 }
 
-async fn run_consumer(
-    shared: Arc<BrokerShared>,
-    store: Arc<StoreChannel>,
-    options: KafkaOptions,
-    stop: CancellationToken,
-) {
+async fn run_consumer(shared: Arc<BrokerShared>, options: KafkaOptions, ctx: RuntimeCtx) {
+    let RuntimeCtx { store, stop } = ctx;
     // 1. The topic.
     let Some(partitions) = shared
         .set_up(&stop, || ensure_topic(&shared.config, &options))
@@ -823,14 +785,7 @@ async fn run_probe(
     // Committed offsets of partitions other processes read (last known; kept when a read fails).
     let mut known: HashMap<i32, i64> = HashMap::new();
     let mut round: u32 = 0;
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(options.probe_interval) => {}
-            _ = stop.cancelled() => return,
-        }
-        if stop.is_cancelled() {
-            return;
-        }
+    while next_probe(&stop, options.probe_interval).await {
         let (c, topic, timeout) = (
             client.clone(),
             shared.config.topic.clone(),

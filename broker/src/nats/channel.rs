@@ -22,11 +22,12 @@
 //!   (`num_pending` + `num_ack_pending`, minus the messages this process holds, which its windows count), so
 //!   the broker's backlog covers what waits in the stream for every process, not only this one's share.
 
-use crate::channel::log::{BrokerCommon, LogBroker, LogDriver};
+use crate::channel::log::{
+    next_probe, BrokerCommon, LogBroker, LogDriver, NewBroker, RuntimeCtx, Started,
+};
 use crate::channel::store::StoreChannel;
-use crate::channel::windows::Routes;
 use crate::channel::{ChannelError, Entry, EntryId, Result};
-use crate::config::{Backend, BrokerKey, ContentMode, NatsBrokerConfig, NatsStorage};
+use crate::config::{ContentMode, NatsBrokerConfig, NatsStorage};
 use crate::event::Event;
 use crate::nats::binding;
 use crate::nats::config::{consumer_name, NatsOptions};
@@ -37,7 +38,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// The next entry handle of any JetStream-backed broker of the process.
@@ -124,10 +124,6 @@ impl LogBroker for BrokerShared {
         &self.config
     }
 
-    fn common(&self) -> &BrokerCommon {
-        &self.common
-    }
-
     fn finish(&self, id: EntryId) {
         if let Entry::Nats(seq) = id.0 {
             self.finish_message(seq);
@@ -159,51 +155,18 @@ impl LogDriver for NatsDriver {
     type Broker = BrokerShared;
     const NAME: &'static str = "nats";
 
-    fn config_of(backend: &Backend) -> Option<&NatsBrokerConfig> {
-        match backend {
-            Backend::NatsJetStream(c) => Some(c),
-            Backend::Embedded | Backend::Kafka(_) => None,
-        }
-    }
-
-    fn window(&self) -> usize {
-        self.options.trigger_window
-    }
-
-    fn setup_wait(&self) -> Duration {
-        self.options.stream_wait
-    }
-
-    fn start(
-        &self,
-        key: &BrokerKey,
-        config: &NatsBrokerConfig,
-        routes: Arc<Routes>,
-        store: &Arc<StoreChannel>,
-        stop: CancellationToken,
-    ) -> Result<(Arc<BrokerShared>, JoinHandle<()>)> {
+    fn start(&self, new: NewBroker<'_, NatsBrokerConfig>) -> Started<BrokerShared> {
+        let not_ready = format!("stream {} is not ready yet", new.config.stream);
         let shared = Arc::new(BrokerShared {
-            common: BrokerCommon::new(
-                key,
-                routes,
-                format!("stream {} is not ready yet", config.stream),
-            ),
-            config: config.clone(),
+            common: BrokerCommon::new(new.key, new.routes, not_ready),
+            config: new.config.clone(),
             js: Mutex::new(None),
             waiting: AtomicU64::new(0),
             pending: Mutex::new(HashMap::new()),
         });
-        tokio::spawn(run_probe(
-            shared.clone(),
-            self.options.clone(),
-            stop.clone(),
-        ));
-        let task = tokio::spawn(run_consumer(
-            shared.clone(),
-            store.clone(),
-            self.options.clone(),
-            stop,
-        ));
+        let probe = run_probe(shared.clone(), self.options.clone(), new.ctx.stop.clone());
+        tokio::spawn(probe);
+        let task = tokio::spawn(run_consumer(shared.clone(), self.options.clone(), new.ctx));
         Ok((shared, task))
     }
 
@@ -304,12 +267,8 @@ async fn setup(
     Ok((js, consumer))
 }
 
-async fn run_consumer(
-    shared: Arc<BrokerShared>,
-    store: Arc<StoreChannel>,
-    options: NatsOptions,
-    stop: CancellationToken,
-) {
+async fn run_consumer(shared: Arc<BrokerShared>, options: NatsOptions, ctx: RuntimeCtx) {
+    let RuntimeCtx { store, stop } = ctx;
     loop {
         let Some((js, consumer)) = shared.set_up(&stop, || setup(&shared, &options)).await else {
             return;
@@ -372,14 +331,7 @@ async fn consume(
 /// server answers within `probe_timeout`) and the backlog JetStream holds for every process.
 async fn run_probe(shared: Arc<BrokerShared>, options: NatsOptions, stop: CancellationToken) {
     let name = consumer_name(&shared.key);
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(options.probe_interval) => {}
-            _ = stop.cancelled() => return,
-        }
-        if stop.is_cancelled() {
-            return;
-        }
+    while next_probe(&stop, options.probe_interval).await {
         // Before the first setup the consumer task's reason says why the broker is not ready.
         let Some(js) = shared.js.lock().clone() else {
             continue;
@@ -485,6 +437,7 @@ async fn handle_message(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::BrokerKey;
 
     #[test]
     fn entry_ids_do_not_collide() {
