@@ -46,7 +46,7 @@ use kube::api::{Api, PostParams};
 use kube::core::object::HasStatus;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use parking_lot::Mutex;
@@ -526,6 +526,39 @@ fn refers_to(d: &crate::crd::Destination, ns: &str, kind: &str, name: &str, obj_
     })
 }
 
+/// What a `watches` mapper returns when `changed` changes: the objects of `store` that `depends` says
+/// depend on it (given an object, and `changed`'s namespace and name).
+fn dependents<K, C>(
+    store: &Store<K>,
+    changed: &C,
+    depends: impl Fn(&K, &str, &str) -> bool,
+) -> Vec<ObjectRef<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+    C: ResourceExt,
+{
+    let (ns, name) = (changed.namespace().unwrap_or_default(), changed.name_any());
+    store
+        .state()
+        .iter()
+        .filter(|o| depends(o, &ns, &name))
+        .map(|o| ObjectRef::from_obj(&**o))
+        .collect()
+}
+
+fn broker_dls_is_service(b: &Broker, svc_ns: &str, svc: &str) -> bool {
+    let ns = b.namespace().unwrap_or_default();
+    b.spec
+        .delivery
+        .as_ref()
+        .and_then(|d| d.dead_letter_sink.as_ref())
+        .is_some_and(|d| refers_to(d, &ns, "Service", svc, svc_ns))
+}
+
+fn trigger_of_broker(t: &Trigger, broker_ns: &str, broker: &str) -> bool {
+    t.namespace().unwrap_or_default() == broker_ns && t.spec.broker == broker
+}
+
 fn trigger_refers_to_service(t: &Trigger, svc_ns: &str, svc: &str) -> bool {
     let ns = t.namespace().unwrap_or_default();
     refers_to(&t.spec.subscriber, &ns, "Service", svc, svc_ns)
@@ -589,17 +622,11 @@ async fn object_controller<K: SourceOrSink>(
     if K::IS_SOURCE {
         let store = ctl.store();
         ctl = ctl.watches(api_for::<Broker>(client, settings), wc, move |b| {
-            let (bns, bname) = (b.namespace().unwrap_or_default(), b.name_any());
-            store
-                .state()
-                .iter()
-                .filter(|o| {
-                    let ns = o.namespace().unwrap_or_default();
-                    o.sink()
-                        .is_some_and(|d| refers_to(&d, &ns, "Broker", &bname, &bns))
-                })
-                .map(|o| ObjectRef::from_obj(&**o))
-                .collect::<Vec<_>>()
+            dependents(&store, &b, |o, bns, bname| {
+                let ns = o.namespace().unwrap_or_default();
+                o.sink()
+                    .is_some_and(|d| refers_to(&d, &ns, "Broker", bname, bns))
+            })
         });
     }
     let ctx = ctx.clone();
@@ -621,13 +648,9 @@ fn watch_sink<K: SourceOrSink>(
         api_for::<K>(client, settings),
         watcher::Config::default(),
         move |sink| {
-            let (ns, name) = (sink.namespace().unwrap_or_default(), sink.name_any());
-            by_sink
-                .state()
-                .iter()
-                .filter(|t| trigger_refers_to_sink(t, K::KIND, &ns, &name))
-                .map(|t| ObjectRef::from_obj(&**t))
-                .collect::<Vec<_>>()
+            dependents(&by_sink, &sink, |t, ns, name| {
+                trigger_refers_to_sink(t, K::KIND, ns, name)
+            })
         },
     )
 }
@@ -663,22 +686,7 @@ pub async fn run_controllers(
         .watches(
             api_for::<Service>(&client, &settings),
             wc.clone(),
-            move |svc| {
-                let (ns, name) = (svc.namespace().unwrap_or_default(), svc.name_any());
-                brokers_by_service
-                    .state()
-                    .iter()
-                    .filter(|b| {
-                        let bns = b.namespace().unwrap_or_default();
-                        b.spec
-                            .delivery
-                            .as_ref()
-                            .and_then(|d| d.dead_letter_sink.as_ref())
-                            .is_some_and(|d| refers_to(d, &bns, "Service", &name, &ns))
-                    })
-                    .map(|b| ObjectRef::from_obj(&**b))
-                    .collect::<Vec<_>>()
-            },
+            move |svc| dependents(&brokers_by_service, &svc, broker_dls_is_service),
         )
         .watches(
             endpoints,
@@ -711,26 +719,10 @@ pub async fn run_controllers(
         .watches(
             api_for::<Broker>(&client, &settings),
             wc.clone(),
-            move |b| {
-                let ns = b.namespace().unwrap_or_default();
-                let name = b.name_any();
-                by_broker
-                    .state()
-                    .iter()
-                    .filter(|t| t.namespace().unwrap_or_default() == ns && t.spec.broker == name)
-                    .map(|t| ObjectRef::from_obj(&**t))
-                    .collect::<Vec<_>>()
-            },
+            move |b| dependents(&by_broker, &b, trigger_of_broker),
         )
         .watches(api_for::<Service>(&client, &settings), wc, move |svc| {
-            let ns = svc.namespace().unwrap_or_default();
-            let name = svc.name_any();
-            by_service
-                .state()
-                .iter()
-                .filter(|t| trigger_refers_to_service(t, &ns, &name))
-                .map(|t| ObjectRef::from_obj(&**t))
-                .collect::<Vec<_>>()
+            dependents(&by_service, &svc, trigger_refers_to_service)
         })
         .graceful_shutdown_on(stopped(stop.clone()))
         .run(reconcile_trigger, trigger_error_policy, ctx.clone())
