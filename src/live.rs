@@ -58,17 +58,18 @@ impl Live {
             tracing::error!("{e}");
         }
         #[cfg(not(feature = "kafka"))]
-        for key in topology.kafka_sources.keys() {
-            tracing::error!("KafkaSource {key}: not started, this build has no Kafka support (Cargo feature `kafka`)");
-        }
+        not_compiled(
+            topology.kafka_sources.keys(),
+            "KafkaSource",
+            "Kafka",
+            "kafka",
+        );
         #[cfg(feature = "nats")]
         if let Err(e) = self.nats_sources.apply(&topology, &self.ingress_base) {
             tracing::error!("{e}");
         }
         #[cfg(not(feature = "nats"))]
-        for key in topology.nats_sources.keys() {
-            tracing::error!("NatsSource {key}: not started, this build has no NATS support (Cargo feature `nats`)");
-        }
+        not_compiled(topology.nats_sources.keys(), "NatsSource", "NATS", "nats");
         self.topology.store(topology);
         Ok(())
     }
@@ -80,5 +81,20 @@ impl Live {
         #[cfg(feature = "nats")]
         self.nats_sources.shutdown(deadline).await;
         let _ = deadline;
+    }
+}
+
+/// Reports the sources of a component this build does not have (`system`, Cargo feature `feature`).
+#[cfg(not(all(feature = "kafka", feature = "nats")))]
+fn not_compiled<'a>(
+    keys: impl Iterator<Item = &'a switchyard_broker::config::ObjectKey>,
+    kind: &str,
+    system: &str,
+    feature: &str,
+) {
+    for key in keys {
+        tracing::error!(
+            "{kind} {key}: not started, this build has no {system} support (Cargo feature `{feature}`)"
+        );
     }
 }

@@ -31,7 +31,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchyard_broker::channel::{Channel, Delivery, Subscription};
 use switchyard_broker::config::{
-    BrokerKey, DeliveryOrder, DestinationConfig, Topology, TriggerKey,
+    BrokerKey, DeliveryOrder, DestinationConfig, KafkaSinkConfig, NatsSinkConfig, ObjectKey,
+    Topology, TriggerKey,
 };
 use switchyard_broker::delivery::{Format, RetryPolicy};
 #[cfg(feature = "kafka")]
@@ -302,18 +303,12 @@ impl Dispatcher {
                 format,
                 namespace_header: namespace_header.clone(),
             }),
-            DestinationConfig::NatsSink(sink) => {
-                let sink = topology
-                    .nats_sinks
-                    .get(sink)
-                    .ok_or_else(|| err(format!("NatsSink {sink} does not exist")))?;
+            DestinationConfig::NatsSink(key) => {
+                let sink = defined(&topology.nats_sinks, "NatsSink", key).map_err(&err)?;
                 self.nats_sink(sink).map_err(&err)?
             }
-            DestinationConfig::KafkaSink(sink) => {
-                let sink = topology
-                    .kafka_sinks
-                    .get(sink)
-                    .ok_or_else(|| err(format!("KafkaSink {sink} does not exist")))?;
+            DestinationConfig::KafkaSink(key) => {
+                let sink = defined(&topology.kafka_sinks, "KafkaSink", key).map_err(&err)?;
                 self.kafka_sink(sink).map_err(&err)?
             }
         };
@@ -343,43 +338,25 @@ impl Dispatcher {
     }
 
     #[cfg(feature = "kafka")]
-    fn kafka_sink(
-        &self,
-        sink: &switchyard_broker::config::KafkaSinkConfig,
-    ) -> Result<Box<dyn Sink>, String> {
+    fn kafka_sink(&self, sink: &KafkaSinkConfig) -> Result<Box<dyn Sink>, String> {
         let sink = switchyard_broker::kafka::sink::KafkaSink::new(&self.producers, sink)?;
         Ok(Box::new(sink))
     }
 
     #[cfg(not(feature = "kafka"))]
-    fn kafka_sink(
-        &self,
-        sink: &switchyard_broker::config::KafkaSinkConfig,
-    ) -> Result<Box<dyn Sink>, String> {
-        Err(format!(
-            "KafkaSink {}: this build has no Kafka support (Cargo feature `kafka`)",
-            sink.key
-        ))
+    fn kafka_sink(&self, sink: &KafkaSinkConfig) -> Result<Box<dyn Sink>, String> {
+        Err(not_compiled("KafkaSink", &sink.key, "Kafka", "kafka"))
     }
 
     #[cfg(feature = "nats")]
-    fn nats_sink(
-        &self,
-        sink: &switchyard_broker::config::NatsSinkConfig,
-    ) -> Result<Box<dyn Sink>, String> {
+    fn nats_sink(&self, sink: &NatsSinkConfig) -> Result<Box<dyn Sink>, String> {
         let sink = switchyard_broker::nats::sink::NatsSink::new(&self.nats_clients, sink);
         Ok(Box::new(sink))
     }
 
     #[cfg(not(feature = "nats"))]
-    fn nats_sink(
-        &self,
-        sink: &switchyard_broker::config::NatsSinkConfig,
-    ) -> Result<Box<dyn Sink>, String> {
-        Err(format!(
-            "NatsSink {}: this build has no NATS support (Cargo feature `nats`)",
-            sink.key
-        ))
+    fn nats_sink(&self, sink: &NatsSinkConfig) -> Result<Box<dyn Sink>, String> {
+        Err(not_compiled("NatsSink", &sink.key, "NATS", "nats"))
     }
 
     /// Starts workers for new triggers, updates changed ones, stops removed ones. The channel must
@@ -478,6 +455,25 @@ impl Dispatcher {
         }
         unfinished
     }
+}
+
+/// The `kind` object `key` of `objects`, or why not: it does not exist.
+fn defined<'a, T>(
+    objects: &'a std::collections::BTreeMap<ObjectKey, Arc<T>>,
+    kind: &str,
+    key: &ObjectKey,
+) -> Result<&'a T, String> {
+    objects
+        .get(key)
+        .map(|o| &**o)
+        .ok_or_else(|| format!("{kind} {key} does not exist"))
+}
+
+/// Why a trigger to a sink of a component this build does not have (`system`, Cargo feature `feature`)
+/// is refused.
+#[cfg(not(all(feature = "kafka", feature = "nats")))]
+fn not_compiled(kind: &str, key: &impl std::fmt::Display, system: &str, feature: &str) -> String {
+    format!("{kind} {key}: this build has no {system} support (Cargo feature `{feature}`)")
 }
 
 /// Entries waiting behind a busy partition key, per trigger (ordered delivery).
