@@ -9,7 +9,7 @@
 use crate::channel::log::LogLayer;
 use crate::channel::store::{StoreChannel, StoreHealth};
 use crate::channel::{
-    BoxFuture, Channel, ChannelError, Entry, EntryId, LogBackend, ParkRecord, ParkedEvent, Result,
+    Channel, ChannelError, Done, Entry, EntryId, LogBackend, ParkRecord, ParkedEvent, Result,
     Subscription,
 };
 use crate::config::{Backend, BrokerKey, Topology, TriggerKey};
@@ -182,7 +182,7 @@ fn unsupported(broker: &BrokerKey, backend: &Backend) -> ChannelError {
 }
 
 impl Channel for CompositeChannel {
-    fn apply_topology(&self, topology: Arc<Topology>) -> BoxFuture<'_, Result<()>> {
+    fn apply_topology(&self, topology: Arc<Topology>) -> Done<'_> {
         Box::pin(async move {
             for (key, broker) in &topology.brokers {
                 if !matches!(broker.backend, Backend::Embedded)
@@ -200,11 +200,7 @@ impl Channel for CompositeChannel {
         })
     }
 
-    fn append<'a>(
-        &'a self,
-        broker: &'a BrokerKey,
-        events: Vec<Event>,
-    ) -> BoxFuture<'a, Result<()>> {
+    fn append<'a>(&'a self, broker: &'a BrokerKey, events: Vec<Event>) -> Done<'a> {
         let topology = self.topology.load();
         match topology.brokers.get(broker).map(|b| &b.backend) {
             Some(Backend::Embedded) | None => self.store.append(broker, events),
@@ -225,7 +221,7 @@ impl Channel for CompositeChannel {
         }
     }
 
-    fn ack<'a>(&'a self, trigger: &'a TriggerKey, id: EntryId) -> BoxFuture<'a, Result<()>> {
+    fn ack<'a>(&'a self, trigger: &'a TriggerKey, id: EntryId) -> Done<'a> {
         match id.0 {
             Entry::Store(_) => self.store.ack(trigger, id),
             Entry::Kafka { .. } | Entry::Nats(_) => {
@@ -237,12 +233,7 @@ impl Channel for CompositeChannel {
         }
     }
 
-    fn park<'a>(
-        &'a self,
-        trigger: &'a TriggerKey,
-        id: EntryId,
-        record: ParkRecord,
-    ) -> BoxFuture<'a, Result<()>> {
+    fn park<'a>(&'a self, trigger: &'a TriggerKey, id: EntryId, record: ParkRecord) -> Done<'a> {
         match id.0 {
             Entry::Store(_) => self.store.park(trigger, id, record),
             Entry::Kafka { .. } | Entry::Nats(_) => Box::pin(async move {
@@ -275,11 +266,11 @@ impl Channel for CompositeChannel {
         self.store.dead_letters(limit)
     }
 
-    fn redrive(&self, id: u64) -> BoxFuture<'_, Result<()>> {
+    fn redrive(&self, id: u64) -> Done<'_> {
         self.store.redrive(id)
     }
 
-    fn flush(&self) -> BoxFuture<'_, Result<()>> {
+    fn flush(&self) -> Done<'_> {
         self.store.flush()
     }
 }

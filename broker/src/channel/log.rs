@@ -26,7 +26,7 @@ use crate::channel::windows::{
     offer, set_setup_failure, Offered, Reachability, Routes, TriggerQueues, WindowSubscription,
 };
 use crate::channel::{
-    BoxFuture, ChannelError, Delivery, EntryId, LogBackend, Result, Subscription,
+    BoxFuture, ChannelError, Delivery, Done, EntryId, LogBackend, Result, Subscription,
 };
 use crate::config::{Backend, BrokerKey, LogBackendConfig, Topology, TriggerKey};
 use crate::event::Event;
@@ -377,16 +377,12 @@ impl<D: LogDriver> LogBackend for LogLayer<D> {
         Self::config_of(backend).is_some()
     }
 
-    fn apply_topology(&self, topology: Arc<Topology>) -> BoxFuture<'_, Result<()>> {
+    fn apply_topology(&self, topology: Arc<Topology>) -> Done<'_> {
         Box::pin(self.apply(topology))
     }
 
     /// While the broker is not ready the answer comes at once.
-    fn append<'a>(
-        &'a self,
-        broker: &'a BrokerKey,
-        events: Vec<Event>,
-    ) -> BoxFuture<'a, Result<()>> {
+    fn append<'a>(&'a self, broker: &'a BrokerKey, events: Vec<Event>) -> Done<'a> {
         Box::pin(async move {
             let shared = self
                 .broker(broker)

@@ -38,6 +38,10 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Result alias for channel operations.
 pub type Result<T, E = ChannelError> = std::result::Result<T, E>;
 
+/// A channel operation in flight (an append, ack, park, redrive, flush or topology change): resolves
+/// once it took effect (durably, where the operation is durable).
+pub type Done<'a> = BoxFuture<'a, Result<()>>;
+
 /// Errors of channel operations.
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelError {
@@ -189,26 +193,20 @@ pub trait Subscription: Send {
 pub trait Channel: Send + Sync + 'static {
     /// Installs a new topology (hot reload). New triggers start with an empty queue; removed triggers
     /// lose their queue (and their subscriptions end).
-    fn apply_topology(&self, topology: Arc<Topology>) -> BoxFuture<'_, Result<()>>;
+    fn apply_topology(&self, topology: Arc<Topology>) -> Done<'_>;
 
     /// Appends a batch to a broker durably, routing each event to the matching triggers.
-    fn append<'a>(&'a self, broker: &'a BrokerKey, events: Vec<Event>)
-        -> BoxFuture<'a, Result<()>>;
+    fn append<'a>(&'a self, broker: &'a BrokerKey, events: Vec<Event>) -> Done<'a>;
 
     /// Opens the consumer of a trigger's queue (starting with entries left from before a restart).
     fn subscribe(&self, trigger: &TriggerKey) -> Result<Box<dyn Subscription>>;
 
     /// Marks an entry done (delivered, or dead-lettered to a sink). Written with group commit. Acking an
     /// entry that no longer exists (or an id of another backend) is a no-op.
-    fn ack<'a>(&'a self, trigger: &'a TriggerKey, id: EntryId) -> BoxFuture<'a, Result<()>>;
+    fn ack<'a>(&'a self, trigger: &'a TriggerKey, id: EntryId) -> Done<'a>;
 
     /// Moves an entry to the local dead-letter store, durably and atomically with its removal.
-    fn park<'a>(
-        &'a self,
-        trigger: &'a TriggerKey,
-        id: EntryId,
-        record: ParkRecord,
-    ) -> BoxFuture<'a, Result<()>>;
+    fn park<'a>(&'a self, trigger: &'a TriggerKey, id: EntryId, record: ParkRecord) -> Done<'a>;
 
     /// Undelivered queue entries across the broker's triggers (for the 429 backlog limit and metrics).
     fn backlog(&self, broker: &BrokerKey) -> u64;
@@ -220,10 +218,10 @@ pub trait Channel: Send + Sync + 'static {
     fn dead_letters(&self, limit: usize) -> Result<Vec<ParkedEvent>>;
 
     /// Puts a parked event back into its trigger's queue and removes it from the dead-letter store.
-    fn redrive(&self, id: u64) -> BoxFuture<'_, Result<()>>;
+    fn redrive(&self, id: u64) -> Done<'_>;
 
     /// Makes every pending ack durable (used during shutdown).
-    fn flush(&self) -> BoxFuture<'_, Result<()>>;
+    fn flush(&self) -> Done<'_>;
 }
 
 /// A log backend as the composite channel sees it (object-safe, one per compiled-in backend).
@@ -233,10 +231,9 @@ pub(crate) trait LogBackend: Send + Sync {
     /// Whether brokers with this backend are this log's.
     fn serves(&self, backend: &crate::config::Backend) -> bool;
     /// Starts, restarts and stops the log's broker runtimes and trigger windows.
-    fn apply_topology(&self, topology: Arc<Topology>) -> BoxFuture<'_, Result<()>>;
+    fn apply_topology(&self, topology: Arc<Topology>) -> Done<'_>;
     /// Writes a batch to the broker's log durably.
-    fn append<'a>(&'a self, broker: &'a BrokerKey, events: Vec<Event>)
-        -> BoxFuture<'a, Result<()>>;
+    fn append<'a>(&'a self, broker: &'a BrokerKey, events: Vec<Event>) -> Done<'a>;
     /// Whether the trigger's broker is this log's.
     fn has_trigger(&self, trigger: &TriggerKey) -> bool;
     /// The trigger's window, then its overflow/redrive queue in the store.

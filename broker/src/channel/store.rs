@@ -123,8 +123,8 @@ pub mod space;
 mod writer;
 
 use crate::channel::{
-    BoxFuture, Channel, ChannelError, Delivery, Entry, EntryId, ParkRecord, ParkedEvent, Result,
-    Subscription,
+    BoxFuture, Channel, ChannelError, Delivery, Done, Entry, EntryId, ParkRecord, ParkedEvent,
+    Result, Subscription,
 };
 use crate::config::{BrokerKey, Topology, TriggerKey};
 use crate::event::Event;
@@ -601,7 +601,7 @@ impl StoreChannel {
     }
 
     /// Stops the writer after flushing (idempotent). Subscriptions then return None.
-    pub fn close(&self) -> BoxFuture<'_, Result<()>> {
+    pub fn close(&self) -> Done<'_> {
         Box::pin(async move {
             match self.call(|respond| Command::Close { respond }).await {
                 Ok(()) | Err(ChannelError::Closed) => Ok(()),
@@ -698,15 +698,11 @@ impl StoreChannel {
 }
 
 impl Channel for StoreChannel {
-    fn apply_topology(&self, topology: Arc<Topology>) -> BoxFuture<'_, Result<()>> {
+    fn apply_topology(&self, topology: Arc<Topology>) -> Done<'_> {
         Box::pin(self.call(move |respond| Command::ApplyTopology { topology, respond }))
     }
 
-    fn append<'a>(
-        &'a self,
-        broker: &'a BrokerKey,
-        mut events: Vec<Event>,
-    ) -> BoxFuture<'a, Result<()>> {
+    fn append<'a>(&'a self, broker: &'a BrokerKey, mut events: Vec<Event>) -> Done<'a> {
         Box::pin(async move {
             if events.is_empty() {
                 return Ok(());
@@ -753,7 +749,7 @@ impl Channel for StoreChannel {
         }))
     }
 
-    fn ack<'a>(&'a self, trigger: &'a TriggerKey, id: EntryId) -> BoxFuture<'a, Result<()>> {
+    fn ack<'a>(&'a self, trigger: &'a TriggerKey, id: EntryId) -> Done<'a> {
         Box::pin(async move {
             let Entry::Store(seq) = id.0 else {
                 // Not one of ours: no such entry here.
@@ -774,12 +770,7 @@ impl Channel for StoreChannel {
         })
     }
 
-    fn park<'a>(
-        &'a self,
-        trigger: &'a TriggerKey,
-        id: EntryId,
-        record: ParkRecord,
-    ) -> BoxFuture<'a, Result<()>> {
+    fn park<'a>(&'a self, trigger: &'a TriggerKey, id: EntryId, record: ParkRecord) -> Done<'a> {
         Box::pin(async move {
             let Entry::Store(seq) = id.0 else {
                 // Not one of ours: parking an entry that does not exist is a no-op.
@@ -851,11 +842,11 @@ impl Channel for StoreChannel {
         Ok(out)
     }
 
-    fn redrive(&self, id: u64) -> BoxFuture<'_, Result<()>> {
+    fn redrive(&self, id: u64) -> Done<'_> {
         Box::pin(self.call(move |respond| Command::Redrive { id, respond }))
     }
 
-    fn flush(&self) -> BoxFuture<'_, Result<()>> {
+    fn flush(&self) -> Done<'_> {
         Box::pin(async move {
             match self.call(|respond| Command::Flush { respond }).await {
                 // Closing flushed everything.
