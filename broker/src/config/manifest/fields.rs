@@ -296,14 +296,13 @@ pub(super) fn ref_kind(v: &Value) -> Option<&str> {
     v.as_mapping()?.get("kind")?.as_str()
 }
 
-/// `metadata` → (namespace, name, annotations).
-pub(super) struct Meta<'v> {
+/// `metadata` → (namespace, name).
+pub(super) struct Meta {
     pub(super) namespace: String,
     pub(super) name: String,
-    pub(super) annotations: Option<&'v Mapping>,
 }
 
-pub(super) fn decode_metadata<'v>(ctx: &mut Ctx<'_>, top: &'v Mapping) -> Option<Meta<'v>> {
+pub(super) fn decode_metadata(ctx: &mut Ctx<'_>, top: &Mapping) -> Option<Meta> {
     let Some(meta) = top.get("metadata").filter(|v| !v.is_null()) else {
         ctx.err("metadata.name", "required");
         return None;
@@ -349,48 +348,20 @@ pub(super) fn decode_metadata<'v>(ctx: &mut Ctx<'_>, top: &'v Mapping) -> Option
             None => None,
         },
     };
-    let annotations = match meta.get("annotations").filter(|v| !v.is_null()) {
-        None => None,
-        Some(Value::Mapping(m)) => Some(m),
-        Some(other) => {
-            ctx.err(
-                "metadata.annotations",
-                format!("must be an object, got {}", kind_of(other)),
-            );
-            None
-        }
-    };
+    // Sources and sinks read no annotation, but they must be an object.
+    if let Some(other) = meta
+        .get("annotations")
+        .filter(|v| !v.is_null() && !v.is_mapping())
+    {
+        ctx.err(
+            "metadata.annotations",
+            format!("must be an object, got {}", kind_of(other)),
+        );
+    }
     Some(Meta {
         namespace: namespace?,
         name: name?,
-        annotations,
     })
-}
-
-pub(super) fn annotation(meta: &Meta<'_>, key: &str) -> Option<Option<String>> {
-    meta.annotations.and_then(|m| m.get(key)).map(scalar_text)
-}
-
-pub(super) fn positive_annotation(ctx: &mut Ctx<'_>, meta: &Meta<'_>, key: &str) -> Option<u64> {
-    match annotation(meta, key)? {
-        Some(s) => match s.trim().parse::<u64>() {
-            Ok(n) if n > 0 => Some(n),
-            _ => {
-                ctx.err(
-                    "metadata.annotations",
-                    format!("{key:?} must be a positive integer, got {s:?}"),
-                );
-                None
-            }
-        },
-        None => {
-            ctx.err(
-                "metadata.annotations",
-                format!("{key:?} must be a positive integer"),
-            );
-            None
-        }
-    }
 }
 
 /// A KafkaSource's or NatsSource's required `spec.sink`: `ref` to a Broker (namespace defaults to the
@@ -398,7 +369,7 @@ pub(super) fn positive_annotation(ctx: &mut Ctx<'_>, meta: &Meta<'_>, key: &str)
 pub(super) fn decode_source_sink(
     ctx: &mut Ctx<'_>,
     v: Option<&Value>,
-    meta: Option<&Meta<'_>>,
+    meta: Option<&Meta>,
 ) -> Option<SourceSink> {
     let path = "spec.sink";
     let Some(v) = v else {
@@ -467,5 +438,14 @@ pub(super) fn decode_source_sink(
             ctx.err(path, "required: ref (a Broker) or uri");
             None
         }
+    }
+}
+
+/// A scalar as a message shows it (strings quoted), or its JSON type.
+pub(super) fn describe(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("{s:?}"),
+        Value::Number(n) => n.to_string(),
+        other => kind_of(other).to_owned(),
     }
 }

@@ -10,11 +10,13 @@
 //! `names` holds the public constants, re-exported here.
 
 mod document;
-mod eventing;
 mod fields;
 mod kafka;
 mod names;
 mod nats;
+mod shape;
+mod structure;
+mod validate;
 
 pub(crate) use document::Document;
 pub(crate) use fields::Ctx;
@@ -24,11 +26,17 @@ pub use names::{
     NATS_SOURCE_JETSTREAM_FIELDS, NATS_SOURCE_SPEC_FIELDS, SOURCE_SINK_FIELDS,
 };
 
-use eventing::{decode_broker, decode_configmap, decode_trigger};
 use fields::{kind_of, TOP_PATH};
 use kafka::{decode_kafka_sink, decode_kafka_source};
 use nats::{decode_nats_sink, decode_nats_source};
 use serde_yaml::Value;
+use structure::Kind;
+
+/// A document read through the typed model: pass 1 (structure), then pass 2 (validation).
+fn typed(ctx: &mut Ctx<'_>, kind: Kind, v: &Value) -> Option<Document> {
+    let typed = structure::decode(ctx, kind, v)?;
+    validate::validate(ctx, &typed)
+}
 
 /// Decodes one non-empty document.
 pub(crate) fn decode_document(ctx: &mut Ctx<'_>, v: &Value) -> Option<Document> {
@@ -53,9 +61,9 @@ pub(crate) fn decode_document(ctx: &mut Ctx<'_>, v: &Value) -> Option<Document> 
         return None;
     };
     match (kind, api_version) {
-        ("Broker", EVENTING_API_VERSION) => decode_broker(ctx, v),
-        ("Trigger", EVENTING_API_VERSION) => decode_trigger(ctx, v).map(Document::Trigger),
-        ("ConfigMap", "v1") => decode_configmap(ctx, v),
+        ("Broker", EVENTING_API_VERSION) => typed(ctx, Kind::Broker, v),
+        ("Trigger", EVENTING_API_VERSION) => typed(ctx, Kind::Trigger, v),
+        ("ConfigMap", "v1") => typed(ctx, Kind::ConfigMap, v),
         ("KafkaSink", KAFKA_SINK_API_VERSION) => decode_kafka_sink(ctx, v).map(Document::KafkaSink),
         ("KafkaSource", av) if KAFKA_SOURCE_API_VERSIONS.contains(&av) => {
             decode_kafka_source(ctx, v).map(Document::KafkaSource)

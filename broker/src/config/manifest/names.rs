@@ -37,3 +37,12 @@ pub const SOURCE_SINK_FIELDS: [&str; 2] = ["ref", "uri"];
 
 /// Namespace of a manifest without `metadata.namespace`.
 pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// The sink kind a subscriber `ref` names, and its `apiVersion`.
+pub(super) fn sink_kind(kind: &str) -> Option<(&'static str, &'static str)> {
+    match kind {
+        "KafkaSink" => Some(("KafkaSink", KAFKA_SINK_API_VERSION)),
+        "NatsSink" => Some(("NatsSink", NATS_API_VERSION)),
+        _ => None,
+    }
+}

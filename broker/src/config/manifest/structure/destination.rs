@@ -1,0 +1,234 @@
+//! Pass 1 for destinations (`uri` or `ref`), a Broker's `spec.config` and `delivery`.
+
+use crate::config::manifest::fields::*;
+use crate::config::manifest::names::*;
+use crate::config::manifest::shape::Shape;
+use crate::model::eventing::{DeliverySpec, Destination, KReference};
+use serde_yaml::Value;
+
+/// Where a destination is: a Trigger's subscriber may be a KafkaSink or NatsSink `ref` (then the `ref`
+/// is decoded); elsewhere only a `ref`'s kind matters (any `ref` is an error in standalone mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Context {
+    Subscriber,
+    DeadLetterSink,
+}
+
+/// A Destination. `CACerts` and `audience` are kept as text whatever their type (pass 2 rejects them
+/// in standalone mode); a non-string `uri` is noted as unusable.
+pub(super) fn destination(
+    ctx: &mut Ctx<'_>,
+    path: &str,
+    v: &Value,
+    context: Context,
+    shape: &mut Shape,
+) -> Option<Destination> {
+    let Some(obj) = Obj::new(ctx, path, v, &["uri", "ref", "CACerts", "audience"]) else {
+        shape.unusable(path);
+        return None;
+    };
+    let mut out = Destination {
+        ca_certs: obj
+            .get("CACerts")
+            .map(|v| scalar_text(v).unwrap_or_default()),
+        audience: obj
+            .get("audience")
+            .map(|v| scalar_text(v).unwrap_or_default()),
+        ..Destination::default()
+    };
+    let sink = obj
+        .get("ref")
+        .and_then(ref_kind)
+        .and_then(sink_kind)
+        .filter(|_| context == Context::Subscriber);
+    let uri_path = join(path, "uri");
+    if let Some(r) = obj.get("ref") {
+        out.reference = Some(match sink {
+            Some((_, api_version)) => sink_ref(ctx, &join(path, "ref"), r, api_version, shape),
+            None => KReference {
+                kind: ref_kind(r).unwrap_or_default().to_owned(),
+                ..KReference::default()
+            },
+        });
+    }
+    if let Some(u) = obj.get("uri") {
+        // With a sink `ref`, any `uri` is an error (pass 2): its type does not matter.
+        let checked = if sink.is_some() {
+            u.as_str()
+        } else {
+            string(ctx, &uri_path, u)
+        };
+        match checked {
+            Some(u) => out.uri = Some(u.to_owned()),
+            None => shape.unusable(uri_path),
+        }
+    }
+    Some(out)
+}
+
+/// A subscriber's KafkaSink or NatsSink `ref` (`apiVersion`, `kind`, `name`, `namespace`); a field with
+/// a problem is noted as unusable.
+fn sink_ref(
+    ctx: &mut Ctx<'_>,
+    path: &str,
+    v: &Value,
+    api_version: &str,
+    shape: &mut Shape,
+) -> KReference {
+    let mut out = KReference {
+        kind: ref_kind(v).unwrap_or_default().to_owned(),
+        ..KReference::default()
+    };
+    let Some(obj) = Obj::new(ctx, path, v, &["apiVersion", "kind", "name", "namespace"]) else {
+        shape.unusable(path);
+        return out;
+    };
+    let av_path = join(path, "apiVersion");
+    match obj.get("apiVersion") {
+        None => {
+            ctx.err(&av_path, format!("required ({api_version})"));
+            shape.unusable(av_path);
+        }
+        Some(av) => match string(ctx, &av_path, av) {
+            Some(av) => out.api_version = Some(av.to_owned()),
+            None => shape.unusable(av_path),
+        },
+    }
+    let name_path = join(path, "name");
+    match obj.get("name") {
+        None => {
+            ctx.err(&name_path, "required");
+            shape.unusable(name_path);
+        }
+        Some(n) => match string(ctx, &name_path, n) {
+            Some(n) => out.name = n.to_owned(),
+            None => shape.unusable(name_path),
+        },
+    }
+    if let Some(ns) = obj.get("namespace") {
+        let ns_path = join(path, "namespace");
+        match string(ctx, &ns_path, ns) {
+            Some(ns) => out.namespace = Some(ns.to_owned()),
+            None => shape.unusable(ns_path),
+        }
+    }
+    out
+}
+
+/// A Broker's `spec.config`: a KReference. Only a `ConfigMap` reference is decoded further (any other
+/// kind is an error in pass 2); when `kind` or `name` is missing or unusable, `spec.config` is noted as
+/// unusable.
+pub(super) fn config_ref(ctx: &mut Ctx<'_>, v: &Value, shape: &mut Shape) -> Option<KReference> {
+    const PATH: &str = "spec.config";
+    let Some(obj) = Obj::new(
+        ctx,
+        PATH,
+        v,
+        &[
+            "apiVersion",
+            "kind",
+            "name",
+            "namespace",
+            "group",
+            "address",
+        ],
+    ) else {
+        shape.unusable(PATH);
+        return None;
+    };
+    let kind = obj
+        .get("kind")
+        .and_then(|k| string(ctx, "spec.config.kind", k));
+    let mut out = match kind {
+        Some(kind) => KReference {
+            kind: kind.to_owned(),
+            ..KReference::default()
+        },
+        None => {
+            if obj.get("kind").is_none() {
+                ctx.err("spec.config.kind", "required (ConfigMap)");
+            }
+            shape.unusable(PATH);
+            return None;
+        }
+    };
+    if out.kind != "ConfigMap" {
+        return Some(out);
+    }
+    out.api_version = obj
+        .get("apiVersion")
+        .and_then(|a| string(ctx, "spec.config.apiVersion", a))
+        .map(str::to_owned);
+    let usable = match obj.get("name") {
+        Some(n) => string(ctx, "spec.config.name", n).map(|n| out.name = n.to_owned()),
+        None => {
+            ctx.err("spec.config.name", "required");
+            None
+        }
+    }
+    .and_then(|()| match obj.get("namespace") {
+        Some(n) => {
+            string(ctx, "spec.config.namespace", n).map(|n| out.namespace = Some(n.to_owned()))
+        }
+        None => Some(()),
+    });
+    if usable.is_none() {
+        shape.unusable(PATH);
+        return None;
+    }
+    Some(out)
+}
+
+/// `delivery`: every field's JSON type (the values are pass 2's). An integer `retry` that does not fit
+/// the model's `i32` is noted in `shape` (pass 2 applies the range rules).
+pub(super) fn delivery(
+    ctx: &mut Ctx<'_>,
+    path: &str,
+    v: &Value,
+    shape: &mut Shape,
+) -> Option<DeliverySpec> {
+    let Some(obj) = Obj::new(
+        ctx,
+        path,
+        v,
+        &[
+            "deadLetterSink",
+            "retry",
+            "backoffPolicy",
+            "backoffDelay",
+            "backoffMax",
+            "timeout",
+            "retryAfterMax",
+            "format",
+        ],
+    ) else {
+        shape.unusable(path);
+        return None;
+    };
+    let mut d = DeliverySpec::default();
+    if let Some(r) = obj.get("retry") {
+        let p = join(path, "retry");
+        match r.as_i64() {
+            Some(n) => match i32::try_from(n) {
+                Ok(n) => d.retry = Some(n),
+                Err(_) => shape.wide(p, n),
+            },
+            None => ctx.err(&p, format!("must be an integer >= 0, got {}", describe(r))),
+        }
+    }
+    let text = |ctx: &mut Ctx<'_>, field: &str| -> Option<String> {
+        let s = string(ctx, &join(path, field), obj.get(field)?)?;
+        Some(s.to_owned())
+    };
+    d.backoff_policy = text(ctx, "backoffPolicy");
+    d.backoff_delay = text(ctx, "backoffDelay");
+    d.backoff_max = text(ctx, "backoffMax");
+    d.timeout = text(ctx, "timeout");
+    d.retry_after_max = text(ctx, "retryAfterMax");
+    if let Some(dls) = obj.get("deadLetterSink") {
+        let p = join(path, "deadLetterSink");
+        d.dead_letter_sink = destination(ctx, &p, dls, Context::DeadLetterSink, shape);
+    }
+    d.format = text(ctx, "format");
+    Some(d)
+}
