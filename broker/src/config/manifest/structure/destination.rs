@@ -116,8 +116,8 @@ fn sink_ref(
 }
 
 /// A Broker's `spec.config`: a KReference. Only a `ConfigMap` reference is decoded further (any other
-/// kind is an error in pass 2); when `kind` or `name` is missing or unusable, `spec.config` is noted as
-/// unusable.
+/// kind is an error in pass 2); without a usable `kind`, `spec.config` is noted as unusable (and left
+/// out), and so are an unusable `name` or `namespace`.
 pub(super) fn config_ref(ctx: &mut Ctx<'_>, v: &Value, shape: &mut Shape) -> Option<KReference> {
     const PATH: &str = "spec.config";
     let Some(obj) = Obj::new(
@@ -159,22 +159,24 @@ pub(super) fn config_ref(ctx: &mut Ctx<'_>, v: &Value, shape: &mut Shape) -> Opt
         .get("apiVersion")
         .and_then(|a| string(ctx, "spec.config.apiVersion", a))
         .map(str::to_owned);
-    let usable = match obj.get("name") {
-        Some(n) => string(ctx, "spec.config.name", n).map(|n| out.name = n.to_owned()),
+    match obj.get("name") {
+        Some(n) => match string(ctx, "spec.config.name", n) {
+            Some(n) => out.name = n.to_owned(),
+            None => shape.unusable("spec.config.name"),
+        },
         None => {
             ctx.err("spec.config.name", "required");
-            None
+            shape.unusable("spec.config.name");
         }
     }
-    .and_then(|()| match obj.get("namespace") {
-        Some(n) => {
-            string(ctx, "spec.config.namespace", n).map(|n| out.namespace = Some(n.to_owned()))
+    if let Some(n) = obj.get("namespace") {
+        // Checked only with a usable name (as one problem hides the next).
+        if !shape.is_unusable("spec.config.name") {
+            match string(ctx, "spec.config.namespace", n) {
+                Some(n) => out.namespace = Some(n.to_owned()),
+                None => shape.unusable("spec.config.namespace"),
+            }
         }
-        None => Some(()),
-    });
-    if usable.is_none() {
-        shape.unusable(PATH);
-        return None;
     }
     Some(out)
 }

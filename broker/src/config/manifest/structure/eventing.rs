@@ -153,7 +153,7 @@ fn trigger_spec(ctx: &mut Ctx<'_>, top: &Obj<'_>, shape: &mut Shape) -> Option<T
         }
     }
     if let Some(list) = spec.get("filters") {
-        out.filters = filters(ctx, "spec.filters", list);
+        out.filters = filters(ctx, "spec.filters", list, shape);
     }
     if ctx.errors.len() != errors_before {
         shape.unusable("spec.filter");

@@ -3,6 +3,7 @@
 //! nest without limit, so pass 2 checks them whole).
 
 use crate::config::manifest::fields::*;
+use crate::config::manifest::shape::Shape;
 use crate::config::rules::{is_attribute_key, KEY_REGEX};
 use serde_json::Value as Json;
 use serde_yaml::Value;
@@ -55,7 +56,7 @@ pub(super) fn attributes(
 }
 
 /// `spec.filters`: a list; each item as JSON.
-pub(super) fn filters(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> Vec<Json> {
+pub(super) fn filters(ctx: &mut Ctx<'_>, path: &str, v: &Value, shape: &mut Shape) -> Vec<Json> {
     let Value::Sequence(items) = v else {
         ctx.err(path, format!("must be a list, got {}", kind_of(v)));
         return Vec::new();
@@ -63,13 +64,13 @@ pub(super) fn filters(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> Vec<Json> {
     items
         .iter()
         .enumerate()
-        .map(|(i, item)| json(ctx, &format!("{path}[{i}]"), item))
+        .map(|(i, item)| json(ctx, &format!("{path}[{i}]"), item, shape))
         .collect()
 }
 
 /// A YAML value as JSON. A mapping key that is not a string is reported at the mapping (filters' keys
-/// are attribute names or dialects) and left out; a tag is dropped.
-fn json(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> Json {
+/// are attribute names or dialects) and left out, the mapping noted as unusable; a tag is dropped.
+fn json(ctx: &mut Ctx<'_>, path: &str, v: &Value, shape: &mut Shape) -> Json {
     match v {
         Value::Null => Json::Null,
         Value::Bool(b) => Json::Bool(*b),
@@ -87,7 +88,7 @@ fn json(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> Json {
             items
                 .iter()
                 .enumerate()
-                .map(|(i, item)| json(ctx, &format!("{path}[{i}]"), item))
+                .map(|(i, item)| json(ctx, &format!("{path}[{i}]"), item, shape))
                 .collect(),
         ),
         Value::Mapping(m) => {
@@ -95,17 +96,20 @@ fn json(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> Json {
             for (k, val) in m {
                 match k.as_str() {
                     Some(k) => {
-                        let child = json(ctx, &join(path, k), val);
+                        let child = json(ctx, &join(path, k), val, shape);
                         out.insert(k.to_owned(), child);
                     }
-                    None => ctx.err(
-                        path,
-                        format!("key {k:?} must be a string matching {KEY_REGEX}"),
-                    ),
+                    None => {
+                        ctx.err(
+                            path,
+                            format!("key {k:?} must be a string matching {KEY_REGEX}"),
+                        );
+                        shape.unusable(path);
+                    }
                 }
             }
             Json::Object(out)
         }
-        Value::Tagged(t) => json(ctx, path, &t.value),
+        Value::Tagged(t) => json(ctx, path, &t.value, shape),
     }
 }

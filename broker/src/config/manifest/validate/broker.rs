@@ -114,7 +114,7 @@ pub(super) fn broker(
     let has_config = b.spec.config.is_some() || shape.is_unusable("spec.config");
     let config_ref = b.spec.config.as_ref().and_then(|c| {
         let ns = meta.as_ref().map_or(DEFAULT_NAMESPACE, |m| &m.namespace);
-        config_ref(ctx, c, ns)
+        config_ref(ctx, c, ns, shape)
     });
     if kafka && !has_config {
         ctx.err(
@@ -161,7 +161,12 @@ pub(super) fn broker(
 }
 
 /// `spec.config`: a reference to a ConfigMap → (namespace, name).
-fn config_ref(ctx: &mut Ctx<'_>, c: &KReference, default_ns: &str) -> Option<(String, String)> {
+fn config_ref(
+    ctx: &mut Ctx<'_>,
+    c: &KReference,
+    default_ns: &str,
+    shape: &Shape,
+) -> Option<(String, String)> {
     if c.kind != "ConfigMap" {
         ctx.err(
             "spec.config.kind",
@@ -179,6 +184,9 @@ fn config_ref(ctx: &mut Ctx<'_>, c: &KReference, default_ns: &str) -> Option<(St
                 format!("a ConfigMap has apiVersion \"v1\", got {av:?}"),
             );
         }
+    }
+    if shape.is_unusable("spec.config.name") || shape.is_unusable("spec.config.namespace") {
+        return None;
     }
     let namespace = c.namespace.as_deref().unwrap_or(default_ns).to_owned();
     Some((namespace, c.name.clone()))

@@ -40,7 +40,7 @@ pub(super) fn trigger_filter(
     }
     let mut filters = Vec::new();
     for (i, item) in spec.filters.iter().enumerate() {
-        if let Some(f) = filter(ctx, &format!("spec.filters[{i}]"), item) {
+        if let Some(f) = filter(ctx, &format!("spec.filters[{i}]"), item, shape) {
             filters.push(f);
         }
     }
@@ -91,7 +91,7 @@ fn unknown_fields(ctx: &mut Ctx<'_>, path: &str, map: &serde_json::Map<String, J
 }
 
 /// One Subscriptions API filter object (exactly one dialect).
-fn filter(ctx: &mut Ctx<'_>, path: &str, v: &Json) -> Option<Filter> {
+fn filter(ctx: &mut Ctx<'_>, path: &str, v: &Json, shape: &Shape) -> Option<Filter> {
     let Json::Object(map) = v else {
         ctx.err(path, format!("must be an object, got {}", kind_of(v)));
         return None;
@@ -129,7 +129,7 @@ fn filter(ctx: &mut Ctx<'_>, path: &str, v: &Json) -> Option<Filter> {
     let value = map.get(dialect).unwrap_or(&Json::Null);
     match dialect {
         "exact" | "prefix" | "suffix" => {
-            let kv = kv(ctx, &dpath, value)?;
+            let kv = kv(ctx, &dpath, value, shape)?;
             if kv.is_empty() {
                 ctx.err(&dpath, "must contain at least one attribute");
                 return None;
@@ -158,7 +158,7 @@ fn filter(ctx: &mut Ctx<'_>, path: &str, v: &Json) -> Option<Filter> {
             let mut children = Vec::with_capacity(items.len());
             let mut ok = true;
             for (i, item) in items.iter().enumerate() {
-                match filter(ctx, &format!("{dpath}[{i}]"), item) {
+                match filter(ctx, &format!("{dpath}[{i}]"), item, shape) {
                     Some(f) => children.push(f),
                     None => ok = false,
                 }
@@ -172,7 +172,7 @@ fn filter(ctx: &mut Ctx<'_>, path: &str, v: &Json) -> Option<Filter> {
                 Filter::Any(children)
             })
         }
-        "not" => filter(ctx, &dpath, value).map(|f| Filter::Not(Box::new(f))),
+        "not" => filter(ctx, &dpath, value, shape).map(|f| Filter::Not(Box::new(f))),
         _ => {
             let Json::String(text) = value else {
                 ctx.err(
@@ -192,8 +192,9 @@ fn filter(ctx: &mut Ctx<'_>, path: &str, v: &Json) -> Option<Filter> {
     }
 }
 
-/// A dialect's map of attribute name → non-empty value, sorted by key.
-fn kv(ctx: &mut Ctx<'_>, path: &str, v: &Json) -> Option<Vec<(String, String)>> {
+/// A dialect's map of attribute name → non-empty value, sorted by key. `None` also when pass 1 found a
+/// key that is not a string (the rest is checked).
+fn kv(ctx: &mut Ctx<'_>, path: &str, v: &Json, shape: &Shape) -> Option<Vec<(String, String)>> {
     let Json::Object(m) = v else {
         let got = kind_of(v);
         ctx.err(
@@ -229,5 +230,5 @@ fn kv(ctx: &mut Ctx<'_>, path: &str, v: &Json) -> Option<Vec<(String, String)>> 
         }
     }
     out.sort();
-    ok.then_some(out)
+    (ok && !shape.is_unusable(path)).then_some(out)
 }
