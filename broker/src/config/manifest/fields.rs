@@ -64,7 +64,46 @@ impl<'v> Obj<'v> {
         v: &'v Value,
         allowed: &[&str],
     ) -> Option<Obj<'v>> {
-        Obj::with_unsupported(ctx, path, v, allowed, &[])
+        Obj::with_known(ctx, path, v, allowed, &[])
+    }
+
+    /// Like [`Obj::new`], plus the Knative fields Switchyard knows but does not support, `(field name,
+    /// reason)`: accepted without being listed in `allowed` (the validation pass reports them).
+    pub(super) fn with_known(
+        ctx: &mut Ctx<'_>,
+        path: &str,
+        v: &'v Value,
+        allowed: &[&str],
+        unsupported: &[(&str, &str)],
+    ) -> Option<Obj<'v>> {
+        let Value::Mapping(map) = v else {
+            ctx.err(path, format!("must be an object, got {}", kind_of(v)));
+            return None;
+        };
+        let unknown: Vec<String> = map
+            .keys()
+            .filter(|k| {
+                k.as_str().is_none_or(|k| {
+                    !allowed.contains(&k) && unsupported.iter().all(|(u, _)| *u != k)
+                })
+            })
+            .map(|k| match k.as_str() {
+                Some(k) => format!("{k:?}"),
+                None => format!("{k:?}"),
+            })
+            .collect();
+        if !unknown.is_empty() {
+            let s = if unknown.len() == 1 { "" } else { "s" };
+            ctx.err(
+                path,
+                format!(
+                    "unknown field{s} {}; allowed: {}",
+                    unknown.join(", "),
+                    allowed.join(", ")
+                ),
+            );
+        }
+        Some(Obj { map })
     }
 
     /// Like [`Obj::new`], plus Knative fields Switchyard knows but does not support: each one present

@@ -234,3 +234,70 @@ pub(super) fn delivery(
     d.format = text(ctx, "format");
     Some(d)
 }
+
+/// A KafkaSource's or NatsSource's `spec.sink` (`None` when absent: reported, and noted as unusable
+/// `spec.sink`, as is a sink that is not an object). `CACerts` and `audience` are noted as given (pass
+/// 2 rejects them). With both `ref` and `uri` (an error of pass 2) neither is decoded further; a `ref`
+/// is decoded when it names a Broker (other kinds are an error of pass 2); a `ref` without a string
+/// `kind`, or a field with a problem, is noted as unusable.
+pub(super) fn source_sink(ctx: &mut Ctx<'_>, v: Option<&Value>, shape: &mut Shape) -> Destination {
+    const PATH: &str = "spec.sink";
+    let mut out = Destination::default();
+    let Some(v) = v else {
+        ctx.err(PATH, "required: ref (a Broker) or uri");
+        shape.unusable(PATH);
+        return out;
+    };
+    let Some(obj) = Obj::with_known(ctx, PATH, v, &SOURCE_SINK_FIELDS, &SOURCE_SINK_UNSUPPORTED)
+    else {
+        shape.unusable(PATH);
+        return out;
+    };
+    for (field, _) in SOURCE_SINK_UNSUPPORTED {
+        if obj.get(field).is_some() {
+            shape.given(join(PATH, field));
+        }
+    }
+    out.ca_certs = obj
+        .get("CACerts")
+        .map(|v| scalar_text(v).unwrap_or_default());
+    out.audience = obj
+        .get("audience")
+        .map(|v| scalar_text(v).unwrap_or_default());
+    let ref_path = join(PATH, "ref");
+    let uri_path = join(PATH, "uri");
+    match (obj.get("ref"), obj.get("uri")) {
+        (Some(r), Some(u)) => {
+            out.reference = Some(KReference {
+                kind: ref_kind(r).unwrap_or_default().to_owned(),
+                ..KReference::default()
+            });
+            out.uri = Some(u.as_str().unwrap_or_default().to_owned());
+        }
+        (Some(r), None) => match ref_kind(r) {
+            Some("Broker") => {
+                out.reference = Some(sink_ref(ctx, &ref_path, r, EVENTING_API_VERSION, shape));
+            }
+            Some(kind) => {
+                out.reference = Some(KReference {
+                    kind: kind.to_owned(),
+                    ..KReference::default()
+                });
+            }
+            None if r.is_mapping() => {
+                ctx.err(&join(&ref_path, "kind"), "required (Broker)");
+                shape.unusable(ref_path);
+            }
+            None => {
+                ctx.err(&ref_path, format!("must be an object, got {}", kind_of(r)));
+                shape.unusable(ref_path);
+            }
+        },
+        (None, Some(u)) => match string(ctx, &uri_path, u) {
+            Some(u) => out.uri = Some(u.to_owned()),
+            None => shape.unusable(uri_path),
+        },
+        (None, None) => {}
+    }
+    out
+}

@@ -2,7 +2,7 @@
 
 use super::destination::{config_ref, delivery, destination, Context};
 use super::filter::{attributes, filters};
-use super::{metadata, type_meta};
+use super::top::{metadata, type_meta};
 use crate::config::manifest::fields::*;
 use crate::config::manifest::shape::Shape;
 use crate::model::eventing::{BrokerSpec, TriggerFilter, TriggerSpec};

@@ -1,7 +1,7 @@
 //! Pass 2 for a Broker (class and backend annotations, `spec.config`, delivery) and a ConfigMap.
 
 use super::destination::delivery;
-use super::{metadata, Meta};
+use super::meta::{metadata, Meta};
 use crate::config::manifest::document::Document;
 use crate::config::manifest::fields::Ctx;
 use crate::config::manifest::names::*;

@@ -1,12 +1,13 @@
-//! Pass 2 for destinations (an absolute URL, or a subscriber's KafkaSink or NatsSink `ref`) and
-//! `delivery` (ranges, policies, ISO-8601 durations, formats).
+//! Pass 2 for destinations (an absolute URL, or a subscriber's KafkaSink or NatsSink `ref`), `delivery`
+//! (ranges, policies, ISO-8601 durations, formats) and a source's `spec.sink` (a Broker `ref` or an
+//! absolute URL).
 
 use crate::config::duration::parse_iso8601;
 use crate::config::manifest::fields::{check_url, join, Ctx};
-use crate::config::manifest::names::sink_kind;
+use crate::config::manifest::names::{sink_kind, EVENTING_API_VERSION, SOURCE_SINK_UNSUPPORTED};
 use crate::config::manifest::shape::Shape;
 use crate::config::rules::is_dns1123_label;
-use crate::config::{Destination, ObjectKey};
+use crate::config::{BrokerKey, Destination, ObjectKey, SourceSink};
 use crate::delivery::{BackoffPolicy, DeliverySpec, Format};
 use crate::model::eventing::{self as model, KReference};
 use std::time::Duration;
@@ -118,8 +119,13 @@ fn sink_ref(
     if shape.is_unusable(path) {
         return None;
     }
-    let mut ok = !shape.is_unusable(&join(path, "apiVersion"));
-    if let Some(av) = r.api_version.as_deref().filter(|av| *av != api_version) {
+    let api_version_unusable = shape.is_unusable(&join(path, "apiVersion"));
+    let mut ok = !api_version_unusable;
+    if let Some(av) = r
+        .api_version
+        .as_deref()
+        .filter(|av| !api_version_unusable && *av != api_version)
+    {
         ctx.err(
             &join(path, "apiVersion"),
             format!("a {kind} has apiVersion {api_version:?}, got {av:?}"),
@@ -134,6 +140,74 @@ fn sink_ref(
     };
     let name = name?;
     ok.then_some((name, namespace))
+}
+
+/// A KafkaSource's or NatsSource's `spec.sink`: `ref` to a Broker (its namespace defaults to the
+/// source's, `source_ns`) or `uri`. `CACerts` and `audience` are not supported.
+pub(super) fn source_sink(
+    ctx: &mut Ctx<'_>,
+    d: &model::Destination,
+    source_ns: &str,
+    shape: &Shape,
+) -> Option<SourceSink> {
+    const PATH: &str = "spec.sink";
+    if shape.is_unusable(PATH) {
+        return None;
+    }
+    for (field, why) in SOURCE_SINK_UNSUPPORTED {
+        let p = join(PATH, field);
+        let value = if field == "CACerts" {
+            &d.ca_certs
+        } else {
+            &d.audience
+        };
+        if value.is_some() || shape.is_given(&p) {
+            ctx.err(&p, format!("not supported: {why}"));
+        }
+    }
+    let ref_path = join(PATH, "ref");
+    let uri_path = join(PATH, "uri");
+    let has_ref = d.reference.is_some() || shape.is_unusable(&ref_path);
+    let has_uri = d.uri.is_some() || shape.is_unusable(&uri_path);
+    match (has_ref, has_uri) {
+        (true, true) => {
+            ctx.err(
+                PATH,
+                "set either uri or ref, not both (a uri relative to a ref is not supported in \
+                 standalone mode)",
+            );
+            None
+        }
+        (true, false) => {
+            if shape.is_unusable(&ref_path) {
+                return None;
+            }
+            let r = d.reference.as_ref()?;
+            if r.kind != "Broker" {
+                ctx.err(
+                    &join(&ref_path, "kind"),
+                    format!(
+                        "only Broker refs are resolved in standalone mode, got {:?}; use uri for \
+                         other destinations",
+                        r.kind
+                    ),
+                );
+                return None;
+            }
+            let (name, namespace) =
+                sink_ref(ctx, &ref_path, r, "Broker", EVENTING_API_VERSION, shape)?;
+            let namespace = namespace.unwrap_or_else(|| source_ns.to_owned());
+            Some(SourceSink::Broker(BrokerKey::new(namespace, name)))
+        }
+        (false, true) => {
+            let u = d.uri.as_ref()?;
+            check_url(ctx, &uri_path, u).map(SourceSink::Url)
+        }
+        (false, false) => {
+            ctx.err(PATH, "required: ref (a Broker) or uri");
+            None
+        }
+    }
 }
 
 /// A DNS-1123 label (`None`, or unusable in pass 1: already reported).

@@ -2,7 +2,7 @@
 
 use super::destination::{delivery, destination};
 use super::filter::trigger_filter;
-use super::metadata;
+use super::meta::metadata;
 use crate::config::manifest::fields::Ctx;
 use crate::config::manifest::names::DEFAULT_NAMESPACE;
 use crate::config::manifest::shape::Shape;
