@@ -6,16 +6,14 @@
 //! every problem is reported (not only the first), with the exact field path (`spec.filters[0].all[1].prefix`)
 //! and a message a user can act on. Unknown fields in spec objects are errors, as with Knative's webhook.
 //!
-//! Broker, Trigger, ConfigMap, KafkaSink and KafkaSource are read in two passes over the typed model
-//! ([`crate::model`]): `structure` (the document → a typed object, with every structural problem) then
-//! `validate` (the typed object → a [`Document`], with every semantic problem); `shape` is what the first
-//! tells the second. NatsSink and NatsSource are still decoded in one step (`nats`). `fields` holds the
-//! shared building blocks, `names` the public constants, re-exported here.
+//! Every kind is read in two passes over the typed model ([`crate::model`]): `structure` (the document →
+//! a typed object, with every structural problem) then `validate` (the typed object → a [`Document`],
+//! with every semantic problem); `shape` is what the first tells the second. `fields` holds the shared
+//! building blocks, `names` the public constants, re-exported here.
 
 mod document;
 mod fields;
 mod names;
-mod nats;
 mod shape;
 mod structure;
 mod validate;
@@ -29,7 +27,6 @@ pub use names::{
 };
 
 use fields::{kind_of, TOP_PATH};
-use nats::{decode_nats_sink, decode_nats_source};
 use serde_yaml::Value;
 use structure::Kind;
 
@@ -69,8 +66,8 @@ pub(crate) fn decode_document(ctx: &mut Ctx<'_>, v: &Value) -> Option<Document> 
         ("KafkaSource", av) if KAFKA_SOURCE_API_VERSIONS.contains(&av) => {
             typed(ctx, Kind::KafkaSource, v)
         }
-        ("NatsSink", NATS_API_VERSION) => decode_nats_sink(ctx, v).map(Document::NatsSink),
-        ("NatsSource", NATS_API_VERSION) => decode_nats_source(ctx, v).map(Document::NatsSource),
+        ("NatsSink", NATS_API_VERSION) => typed(ctx, Kind::NatsSink, v),
+        ("NatsSource", NATS_API_VERSION) => typed(ctx, Kind::NatsSource, v),
         _ => Some(Document::Skipped(format!(
             "skipped kind {kind:?} (apiVersion {api_version:?}): only Broker and Trigger \
              ({EVENTING_API_VERSION}), ConfigMap (v1), KafkaSink ({KAFKA_SINK_API_VERSION}), \

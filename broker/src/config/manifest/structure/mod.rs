@@ -14,6 +14,7 @@ mod destination;
 mod eventing;
 mod filter;
 mod kafka;
+mod nats;
 mod top;
 
 use super::fields::Ctx;
@@ -35,6 +36,8 @@ pub(super) enum Kind {
     ConfigMap,
     KafkaSink,
     KafkaSource,
+    NatsSink,
+    NatsSource,
 }
 
 /// Decodes a document of `kind` (its `apiVersion` and `kind` already checked); `None` when it is not
@@ -47,6 +50,8 @@ pub(super) fn decode(ctx: &mut Ctx<'_>, kind: Kind, v: &Value) -> Option<Typed> 
         Kind::ConfigMap => eventing::configmap(ctx, v, &mut shape).map(Object::ConfigMap),
         Kind::KafkaSink => kafka::sink(ctx, v, &mut shape).map(Object::KafkaSink),
         Kind::KafkaSource => kafka::source(ctx, v, &mut shape).map(Object::KafkaSource),
+        Kind::NatsSink => nats::sink(ctx, v, &mut shape).map(Object::NatsSink),
+        Kind::NatsSource => nats::source(ctx, v, &mut shape).map(Object::NatsSource),
     }?;
     Some(Typed { object, shape })
 }

@@ -12,6 +12,7 @@ mod destination;
 mod filter;
 mod kafka;
 mod meta;
+mod nats;
 mod trigger;
 mod values;
 
@@ -29,7 +30,7 @@ pub(super) fn validate(ctx: &mut Ctx<'_>, typed: &Typed) -> Option<Document> {
         Object::Trigger(t) => trigger::trigger(ctx, t, shape).map(Document::Trigger),
         Object::KafkaSink(s) => kafka::sink(ctx, s, shape).map(Document::KafkaSink),
         Object::KafkaSource(s) => kafka::source(ctx, s, shape).map(Document::KafkaSource),
-        // Read by the decoder of `nats`, not through the typed model yet.
-        Object::NatsSink(_) | Object::NatsSource(_) => None,
+        Object::NatsSink(s) => nats::sink(ctx, s, shape).map(Document::NatsSink),
+        Object::NatsSource(s) => nats::source(ctx, s, shape).map(Document::NatsSource),
     }
 }
