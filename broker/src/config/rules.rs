@@ -17,6 +17,9 @@ pub(crate) fn is_dns1123_label(s: &str) -> bool {
     }
 }
 
+/// The attribute-name rule [`is_attribute_key`] applies, as messages name it.
+pub(crate) const KEY_REGEX: &str = "^[a-z][a-z0-9]*$";
+
 pub(crate) fn is_attribute_key(s: &str) -> bool {
     let mut bytes = s.bytes();
     matches!(bytes.next(), Some(b'a'..=b'z'))

@@ -115,6 +115,11 @@ pub struct DeliverySpec {
     /// ISO-8601 duration, the backoff unit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff_delay: Option<String>,
+    /// ISO-8601 duration, cap on the backoff (a Switchyard extension the standalone loader reads; not in
+    /// the CRD schema).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(skip))]
+    pub backoff_max: Option<String>,
     /// ISO-8601 duration, per-attempt timeout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,

@@ -6,15 +6,17 @@
 //! every problem is reported (not only the first), with the exact field path (`spec.filters[0].all[1].prefix`)
 //! and a message a user can act on. Unknown fields in spec objects are errors, as with Knative's webhook.
 //!
-//! One file per group of kinds (`eventing`, `kafka`, `nats`) over the shared building blocks (`fields`);
-//! `names` holds the public constants, re-exported here.
+//! Every kind is read in two passes over the typed model ([`crate::model`]): `structure` (the document →
+//! a typed object, with every structural problem) then `validate` (the typed object → a [`Document`],
+//! with every semantic problem); `shape` is what the first tells the second. `fields` holds the shared
+//! building blocks, `names` the public constants, re-exported here.
 
 mod document;
-mod eventing;
 mod fields;
-mod kafka;
 mod names;
-mod nats;
+mod shape;
+mod structure;
+mod validate;
 
 pub(crate) use document::Document;
 pub(crate) use fields::Ctx;
@@ -24,11 +26,15 @@ pub use names::{
     NATS_SOURCE_JETSTREAM_FIELDS, NATS_SOURCE_SPEC_FIELDS, SOURCE_SINK_FIELDS,
 };
 
-use eventing::{decode_broker, decode_configmap, decode_trigger};
 use fields::{kind_of, TOP_PATH};
-use kafka::{decode_kafka_sink, decode_kafka_source};
-use nats::{decode_nats_sink, decode_nats_source};
 use serde_yaml::Value;
+use structure::Kind;
+
+/// A document read through the typed model: pass 1 (structure), then pass 2 (validation).
+fn typed(ctx: &mut Ctx<'_>, kind: Kind, v: &Value) -> Option<Document> {
+    let typed = structure::decode(ctx, kind, v)?;
+    validate::validate(ctx, &typed)
+}
 
 /// Decodes one non-empty document.
 pub(crate) fn decode_document(ctx: &mut Ctx<'_>, v: &Value) -> Option<Document> {
@@ -53,15 +59,15 @@ pub(crate) fn decode_document(ctx: &mut Ctx<'_>, v: &Value) -> Option<Document> 
         return None;
     };
     match (kind, api_version) {
-        ("Broker", EVENTING_API_VERSION) => decode_broker(ctx, v),
-        ("Trigger", EVENTING_API_VERSION) => decode_trigger(ctx, v).map(Document::Trigger),
-        ("ConfigMap", "v1") => decode_configmap(ctx, v),
-        ("KafkaSink", KAFKA_SINK_API_VERSION) => decode_kafka_sink(ctx, v).map(Document::KafkaSink),
+        ("Broker", EVENTING_API_VERSION) => typed(ctx, Kind::Broker, v),
+        ("Trigger", EVENTING_API_VERSION) => typed(ctx, Kind::Trigger, v),
+        ("ConfigMap", "v1") => typed(ctx, Kind::ConfigMap, v),
+        ("KafkaSink", KAFKA_SINK_API_VERSION) => typed(ctx, Kind::KafkaSink, v),
         ("KafkaSource", av) if KAFKA_SOURCE_API_VERSIONS.contains(&av) => {
-            decode_kafka_source(ctx, v).map(Document::KafkaSource)
+            typed(ctx, Kind::KafkaSource, v)
         }
-        ("NatsSink", NATS_API_VERSION) => decode_nats_sink(ctx, v).map(Document::NatsSink),
-        ("NatsSource", NATS_API_VERSION) => decode_nats_source(ctx, v).map(Document::NatsSource),
+        ("NatsSink", NATS_API_VERSION) => typed(ctx, Kind::NatsSink, v),
+        ("NatsSource", NATS_API_VERSION) => typed(ctx, Kind::NatsSource, v),
         _ => Some(Document::Skipped(format!(
             "skipped kind {kind:?} (apiVersion {api_version:?}): only Broker and Trigger \
              ({EVENTING_API_VERSION}), ConfigMap (v1), KafkaSink ({KAFKA_SINK_API_VERSION}), \
