@@ -221,7 +221,7 @@ pub(crate) trait LogDriver: Send + Sync + 'static {
     fn append<'a>(
         &'a self,
         broker: &'a Arc<Self::Broker>,
-        events: &'a [Event],
+        events: Vec<Event>,
     ) -> impl Future<Output = Result<()>> + Send + 'a;
 
     /// Called at close after every runtime stopped (flush producers...).
@@ -353,7 +353,7 @@ impl<D: LogDriver> LogBackend for LogLayer<D> {
             if let Some(reason) = shared.not_ready() {
                 return Err(ChannelError::Unavailable(reason));
             }
-            self.driver.append(&shared, &events).await
+            self.driver.append(&shared, events).await
         })
     }
 
