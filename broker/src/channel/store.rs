@@ -120,12 +120,6 @@
 
 mod codec;
 pub mod space;
-
-/// EXPERIMENT (issue 12): `SWITCHYARD_EXPERIMENT_DETACHED_ACKS=1` makes acks not wait for their commit.
-fn detached_acks() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var_os("SWITCHYARD_EXPERIMENT_DETACHED_ACKS").is_some())
-}
 mod writer;
 
 use crate::channel::{
@@ -768,18 +762,6 @@ impl Channel for StoreChannel {
             match self.trigger(trigger) {
                 // The trigger's queue is gone with it: nothing left to ack.
                 None => Ok(()),
-                Some(trigger) if detached_acks() => {
-                    // EXPERIMENT: the ack is queued for the writer's next group commit; nobody waits.
-                    let tx = self.inner.tx.as_ref().ok_or(ChannelError::Closed)?;
-                    let (respond, _) = oneshot::channel();
-                    tx.send(Command::Ack {
-                        trigger,
-                        seq,
-                        respond,
-                    })
-                    .await
-                    .map_err(|_| ChannelError::Closed)
-                }
                 Some(trigger) => {
                     self.call(move |respond| Command::Ack {
                         trigger,

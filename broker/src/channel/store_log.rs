@@ -53,12 +53,22 @@ enum Command {
         table: Arc<str>,
         below: u64,
     },
+    /// Commit durably what is queued before it (close).
+    Flush {
+        reply: oneshot::Sender<Result<()>>,
+    },
+    /// End the writer (close); answered once it let go of the database.
+    Close {
+        reply: oneshot::Sender<()>,
+    },
 }
+
+type Tails = Arc<Mutex<HashMap<Arc<str>, mpsc::Sender<Tail>>>>;
 
 struct Inner {
     db: Arc<Database>,
     commands: std::sync::mpsc::SyncSender<Command>,
-    tails: Mutex<HashMap<Arc<str>, mpsc::Sender<Tail>>>,
+    tails: Tails,
 }
 
 /// The log-shaped store as a [`LogDriver`].
@@ -91,22 +101,23 @@ impl StoreLogDriver {
         };
         let db = Arc::new(db);
         let (commands, rx) = std::sync::mpsc::sync_channel(8192);
+        let tails = Tails::default();
+        let (writer_db, writer_tails) = (db.clone(), tails.clone());
+        std::thread::Builder::new()
+            .name("store-log-writer".into())
+            .spawn(move || write_loop(writer_db, &writer_tails, rx))
+            .map_err(storage)?;
         let inner = Arc::new(Inner {
             db,
             commands,
-            tails: Mutex::new(HashMap::new()),
+            tails,
         });
-        let writer = inner.clone();
-        std::thread::Builder::new()
-            .name("store-log-writer".into())
-            .spawn(move || write_loop(&writer, rx))
-            .map_err(storage)?;
         Ok(StoreLogDriver { inner, window })
     }
 }
 
 /// The writer thread: group commit of everything queued.
-fn write_loop(inner: &Inner, rx: std::sync::mpsc::Receiver<Command>) {
+fn write_loop(db: Arc<Database>, tails: &Tails, rx: std::sync::mpsc::Receiver<Command>) {
     let mut next: HashMap<Arc<str>, u64> = HashMap::new();
     let mut lazy_commits = 0u32;
     while let Ok(first) = rx.recv() {
@@ -117,13 +128,24 @@ fn write_loop(inner: &Inner, rx: std::sync::mpsc::Receiver<Command>) {
                 Err(_) => break,
             }
         }
-        let durable = batch.iter().any(|c| matches!(c, Command::Append { .. }));
-        let result = commit(inner, &mut next, &batch, durable, &mut lazy_commits);
+        let durable = batch
+            .iter()
+            .any(|c| matches!(c, Command::Append { .. } | Command::Flush { .. }));
+        let result = commit(&db, &mut next, &batch, durable, &mut lazy_commits);
         if result.is_err() {
             // Allocations of the aborted transaction are void.
             next.clear();
         }
         for (i, command) in batch.into_iter().enumerate() {
+            if let Command::Flush { reply } = command {
+                let _ = reply.send(result.as_ref().map(|_| ()).map_err(storage));
+                continue;
+            }
+            if let Command::Close { reply } = command {
+                drop(db);
+                let _ = reply.send(());
+                return;
+            }
             if let Command::Append {
                 table,
                 events,
@@ -135,7 +157,7 @@ fn write_loop(inner: &Inner, rx: std::sync::mpsc::Receiver<Command>) {
                     Ok(firsts) => {
                         let first = firsts[i];
                         let _ = reply.send(Ok(()));
-                        if let Some(tail) = inner.tails.lock().get(&table) {
+                        if let Some(tail) = tails.lock().get(&table) {
                             // A full tail drops the batch: the consumer reads the gap back.
                             let _ = tail.try_send(Tail { first, events });
                         }
@@ -151,13 +173,13 @@ fn write_loop(inner: &Inner, rx: std::sync::mpsc::Receiver<Command>) {
 
 /// Writes one batch; returns the first position of each command's events (0 for a trim).
 fn commit(
-    inner: &Inner,
+    db: &Database,
     next: &mut HashMap<Arc<str>, u64>,
     batch: &[Command],
     durable: bool,
     lazy_commits: &mut u32,
 ) -> std::result::Result<Vec<u64>, String> {
-    let mut txn = inner.db.begin_write().map_err(|e| e.to_string())?;
+    let mut txn = db.begin_write().map_err(|e| e.to_string())?;
     if durable {
         *lazy_commits = 0;
         txn.set_durability(Durability::Immediate)
@@ -202,6 +224,7 @@ fn commit(
                     .map_err(|e| e.to_string())?;
                 firsts.push(0);
             }
+            Command::Flush { .. } | Command::Close { .. } => firsts.push(0),
         }
     }
     txn.commit().map_err(|e| e.to_string())?;
@@ -312,6 +335,22 @@ impl LogDriver for StoreLogDriver {
         Ok((shared, task))
     }
 
+    /// Commits the consumers' last trims durably (they were queued when their runtimes stopped).
+    async fn closed(&self, deadline: Duration) {
+        let (reply, answer) = oneshot::channel();
+        if send(&self.inner, Command::Flush { reply }).await.is_ok() {
+            match tokio::time::timeout(deadline, answer).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => tracing::warn!("store log: flush at close: {e}"),
+                Ok(Err(_)) | Err(_) => tracing::warn!("store log: flush at close did not finish"),
+            }
+        }
+        let (reply, answer) = oneshot::channel();
+        if send(&self.inner, Command::Close { reply }).await.is_ok() {
+            let _ = tokio::time::timeout(deadline, answer).await;
+        }
+    }
+
     async fn append(&self, broker: &Arc<LogShared>, events: Vec<Event>) -> Result<()> {
         let mut bytes = Vec::with_capacity(events.iter().map(|e| e.approx_size() + 64).sum());
         let mut ends = Vec::with_capacity(events.len());
@@ -327,21 +366,24 @@ impl LogDriver for StoreLogDriver {
             events,
             reply,
         };
-        let commands = self.inner.commands.clone();
-        // The queue is bounded: wait for room off the runtime's worker threads only when it is full.
-        match commands.try_send(command) {
-            Ok(()) => {}
-            Err(std::sync::mpsc::TrySendError::Full(c)) => {
-                tokio::task::spawn_blocking(move || commands.send(c))
-                    .await
-                    .map_err(storage)?
-                    .map_err(|_| ChannelError::Closed)?;
-            }
-            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
-                return Err(ChannelError::Closed)
-            }
-        }
+        send(&self.inner, command).await?;
         answer.await.map_err(|_| ChannelError::Closed)?
+    }
+}
+
+/// Queues a command for the writer. The queue is bounded: when it is full the wait happens off the
+/// runtime's worker threads.
+async fn send(inner: &Inner, command: Command) -> Result<()> {
+    let commands = inner.commands.clone();
+    match commands.try_send(command) {
+        Ok(()) => Ok(()),
+        Err(std::sync::mpsc::TrySendError::Full(c)) => {
+            tokio::task::spawn_blocking(move || commands.send(c))
+                .await
+                .map_err(storage)?
+                .map_err(|_| ChannelError::Closed)
+        }
+        Err(std::sync::mpsc::TrySendError::Disconnected(_)) => Err(ChannelError::Closed),
     }
 }
 
@@ -428,12 +470,14 @@ async fn consume(
             }
         }
     }
+    // The last trim is not dropped: the driver's `closed` commits it durably.
     let low = shared.low();
     if low > trimmed {
-        let _ = inner.commands.try_send(Command::Trim {
+        let trim = Command::Trim {
             table: shared.table.clone(),
             below: low,
-        });
+        };
+        let _ = send(&inner, trim).await;
     }
 }
 
@@ -506,5 +550,106 @@ fn report(shared: &LogShared) {
             shared.overflowed.load(Ordering::Relaxed)
         );
         let _ = std::fs::write(path, line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::channel::composite::CompositeChannel;
+    use crate::channel::store::{StoreChannel, StoreOptions};
+    use crate::channel::{Channel, Delivery, Subscription};
+    use crate::config::{BrokerKey, BrokerSpec, Destination, Topology, TriggerKey, TriggerSpec};
+    use crate::event::Event;
+    use crate::filter::Filter;
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    const DEADLINE: Duration = Duration::from_secs(10);
+
+    fn topology() -> Arc<Topology> {
+        let broker = BrokerSpec {
+            key: BrokerKey::new("default", "b"),
+            class: "MTChannelBasedBroker".into(),
+            delivery: None,
+            max_backlog: None,
+            config: BTreeMap::new(),
+            backend: Default::default(),
+        };
+        let trigger = TriggerSpec {
+            key: TriggerKey::new("default", "t"),
+            broker: BrokerKey::new("default", "b"),
+            filter: Filter::True,
+            subscriber: Destination::Url("http://t.example".into()),
+            delivery: None,
+            max_inflight: 10,
+            delivery_order: Default::default(),
+        };
+        Arc::new(Topology::new(vec![broker], vec![trigger]))
+    }
+
+    async fn open(dir: &std::path::Path) -> CompositeChannel {
+        let store = StoreChannel::in_memory(StoreOptions::default()).unwrap();
+        let channel = CompositeChannel::new(Arc::new(store))
+            .with_store_log(Some(dir))
+            .unwrap();
+        channel.apply_topology(topology()).await.unwrap();
+        channel
+    }
+
+    async fn next_n(sub: &mut Box<dyn Subscription>, n: usize) -> Vec<Delivery> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let d = tokio::time::timeout(DEADLINE, sub.next()).await;
+            out.push(d.expect("a delivery in time").expect("subscription live"));
+        }
+        out
+    }
+
+    fn ids(deliveries: &[Delivery]) -> Vec<&str> {
+        deliveries.iter().map(|d| d.event.id.as_str()).collect()
+    }
+
+    #[tokio::test]
+    async fn entries_finished_below_the_lowest_owed_position_are_gone_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (b, t) = (
+            BrokerKey::new("default", "b"),
+            TriggerKey::new("default", "t"),
+        );
+        let events = ["a", "b", "c"].map(|id| Event::new(id, "/s", "t")).to_vec();
+
+        let channel = open(dir.path()).await;
+        channel.append(&b, events).await.unwrap();
+        let mut sub = channel.subscribe(&t).unwrap();
+        let got = next_n(&mut sub, 3).await;
+        assert_eq!(ids(&got), ["a", "b", "c"]);
+        // Finished out of order: "b" is still owed.
+        channel.ack(&t, got[0].id).await.unwrap();
+        channel.ack(&t, got[2].id).await.unwrap();
+        channel.close(DEADLINE).await.unwrap();
+        drop((sub, channel));
+
+        // "a" was below the lowest owed position and is gone; "c" finished above it and comes again
+        // (at-least-once).
+        let channel = open(dir.path()).await;
+        let mut sub = channel.subscribe(&t).unwrap();
+        let got = next_n(&mut sub, 2).await;
+        assert_eq!(ids(&got), ["b", "c"]);
+        for d in &got {
+            channel.ack(&t, d.id).await.unwrap();
+        }
+        channel.close(DEADLINE).await.unwrap();
+        drop((sub, channel));
+
+        // Everything was finished: only a new event comes.
+        let channel = open(dir.path()).await;
+        channel
+            .append(&b, vec![Event::new("d", "/s", "t")])
+            .await
+            .unwrap();
+        let mut sub = channel.subscribe(&t).unwrap();
+        assert_eq!(ids(&next_n(&mut sub, 1).await), ["d"]);
+        channel.close(DEADLINE).await.unwrap();
     }
 }
