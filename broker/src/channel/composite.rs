@@ -58,6 +58,16 @@ impl CompositeChannel {
         }
     }
 
+    /// EXPERIMENT (issue 12): embedded brokers keep their events in the log-shaped store
+    /// (`store_log.rs`, in `dir`) under the log layer instead of the store's queue tables.
+    #[cfg(any(feature = "kafka", feature = "nats"))]
+    pub fn with_store_log(mut self, dir: Option<&std::path::Path>) -> Result<CompositeChannel> {
+        let driver = crate::channel::store_log::StoreLogDriver::open(dir, 1024)?;
+        self.logs
+            .push(Box::new(LogLayer::new(self.store.clone(), driver)));
+        Ok(self)
+    }
+
     /// Serves Kafka-backed brokers too (without the `kafka` feature: nothing changes, and a Kafka-backed
     /// broker is refused by name when the topology is applied).
     #[cfg(feature = "kafka")]
@@ -144,6 +154,9 @@ impl CompositeChannel {
     /// Kafka- or JetStream-backed broker whether its cluster or server answers. `None` for an unknown broker.
     pub fn broker_not_ready(&self, broker: &BrokerKey) -> Option<String> {
         let backend = self.backend_of(broker)?;
+        if let Some(log) = self.log_for(&backend) {
+            return log.not_ready(broker);
+        }
         if let Backend::Embedded = backend {
             return match self.store.health() {
                 StoreHealth::Healthy => None,
@@ -153,10 +166,7 @@ impl CompositeChannel {
                 )),
             };
         }
-        match self.log_for(&backend) {
-            Some(log) => log.not_ready(broker),
-            None => Some(unsupported(broker, &backend).to_string()),
-        }
+        Some(unsupported(broker, &backend).to_string())
     }
 
     /// Stops the log consumers (committing finished offsets), flushes producers, then closes the store.
@@ -203,9 +213,10 @@ impl Channel for CompositeChannel {
     fn append<'a>(&'a self, broker: &'a BrokerKey, events: Vec<Event>) -> Done<'a> {
         let topology = self.topology.load();
         match topology.brokers.get(broker).map(|b| &b.backend) {
-            Some(Backend::Embedded) | None => self.store.append(broker, events),
+            None => self.store.append(broker, events),
             Some(backend) => match self.log_for(backend) {
                 Some(log) => log.append(broker, events),
+                None if matches!(backend, Backend::Embedded) => self.store.append(broker, events),
                 None => {
                     let err = unsupported(broker, backend);
                     Box::pin(async move { Err(err) })
@@ -224,7 +235,7 @@ impl Channel for CompositeChannel {
     fn ack<'a>(&'a self, trigger: &'a TriggerKey, id: EntryId) -> Done<'a> {
         match id.0 {
             Entry::Store(_) => self.store.ack(trigger, id),
-            Entry::Kafka { .. } | Entry::Nats(_) => {
+            Entry::Kafka { .. } | Entry::Nats(_) | Entry::StoreLog(_) => {
                 if let Some(log) = self.log_of_trigger(trigger) {
                     log.finish(trigger, id);
                 }
@@ -236,7 +247,7 @@ impl Channel for CompositeChannel {
     fn park<'a>(&'a self, trigger: &'a TriggerKey, id: EntryId, record: ParkRecord) -> Done<'a> {
         match id.0 {
             Entry::Store(_) => self.store.park(trigger, id, record),
-            Entry::Kafka { .. } | Entry::Nats(_) => Box::pin(async move {
+            Entry::Kafka { .. } | Entry::Nats(_) | Entry::StoreLog(_) => Box::pin(async move {
                 self.store.park_detached(trigger, record).await?;
                 if let Some(log) = self.log_of_trigger(trigger) {
                     log.finish(trigger, id);

@@ -239,7 +239,7 @@ pub(crate) trait LogDriver: Send + Sync + 'static {
     fn append<'a>(
         &'a self,
         broker: &'a Arc<Self::Broker>,
-        events: &'a [Event],
+        events: Vec<Event>,
     ) -> impl Future<Output = Result<()>> + Send + 'a;
 
     /// Called at close after every runtime stopped (flush producers...).
@@ -390,7 +390,7 @@ impl<D: LogDriver> LogBackend for LogLayer<D> {
             if let Some(reason) = shared.not_ready() {
                 return Err(ChannelError::Unavailable(reason));
             }
-            self.driver.append(&shared, &events).await
+            self.driver.append(&shared, events).await
         })
     }
 

@@ -410,13 +410,13 @@ impl LogDriver for KafkaDriver {
     }
 
     /// Produces a batch to the broker's topic; resolves once every record is acknowledged.
-    async fn append(&self, shared: &Arc<BrokerShared>, events: &[Event]) -> Result<()> {
+    async fn append(&self, shared: &Arc<BrokerShared>, events: Vec<Event>) -> Result<()> {
         let topic = shared.config.topic.as_str();
         let (generation, producer) = shared.producer.lock().clone();
         let mut futures = Vec::with_capacity(events.len());
         let mut failure = None;
         let mut timed_out = false;
-        for event in events {
+        for event in &events {
             let record = binding::encode(event, ContentMode::Binary);
             match enqueue(&producer, topic, &record).await {
                 Ok(f) => futures.push(f),

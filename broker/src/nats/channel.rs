@@ -171,7 +171,7 @@ impl LogDriver for NatsDriver {
     }
 
     /// Publishes a batch to the broker's stream; resolves once every PubAck arrived.
-    async fn append(&self, shared: &Arc<BrokerShared>, events: &[Event]) -> Result<()> {
+    async fn append(&self, shared: &Arc<BrokerShared>, events: Vec<Event>) -> Result<()> {
         let js = shared
             .js
             .lock()
@@ -182,7 +182,7 @@ impl LogDriver for NatsDriver {
             return Err(ChannelError::Unavailable("nats: not connected".into()));
         }
         let mut acks = Vec::with_capacity(events.len());
-        for event in events {
+        for event in &events {
             let message = binding::encode(event, ContentMode::Binary);
             let mut headers = async_nats::HeaderMap::new();
             for (name, value) in &message.headers {

@@ -1,0 +1,655 @@
+//! EXPERIMENT (issue 12, "store as a log"): the embedded store shaped as a log under [`LogLayer`], to
+//! measure it end to end against the queue tables of [`StoreChannel`]. Not used unless the process runs
+//! with `SWITCHYARD_EXPERIMENT_STORE_LOG=1`.
+//!
+//! - One redb file (`store-log.redb` beside the store) with one table per broker, `u64` position →
+//!   encoded event. Appends are written by one thread with group commit (fsync per batch), in the order
+//!   they arrive; positions are per broker and increase.
+//! - After each commit the writer hands the batch's events to the broker's consumer through a bounded
+//!   channel (the "tail"); when the tail is full the batch is dropped there and the consumer reads the gap
+//!   back from the table (read-back), so memory stays bounded.
+//! - The consumer routes each event once ([`BrokerCommon::route`]) into the trigger windows of the log
+//!   layer (overflow into the store's queue tables, as for Kafka and JetStream) and remembers how many
+//!   triggers still owe each position (the out-of-order finished set).
+//! - Every 10 ms the log is trimmed below the lowest position some trigger still owes (one range delete,
+//!   committed without fsync like the store's acks): a restart re-delivers what was finished above it.
+
+use crate::channel::log::{BrokerCommon, LogBroker, LogDriver};
+use crate::channel::store::StoreChannel;
+use crate::channel::windows::Routes;
+use crate::channel::{ChannelError, Entry, EntryId, Result};
+use crate::config::{Backend, BrokerKey};
+use crate::event::Event;
+use parking_lot::Mutex;
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// File name of the log database inside the data directory.
+pub const LOG_DB_FILE: &str = "store-log.redb";
+
+/// Events handed to a consumer after a commit: positions `first..first + events.len()`.
+struct Tail {
+    first: u64,
+    events: Vec<Event>,
+}
+
+enum Command {
+    Append {
+        table: Arc<str>,
+        /// The encoded events, back to back; `ends[i]` is where event i ends.
+        bytes: Vec<u8>,
+        ends: Vec<usize>,
+        events: Vec<Event>,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    Trim {
+        table: Arc<str>,
+        below: u64,
+    },
+    /// Commit durably what is queued before it (close).
+    Flush {
+        reply: oneshot::Sender<Result<()>>,
+    },
+    /// End the writer (close); answered once it let go of the database.
+    Close {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+type Tails = Arc<Mutex<HashMap<Arc<str>, mpsc::Sender<Tail>>>>;
+
+struct Inner {
+    db: Arc<Database>,
+    commands: std::sync::mpsc::SyncSender<Command>,
+    tails: Tails,
+}
+
+/// The log-shaped store as a [`LogDriver`].
+pub(crate) struct StoreLogDriver {
+    inner: Arc<Inner>,
+    window: usize,
+}
+
+fn table_name(key: &BrokerKey) -> Arc<str> {
+    Arc::from(format!("log/{key}"))
+}
+
+fn storage(e: impl std::fmt::Display) -> ChannelError {
+    ChannelError::Storage(format!("store log: {e}"))
+}
+
+impl StoreLogDriver {
+    /// Opens (or creates) the log in `dir`, or in memory without one.
+    pub(crate) fn open(dir: Option<&Path>, window: usize) -> Result<StoreLogDriver> {
+        let builder = {
+            let mut b = Database::builder();
+            b.set_cache_size(32 << 20);
+            b
+        };
+        let db = match dir {
+            Some(dir) => builder.create(dir.join(LOG_DB_FILE)).map_err(storage)?,
+            None => builder
+                .create_with_backend(redb::backends::InMemoryBackend::new())
+                .map_err(storage)?,
+        };
+        let db = Arc::new(db);
+        let (commands, rx) = std::sync::mpsc::sync_channel(8192);
+        let tails = Tails::default();
+        let (writer_db, writer_tails) = (db.clone(), tails.clone());
+        std::thread::Builder::new()
+            .name("store-log-writer".into())
+            .spawn(move || write_loop(writer_db, &writer_tails, rx))
+            .map_err(storage)?;
+        let inner = Arc::new(Inner {
+            db,
+            commands,
+            tails,
+        });
+        Ok(StoreLogDriver { inner, window })
+    }
+}
+
+/// The writer thread: group commit of everything queued.
+fn write_loop(db: Arc<Database>, tails: &Tails, rx: std::sync::mpsc::Receiver<Command>) {
+    let mut next: HashMap<Arc<str>, u64> = HashMap::new();
+    let mut lazy_commits = 0u32;
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < 4096 {
+            match rx.try_recv() {
+                Ok(c) => batch.push(c),
+                Err(_) => break,
+            }
+        }
+        let durable = batch
+            .iter()
+            .any(|c| matches!(c, Command::Append { .. } | Command::Flush { .. }));
+        let result = commit(&db, &mut next, &batch, durable, &mut lazy_commits);
+        if result.is_err() {
+            // Allocations of the aborted transaction are void.
+            next.clear();
+        }
+        for (i, command) in batch.into_iter().enumerate() {
+            if let Command::Flush { reply } = command {
+                let _ = reply.send(result.as_ref().map(|_| ()).map_err(storage));
+                continue;
+            }
+            if let Command::Close { reply } = command {
+                drop(db);
+                let _ = reply.send(());
+                return;
+            }
+            if let Command::Append {
+                table,
+                events,
+                reply,
+                ..
+            } = command
+            {
+                match &result {
+                    Ok(firsts) => {
+                        let first = firsts[i];
+                        let _ = reply.send(Ok(()));
+                        if let Some(tail) = tails.lock().get(&table) {
+                            // A full tail drops the batch: the consumer reads the gap back.
+                            let _ = tail.try_send(Tail { first, events });
+                        }
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(storage(e)));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Writes one batch; returns the first position of each command's events (0 for a trim).
+fn commit(
+    db: &Database,
+    next: &mut HashMap<Arc<str>, u64>,
+    batch: &[Command],
+    durable: bool,
+    lazy_commits: &mut u32,
+) -> std::result::Result<Vec<u64>, String> {
+    let mut txn = db.begin_write().map_err(|e| e.to_string())?;
+    if durable {
+        *lazy_commits = 0;
+        txn.set_durability(Durability::Immediate)
+            .map_err(|e| e.to_string())?;
+    } else {
+        *lazy_commits += 1;
+        let d = if (*lazy_commits).is_multiple_of(64) {
+            Durability::Immediate
+        } else {
+            Durability::None
+        };
+        txn.set_durability(d).map_err(|e| e.to_string())?;
+    }
+    let mut firsts = Vec::with_capacity(batch.len());
+    for command in batch {
+        match command {
+            Command::Append {
+                table, bytes, ends, ..
+            } => {
+                let def: TableDefinition<u64, &[u8]> = TableDefinition::new(table);
+                let mut t = txn.open_table(def).map_err(|e| e.to_string())?;
+                let pos = match next.get(table) {
+                    Some(&p) => p,
+                    None => t
+                        .last()
+                        .map_err(|e| e.to_string())?
+                        .map_or(0, |(k, _)| k.value() + 1),
+                };
+                let mut start = 0;
+                for (i, &end) in ends.iter().enumerate() {
+                    t.insert(pos + i as u64, &bytes[start..end])
+                        .map_err(|e| e.to_string())?;
+                    start = end;
+                }
+                next.insert(table.clone(), pos + ends.len() as u64);
+                firsts.push(pos);
+            }
+            Command::Trim { table, below } => {
+                let def: TableDefinition<u64, &[u8]> = TableDefinition::new(table);
+                let mut t = txn.open_table(def).map_err(|e| e.to_string())?;
+                t.retain_in(..*below, |_, _| false)
+                    .map_err(|e| e.to_string())?;
+                firsts.push(0);
+            }
+            Command::Flush { .. } | Command::Close { .. } => firsts.push(0),
+        }
+    }
+    txn.commit().map_err(|e| e.to_string())?;
+    Ok(firsts)
+}
+
+/// A broker of the log-shaped store.
+pub(crate) struct LogShared {
+    common: BrokerCommon,
+    table: Arc<str>,
+    /// Position → triggers that still owe it.
+    owed: Mutex<BTreeMap<u64, u32>>,
+    /// The next position the consumer routes.
+    consumed: AtomicU64,
+    /// Entries that overflowed into the store's queue tables (experiment diagnostics).
+    overflowed: AtomicU64,
+}
+
+impl LogShared {
+    fn low(&self) -> u64 {
+        let consumed = self.consumed.load(Ordering::Acquire);
+        self.owed
+            .lock()
+            .first_key_value()
+            .map_or(consumed, |(&k, _)| k.min(consumed))
+    }
+
+    fn finish_position(&self, pos: u64) {
+        let mut owed = self.owed.lock();
+        if let Some(n) = owed.get_mut(&pos) {
+            if *n > 1 {
+                *n -= 1;
+            } else {
+                owed.remove(&pos);
+            }
+        }
+    }
+}
+
+impl LogBroker for LogShared {
+    type Config = ();
+
+    fn config(&self) -> &() {
+        &()
+    }
+
+    fn common(&self) -> &BrokerCommon {
+        &self.common
+    }
+
+    fn finish(&self, id: EntryId) {
+        if let Entry::StoreLog(pos) = id.0 {
+            self.finish_position(pos);
+        }
+    }
+
+    fn remote_backlog(&self) -> u64 {
+        0
+    }
+}
+
+impl LogDriver for StoreLogDriver {
+    type Broker = LogShared;
+    const NAME: &'static str = "embedded";
+
+    fn config_of(backend: &Backend) -> Option<&()> {
+        match backend {
+            Backend::Embedded => Some(&()),
+            _ => None,
+        }
+    }
+
+    fn window(&self) -> usize {
+        self.window
+    }
+
+    fn setup_wait(&self) -> Duration {
+        Duration::ZERO
+    }
+
+    fn start(
+        &self,
+        key: &BrokerKey,
+        _config: &(),
+        routes: Arc<Routes>,
+        store: &Arc<StoreChannel>,
+        stop: CancellationToken,
+    ) -> Result<(Arc<LogShared>, JoinHandle<()>)> {
+        let table = table_name(key);
+        let common = BrokerCommon::new(key, routes, String::new());
+        *common.not_ready.lock() = None;
+        let shared = Arc::new(LogShared {
+            common,
+            table: table.clone(),
+            owed: Mutex::new(BTreeMap::new()),
+            consumed: AtomicU64::new(0),
+            overflowed: AtomicU64::new(0),
+        });
+        let (tx, rx) = mpsc::channel(64);
+        self.inner.tails.lock().insert(table, tx);
+        let task = tokio::spawn(consume(
+            shared.clone(),
+            self.inner.clone(),
+            store.clone(),
+            rx,
+            stop,
+        ));
+        Ok((shared, task))
+    }
+
+    /// Commits the consumers' last trims durably (they were queued when their runtimes stopped).
+    async fn closed(&self, deadline: Duration) {
+        let (reply, answer) = oneshot::channel();
+        if send(&self.inner, Command::Flush { reply }).await.is_ok() {
+            match tokio::time::timeout(deadline, answer).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => tracing::warn!("store log: flush at close: {e}"),
+                Ok(Err(_)) | Err(_) => tracing::warn!("store log: flush at close did not finish"),
+            }
+        }
+        let (reply, answer) = oneshot::channel();
+        if send(&self.inner, Command::Close { reply }).await.is_ok() {
+            let _ = tokio::time::timeout(deadline, answer).await;
+        }
+    }
+
+    async fn append(&self, broker: &Arc<LogShared>, events: Vec<Event>) -> Result<()> {
+        let mut bytes = Vec::with_capacity(events.iter().map(|e| e.approx_size() + 64).sum());
+        let mut ends = Vec::with_capacity(events.len());
+        for e in &events {
+            crate::format::codec::encode(e, &mut bytes);
+            ends.push(bytes.len());
+        }
+        let (reply, answer) = oneshot::channel();
+        let command = Command::Append {
+            table: broker.table.clone(),
+            bytes,
+            ends,
+            events,
+            reply,
+        };
+        send(&self.inner, command).await?;
+        answer.await.map_err(|_| ChannelError::Closed)?
+    }
+}
+
+/// Queues a command for the writer. The queue is bounded: when it is full the wait happens off the
+/// runtime's worker threads.
+async fn send(inner: &Inner, command: Command) -> Result<()> {
+    let commands = inner.commands.clone();
+    match commands.try_send(command) {
+        Ok(()) => Ok(()),
+        Err(std::sync::mpsc::TrySendError::Full(c)) => {
+            tokio::task::spawn_blocking(move || commands.send(c))
+                .await
+                .map_err(storage)?
+                .map_err(|_| ChannelError::Closed)
+        }
+        Err(std::sync::mpsc::TrySendError::Disconnected(_)) => Err(ChannelError::Closed),
+    }
+}
+
+/// Reads positions `from..to` (to the end when `to` is `None`) back from the broker's table.
+fn read_back(db: &Database, table: &str, from: u64, to: Option<u64>) -> Result<Vec<(u64, Event)>> {
+    let txn = db.begin_read().map_err(storage)?;
+    let def: TableDefinition<u64, &[u8]> = TableDefinition::new(table);
+    let t = match txn.open_table(def) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(storage(e)),
+    };
+    let mut out = Vec::new();
+    let range = match to {
+        Some(to) => t.range(from..to),
+        None => t.range(from..),
+    }
+    .map_err(storage)?;
+    for row in range.take(256) {
+        let (k, v) = row.map_err(storage)?;
+        let event = crate::format::codec::decode(v.value())
+            .map_err(|e| ChannelError::Corrupt(format!("store log {table}@{}: {e}", k.value())))?;
+        out.push((k.value(), event));
+    }
+    Ok(out)
+}
+
+async fn consume(
+    shared: Arc<LogShared>,
+    inner: Arc<Inner>,
+    store: Arc<StoreChannel>,
+    mut tail: mpsc::Receiver<Tail>,
+    stop: CancellationToken,
+) {
+    let mut scratch = Vec::new();
+    let mut trimmed = 0u64;
+    let mut ticks = 0u64;
+    // What the table holds from before: route it all.
+    let start = {
+        let txn = inner.db.begin_read();
+        txn.ok()
+            .and_then(|txn| {
+                txn.open_table(TableDefinition::<u64, &[u8]>::new(&shared.table))
+                    .ok()
+                    .and_then(|t| t.first().ok().flatten().map(|(k, _)| k.value()))
+            })
+            .unwrap_or(0)
+    };
+    shared.consumed.store(start, Ordering::Release);
+    catch_up(&shared, &inner, &store, None, &mut scratch, &stop).await;
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            t = tail.recv() => {
+                let Some(t) = t else { break };
+                let next = shared.consumed.load(Ordering::Acquire);
+                if t.first > next {
+                    catch_up(&shared, &inner, &store, Some(t.first), &mut scratch, &stop).await;
+                }
+                for (i, event) in t.events.into_iter().enumerate() {
+                    let pos = t.first + i as u64;
+                    if pos < shared.consumed.load(Ordering::Acquire) {
+                        continue;
+                    }
+                    route(&shared, &store, pos, event, &mut scratch, &stop).await;
+                }
+            }
+            _ = tick.tick() => {
+                ticks += 1;
+                if ticks % 100 == 0 {
+                    report(&shared);
+                }
+                let low = shared.low();
+                if low > trimmed
+                    && inner
+                        .commands
+                        .try_send(Command::Trim { table: shared.table.clone(), below: low })
+                        .is_ok()
+                {
+                    trimmed = low;
+                }
+            }
+        }
+    }
+    // The last trim is not dropped: the driver's `closed` commits it durably.
+    let low = shared.low();
+    if low > trimmed {
+        let trim = Command::Trim {
+            table: shared.table.clone(),
+            below: low,
+        };
+        let _ = send(&inner, trim).await;
+    }
+}
+
+/// Routes what the table holds from the next position up to `to` (or its end).
+async fn catch_up(
+    shared: &LogShared,
+    inner: &Inner,
+    store: &StoreChannel,
+    to: Option<u64>,
+    scratch: &mut Vec<usize>,
+    stop: &CancellationToken,
+) {
+    loop {
+        let from = shared.consumed.load(Ordering::Acquire);
+        if to.is_some_and(|to| from >= to) {
+            return;
+        }
+        let page = match read_back(&inner.db, &shared.table, from, to) {
+            Ok(p) => p,
+            Err(e) => {
+                shared.common.consume_failed(&e);
+                return;
+            }
+        };
+        if page.is_empty() {
+            return;
+        }
+        for (pos, event) in page {
+            route(shared, store, pos, event, scratch, stop).await;
+        }
+    }
+}
+
+async fn route(
+    shared: &LogShared,
+    store: &StoreChannel,
+    pos: u64,
+    event: Event,
+    scratch: &mut Vec<usize>,
+    stop: &CancellationToken,
+) {
+    shared
+        .common
+        .route(
+            store,
+            event,
+            scratch,
+            stop,
+            |n| {
+                shared.owed.lock().insert(pos, n);
+                EntryId(Entry::StoreLog(pos))
+            },
+            || {
+                shared.overflowed.fetch_add(1, Ordering::Relaxed);
+                shared.finish_position(pos)
+            },
+        )
+        .await;
+    shared.consumed.store(pos + 1, Ordering::Release);
+}
+
+/// Experiment diagnostics: what the consumer routed and how much overflowed into the store, written to
+/// `$SWITCHYARD_EXPERIMENT_STORE_LOG_REPORT` every second.
+fn report(shared: &LogShared) {
+    if let Ok(path) = std::env::var("SWITCHYARD_EXPERIMENT_STORE_LOG_REPORT") {
+        let line = format!(
+            "{} consumed {} overflowed {}\n",
+            shared.table,
+            shared.consumed.load(Ordering::Relaxed),
+            shared.overflowed.load(Ordering::Relaxed)
+        );
+        let _ = std::fs::write(path, line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::channel::composite::CompositeChannel;
+    use crate::channel::store::{StoreChannel, StoreOptions};
+    use crate::channel::{Channel, Delivery, Subscription};
+    use crate::config::{BrokerKey, BrokerSpec, Destination, Topology, TriggerKey, TriggerSpec};
+    use crate::event::Event;
+    use crate::filter::Filter;
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    const DEADLINE: Duration = Duration::from_secs(10);
+
+    fn topology() -> Arc<Topology> {
+        let broker = BrokerSpec {
+            key: BrokerKey::new("default", "b"),
+            class: "MTChannelBasedBroker".into(),
+            delivery: None,
+            max_backlog: None,
+            config: BTreeMap::new(),
+            backend: Default::default(),
+        };
+        let trigger = TriggerSpec {
+            key: TriggerKey::new("default", "t"),
+            broker: BrokerKey::new("default", "b"),
+            filter: Filter::True,
+            subscriber: Destination::Url("http://t.example".into()),
+            delivery: None,
+            max_inflight: 10,
+            delivery_order: Default::default(),
+        };
+        Arc::new(Topology::new(vec![broker], vec![trigger]))
+    }
+
+    async fn open(dir: &std::path::Path) -> CompositeChannel {
+        let store = StoreChannel::in_memory(StoreOptions::default()).unwrap();
+        let channel = CompositeChannel::new(Arc::new(store))
+            .with_store_log(Some(dir))
+            .unwrap();
+        channel.apply_topology(topology()).await.unwrap();
+        channel
+    }
+
+    async fn next_n(sub: &mut Box<dyn Subscription>, n: usize) -> Vec<Delivery> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let d = tokio::time::timeout(DEADLINE, sub.next()).await;
+            out.push(d.expect("a delivery in time").expect("subscription live"));
+        }
+        out
+    }
+
+    fn ids(deliveries: &[Delivery]) -> Vec<&str> {
+        deliveries.iter().map(|d| d.event.id.as_str()).collect()
+    }
+
+    #[tokio::test]
+    async fn entries_finished_below_the_lowest_owed_position_are_gone_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (b, t) = (
+            BrokerKey::new("default", "b"),
+            TriggerKey::new("default", "t"),
+        );
+        let events = ["a", "b", "c"].map(|id| Event::new(id, "/s", "t")).to_vec();
+
+        let channel = open(dir.path()).await;
+        channel.append(&b, events).await.unwrap();
+        let mut sub = channel.subscribe(&t).unwrap();
+        let got = next_n(&mut sub, 3).await;
+        assert_eq!(ids(&got), ["a", "b", "c"]);
+        // Finished out of order: "b" is still owed.
+        channel.ack(&t, got[0].id).await.unwrap();
+        channel.ack(&t, got[2].id).await.unwrap();
+        channel.close(DEADLINE).await.unwrap();
+        drop((sub, channel));
+
+        // "a" was below the lowest owed position and is gone; "c" finished above it and comes again
+        // (at-least-once).
+        let channel = open(dir.path()).await;
+        let mut sub = channel.subscribe(&t).unwrap();
+        let got = next_n(&mut sub, 2).await;
+        assert_eq!(ids(&got), ["b", "c"]);
+        for d in &got {
+            channel.ack(&t, d.id).await.unwrap();
+        }
+        channel.close(DEADLINE).await.unwrap();
+        drop((sub, channel));
+
+        // Everything was finished: only a new event comes.
+        let channel = open(dir.path()).await;
+        channel
+            .append(&b, vec![Event::new("d", "/s", "t")])
+            .await
+            .unwrap();
+        let mut sub = channel.subscribe(&t).unwrap();
+        assert_eq!(ids(&next_n(&mut sub, 1).await), ["d"]);
+        channel.close(DEADLINE).await.unwrap();
+    }
+}
