@@ -62,9 +62,9 @@ impl CompositeChannel {
     /// (`store_log.rs`, in `dir`) under the log layer instead of the store's queue tables.
     #[cfg(any(feature = "kafka", feature = "nats"))]
     pub fn with_store_log(mut self, dir: Option<&std::path::Path>) -> Result<CompositeChannel> {
-        let driver = crate::channel::store_log::StoreLogDriver::open(dir, 1024)?;
-        self.logs
-            .push(Box::new(LogLayer::new(self.store.clone(), driver)));
+        let driver = crate::channel::store_log::StoreLogDriver::open(dir)?;
+        let layer = LogLayer::new(self.store.clone(), driver, 1024, Duration::ZERO);
+        self.logs.push(Box::new(layer));
         Ok(self)
     }
 

@@ -14,11 +14,10 @@
 //! - Every 10 ms the log is trimmed below the lowest position some trigger still owes (one range delete,
 //!   committed without fsync like the store's acks): a restart re-delivers what was finished above it.
 
-use crate::channel::log::{BrokerCommon, LogBroker, LogDriver};
+use crate::channel::log::{BrokerCommon, LogBroker, LogDriver, NewBroker, Started};
 use crate::channel::store::StoreChannel;
-use crate::channel::windows::Routes;
 use crate::channel::{ChannelError, Entry, EntryId, Result};
-use crate::config::{Backend, BrokerKey};
+use crate::config::{Backend, BrokerKey, LogBackendConfig};
 use crate::event::Event;
 use parking_lot::Mutex;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
@@ -28,7 +27,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// File name of the log database inside the data directory.
@@ -74,7 +72,19 @@ struct Inner {
 /// The log-shaped store as a [`LogDriver`].
 pub(crate) struct StoreLogDriver {
     inner: Arc<Inner>,
-    window: usize,
+}
+
+/// The settings of an embedded broker's log (none: it serves every embedded broker).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct EmbeddedLog;
+
+impl LogBackendConfig for EmbeddedLog {
+    fn of(backend: &Backend) -> Option<&EmbeddedLog> {
+        match backend {
+            Backend::Embedded => Some(&EmbeddedLog),
+            Backend::Kafka(_) | Backend::NatsJetStream(_) => None,
+        }
+    }
 }
 
 fn table_name(key: &BrokerKey) -> Arc<str> {
@@ -87,7 +97,7 @@ fn storage(e: impl std::fmt::Display) -> ChannelError {
 
 impl StoreLogDriver {
     /// Opens (or creates) the log in `dir`, or in memory without one.
-    pub(crate) fn open(dir: Option<&Path>, window: usize) -> Result<StoreLogDriver> {
+    pub(crate) fn open(dir: Option<&Path>) -> Result<StoreLogDriver> {
         let builder = {
             let mut b = Database::builder();
             b.set_cache_size(32 << 20);
@@ -112,7 +122,7 @@ impl StoreLogDriver {
             commands,
             tails,
         });
-        Ok(StoreLogDriver { inner, window })
+        Ok(StoreLogDriver { inner })
     }
 }
 
@@ -186,7 +196,7 @@ fn commit(
             .map_err(|e| e.to_string())?;
     } else {
         *lazy_commits += 1;
-        let d = if (*lazy_commits).is_multiple_of(64) {
+        let d = if *lazy_commits % 64 == 0 {
             Durability::Immediate
         } else {
             Durability::None
@@ -264,15 +274,19 @@ impl LogShared {
     }
 }
 
-impl LogBroker for LogShared {
-    type Config = ();
+impl std::ops::Deref for LogShared {
+    type Target = BrokerCommon;
 
-    fn config(&self) -> &() {
-        &()
-    }
-
-    fn common(&self) -> &BrokerCommon {
+    fn deref(&self) -> &BrokerCommon {
         &self.common
+    }
+}
+
+impl LogBroker for LogShared {
+    type Config = EmbeddedLog;
+
+    fn config(&self) -> &EmbeddedLog {
+        &EmbeddedLog
     }
 
     fn finish(&self, id: EntryId) {
@@ -290,29 +304,9 @@ impl LogDriver for StoreLogDriver {
     type Broker = LogShared;
     const NAME: &'static str = "embedded";
 
-    fn config_of(backend: &Backend) -> Option<&()> {
-        match backend {
-            Backend::Embedded => Some(&()),
-            _ => None,
-        }
-    }
-
-    fn window(&self) -> usize {
-        self.window
-    }
-
-    fn setup_wait(&self) -> Duration {
-        Duration::ZERO
-    }
-
-    fn start(
-        &self,
-        key: &BrokerKey,
-        _config: &(),
-        routes: Arc<Routes>,
-        store: &Arc<StoreChannel>,
-        stop: CancellationToken,
-    ) -> Result<(Arc<LogShared>, JoinHandle<()>)> {
+    fn start(&self, new: NewBroker<'_, EmbeddedLog>) -> Started<LogShared> {
+        let key = new.key;
+        let routes = new.routes;
         let table = table_name(key);
         let common = BrokerCommon::new(key, routes, String::new());
         *common.not_ready.lock() = None;
@@ -328,9 +322,9 @@ impl LogDriver for StoreLogDriver {
         let task = tokio::spawn(consume(
             shared.clone(),
             self.inner.clone(),
-            store.clone(),
+            new.ctx.store,
             rx,
-            stop,
+            new.ctx.stop,
         ));
         Ok((shared, task))
     }
@@ -498,7 +492,7 @@ async fn catch_up(
         let page = match read_back(&inner.db, &shared.table, from, to) {
             Ok(p) => p,
             Err(e) => {
-                shared.common.consume_failed(&e);
+                shared.consume_failed(&e);
                 return;
             }
         };
@@ -558,7 +552,9 @@ mod tests {
     use crate::channel::composite::CompositeChannel;
     use crate::channel::store::{StoreChannel, StoreOptions};
     use crate::channel::{Channel, Delivery, Subscription};
-    use crate::config::{BrokerKey, BrokerSpec, Destination, Topology, TriggerKey, TriggerSpec};
+    use crate::config::{
+        BrokerConfig, BrokerKey, DestinationConfig, Topology, TriggerConfig, TriggerKey,
+    };
     use crate::event::Event;
     use crate::filter::Filter;
     use std::collections::BTreeMap;
@@ -568,7 +564,7 @@ mod tests {
     const DEADLINE: Duration = Duration::from_secs(10);
 
     fn topology() -> Arc<Topology> {
-        let broker = BrokerSpec {
+        let broker = BrokerConfig {
             key: BrokerKey::new("default", "b"),
             class: "MTChannelBasedBroker".into(),
             delivery: None,
@@ -576,11 +572,11 @@ mod tests {
             config: BTreeMap::new(),
             backend: Default::default(),
         };
-        let trigger = TriggerSpec {
+        let trigger = TriggerConfig {
             key: TriggerKey::new("default", "t"),
             broker: BrokerKey::new("default", "b"),
             filter: Filter::True,
-            subscriber: Destination::Url("http://t.example".into()),
+            subscriber: DestinationConfig::Url("http://t.example".into()),
             delivery: None,
             max_inflight: 10,
             delivery_order: Default::default(),

@@ -8,7 +8,7 @@ use crate::config::manifest::names::*;
 use crate::config::manifest::shape::Shape;
 use crate::config::rules::topic_message;
 use crate::config::{
-    is_valid_kafka_topic, BrokerKey, BrokerConfig, BACKEND_ANNOTATION, EXTERNAL_TOPIC_ANNOTATION,
+    is_valid_kafka_topic, BrokerConfig, BrokerKey, BACKEND_ANNOTATION, EXTERNAL_TOPIC_ANNOTATION,
     KAFKA_BROKER_CLASS, MAX_BACKLOG_ANNOTATION, NATS_BROKER_CLASS, SWITCHYARD_BROKER_CLASS,
 };
 use crate::model::eventing::{self as model, KReference};

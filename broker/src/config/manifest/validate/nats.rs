@@ -9,8 +9,8 @@ use crate::config::manifest::names::DEFAULT_NAMESPACE;
 use crate::config::manifest::shape::Shape;
 use crate::config::rules::parse_nats_servers_csv;
 use crate::config::{
-    is_valid_nats_name, is_valid_nats_subject, NatsSinkConfig, NatsSourceJetStreamConfig, NatsSourceConfig,
-    ObjectKey,
+    is_valid_nats_name, is_valid_nats_subject, NatsSinkConfig, NatsSourceConfig,
+    NatsSourceJetStreamConfig, ObjectKey,
 };
 use crate::model::eventing::Destination;
 use crate::model::object::Resource;

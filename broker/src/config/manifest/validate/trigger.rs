@@ -8,7 +8,7 @@ use crate::config::manifest::names::DEFAULT_NAMESPACE;
 use crate::config::manifest::shape::Shape;
 use crate::config::rules::is_dns1123_label;
 use crate::config::{
-    BrokerKey, DeliveryOrder, TriggerKey, TriggerConfig, DEFAULT_MAX_INFLIGHT,
+    BrokerKey, DeliveryOrder, TriggerConfig, TriggerKey, DEFAULT_MAX_INFLIGHT,
     DELIVERY_ORDER_ANNOTATION, MAX_INFLIGHT_ANNOTATION,
 };
 use crate::model::eventing as model;
