@@ -7,7 +7,7 @@
 //! and a message a user can act on. Unknown fields in spec objects are errors, as with Knative's webhook.
 //!
 //! Every kind is read in two passes over the typed model ([`crate::model`]): `structure` (the document →
-//! a typed object, with every structural problem) then `validate` (the typed object → a [`Document`],
+//! a typed object, with every structural problem) then `validate` (the typed object → a `Document`,
 //! with every semantic problem); `shape` is what the first tells the second. `fields` holds the shared
 //! building blocks, `names` the public constants, re-exported here.
 
