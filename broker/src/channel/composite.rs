@@ -68,6 +68,14 @@ impl CompositeChannel {
         Ok(self)
     }
 
+    /// EXPERIMENT (issue 12): the log-shaped store runs under the log layer, which this build lacks.
+    #[cfg(not(any(feature = "kafka", feature = "nats")))]
+    pub fn with_store_log(self, _dir: Option<&std::path::Path>) -> Result<CompositeChannel> {
+        Err(ChannelError::Unsupported(
+            "the store-log experiment needs the log layer (Cargo feature kafka or nats)".into(),
+        ))
+    }
+
     /// Serves Kafka-backed brokers too (without the `kafka` feature: nothing changes, and a Kafka-backed
     /// broker is refused by name when the topology is applied).
     #[cfg(feature = "kafka")]
