@@ -91,23 +91,29 @@ impl<'v> Obj<'v> {
                 None => format!("{k:?}"),
             })
             .collect();
-        if !unknown.is_empty() {
-            let s = if unknown.len() == 1 { "" } else { "s" };
-            ctx.err(
-                path,
-                format!(
-                    "unknown field{s} {}; allowed: {}",
-                    unknown.join(", "),
-                    allowed.join(", ")
-                ),
-            );
-        }
+        unknown_fields(ctx, path, &unknown, allowed);
         Some(Obj { map })
     }
 
     /// The field, treating an explicit `null` as absent.
     pub(super) fn get(&self, key: &str) -> Option<&'v Value> {
         self.map.get(key).filter(|v| !v.is_null())
+    }
+}
+
+/// Reports the `unknown` fields (already quoted) of the object at `path`, all in one error naming the
+/// `allowed` ones; nothing when there are none.
+pub(super) fn unknown_fields(ctx: &mut Ctx<'_>, path: &str, unknown: &[String], allowed: &[&str]) {
+    if !unknown.is_empty() {
+        let s = if unknown.len() == 1 { "" } else { "s" };
+        ctx.err(
+            path,
+            format!(
+                "unknown field{s} {}; allowed: {}",
+                unknown.join(", "),
+                allowed.join(", ")
+            ),
+        );
     }
 }
 

@@ -2,7 +2,7 @@
 
 use super::destination::{config_ref, delivery, destination, Context};
 use super::filter::{attributes, filters};
-use super::top::{metadata, type_meta};
+use super::top::{metadata, resource, type_meta};
 use crate::config::manifest::fields::*;
 use crate::config::manifest::shape::Shape;
 use crate::model::eventing::{BrokerSpec, TriggerFilter, TriggerSpec};
@@ -15,28 +15,22 @@ pub(super) fn broker(
     v: &Value,
     shape: &mut Shape,
 ) -> Option<Resource<BrokerSpec>> {
-    let top = Obj::new(ctx, TOP_PATH, v, &TOP_FIELDS)?;
-    let (api_version, kind) = type_meta(&top);
-    let metadata = metadata(ctx, top.map, shape);
-    let mut spec = BrokerSpec::default();
-    if let Some(s) = top.get("spec") {
-        match Obj::new(ctx, "spec", s, &["config", "delivery"]) {
-            Some(s) => {
-                if let Some(d) = s.get("delivery") {
-                    spec.delivery = delivery(ctx, "spec.delivery", d, shape);
+    resource(ctx, v, shape, |ctx, top, shape| {
+        let mut spec = BrokerSpec::default();
+        if let Some(s) = top.get("spec") {
+            match Obj::new(ctx, "spec", s, &["config", "delivery"]) {
+                Some(s) => {
+                    if let Some(d) = s.get("delivery") {
+                        spec.delivery = delivery(ctx, "spec.delivery", d, shape);
+                    }
+                    if let Some(c) = s.get("config") {
+                        spec.config = config_ref(ctx, c, shape);
+                    }
                 }
-                if let Some(c) = s.get("config") {
-                    spec.config = config_ref(ctx, c, shape);
-                }
+                None => shape.unusable("spec"),
             }
-            None => shape.unusable("spec"),
         }
-    }
-    Some(Resource {
-        api_version,
-        kind,
-        metadata,
-        spec,
+        spec
     })
 }
 
@@ -92,18 +86,11 @@ pub(super) fn trigger(
     v: &Value,
     shape: &mut Shape,
 ) -> Option<Resource<TriggerSpec>> {
-    let top = Obj::new(ctx, TOP_PATH, v, &TOP_FIELDS)?;
-    let (api_version, kind) = type_meta(&top);
-    let metadata = metadata(ctx, top.map, shape);
-    let spec = trigger_spec(ctx, &top, shape).unwrap_or_else(|| {
-        shape.unusable("spec");
-        TriggerSpec::default()
-    });
-    Some(Resource {
-        api_version,
-        kind,
-        metadata,
-        spec,
+    resource(ctx, v, shape, |ctx, top, shape| {
+        trigger_spec(ctx, top, shape).unwrap_or_else(|| {
+            shape.unusable("spec");
+            TriggerSpec::default()
+        })
     })
 }
 

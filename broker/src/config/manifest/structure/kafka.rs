@@ -2,7 +2,7 @@
 //! KafkaSource.
 
 use super::destination::source_sink;
-use super::top::{metadata, required_text, spec_object, string_list, text, type_meta};
+use super::top::{required_text, resource_with_spec, string_list, text};
 use crate::config::manifest::fields::*;
 use crate::config::manifest::names::*;
 use crate::config::manifest::shape::Shape;
@@ -34,37 +34,28 @@ pub(super) fn sink(
     v: &Value,
     shape: &mut Shape,
 ) -> Option<Resource<KafkaSinkSpec>> {
-    let top = Obj::new(ctx, TOP_PATH, v, &TOP_FIELDS)?;
-    let (api_version, kind) = type_meta(&top);
-    let metadata = metadata(ctx, top.map, shape);
-    let mut spec = KafkaSinkSpec::default();
-    if let Some(s) = spec_object(
+    resource_with_spec(
         ctx,
-        &top,
+        v,
+        shape,
         "topic and bootstrapServers",
         &KAFKA_SINK_SPEC_FIELDS,
         &KAFKA_SINK_UNSUPPORTED,
-        shape,
-    ) {
-        spec.topic = required_text(
-            ctx,
-            "spec.topic",
-            s.get("topic"),
-            "the topic events are produced to",
-            shape,
-        );
-        spec.bootstrap_servers = bootstrap_servers(ctx, &s, shape);
-        spec.content_mode = text(ctx, "spec.contentMode", s.get("contentMode"), shape);
-        spec.num_partitions = unsupported(&s, "numPartitions");
-        spec.replication_factor = unsupported(&s, "replicationFactor");
-        spec.auth = unsupported(&s, "auth");
-    }
-    Some(Resource {
-        api_version,
-        kind,
-        metadata,
-        spec,
-    })
+        |ctx, s, spec: &mut KafkaSinkSpec, shape| {
+            spec.topic = required_text(
+                ctx,
+                "spec.topic",
+                s.get("topic"),
+                "the topic events are produced to",
+                shape,
+            );
+            spec.bootstrap_servers = bootstrap_servers(ctx, s, shape);
+            spec.content_mode = text(ctx, "spec.contentMode", s.get("contentMode"), shape);
+            spec.num_partitions = unsupported(s, "numPartitions");
+            spec.replication_factor = unsupported(s, "replicationFactor");
+            spec.auth = unsupported(s, "auth");
+        },
+    )
 }
 
 pub(super) fn source(
@@ -72,40 +63,31 @@ pub(super) fn source(
     v: &Value,
     shape: &mut Shape,
 ) -> Option<Resource<KafkaSourceSpec>> {
-    let top = Obj::new(ctx, TOP_PATH, v, &TOP_FIELDS)?;
-    let (api_version, kind) = type_meta(&top);
-    let metadata = metadata(ctx, top.map, shape);
-    let mut spec = KafkaSourceSpec::default();
-    if let Some(s) = spec_object(
+    resource_with_spec(
         ctx,
-        &top,
+        v,
+        shape,
         "bootstrapServers, topics and sink",
         &KAFKA_SOURCE_SPEC_FIELDS,
         &KAFKA_SOURCE_UNSUPPORTED,
-        shape,
-    ) {
-        spec.bootstrap_servers = bootstrap_servers(ctx, &s, shape);
-        spec.topics = string_list(
-            ctx,
-            "spec.topics",
-            s.get("topics"),
-            "a list of topic names",
-            "topic names",
-            shape,
-        );
-        spec.consumer_group = text(ctx, "spec.consumerGroup", s.get("consumerGroup"), shape);
-        spec.initial_offset = text(ctx, "spec.initialOffset", s.get("initialOffset"), shape);
-        spec.sink = source_sink(ctx, s.get("sink"), shape);
-        spec.net = unsupported(&s, "net");
-        spec.consumers = unsupported(&s, "consumers");
-        spec.ordering = unsupported(&s, "ordering");
-        spec.delivery = unsupported(&s, "delivery");
-        spec.ce_overrides = unsupported(&s, "ceOverrides");
-    }
-    Some(Resource {
-        api_version,
-        kind,
-        metadata,
-        spec,
-    })
+        |ctx, s, spec: &mut KafkaSourceSpec, shape| {
+            spec.bootstrap_servers = bootstrap_servers(ctx, s, shape);
+            spec.topics = string_list(
+                ctx,
+                "spec.topics",
+                s.get("topics"),
+                "a list of topic names",
+                "topic names",
+                shape,
+            );
+            spec.consumer_group = text(ctx, "spec.consumerGroup", s.get("consumerGroup"), shape);
+            spec.initial_offset = text(ctx, "spec.initialOffset", s.get("initialOffset"), shape);
+            spec.sink = source_sink(ctx, s.get("sink"), shape);
+            spec.net = unsupported(s, "net");
+            spec.consumers = unsupported(s, "consumers");
+            spec.ordering = unsupported(s, "ordering");
+            spec.delivery = unsupported(s, "delivery");
+            spec.ce_overrides = unsupported(s, "ceOverrides");
+        },
+    )
 }

@@ -1,7 +1,7 @@
 //! Pass 1 for `sources.switchyard.dev/v1alpha1` NatsSink and NatsSource.
 
 use super::destination::source_sink;
-use super::top::{metadata, required_text, spec_object, text, type_meta};
+use super::top::{required_text, resource_with_spec, text};
 use crate::config::manifest::fields::*;
 use crate::config::manifest::names::*;
 use crate::config::manifest::shape::Shape;
@@ -66,44 +66,35 @@ pub(super) fn sink(
     v: &Value,
     shape: &mut Shape,
 ) -> Option<Resource<NatsSinkSpec>> {
-    let top = Obj::new(ctx, TOP_PATH, v, &TOP_FIELDS)?;
-    let (api_version, kind) = type_meta(&top);
-    let metadata = metadata(ctx, top.map, shape);
-    let mut spec = NatsSinkSpec::default();
-    if let Some(s) = spec_object(
+    resource_with_spec(
         ctx,
-        &top,
+        v,
+        shape,
         "servers and subject",
         &NATS_SINK_SPEC_FIELDS,
         &[],
-        shape,
-    ) {
-        spec.servers = servers(ctx, s.get("servers"), shape);
-        spec.subject = subject(ctx, &s, shape);
-        spec.jetstream = match s.get("jetstream") {
-            None => None,
-            Some(Value::Bool(b)) => Some(*b),
-            Some(other) => {
-                ctx.err(
-                    "spec.jetstream",
-                    format!(
-                        "must be a boolean (true: publish through JetStream and wait for the \
-                         acknowledgement), got {}",
-                        kind_of(other)
-                    ),
-                );
-                shape.unusable("spec.jetstream");
-                None
-            }
-        };
-        spec.content_mode = text(ctx, "spec.contentMode", s.get("contentMode"), shape);
-    }
-    Some(Resource {
-        api_version,
-        kind,
-        metadata,
-        spec,
-    })
+        |ctx, s, spec: &mut NatsSinkSpec, shape| {
+            spec.servers = servers(ctx, s.get("servers"), shape);
+            spec.subject = subject(ctx, s, shape);
+            spec.jetstream = match s.get("jetstream") {
+                None => None,
+                Some(Value::Bool(b)) => Some(*b),
+                Some(other) => {
+                    ctx.err(
+                        "spec.jetstream",
+                        format!(
+                            "must be a boolean (true: publish through JetStream and wait for the \
+                             acknowledgement), got {}",
+                            kind_of(other)
+                        ),
+                    );
+                    shape.unusable("spec.jetstream");
+                    None
+                }
+            };
+            spec.content_mode = text(ctx, "spec.contentMode", s.get("contentMode"), shape);
+        },
+    )
 }
 
 pub(super) fn source(
@@ -111,30 +102,21 @@ pub(super) fn source(
     v: &Value,
     shape: &mut Shape,
 ) -> Option<Resource<NatsSourceSpec>> {
-    let top = Obj::new(ctx, TOP_PATH, v, &TOP_FIELDS)?;
-    let (api_version, kind) = type_meta(&top);
-    let metadata = metadata(ctx, top.map, shape);
-    let mut spec = NatsSourceSpec::default();
-    if let Some(s) = spec_object(
+    resource_with_spec(
         ctx,
-        &top,
+        v,
+        shape,
         "servers, subject and sink",
         &NATS_SOURCE_SPEC_FIELDS,
         &[],
-        shape,
-    ) {
-        spec.servers = servers(ctx, s.get("servers"), shape);
-        spec.subject = subject(ctx, &s, shape);
-        spec.queue_group = text(ctx, "spec.queueGroup", s.get("queueGroup"), shape);
-        spec.jetstream = s.get("jetstream").and_then(|js| jetstream(ctx, js, shape));
-        spec.sink = nats_sink(source_sink(ctx, s.get("sink"), shape));
-    }
-    Some(Resource {
-        api_version,
-        kind,
-        metadata,
-        spec,
-    })
+        |ctx, s, spec: &mut NatsSourceSpec, shape| {
+            spec.servers = servers(ctx, s.get("servers"), shape);
+            spec.subject = subject(ctx, s, shape);
+            spec.queue_group = text(ctx, "spec.queueGroup", s.get("queueGroup"), shape);
+            spec.jetstream = s.get("jetstream").and_then(|js| jetstream(ctx, js, shape));
+            spec.sink = nats_sink(source_sink(ctx, s.get("sink"), shape));
+        },
+    )
 }
 
 /// A NatsSource's `spec.jetstream` (not an object: reported and noted as unusable).

@@ -3,8 +3,48 @@
 
 use crate::config::manifest::fields::*;
 use crate::config::manifest::shape::Shape;
-use crate::model::object::ObjectMeta;
+use crate::model::object::{ObjectMeta, Resource};
 use serde_yaml::{Mapping, Value};
+
+/// A top-level object with the usual fields: `apiVersion` and `kind`, `metadata`, then the spec that
+/// `spec` decodes from the checked top-level mapping. `None` when `v` is not an object.
+pub(super) fn resource<S>(
+    ctx: &mut Ctx<'_>,
+    v: &Value,
+    shape: &mut Shape,
+    spec: impl FnOnce(&mut Ctx<'_>, &Obj<'_>, &mut Shape) -> S,
+) -> Option<Resource<S>> {
+    let top = Obj::new(ctx, TOP_PATH, v, &TOP_FIELDS)?;
+    let (api_version, kind) = type_meta(&top);
+    let metadata = metadata(ctx, top.map, shape);
+    let spec = spec(ctx, &top, shape);
+    Some(Resource {
+        api_version,
+        kind,
+        metadata,
+        spec,
+    })
+}
+
+/// A [`resource`] with a required [`spec_object`] (`what`, `allowed`, `unsupported`: as there), whose
+/// fields `fill` decodes into the default spec (left as it is when `spec` is missing or not an object).
+pub(super) fn resource_with_spec<S: Default>(
+    ctx: &mut Ctx<'_>,
+    v: &Value,
+    shape: &mut Shape,
+    what: &str,
+    allowed: &[&str],
+    unsupported: &[(&str, &str)],
+    fill: impl FnOnce(&mut Ctx<'_>, &Obj<'_>, &mut S, &mut Shape),
+) -> Option<Resource<S>> {
+    resource(ctx, v, shape, |ctx, top, shape| {
+        let mut spec = S::default();
+        if let Some(s) = spec_object(ctx, top, what, allowed, unsupported, shape) {
+            fill(ctx, &s, &mut spec, shape);
+        }
+        spec
+    })
+}
 
 /// The `apiVersion` and `kind` of a top-level mapping (both already checked to be strings).
 pub(super) fn type_meta(top: &Obj<'_>) -> (String, String) {

@@ -1,7 +1,7 @@
 //! Pass 2 for a Trigger's filters: attribute names, and the Subscriptions API filter objects of
 //! `spec.filters` (free-form JSON in the model: exactly one dialect each, nested without limit).
 
-use crate::config::manifest::fields::{join, Ctx};
+use crate::config::manifest::fields::{self, join, Ctx};
 use crate::config::manifest::shape::Shape;
 use crate::config::rules::{is_attribute_key, KEY_REGEX};
 use crate::filter::Filter;
@@ -77,17 +77,7 @@ fn unknown_fields(ctx: &mut Ctx<'_>, path: &str, map: &serde_json::Map<String, J
         .filter(|k| !DIALECTS.contains(&k.as_str()))
         .map(|k| format!("{k:?}"))
         .collect();
-    if !unknown.is_empty() {
-        let s = if unknown.len() == 1 { "" } else { "s" };
-        ctx.err(
-            path,
-            format!(
-                "unknown field{s} {}; allowed: {}",
-                unknown.join(", "),
-                DIALECTS.join(", ")
-            ),
-        );
-    }
+    fields::unknown_fields(ctx, path, &unknown, &DIALECTS);
 }
 
 /// One Subscriptions API filter object (exactly one dialect).
