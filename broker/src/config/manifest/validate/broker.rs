@@ -1,7 +1,7 @@
 //! Pass 2 for a Broker (class and backend annotations, `spec.config`, delivery) and a ConfigMap.
 
 use super::destination::delivery;
-use super::meta::{metadata, Meta};
+use super::meta::{metadata, namespace_or_default, Meta};
 use crate::config::manifest::document::Document;
 use crate::config::manifest::fields::Ctx;
 use crate::config::manifest::names::*;
@@ -112,10 +112,11 @@ pub(super) fn broker(
         .as_ref()
         .and_then(|d| delivery(ctx, "spec.delivery", d, shape));
     let has_config = b.spec.config.is_some() || shape.is_unusable("spec.config");
-    let config_ref = b.spec.config.as_ref().and_then(|c| {
-        let ns = meta.as_ref().map_or(DEFAULT_NAMESPACE, |m| &m.namespace);
-        config_ref(ctx, c, ns, shape)
-    });
+    let config_ref = b
+        .spec
+        .config
+        .as_ref()
+        .and_then(|c| config_ref(ctx, c, namespace_or_default(&meta), shape));
     if kafka && !has_config {
         ctx.err(
             "spec.config",

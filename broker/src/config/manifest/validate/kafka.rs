@@ -2,7 +2,7 @@
 //! servers, topics, consumer group, initial offset, sink).
 
 use super::destination::source_sink;
-use super::meta::metadata;
+use super::meta::{metadata_with_spec, namespace_or_default};
 use super::values::{content_mode, joined_lists, unsupported};
 use crate::config::manifest::fields::{check_topic, Ctx};
 use crate::config::manifest::names::*;
@@ -61,10 +61,7 @@ pub(super) fn sink(
     s: &Resource<model::KafkaSinkSpec>,
     shape: &Shape,
 ) -> Option<KafkaSinkConfig> {
-    let meta = metadata(ctx, &s.metadata, shape);
-    if shape.is_unusable("spec") {
-        return None;
-    }
+    let meta = metadata_with_spec(ctx, &s.metadata, shape)?;
     let spec = &s.spec;
     unsupported(
         ctx,
@@ -94,10 +91,7 @@ pub(super) fn source(
     s: &Resource<model::KafkaSourceSpec>,
     shape: &Shape,
 ) -> Option<KafkaSourceConfig> {
-    let meta = metadata(ctx, &s.metadata, shape);
-    if shape.is_unusable("spec") {
-        return None;
-    }
+    let meta = metadata_with_spec(ctx, &s.metadata, shape)?;
     let spec = &s.spec;
     unsupported(
         ctx,
@@ -137,7 +131,7 @@ pub(super) fn source(
             None
         }
     };
-    let source_ns = meta.as_ref().map_or(DEFAULT_NAMESPACE, |m| &m.namespace);
+    let source_ns = namespace_or_default(&meta);
     let sink = source_sink(ctx, &spec.sink, source_ns, shape);
     let meta = meta?;
     let consumer_group = consumer_group?

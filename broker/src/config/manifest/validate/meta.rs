@@ -96,3 +96,20 @@ pub(super) fn metadata<'o>(
         shape,
     })
 }
+
+/// The namespace of validated `metadata`, [`DEFAULT_NAMESPACE`] when it is not valid (so that what
+/// depends on it is still checked).
+pub(super) fn namespace_or_default<'m>(meta: &'m Option<Meta<'_>>) -> &'m str {
+    meta.as_ref().map_or(DEFAULT_NAMESPACE, |m| &m.namespace)
+}
+
+/// [`metadata`] for a kind whose `spec` is required (problems in `metadata` are reported first);
+/// `None` when pass 1 found `spec` unusable (then nothing in it is checked).
+pub(super) fn metadata_with_spec<'o>(
+    ctx: &mut Ctx<'_>,
+    meta: &'o ObjectMeta,
+    shape: &'o Shape,
+) -> Option<Option<Meta<'o>>> {
+    let meta = metadata(ctx, meta, shape);
+    (!shape.is_unusable("spec")).then_some(meta)
+}

@@ -2,10 +2,9 @@
 //! wildcards, queue group or JetStream durable consumer, sink).
 
 use super::destination::source_sink;
-use super::meta::metadata;
+use super::meta::{metadata_with_spec, namespace_or_default};
 use super::values::{content_mode, joined_lists};
 use crate::config::manifest::fields::Ctx;
-use crate::config::manifest::names::DEFAULT_NAMESPACE;
 use crate::config::manifest::shape::Shape;
 use crate::config::rules::parse_nats_servers_csv;
 use crate::config::{
@@ -86,10 +85,7 @@ pub(super) fn sink(
     s: &Resource<model::NatsSinkSpec>,
     shape: &Shape,
 ) -> Option<NatsSinkConfig> {
-    let meta = metadata(ctx, &s.metadata, shape);
-    if shape.is_unusable("spec") {
-        return None;
-    }
+    let meta = metadata_with_spec(ctx, &s.metadata, shape)?;
     let spec = &s.spec;
     let servers = servers(ctx, &spec.servers, shape);
     let subject = subject(ctx, &spec.subject, false, shape);
@@ -110,10 +106,7 @@ pub(super) fn source(
     s: &Resource<model::NatsSourceSpec>,
     shape: &Shape,
 ) -> Option<NatsSourceConfig> {
-    let meta = metadata(ctx, &s.metadata, shape);
-    if shape.is_unusable("spec") {
-        return None;
-    }
+    let meta = metadata_with_spec(ctx, &s.metadata, shape)?;
     let spec = &s.spec;
     let servers = servers(ctx, &spec.servers, shape);
     let subject = subject(ctx, &spec.subject, true, shape);
@@ -165,7 +158,7 @@ pub(super) fn source(
              their durable consumer (remove queueGroup or jetstream)",
         );
     }
-    let source_ns = meta.as_ref().map_or(DEFAULT_NAMESPACE, |m| &m.namespace);
+    let source_ns = namespace_or_default(&meta);
     let sink = source_sink(ctx, &Destination::from(&spec.sink), source_ns, shape);
     let meta = meta?;
     Some(NatsSourceConfig {

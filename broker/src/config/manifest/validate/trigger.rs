@@ -2,9 +2,8 @@
 
 use super::destination::{delivery, destination};
 use super::filter::trigger_filter;
-use super::meta::metadata;
+use super::meta::{metadata, namespace_or_default};
 use crate::config::manifest::fields::Ctx;
-use crate::config::manifest::names::DEFAULT_NAMESPACE;
 use crate::config::manifest::shape::Shape;
 use crate::config::rules::is_dns1123_label;
 use crate::config::{
@@ -82,7 +81,7 @@ pub(super) fn trigger(
     let subscriber = if shape.is_unusable("spec.subscriber") {
         None
     } else {
-        let ns = meta.as_ref().map_or(DEFAULT_NAMESPACE, |m| &m.namespace);
+        let ns = namespace_or_default(&meta);
         destination(ctx, "spec.subscriber", &spec.subscriber, Some(ns), shape)
     };
 
