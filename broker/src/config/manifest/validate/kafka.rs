@@ -3,7 +3,7 @@
 
 use super::destination::source_sink;
 use super::meta::{metadata_with_spec, namespace_or_default};
-use super::values::{content_mode, joined_lists, unsupported};
+use super::values::{content_mode, joined_lists, optional_text, unsupported};
 use crate::config::manifest::fields::{check_topic, Ctx};
 use crate::config::manifest::names::*;
 use crate::config::manifest::shape::Shape;
@@ -107,18 +107,14 @@ pub(super) fn source(
     );
     let bootstrap_servers = bootstrap_servers(ctx, &spec.bootstrap_servers, shape);
     let topics = topics(ctx, &spec.topics, shape);
-    let consumer_group = match &spec.consumer_group {
-        _ if shape.is_unusable("spec.consumerGroup") => None,
-        None => Some(None),
-        Some(g) if !g.trim().is_empty() && g.len() <= 255 => Some(Some(g.clone())),
-        Some(_) => {
-            ctx.err(
-                "spec.consumerGroup",
-                "must be a non-empty group id of at most 255 characters",
-            );
-            None
-        }
-    };
+    let consumer_group = optional_text(
+        ctx,
+        "spec.consumerGroup",
+        spec.consumer_group.as_ref(),
+        |g| !g.trim().is_empty() && g.len() <= 255,
+        |_| "must be a non-empty group id of at most 255 characters".to_owned(),
+        shape,
+    );
     let initial_offset = match spec.initial_offset.as_deref() {
         _ if shape.is_unusable("spec.initialOffset") => None,
         None | Some("latest") => Some(InitialOffset::Latest),

@@ -3,7 +3,7 @@
 
 use super::destination::source_sink;
 use super::meta::{metadata_with_spec, namespace_or_default};
-use super::values::{content_mode, joined_lists};
+use super::values::{content_mode, joined_lists, optional_text};
 use crate::config::manifest::fields::Ctx;
 use crate::config::manifest::shape::Shape;
 use crate::config::rules::parse_nats_servers_csv;
@@ -110,21 +110,19 @@ pub(super) fn source(
     let spec = &s.spec;
     let servers = servers(ctx, &spec.servers, shape);
     let subject = subject(ctx, &spec.subject, true, shape);
-    let queue_group = match &spec.queue_group {
-        _ if shape.is_unusable("spec.queueGroup") => None,
-        None => Some(None),
-        Some(g) if is_valid_nats_subject(g, false) => Some(Some(g.clone())),
-        Some(g) => {
-            ctx.err(
-                "spec.queueGroup",
-                format!(
-                    "{g:?} is not a valid queue group: non-empty '.'-separated tokens without \
-                     whitespace, '*' or '>', at most 255 bytes"
-                ),
-            );
-            None
-        }
-    };
+    let queue_group = optional_text(
+        ctx,
+        "spec.queueGroup",
+        spec.queue_group.as_ref(),
+        |g| is_valid_nats_subject(g, false),
+        |g| {
+            format!(
+                "{g:?} is not a valid queue group: non-empty '.'-separated tokens without \
+                 whitespace, '*' or '>', at most 255 bytes"
+            )
+        },
+        shape,
+    );
     let jetstream = match &spec.jetstream {
         _ if shape.is_unusable("spec.jetstream") => None,
         None => Some(None),

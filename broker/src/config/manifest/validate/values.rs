@@ -71,3 +71,24 @@ pub(super) fn joined_lists<'s>(
     }
     ok.then(|| out.join(","))
 }
+
+/// An optional string field: `Some(None)` when absent, `Some(Some(_))` when `valid`; `None` when pass 1
+/// found it unusable or it is not valid (then `message` of the value is reported at `path`).
+pub(super) fn optional_text(
+    ctx: &mut Ctx<'_>,
+    path: &str,
+    v: Option<&String>,
+    valid: impl Fn(&str) -> bool,
+    message: impl Fn(&str) -> String,
+    shape: &Shape,
+) -> Option<Option<String>> {
+    match v {
+        _ if shape.is_unusable(path) => None,
+        None => Some(None),
+        Some(s) if valid(s) => Some(Some(s.clone())),
+        Some(s) => {
+            ctx.err(path, message(s));
+            None
+        }
+    }
+}
