@@ -147,6 +147,20 @@ impl BrokerCommon {
         }
     }
 }
+/// Implements `Deref<Target = BrokerCommon>`, which [`LogBroker`] requires, for a broker type through
+/// its `common` field.
+macro_rules! deref_common {
+    ($broker:ty) => {
+        impl std::ops::Deref for $broker {
+            type Target = $crate::channel::log::BrokerCommon;
+
+            fn deref(&self) -> &Self::Target {
+                &self.common
+            }
+        }
+    };
+}
+pub(crate) use deref_common;
 
 /// The state of one log-backed broker that its consumer task shares with the layer: what every
 /// log-backed broker has (its [`BrokerCommon`], through `Deref`) and what its log needs.

@@ -14,7 +14,7 @@
 //! - Every 10 ms the log is trimmed below the lowest position some trigger still owes (one range delete,
 //!   committed without fsync like the store's acks): a restart re-delivers what was finished above it.
 
-use crate::channel::log::{BrokerCommon, LogBroker, LogDriver, NewBroker, Started};
+use crate::channel::log::{deref_common, BrokerCommon, LogBroker, LogDriver, NewBroker, Started};
 use crate::channel::store::StoreChannel;
 use crate::channel::{ChannelError, Entry, EntryId, Result};
 use crate::config::{Backend, BrokerKey, LogBackendConfig};
@@ -274,13 +274,7 @@ impl LogShared {
     }
 }
 
-impl std::ops::Deref for LogShared {
-    type Target = BrokerCommon;
-
-    fn deref(&self) -> &BrokerCommon {
-        &self.common
-    }
-}
+deref_common!(LogShared);
 
 impl LogBroker for LogShared {
     type Config = EmbeddedLog;

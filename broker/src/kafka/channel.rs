@@ -35,7 +35,7 @@
 //!   group's lag).
 
 use crate::channel::log::{
-    next_probe, BrokerCommon, LogBroker, LogDriver, NewBroker, RuntimeCtx, Started,
+    deref_common, next_probe, BrokerCommon, LogBroker, LogDriver, NewBroker, RuntimeCtx, Started,
 };
 use crate::channel::store::StoreChannel;
 use crate::channel::{ChannelError, Entry, EntryId, Result};
@@ -251,13 +251,7 @@ pub(crate) struct BrokerShared {
     partitions: std::sync::atomic::AtomicUsize,
 }
 
-impl std::ops::Deref for BrokerShared {
-    type Target = BrokerCommon;
-
-    fn deref(&self) -> &BrokerCommon {
-        &self.common
-    }
-}
+deref_common!(BrokerShared);
 
 impl LogBroker for BrokerShared {
     type Config = KafkaBrokerConfig;

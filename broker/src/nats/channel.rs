@@ -23,7 +23,7 @@
 //!   the broker's backlog covers what waits in the stream for every process, not only this one's share.
 
 use crate::channel::log::{
-    next_probe, BrokerCommon, LogBroker, LogDriver, NewBroker, RuntimeCtx, Started,
+    deref_common, next_probe, BrokerCommon, LogBroker, LogDriver, NewBroker, RuntimeCtx, Started,
 };
 use crate::channel::store::StoreChannel;
 use crate::channel::{ChannelError, Entry, EntryId, Result};
@@ -83,13 +83,7 @@ pub(crate) struct BrokerShared {
     pending: Mutex<HashMap<u64, Pending>>,
 }
 
-impl std::ops::Deref for BrokerShared {
-    type Target = BrokerCommon;
-
-    fn deref(&self) -> &BrokerCommon {
-        &self.common
-    }
-}
+deref_common!(BrokerShared);
 
 impl BrokerShared {
     /// One trigger finished entry `seq`; acks the message when it was the last.
