@@ -162,6 +162,22 @@ pub struct SinkRef {
     pub namespace: Option<String>,
 }
 
+/// A NatsSource's `spec.sink` for a destination: its `ref` without Knative's `group` and `address`, and
+/// its `uri` (`CACerts` and `audience` are dropped).
+impl From<Destination> for SourceSink {
+    fn from(d: Destination) -> SourceSink {
+        SourceSink {
+            reference: d.reference.map(|r| SinkRef {
+                api_version: r.api_version.unwrap_or_default(),
+                kind: r.kind,
+                name: r.name,
+                namespace: r.namespace,
+            }),
+            uri: d.uri,
+        }
+    }
+}
+
 impl From<SourceSink> for Destination {
     fn from(s: SourceSink) -> Destination {
         Destination::from(&s)

@@ -250,23 +250,11 @@ source_or_sink!(
     source,
     |spec: &mut model::NatsSourceSpec, sink: Option<Destination>| {
         if let Some(d) = sink {
-            spec.sink = nats_source_sink(d);
+            spec.sink = SourceSink::from(d);
         }
     }
 );
 
-/// A NatsSource's `spec.sink` for a destination (`ref` without Knative's `group` / `address`, or `uri`).
-fn nats_source_sink(d: Destination) -> SourceSink {
-    SourceSink {
-        reference: d.reference.map(|r| SinkRef {
-            api_version: r.api_version.unwrap_or_default(),
-            kind: r.kind,
-            name: r.name,
-            namespace: r.namespace,
-        }),
-        uri: d.uri,
-    }
-}
 source_or_sink!(
     NatsSink,
     "NatsSink",

@@ -5,11 +5,8 @@ use super::top::{required_text, resource_with_spec, text};
 use crate::config::manifest::fields::*;
 use crate::config::manifest::names::*;
 use crate::config::manifest::shape::Shape;
-use crate::model::eventing::Destination;
 use crate::model::object::Resource;
-use crate::model::sources::{
-    NatsSinkSpec, NatsSourceJetStream, NatsSourceSpec, SinkRef, SourceSink,
-};
+use crate::model::sources::{NatsSinkSpec, NatsSourceJetStream, NatsSourceSpec, SourceSink};
 use serde_json::Value as Json;
 use serde_yaml::Value;
 
@@ -114,7 +111,7 @@ pub(super) fn source(
             spec.subject = subject(ctx, s, shape);
             spec.queue_group = text(ctx, "spec.queueGroup", s.get("queueGroup"), shape);
             spec.jetstream = s.get("jetstream").and_then(|js| jetstream(ctx, js, shape));
-            spec.sink = nats_sink(source_sink(ctx, s.get("sink"), shape));
+            spec.sink = SourceSink::from(source_sink(ctx, s.get("sink"), shape));
         },
     )
 }
@@ -139,17 +136,4 @@ fn jetstream(ctx: &mut Ctx<'_>, v: &Value, shape: &mut Shape) -> Option<NatsSour
         stream: name("stream", "stream name"),
         durable: name("durable", "durable consumer name"),
     })
-}
-
-/// A source's sink as a NatsSource holds it (`CACerts` and `audience` are only noted in the shape).
-fn nats_sink(d: Destination) -> SourceSink {
-    SourceSink {
-        reference: d.reference.map(|r| SinkRef {
-            api_version: r.api_version.unwrap_or_default(),
-            kind: r.kind,
-            name: r.name,
-            namespace: r.namespace,
-        }),
-        uri: d.uri,
-    }
 }
