@@ -47,18 +47,18 @@ enum Command {
         events: Vec<Event>,
         reply: oneshot::Sender<Result<()>>,
     },
+    /// Removes the broker's positions below `below`, and records `done`: positions at or above it that
+    /// every trigger finished (so that a restart does not deliver them again).
     Trim {
         table: Arc<str>,
+        done_table: Arc<str>,
         below: u64,
+        done: Vec<u64>,
     },
     /// Commit durably what is queued before it (close).
-    Flush {
-        reply: oneshot::Sender<Result<()>>,
-    },
+    Flush { reply: oneshot::Sender<Result<()>> },
     /// End the writer (close); answered once it let go of the database.
-    Close {
-        reply: oneshot::Sender<()>,
-    },
+    Close { reply: oneshot::Sender<()> },
 }
 
 type Tails = Arc<Mutex<HashMap<Arc<str>, mpsc::Sender<Tail>>>>;
@@ -89,6 +89,27 @@ impl LogBackendConfig for EmbeddedLog {
 
 fn table_name(key: &BrokerKey) -> Arc<str> {
     Arc::from(format!("log/{key}"))
+}
+
+/// The table of a broker's positions finished above its lowest owed one.
+fn done_table_name(key: &BrokerKey) -> Arc<str> {
+    Arc::from(format!("done/{key}"))
+}
+
+const fn done_def(name: &str) -> TableDefinition<'_, u64, ()> {
+    TableDefinition::new(name)
+}
+
+/// Each broker's next position (log table name → position), written with every append: positions never
+/// go back, even when trims emptied a broker's table before a restart.
+const NEXT: TableDefinition<&str, u64> = TableDefinition::new("next");
+
+/// The next position of `table` as last committed (0 for a broker that never had an event).
+fn committed_next(txn: &redb::ReadTransaction, table: &str) -> u64 {
+    txn.open_table(NEXT)
+        .ok()
+        .and_then(|t| t.get(table).ok().flatten().map(|v| v.value()))
+        .unwrap_or(0)
 }
 
 fn storage(e: impl std::fmt::Display) -> ChannelError {
@@ -213,10 +234,18 @@ fn commit(
                 let mut t = txn.open_table(def).map_err(|e| e.to_string())?;
                 let pos = match next.get(table) {
                     Some(&p) => p,
-                    None => t
-                        .last()
-                        .map_err(|e| e.to_string())?
-                        .map_or(0, |(k, _)| k.value() + 1),
+                    None => {
+                        let last = t
+                            .last()
+                            .map_err(|e| e.to_string())?
+                            .map_or(0, |(k, _)| k.value() + 1);
+                        let meta = txn.open_table(NEXT).map_err(|e| e.to_string())?;
+                        let recorded = meta
+                            .get(&**table)
+                            .map_err(|e| e.to_string())?
+                            .map_or(0, |v| v.value());
+                        last.max(recorded)
+                    }
                 };
                 let mut start = 0;
                 for (i, &end) in ends.iter().enumerate() {
@@ -224,14 +253,34 @@ fn commit(
                         .map_err(|e| e.to_string())?;
                     start = end;
                 }
-                next.insert(table.clone(), pos + ends.len() as u64);
+                let end = pos + ends.len() as u64;
+                next.insert(table.clone(), end);
+                drop(t);
+                txn.open_table(NEXT)
+                    .map_err(|e| e.to_string())?
+                    .insert(&**table, end)
+                    .map_err(|e| e.to_string())?;
                 firsts.push(pos);
             }
-            Command::Trim { table, below } => {
+            Command::Trim {
+                table,
+                done_table,
+                below,
+                done,
+            } => {
                 let def: TableDefinition<u64, &[u8]> = TableDefinition::new(table);
                 let mut t = txn.open_table(def).map_err(|e| e.to_string())?;
                 t.retain_in(..*below, |_, _| false)
                     .map_err(|e| e.to_string())?;
+                drop(t);
+                let mut d = txn
+                    .open_table(done_def(done_table))
+                    .map_err(|e| e.to_string())?;
+                d.retain_in(..*below, |_, _| false)
+                    .map_err(|e| e.to_string())?;
+                for &pos in done.iter().filter(|&&p| p >= *below) {
+                    d.insert(pos, ()).map_err(|e| e.to_string())?;
+                }
                 firsts.push(0);
             }
             Command::Flush { .. } | Command::Close { .. } => firsts.push(0),
@@ -245,8 +294,14 @@ fn commit(
 pub(crate) struct LogShared {
     common: BrokerCommon,
     table: Arc<str>,
+    done_table: Arc<str>,
     /// Position → triggers that still owe it.
     owed: Mutex<BTreeMap<u64, u32>>,
+    /// Positions every trigger finished since the last trim (recorded with it when above the lowest
+    /// owed position).
+    finished: Mutex<Vec<u64>>,
+    /// Positions finished before the restart, above the lowest owed one then: not routed again.
+    restored: Mutex<std::collections::BTreeSet<u64>>,
     /// The next position the consumer routes.
     consumed: AtomicU64,
     /// Entries that overflowed into the store's queue tables (experiment diagnostics).
@@ -269,8 +324,25 @@ impl LogShared {
                 *n -= 1;
             } else {
                 owed.remove(&pos);
+                self.finished.lock().push(pos);
             }
         }
+    }
+
+    /// The trim to send now, if there is anything to trim or record (`trimmed`: the last `below` sent).
+    fn trim(&self, trimmed: u64) -> Option<Command> {
+        let low = self.low();
+        let mut done = std::mem::take(&mut *self.finished.lock());
+        done.retain(|&p| p >= low);
+        if low <= trimmed && done.is_empty() {
+            return None;
+        }
+        Some(Command::Trim {
+            table: self.table.clone(),
+            done_table: self.done_table.clone(),
+            below: low,
+            done,
+        })
     }
 }
 
@@ -307,7 +379,10 @@ impl LogDriver for StoreLogDriver {
         let shared = Arc::new(LogShared {
             common,
             table: table.clone(),
+            done_table: done_table_name(key),
             owed: Mutex::new(BTreeMap::new()),
+            finished: Mutex::new(Vec::new()),
+            restored: Mutex::new(Default::default()),
             consumed: AtomicU64::new(0),
             overflowed: AtomicU64::new(0),
         });
@@ -409,18 +484,22 @@ async fn consume(
     let mut scratch = Vec::new();
     let mut trimmed = 0u64;
     let mut ticks = 0u64;
-    // What the table holds from before: route it all.
-    let start = {
-        let txn = inner.db.begin_read();
-        txn.ok()
-            .and_then(|txn| {
-                txn.open_table(TableDefinition::<u64, &[u8]>::new(&shared.table))
-                    .ok()
-                    .and_then(|t| t.first().ok().flatten().map(|(k, _)| k.value()))
-            })
-            .unwrap_or(0)
-    };
+    // What the table holds from before: route it all (an emptied table starts at the next position).
+    let start = inner.db.begin_read().ok().map_or(0, |txn| {
+        txn.open_table(TableDefinition::<u64, &[u8]>::new(&shared.table))
+            .ok()
+            .and_then(|t| t.first().ok().flatten().map(|(k, _)| k.value()))
+            .unwrap_or_else(|| committed_next(&txn, &shared.table))
+    });
     shared.consumed.store(start, Ordering::Release);
+    if let Ok(txn) = inner.db.begin_read() {
+        if let Ok(t) = txn.open_table(done_def(&shared.done_table)) {
+            if let Ok(rows) = t.range(start..) {
+                let mut restored = shared.restored.lock();
+                restored.extend(rows.filter_map(|r| r.ok()).map(|(k, _)| k.value()));
+            }
+        }
+    }
     catch_up(&shared, &inner, &store, None, &mut scratch, &stop).await;
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -446,25 +525,23 @@ async fn consume(
                 if ticks % 100 == 0 {
                     report(&shared);
                 }
-                let low = shared.low();
-                if low > trimmed
-                    && inner
-                        .commands
-                        .try_send(Command::Trim { table: shared.table.clone(), below: low })
-                        .is_ok()
-                {
-                    trimmed = low;
+                if let Some(trim) = shared.trim(trimmed) {
+                    let Command::Trim { below, .. } = &trim else { unreachable!() };
+                    let below = *below;
+                    match inner.commands.try_send(trim) {
+                        Ok(()) => trimmed = below,
+                        // The writer is busy: record these with the next trim.
+                        Err(std::sync::mpsc::TrySendError::Full(Command::Trim { done, .. })) => {
+                            shared.finished.lock().extend(done);
+                        }
+                        Err(_) => {}
+                    }
                 }
             }
         }
     }
     // The last trim is not dropped: the driver's `closed` commits it durably.
-    let low = shared.low();
-    if low > trimmed {
-        let trim = Command::Trim {
-            table: shared.table.clone(),
-            below: low,
-        };
+    if let Some(trim) = shared.trim(trimmed) {
         let _ = send(&inner, trim).await;
     }
 }
@@ -507,7 +584,12 @@ async fn route(
     scratch: &mut Vec<usize>,
     stop: &CancellationToken,
 ) {
-    shared
+    if shared.restored.lock().remove(&pos) {
+        // Finished before the restart: every trigger is done with it.
+        shared.consumed.store(pos + 1, Ordering::Release);
+        return;
+    }
+    let routed = shared
         .common
         .route(
             store,
@@ -524,6 +606,10 @@ async fn route(
             },
         )
         .await;
+    if !routed {
+        // No trigger wanted it: finished at once.
+        shared.finished.lock().push(pos);
+    }
     shared.consumed.store(pos + 1, Ordering::Release);
 }
 
@@ -543,7 +629,9 @@ fn report(shared: &LogShared) {
 
 #[cfg(test)]
 mod tests {
+    use super::{done_table_name, read_back, send, table_name, Command, StoreLogDriver};
     use crate::channel::composite::CompositeChannel;
+    use crate::channel::log::LogDriver as _;
     use crate::channel::store::{StoreChannel, StoreOptions};
     use crate::channel::{Channel, Delivery, Subscription};
     use crate::config::{
@@ -554,6 +642,7 @@ mod tests {
     use std::collections::BTreeMap;
     use std::sync::Arc;
     use std::time::Duration;
+    use tokio::sync::oneshot;
 
     const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -601,7 +690,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn entries_finished_below_the_lowest_owed_position_are_gone_after_a_restart() {
+    async fn only_unfinished_entries_come_again_after_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let (b, t) = (
             BrokerKey::new("default", "b"),
@@ -614,18 +703,21 @@ mod tests {
         let mut sub = channel.subscribe(&t).unwrap();
         let got = next_n(&mut sub, 3).await;
         assert_eq!(ids(&got), ["a", "b", "c"]);
-        // Finished out of order: "b" is still owed.
+        // Finished out of order: "b" is still owed, "c" is finished above it.
         channel.ack(&t, got[0].id).await.unwrap();
         channel.ack(&t, got[2].id).await.unwrap();
         channel.close(DEADLINE).await.unwrap();
         drop((sub, channel));
 
-        // "a" was below the lowest owed position and is gone; "c" finished above it and comes again
-        // (at-least-once).
+        // "a" was trimmed, "c" was recorded as finished: only "b" comes again, then new events.
         let channel = open(dir.path()).await;
+        channel
+            .append(&b, vec![Event::new("d", "/s", "t")])
+            .await
+            .unwrap();
         let mut sub = channel.subscribe(&t).unwrap();
         let got = next_n(&mut sub, 2).await;
-        assert_eq!(ids(&got), ["b", "c"]);
+        assert_eq!(ids(&got), ["b", "d"]);
         for d in &got {
             channel.ack(&t, d.id).await.unwrap();
         }
@@ -635,11 +727,87 @@ mod tests {
         // Everything was finished: only a new event comes.
         let channel = open(dir.path()).await;
         channel
-            .append(&b, vec![Event::new("d", "/s", "t")])
+            .append(&b, vec![Event::new("e", "/s", "t")])
             .await
             .unwrap();
         let mut sub = channel.subscribe(&t).unwrap();
-        assert_eq!(ids(&next_n(&mut sub, 1).await), ["d"]);
+        assert_eq!(ids(&next_n(&mut sub, 1).await), ["e"]);
         channel.close(DEADLINE).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn after_a_restart_new_events_follow_the_entries_that_come_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (b, t) = (
+            BrokerKey::new("default", "b"),
+            TriggerKey::new("default", "t"),
+        );
+        let events = ["a", "b"].map(|id| Event::new(id, "/s", "t")).to_vec();
+
+        let channel = open(dir.path()).await;
+        channel.append(&b, events).await.unwrap();
+        let mut sub = channel.subscribe(&t).unwrap();
+        let got = next_n(&mut sub, 2).await;
+        channel.ack(&t, got[1].id).await.unwrap();
+        channel.close(DEADLINE).await.unwrap();
+        drop((sub, channel));
+
+        let channel = open(dir.path()).await;
+        let mut sub = channel.subscribe(&t).unwrap();
+        let got = next_n(&mut sub, 1).await;
+        assert_eq!(ids(&got), ["a"]);
+        channel.ack(&t, got[0].id).await.unwrap();
+        channel
+            .append(&b, vec![Event::new("c", "/s", "t")])
+            .await
+            .unwrap();
+        assert_eq!(ids(&next_n(&mut sub, 1).await), ["c"]);
+        channel.close(DEADLINE).await.unwrap();
+    }
+
+    /// Writes one event to `table` through the driver's writer and waits for its commit.
+    async fn append_raw(driver: &StoreLogDriver, table: &Arc<str>, id: &str) {
+        let event = Event::new(id, "/s", "t");
+        let mut bytes = Vec::new();
+        crate::format::codec::encode(&event, &mut bytes);
+        let (reply, answer) = oneshot::channel();
+        let ends = vec![bytes.len()];
+        let command = Command::Append {
+            table: table.clone(),
+            bytes,
+            ends,
+            events: vec![event],
+            reply,
+        };
+        send(&driver.inner, command).await.unwrap();
+        answer.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn positions_never_go_back_when_trims_emptied_the_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = BrokerKey::new("default", "b");
+        let (table, done_table) = (table_name(&key), done_table_name(&key));
+
+        let driver = StoreLogDriver::open(Some(dir.path())).unwrap();
+        append_raw(&driver, &table, "a").await;
+        append_raw(&driver, &table, "b").await;
+        driver.closed(DEADLINE).await;
+        drop(driver);
+
+        // A new writer (nothing cached) whose first command empties the table.
+        let driver = StoreLogDriver::open(Some(dir.path())).unwrap();
+        let trim = Command::Trim {
+            table: table.clone(),
+            done_table,
+            below: 2,
+            done: Vec::new(),
+        };
+        send(&driver.inner, trim).await.unwrap();
+        append_raw(&driver, &table, "c").await;
+        let rows = read_back(&driver.inner.db, &table, 0, None).unwrap();
+        let positions: Vec<(u64, &str)> = rows.iter().map(|(p, e)| (*p, e.id.as_str())).collect();
+        assert_eq!(positions, [(2, "c")]);
+        driver.closed(DEADLINE).await;
     }
 }
