@@ -254,7 +254,7 @@ pub async fn start(opts: ServeOptions) -> Result<RunningApp, StartError> {
     if std::env::var_os("SWITCHYARD_EXPERIMENT_STORE_LOG").is_some() {
         tracing::warn!("experiment: embedded brokers use the log-shaped store");
         composite = composite
-            .with_store_log(opts.data_dir.as_deref())
+            .with_store_log()
             .context("opening the store log")?;
     }
     let channel = Arc::new(composite);

@@ -59,10 +59,11 @@ impl CompositeChannel {
     }
 
     /// EXPERIMENT (issue 12): embedded brokers keep their events in the log-shaped store
-    /// (`store_log.rs`, in `dir`) under the log layer instead of the store's queue tables.
+    /// (`store_log.rs`: log tables in the store's database) under the log layer instead of the store's
+    /// queue tables.
     #[cfg(any(feature = "kafka", feature = "nats"))]
-    pub fn with_store_log(mut self, dir: Option<&std::path::Path>) -> Result<CompositeChannel> {
-        let driver = crate::channel::store_log::StoreLogDriver::open(dir)?;
+    pub fn with_store_log(mut self) -> Result<CompositeChannel> {
+        let driver = crate::channel::store_log::StoreLogDriver::new(self.store.clone());
         let layer = LogLayer::new(self.store.clone(), driver, 1024, Duration::ZERO);
         self.logs.push(Box::new(layer));
         Ok(self)
@@ -70,7 +71,7 @@ impl CompositeChannel {
 
     /// EXPERIMENT (issue 12): the log-shaped store runs under the log layer, which this build lacks.
     #[cfg(not(any(feature = "kafka", feature = "nats")))]
-    pub fn with_store_log(self, _dir: Option<&std::path::Path>) -> Result<CompositeChannel> {
+    pub fn with_store_log(self) -> Result<CompositeChannel> {
         Err(ChannelError::Unsupported(
             "the store-log experiment needs the log layer (Cargo feature kafka or nats)".into(),
         ))
@@ -162,9 +163,7 @@ impl CompositeChannel {
     /// Kafka- or JetStream-backed broker whether its cluster or server answers. `None` for an unknown broker.
     pub fn broker_not_ready(&self, broker: &BrokerKey) -> Option<String> {
         let backend = self.backend_of(broker)?;
-        if let Some(log) = self.log_for(&backend) {
-            return log.not_ready(broker);
-        }
+        // An embedded broker follows the store, whether its events are in queue or log tables.
         if let Backend::Embedded = backend {
             return match self.store.health() {
                 StoreHealth::Healthy => None,
@@ -174,7 +173,10 @@ impl CompositeChannel {
                 )),
             };
         }
-        Some(unsupported(broker, &backend).to_string())
+        match self.log_for(&backend) {
+            Some(log) => log.not_ready(broker),
+            None => Some(unsupported(broker, &backend).to_string()),
+        }
     }
 
     /// Stops the log consumers (committing finished offsets), flushes producers, then closes the store.

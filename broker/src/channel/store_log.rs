@@ -1,77 +1,47 @@
 //! EXPERIMENT (issue 12, "store as a log"): the embedded store shaped as a log under [`LogLayer`], to
-//! measure it end to end against the queue tables of [`StoreChannel`]. Not used unless the process runs
-//! with `SWITCHYARD_EXPERIMENT_STORE_LOG=1`.
+//! measure it end to end against the queue tables of [`StoreChannel`] and to grow into its replacement
+//! (ARCHITECTURE.md, "Decisions"). Used only when the process runs with
+//! `SWITCHYARD_EXPERIMENT_STORE_LOG=1`.
 //!
-//! - One redb file (`store-log.redb` beside the store) with one table per broker, `u64` position →
-//!   encoded event. Appends are written by one thread with group commit (fsync per batch), in the order
-//!   they arrive; positions are per broker and increase.
+//! - The events live in the store's own database, one log table per broker (`store/log_tables.rs`),
+//!   written by the store's writer: one group commit and one failure model (full volume, free-space
+//!   reserve, reopen after an I/O error) with the queue tables.
 //! - After each commit the writer hands the batch's events to the broker's consumer through a bounded
 //!   channel (the "tail"); when the tail is full the batch is dropped there and the consumer reads the gap
-//!   back from the table (read-back), so memory stays bounded.
+//!   back from the table, so memory stays bounded.
 //! - The consumer routes each event once ([`BrokerCommon::route`]) into the trigger windows of the log
-//!   layer (overflow into the store's queue tables, as for Kafka and JetStream) and remembers how many
-//!   triggers still owe each position (the out-of-order finished set).
-//! - Every 10 ms the log is trimmed below the lowest position some trigger still owes (one range delete,
-//!   committed without fsync like the store's acks): a restart re-delivers what was finished above it.
+//!   layer (overflow into the store's queue tables, as for Kafka and JetStream) and counts, per position,
+//!   the triggers that still owe it.
+//! - Every 10 ms the log is trimmed below the lowest owed position (one range delete, committed like the
+//!   store's acks), and the positions finished above it are recorded, so that a restart delivers again
+//!   only what was not finished. The last trim is committed durably at close.
+//!
+//! [`LogLayer`]: crate::channel::log::LogLayer
 
 use crate::channel::log::{deref_common, BrokerCommon, LogBroker, LogDriver, NewBroker, Started};
+use crate::channel::store::log_tables::{LogTrim, Tail};
 use crate::channel::store::StoreChannel;
-use crate::channel::{ChannelError, Entry, EntryId, Result};
-use crate::config::{Backend, BrokerKey, LogBackendConfig};
+use crate::channel::{Entry, EntryId, Result};
+use crate::config::{Backend, LogBackendConfig};
 use crate::event::Event;
 use parking_lot::Mutex;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
-use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-
-/// File name of the log database inside the data directory.
-pub const LOG_DB_FILE: &str = "store-log.redb";
-
-/// Events handed to a consumer after a commit: positions `first..first + events.len()`.
-struct Tail {
-    first: u64,
-    events: Vec<Event>,
-}
-
-enum Command {
-    Append {
-        table: Arc<str>,
-        /// The encoded events, back to back; `ends[i]` is where event i ends.
-        bytes: Vec<u8>,
-        ends: Vec<usize>,
-        events: Vec<Event>,
-        reply: oneshot::Sender<Result<()>>,
-    },
-    /// Removes the broker's positions below `below`, and records `done`: positions at or above it that
-    /// every trigger finished (so that a restart does not deliver them again).
-    Trim {
-        table: Arc<str>,
-        done_table: Arc<str>,
-        below: u64,
-        done: Vec<u64>,
-    },
-    /// Commit durably what is queued before it (close).
-    Flush { reply: oneshot::Sender<Result<()>> },
-    /// End the writer (close); answered once it let go of the database.
-    Close { reply: oneshot::Sender<()> },
-}
-
-type Tails = Arc<Mutex<HashMap<Arc<str>, mpsc::Sender<Tail>>>>;
-
-struct Inner {
-    db: Arc<Database>,
-    commands: std::sync::mpsc::SyncSender<Command>,
-    tails: Tails,
-}
 
 /// The log-shaped store as a [`LogDriver`].
 pub(crate) struct StoreLogDriver {
-    inner: Arc<Inner>,
+    store: Arc<StoreChannel>,
+}
+
+impl StoreLogDriver {
+    /// The log tables of `store`.
+    pub(crate) fn new(store: Arc<StoreChannel>) -> StoreLogDriver {
+        StoreLogDriver { store }
+    }
 }
 
 /// The settings of an embedded broker's log (none: it serves every embedded broker).
@@ -87,212 +57,10 @@ impl LogBackendConfig for EmbeddedLog {
     }
 }
 
-fn table_name(key: &BrokerKey) -> Arc<str> {
-    Arc::from(format!("log/{key}"))
-}
-
-/// The table of a broker's positions finished above its lowest owed one.
-fn done_table_name(key: &BrokerKey) -> Arc<str> {
-    Arc::from(format!("done/{key}"))
-}
-
-const fn done_def(name: &str) -> TableDefinition<'_, u64, ()> {
-    TableDefinition::new(name)
-}
-
-/// Each broker's next position (log table name → position), written with every append: positions never
-/// go back, even when trims emptied a broker's table before a restart.
-const NEXT: TableDefinition<&str, u64> = TableDefinition::new("next");
-
-/// The next position of `table` as last committed (0 for a broker that never had an event).
-fn committed_next(txn: &redb::ReadTransaction, table: &str) -> u64 {
-    txn.open_table(NEXT)
-        .ok()
-        .and_then(|t| t.get(table).ok().flatten().map(|v| v.value()))
-        .unwrap_or(0)
-}
-
-fn storage(e: impl std::fmt::Display) -> ChannelError {
-    ChannelError::Storage(format!("store log: {e}"))
-}
-
-impl StoreLogDriver {
-    /// Opens (or creates) the log in `dir`, or in memory without one.
-    pub(crate) fn open(dir: Option<&Path>) -> Result<StoreLogDriver> {
-        let builder = {
-            let mut b = Database::builder();
-            b.set_cache_size(32 << 20);
-            b
-        };
-        let db = match dir {
-            Some(dir) => builder.create(dir.join(LOG_DB_FILE)).map_err(storage)?,
-            None => builder
-                .create_with_backend(redb::backends::InMemoryBackend::new())
-                .map_err(storage)?,
-        };
-        let db = Arc::new(db);
-        let (commands, rx) = std::sync::mpsc::sync_channel(8192);
-        let tails = Tails::default();
-        let (writer_db, writer_tails) = (db.clone(), tails.clone());
-        std::thread::Builder::new()
-            .name("store-log-writer".into())
-            .spawn(move || write_loop(writer_db, &writer_tails, rx))
-            .map_err(storage)?;
-        let inner = Arc::new(Inner {
-            db,
-            commands,
-            tails,
-        });
-        Ok(StoreLogDriver { inner })
-    }
-}
-
-/// The writer thread: group commit of everything queued.
-fn write_loop(db: Arc<Database>, tails: &Tails, rx: std::sync::mpsc::Receiver<Command>) {
-    let mut next: HashMap<Arc<str>, u64> = HashMap::new();
-    let mut lazy_commits = 0u32;
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < 4096 {
-            match rx.try_recv() {
-                Ok(c) => batch.push(c),
-                Err(_) => break,
-            }
-        }
-        let durable = batch
-            .iter()
-            .any(|c| matches!(c, Command::Append { .. } | Command::Flush { .. }));
-        let result = commit(&db, &mut next, &batch, durable, &mut lazy_commits);
-        if result.is_err() {
-            // Allocations of the aborted transaction are void.
-            next.clear();
-        }
-        for (i, command) in batch.into_iter().enumerate() {
-            if let Command::Flush { reply } = command {
-                let _ = reply.send(result.as_ref().map(|_| ()).map_err(storage));
-                continue;
-            }
-            if let Command::Close { reply } = command {
-                drop(db);
-                let _ = reply.send(());
-                return;
-            }
-            if let Command::Append {
-                table,
-                events,
-                reply,
-                ..
-            } = command
-            {
-                match &result {
-                    Ok(firsts) => {
-                        let first = firsts[i];
-                        let _ = reply.send(Ok(()));
-                        if let Some(tail) = tails.lock().get(&table) {
-                            // A full tail drops the batch: the consumer reads the gap back.
-                            let _ = tail.try_send(Tail { first, events });
-                        }
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(storage(e)));
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Writes one batch; returns the first position of each command's events (0 for a trim).
-fn commit(
-    db: &Database,
-    next: &mut HashMap<Arc<str>, u64>,
-    batch: &[Command],
-    durable: bool,
-    lazy_commits: &mut u32,
-) -> std::result::Result<Vec<u64>, String> {
-    let mut txn = db.begin_write().map_err(|e| e.to_string())?;
-    if durable {
-        *lazy_commits = 0;
-        txn.set_durability(Durability::Immediate)
-            .map_err(|e| e.to_string())?;
-    } else {
-        *lazy_commits += 1;
-        let d = if *lazy_commits % 64 == 0 {
-            Durability::Immediate
-        } else {
-            Durability::None
-        };
-        txn.set_durability(d).map_err(|e| e.to_string())?;
-    }
-    let mut firsts = Vec::with_capacity(batch.len());
-    for command in batch {
-        match command {
-            Command::Append {
-                table, bytes, ends, ..
-            } => {
-                let def: TableDefinition<u64, &[u8]> = TableDefinition::new(table);
-                let mut t = txn.open_table(def).map_err(|e| e.to_string())?;
-                let pos = match next.get(table) {
-                    Some(&p) => p,
-                    None => {
-                        let last = t
-                            .last()
-                            .map_err(|e| e.to_string())?
-                            .map_or(0, |(k, _)| k.value() + 1);
-                        let meta = txn.open_table(NEXT).map_err(|e| e.to_string())?;
-                        let recorded = meta
-                            .get(&**table)
-                            .map_err(|e| e.to_string())?
-                            .map_or(0, |v| v.value());
-                        last.max(recorded)
-                    }
-                };
-                let mut start = 0;
-                for (i, &end) in ends.iter().enumerate() {
-                    t.insert(pos + i as u64, &bytes[start..end])
-                        .map_err(|e| e.to_string())?;
-                    start = end;
-                }
-                let end = pos + ends.len() as u64;
-                next.insert(table.clone(), end);
-                drop(t);
-                txn.open_table(NEXT)
-                    .map_err(|e| e.to_string())?
-                    .insert(&**table, end)
-                    .map_err(|e| e.to_string())?;
-                firsts.push(pos);
-            }
-            Command::Trim {
-                table,
-                done_table,
-                below,
-                done,
-            } => {
-                let def: TableDefinition<u64, &[u8]> = TableDefinition::new(table);
-                let mut t = txn.open_table(def).map_err(|e| e.to_string())?;
-                t.retain_in(..*below, |_, _| false)
-                    .map_err(|e| e.to_string())?;
-                drop(t);
-                let mut d = txn
-                    .open_table(done_def(done_table))
-                    .map_err(|e| e.to_string())?;
-                d.retain_in(..*below, |_, _| false)
-                    .map_err(|e| e.to_string())?;
-                for &pos in done.iter().filter(|&&p| p >= *below) {
-                    d.insert(pos, ()).map_err(|e| e.to_string())?;
-                }
-                firsts.push(0);
-            }
-            Command::Flush { .. } | Command::Close { .. } => firsts.push(0),
-        }
-    }
-    txn.commit().map_err(|e| e.to_string())?;
-    Ok(firsts)
-}
-
 /// A broker of the log-shaped store.
 pub(crate) struct LogShared {
     common: BrokerCommon,
+    /// Its log table (`log/{ns}/{name}`) and its table of finished positions (`done/{ns}/{name}`).
     table: Arc<str>,
     done_table: Arc<str>,
     /// Position → triggers that still owe it.
@@ -301,9 +69,11 @@ pub(crate) struct LogShared {
     /// owed position).
     finished: Mutex<Vec<u64>>,
     /// Positions finished before the restart, above the lowest owed one then: not routed again.
-    restored: Mutex<std::collections::BTreeSet<u64>>,
+    restored: Mutex<BTreeSet<u64>>,
     /// The next position the consumer routes.
     consumed: AtomicU64,
+    /// Set by the writer when it dropped a batch for a full tail: read the table back.
+    lagging: Arc<AtomicBool>,
     /// Entries that overflowed into the store's queue tables (experiment diagnostics).
     overflowed: AtomicU64,
 }
@@ -329,15 +99,15 @@ impl LogShared {
         }
     }
 
-    /// The trim to send now, if there is anything to trim or record (`trimmed`: the last `below` sent).
-    fn trim(&self, trimmed: u64) -> Option<Command> {
+    /// The trim to write now, if there is anything to trim or record (`trimmed`: the last `below`).
+    fn trim(&self, trimmed: u64) -> Option<LogTrim> {
         let low = self.low();
         let mut done = std::mem::take(&mut *self.finished.lock());
         done.retain(|&p| p >= low);
         if low <= trimmed && done.is_empty() {
             return None;
         }
-        Some(Command::Trim {
+        Some(LogTrim {
             table: self.table.clone(),
             done_table: self.done_table.clone(),
             below: low,
@@ -372,111 +142,40 @@ impl LogDriver for StoreLogDriver {
 
     fn start(&self, new: NewBroker<'_, EmbeddedLog>) -> Started<LogShared> {
         let key = new.key;
-        let routes = new.routes;
-        let table = table_name(key);
-        let common = BrokerCommon::new(key, routes, String::new());
+        let table: Arc<str> = Arc::from(format!("log/{key}"));
+        let common = BrokerCommon::new(key, new.routes, String::new());
         *common.not_ready.lock() = None;
         let shared = Arc::new(LogShared {
             common,
             table: table.clone(),
-            done_table: done_table_name(key),
+            done_table: Arc::from(format!("done/{key}")),
             owed: Mutex::new(BTreeMap::new()),
             finished: Mutex::new(Vec::new()),
-            restored: Mutex::new(Default::default()),
+            restored: Mutex::new(BTreeSet::new()),
             consumed: AtomicU64::new(0),
+            lagging: Arc::new(AtomicBool::new(false)),
             overflowed: AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::channel(64);
-        self.inner.tails.lock().insert(table, tx);
-        let task = tokio::spawn(consume(
-            shared.clone(),
-            self.inner.clone(),
-            new.ctx.store,
-            rx,
-            new.ctx.stop,
-        ));
+        self.store.log_register(table, tx, shared.lagging.clone());
+        let task = tokio::spawn(consume(shared.clone(), new.ctx.store, rx, new.ctx.stop));
         Ok((shared, task))
     }
 
-    /// Commits the consumers' last trims durably (they were queued when their runtimes stopped).
-    async fn closed(&self, deadline: Duration) {
-        let (reply, answer) = oneshot::channel();
-        if send(&self.inner, Command::Flush { reply }).await.is_ok() {
-            match tokio::time::timeout(deadline, answer).await {
-                Ok(Ok(Ok(()))) => {}
-                Ok(Ok(Err(e))) => tracing::warn!("store log: flush at close: {e}"),
-                Ok(Err(_)) | Err(_) => tracing::warn!("store log: flush at close did not finish"),
-            }
-        }
-        let (reply, answer) = oneshot::channel();
-        if send(&self.inner, Command::Close { reply }).await.is_ok() {
-            let _ = tokio::time::timeout(deadline, answer).await;
+    /// Makes the consumers' last trims durable (they were written when their runtimes stopped).
+    async fn closed(&self, _deadline: Duration) {
+        if let Err(e) = crate::channel::Channel::flush(&*self.store).await {
+            tracing::warn!("store log: flush at close: {e}");
         }
     }
 
     async fn append(&self, broker: &Arc<LogShared>, events: Vec<Event>) -> Result<()> {
-        let mut bytes = Vec::with_capacity(events.iter().map(|e| e.approx_size() + 64).sum());
-        let mut ends = Vec::with_capacity(events.len());
-        for e in &events {
-            crate::format::codec::encode(e, &mut bytes);
-            ends.push(bytes.len());
-        }
-        let (reply, answer) = oneshot::channel();
-        let command = Command::Append {
-            table: broker.table.clone(),
-            bytes,
-            ends,
-            events,
-            reply,
-        };
-        send(&self.inner, command).await?;
-        answer.await.map_err(|_| ChannelError::Closed)?
+        self.store.log_append(broker.table.clone(), events).await
     }
-}
-
-/// Queues a command for the writer. The queue is bounded: when it is full the wait happens off the
-/// runtime's worker threads.
-async fn send(inner: &Inner, command: Command) -> Result<()> {
-    let commands = inner.commands.clone();
-    match commands.try_send(command) {
-        Ok(()) => Ok(()),
-        Err(std::sync::mpsc::TrySendError::Full(c)) => {
-            tokio::task::spawn_blocking(move || commands.send(c))
-                .await
-                .map_err(storage)?
-                .map_err(|_| ChannelError::Closed)
-        }
-        Err(std::sync::mpsc::TrySendError::Disconnected(_)) => Err(ChannelError::Closed),
-    }
-}
-
-/// Reads positions `from..to` (to the end when `to` is `None`) back from the broker's table.
-fn read_back(db: &Database, table: &str, from: u64, to: Option<u64>) -> Result<Vec<(u64, Event)>> {
-    let txn = db.begin_read().map_err(storage)?;
-    let def: TableDefinition<u64, &[u8]> = TableDefinition::new(table);
-    let t = match txn.open_table(def) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-        Err(e) => return Err(storage(e)),
-    };
-    let mut out = Vec::new();
-    let range = match to {
-        Some(to) => t.range(from..to),
-        None => t.range(from..),
-    }
-    .map_err(storage)?;
-    for row in range.take(256) {
-        let (k, v) = row.map_err(storage)?;
-        let event = crate::format::codec::decode(v.value())
-            .map_err(|e| ChannelError::Corrupt(format!("store log {table}@{}: {e}", k.value())))?;
-        out.push((k.value(), event));
-    }
-    Ok(out)
 }
 
 async fn consume(
     shared: Arc<LogShared>,
-    inner: Arc<Inner>,
     store: Arc<StoreChannel>,
     mut tail: mpsc::Receiver<Tail>,
     stop: CancellationToken,
@@ -484,23 +183,15 @@ async fn consume(
     let mut scratch = Vec::new();
     let mut trimmed = 0u64;
     let mut ticks = 0u64;
-    // What the table holds from before: route it all (an emptied table starts at the next position).
-    let start = inner.db.begin_read().ok().map_or(0, |txn| {
-        txn.open_table(TableDefinition::<u64, &[u8]>::new(&shared.table))
-            .ok()
-            .and_then(|t| t.first().ok().flatten().map(|(k, _)| k.value()))
-            .unwrap_or_else(|| committed_next(&txn, &shared.table))
-    });
-    shared.consumed.store(start, Ordering::Release);
-    if let Ok(txn) = inner.db.begin_read() {
-        if let Ok(t) = txn.open_table(done_def(&shared.done_table)) {
-            if let Ok(rows) = t.range(start..) {
-                let mut restored = shared.restored.lock();
-                restored.extend(rows.filter_map(|r| r.ok()).map(|(k, _)| k.value()));
-            }
+    // What the table holds from before: route it all, except what was finished before.
+    match store.log_start(&shared.table, &shared.done_table) {
+        Ok((start, done)) => {
+            shared.consumed.store(start, Ordering::Release);
+            *shared.restored.lock() = done;
         }
+        Err(e) => shared.consume_failed(&e),
     }
-    catch_up(&shared, &inner, &store, None, &mut scratch, &stop).await;
+    catch_up(&shared, &store, None, &mut scratch, &stop).await;
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -510,7 +201,7 @@ async fn consume(
                 let Some(t) = t else { break };
                 let next = shared.consumed.load(Ordering::Acquire);
                 if t.first > next {
-                    catch_up(&shared, &inner, &store, Some(t.first), &mut scratch, &stop).await;
+                    catch_up(&shared, &store, Some(t.first), &mut scratch, &stop).await;
                 }
                 for (i, event) in t.events.into_iter().enumerate() {
                     let pos = t.first + i as u64;
@@ -525,31 +216,32 @@ async fn consume(
                 if ticks % 100 == 0 {
                     report(&shared);
                 }
+                // Batches dropped while the tail was full, with none after them to show the gap.
+                if tail.is_empty() && shared.lagging.swap(false, Ordering::AcqRel) {
+                    catch_up(&shared, &store, None, &mut scratch, &stop).await;
+                }
                 if let Some(trim) = shared.trim(trimmed) {
-                    let Command::Trim { below, .. } = &trim else { unreachable!() };
-                    let below = *below;
-                    match inner.commands.try_send(trim) {
+                    let below = trim.below;
+                    match store.log_trim(trim) {
                         Ok(()) => trimmed = below,
                         // The writer is busy: record these with the next trim.
-                        Err(std::sync::mpsc::TrySendError::Full(Command::Trim { done, .. })) => {
-                            shared.finished.lock().extend(done);
-                        }
-                        Err(_) => {}
+                        Err(trim) => shared.finished.lock().extend(trim.done),
                     }
                 }
             }
         }
     }
-    // The last trim is not dropped: the driver's `closed` commits it durably.
+    // The last trim is committed before the driver's `closed` makes it durable.
     if let Some(trim) = shared.trim(trimmed) {
-        let _ = send(&inner, trim).await;
+        if let Err(e) = store.log_trim_now(trim).await {
+            tracing::debug!(broker = %shared.key, "store log: last trim: {e}");
+        }
     }
 }
 
 /// Routes what the table holds from the next position up to `to` (or its end).
 async fn catch_up(
     shared: &LogShared,
-    inner: &Inner,
     store: &StoreChannel,
     to: Option<u64>,
     scratch: &mut Vec<usize>,
@@ -560,7 +252,7 @@ async fn catch_up(
         if to.is_some_and(|to| from >= to) {
             return;
         }
-        let page = match read_back(&inner.db, &shared.table, from, to) {
+        let page = match store.log_read(&shared.table, from, to) {
             Ok(p) => p,
             Err(e) => {
                 shared.consume_failed(&e);
@@ -629,9 +321,8 @@ fn report(shared: &LogShared) {
 
 #[cfg(test)]
 mod tests {
-    use super::{done_table_name, read_back, send, table_name, Command, StoreLogDriver};
     use crate::channel::composite::CompositeChannel;
-    use crate::channel::log::LogDriver as _;
+    use crate::channel::store::log_tables::{LogTrim, Tail};
     use crate::channel::store::{StoreChannel, StoreOptions};
     use crate::channel::{Channel, Delivery, Subscription};
     use crate::config::{
@@ -642,7 +333,6 @@ mod tests {
     use std::collections::BTreeMap;
     use std::sync::Arc;
     use std::time::Duration;
-    use tokio::sync::oneshot;
 
     const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -668,9 +358,9 @@ mod tests {
     }
 
     async fn open(dir: &std::path::Path) -> CompositeChannel {
-        let store = StoreChannel::in_memory(StoreOptions::default()).unwrap();
+        let store = StoreChannel::open(dir, StoreOptions::default()).unwrap();
         let channel = CompositeChannel::new(Arc::new(store))
-            .with_store_log(Some(dir))
+            .with_store_log()
             .unwrap();
         channel.apply_topology(topology()).await.unwrap();
         channel
@@ -765,49 +455,37 @@ mod tests {
         channel.close(DEADLINE).await.unwrap();
     }
 
-    /// Writes one event to `table` through the driver's writer and waits for its commit.
-    async fn append_raw(driver: &StoreLogDriver, table: &Arc<str>, id: &str) {
-        let event = Event::new(id, "/s", "t");
-        let mut bytes = Vec::new();
-        crate::format::codec::encode(&event, &mut bytes);
-        let (reply, answer) = oneshot::channel();
-        let ends = vec![bytes.len()];
-        let command = Command::Append {
-            table: table.clone(),
-            bytes,
-            ends,
-            events: vec![event],
-            reply,
-        };
-        send(&driver.inner, command).await.unwrap();
-        answer.await.unwrap().unwrap();
-    }
-
     #[tokio::test]
     async fn positions_never_go_back_when_trims_emptied_the_table() {
         let dir = tempfile::tempdir().unwrap();
-        let key = BrokerKey::new("default", "b");
-        let (table, done_table) = (table_name(&key), done_table_name(&key));
+        let (table, done_table): (Arc<str>, Arc<str>) =
+            ("log/default/b".into(), "done/default/b".into());
+        let event = |id| vec![Event::new(id, "/s", "t")];
 
-        let driver = StoreLogDriver::open(Some(dir.path())).unwrap();
-        append_raw(&driver, &table, "a").await;
-        append_raw(&driver, &table, "b").await;
-        driver.closed(DEADLINE).await;
-        drop(driver);
+        let store = StoreChannel::open(dir.path(), StoreOptions::default()).unwrap();
+        store.log_append(table.clone(), event("a")).await.unwrap();
+        store.log_append(table.clone(), event("b")).await.unwrap();
+        store.close().await.unwrap();
+        drop(store);
 
         // A new writer (nothing cached) whose first command empties the table.
-        let driver = StoreLogDriver::open(Some(dir.path())).unwrap();
-        let trim = Command::Trim {
+        let store = StoreChannel::open(dir.path(), StoreOptions::default()).unwrap();
+        let trim = LogTrim {
             table: table.clone(),
             done_table,
             below: 2,
             done: Vec::new(),
         };
-        send(&driver.inner, trim).await.unwrap();
-        append_raw(&driver, &table, "c").await;
-        let rows = read_back(&driver.inner.db, &table, 0, None).unwrap();
+        store.log_trim_now(trim).await.unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Tail>(4);
+        store.log_register(table.clone(), tx, Default::default());
+        store.log_append(table.clone(), event("c")).await.unwrap();
+        let rows = store.log_read(&table, 0, None).unwrap();
         let positions: Vec<(u64, &str)> = rows.iter().map(|(p, e)| (*p, e.id.as_str())).collect();
         assert_eq!(positions, [(2, "c")]);
-        driver.closed(DEADLINE).await;
+        // The consumer was handed the batch after its commit, at the same position.
+        let tail = rx.recv().await.unwrap();
+        assert_eq!((tail.first, tail.events[0].id.as_str()), (2, "c"));
+        store.close().await.unwrap();
     }
 }
