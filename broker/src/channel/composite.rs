@@ -64,7 +64,8 @@ impl CompositeChannel {
     #[cfg(any(feature = "kafka", feature = "nats"))]
     pub fn with_store_log(mut self) -> Result<CompositeChannel> {
         let driver = crate::channel::store_log::StoreLogDriver::new(self.store.clone());
-        let layer = LogLayer::new(self.store.clone(), driver, 1024, Duration::ZERO);
+        let window = self.store.trigger_buffer();
+        let layer = LogLayer::new(self.store.clone(), driver, window, Duration::ZERO);
         self.logs.push(Box::new(layer));
         Ok(self)
     }

@@ -714,6 +714,12 @@ impl StoreChannel {
         log_tables::read(&txn, table, from, to, self.inner.shared.page)
     }
 
+    /// In-memory entries per trigger before a consumer reads the database (the log layer's windows
+    /// for the log-shaped store take the same bound).
+    pub(crate) fn trigger_buffer(&self) -> usize {
+        self.inner.shared.options.trigger_buffer
+    }
+
     /// Where a broker's log consumer starts, and the positions above it finished before.
     pub(crate) fn log_start(
         &self,
