@@ -248,16 +248,11 @@ pub async fn start(opts: ServeOptions) -> Result<RunningApp, StartError> {
         }
         None => StoreChannel::in_memory(opts.store.clone()).context("in-memory store")?,
     };
-    let mut composite = CompositeChannel::new(Arc::new(store))
-        .with_kafka(opts.kafka.clone())
-        .with_nats(opts.nats.clone());
-    if std::env::var_os("SWITCHYARD_EXPERIMENT_STORE_LOG").is_some() {
-        tracing::warn!("experiment: embedded brokers use the log-shaped store");
-        composite = composite
-            .with_store_log()
-            .context("opening the store log")?;
-    }
-    let channel = Arc::new(composite);
+    let channel = Arc::new(
+        CompositeChannel::new(Arc::new(store))
+            .with_kafka(opts.kafka.clone())
+            .with_nats(opts.nats.clone()),
+    );
     let dyn_channel: Arc<dyn Channel> = channel.clone();
     let metrics = Arc::new(Metrics::new());
     let dispatcher = Dispatcher::new(

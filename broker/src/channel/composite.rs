@@ -58,26 +58,6 @@ impl CompositeChannel {
         }
     }
 
-    /// EXPERIMENT (issue 12): embedded brokers keep their events in the log-shaped store
-    /// (`store_log.rs`: log tables in the store's database) under the log layer instead of the store's
-    /// queue tables.
-    #[cfg(any(feature = "kafka", feature = "nats"))]
-    pub fn with_store_log(mut self) -> Result<CompositeChannel> {
-        let driver = crate::channel::store_log::StoreLogDriver::new(self.store.clone());
-        let window = self.store.trigger_buffer();
-        let layer = LogLayer::new(self.store.clone(), driver, window, Duration::ZERO);
-        self.logs.push(Box::new(layer));
-        Ok(self)
-    }
-
-    /// EXPERIMENT (issue 12): the log-shaped store runs under the log layer, which this build lacks.
-    #[cfg(not(any(feature = "kafka", feature = "nats")))]
-    pub fn with_store_log(self) -> Result<CompositeChannel> {
-        Err(ChannelError::Unsupported(
-            "the store-log experiment needs the log layer (Cargo feature kafka or nats)".into(),
-        ))
-    }
-
     /// Serves Kafka-backed brokers too (without the `kafka` feature: nothing changes, and a Kafka-backed
     /// broker is refused by name when the topology is applied).
     #[cfg(feature = "kafka")]
@@ -164,7 +144,6 @@ impl CompositeChannel {
     /// Kafka- or JetStream-backed broker whether its cluster or server answers. `None` for an unknown broker.
     pub fn broker_not_ready(&self, broker: &BrokerKey) -> Option<String> {
         let backend = self.backend_of(broker)?;
-        // An embedded broker follows the store, whether its events are in queue or log tables.
         if let Backend::Embedded = backend {
             return match self.store.health() {
                 StoreHealth::Healthy => None,
@@ -224,10 +203,9 @@ impl Channel for CompositeChannel {
     fn append<'a>(&'a self, broker: &'a BrokerKey, events: Vec<Event>) -> Done<'a> {
         let topology = self.topology.load();
         match topology.brokers.get(broker).map(|b| &b.backend) {
-            None => self.store.append(broker, events),
+            Some(Backend::Embedded) | None => self.store.append(broker, events),
             Some(backend) => match self.log_for(backend) {
                 Some(log) => log.append(broker, events),
-                None if matches!(backend, Backend::Embedded) => self.store.append(broker, events),
                 None => {
                     let err = unsupported(broker, backend);
                     Box::pin(async move { Err(err) })
@@ -246,7 +224,7 @@ impl Channel for CompositeChannel {
     fn ack<'a>(&'a self, trigger: &'a TriggerKey, id: EntryId) -> Done<'a> {
         match id.0 {
             Entry::Store(_) => self.store.ack(trigger, id),
-            Entry::Kafka { .. } | Entry::Nats(_) | Entry::StoreLog(_) => {
+            Entry::Kafka { .. } | Entry::Nats(_) => {
                 if let Some(log) = self.log_of_trigger(trigger) {
                     log.finish(trigger, id);
                 }
@@ -258,7 +236,7 @@ impl Channel for CompositeChannel {
     fn park<'a>(&'a self, trigger: &'a TriggerKey, id: EntryId, record: ParkRecord) -> Done<'a> {
         match id.0 {
             Entry::Store(_) => self.store.park(trigger, id, record),
-            Entry::Kafka { .. } | Entry::Nats(_) | Entry::StoreLog(_) => Box::pin(async move {
+            Entry::Kafka { .. } | Entry::Nats(_) => Box::pin(async move {
                 self.store.park_detached(trigger, record).await?;
                 if let Some(log) = self.log_of_trigger(trigger) {
                     log.finish(trigger, id);

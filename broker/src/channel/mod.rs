@@ -24,8 +24,6 @@ pub mod composite;
 pub(crate) mod log;
 pub mod store;
 #[cfg(any(feature = "kafka", feature = "nats"))]
-pub(crate) mod store_log;
-#[cfg(any(feature = "kafka", feature = "nats"))]
 pub(crate) mod windows;
 
 use crate::config::{BrokerKey, Topology, TriggerKey};
@@ -117,8 +115,6 @@ pub(crate) enum Entry {
     },
     /// A message a JetStream-backed broker's consumer holds (index into its pending-message table).
     Nats(u64),
-    /// A position in the log-shaped store (experiment, `store_log.rs`).
-    StoreLog(u64),
 }
 
 impl EntryId {
@@ -145,7 +141,6 @@ impl std::fmt::Display for EntryId {
                 partition, offset, ..
             } => write!(f, "kafka:{partition}@{offset}"),
             Entry::Nats(n) => write!(f, "nats:{n}"),
-            Entry::StoreLog(n) => write!(f, "log:{n}"),
         }
     }
 }

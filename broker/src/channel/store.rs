@@ -119,7 +119,6 @@
 //!   entries whose key has one in flight.
 
 mod codec;
-pub(crate) mod log_tables;
 pub mod space;
 mod writer;
 
@@ -322,8 +321,6 @@ impl Drop for Inner {
 pub(crate) struct Shared {
     /// The database for readers; `None` once closed, and briefly while it is reopened or compacted.
     db: ArcSwapOption<Database>,
-    /// The consumers of the brokers' log tables, by table (see `log_tables.rs`).
-    log_tails: Mutex<HashMap<Arc<str>, log_tables::TailSender>>,
     /// The data directory and database file (`None` for stores without a file).
     dir: Option<PathBuf>,
     file: Option<PathBuf>,
@@ -572,7 +569,6 @@ impl StoreChannel {
         let file = dir.as_ref().map(|d| d.join(DB_FILE));
         let shared = Arc::new(Shared {
             db: ArcSwapOption::from(Some(db.clone())),
-            log_tails: Mutex::new(HashMap::new()),
             dir,
             file,
             health_code: AtomicU8::new(HEALTHY),
@@ -645,90 +641,6 @@ impl StoreChannel {
             .await
             .map_err(|_| ChannelError::Closed)?;
         response.await.unwrap_or(Err(ChannelError::Closed))
-    }
-
-    /// Appends a batch to a broker's log table (`log_tables.rs`), durably; refused at once while the
-    /// store is degraded. The consumer registered for the table gets the events after the commit.
-    pub(crate) async fn log_append(&self, table: Arc<str>, mut events: Vec<Event>) -> Result<()> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        if let Some(e) = self.inner.shared.refusal() {
-            return Err(e);
-        }
-        for e in &mut events {
-            e.data.detach();
-        }
-        let (encoded, ends) = encode_batch(&events);
-        let append = log_tables::LogAppend {
-            table,
-            events,
-            encoded,
-            ends,
-        };
-        self.call(move |respond| Command::LogAppend { append, respond })
-            .await
-    }
-
-    /// Queues a trim of a broker's log table for the next commit without waiting; `Err` gives it
-    /// back when the writer's queue is full (try again later).
-    pub(crate) fn log_trim(&self, trim: log_tables::LogTrim) -> Result<(), log_tables::LogTrim> {
-        let Some(tx) = self.inner.tx.as_ref() else {
-            return Ok(());
-        };
-        let (respond, _) = oneshot::channel();
-        match tx.try_send(Command::LogTrim { trim, respond }) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(Command::LogTrim { trim, .. })) => Err(trim),
-            Err(_) => Ok(()),
-        }
-    }
-
-    /// Trims a broker's log table and waits for the commit (a consumer's last trim, at close).
-    pub(crate) async fn log_trim_now(&self, trim: log_tables::LogTrim) -> Result<()> {
-        self.call(move |respond| Command::LogTrim { trim, respond })
-            .await
-    }
-
-    /// The consumer of a broker's log table: the writer hands it each committed batch; when `tail` is
-    /// full the batch is dropped there and `lagging` set (the consumer reads the gap back).
-    pub(crate) fn log_register(
-        &self,
-        table: Arc<str>,
-        tail: mpsc::Sender<log_tables::Tail>,
-        lagging: Arc<AtomicBool>,
-    ) {
-        let sender = log_tables::TailSender { tail, lagging };
-        self.inner.shared.log_tails.lock().insert(table, sender);
-    }
-
-    /// Positions `from..to` of a broker's log table (to its end without `to`), a page at most.
-    pub(crate) fn log_read(
-        &self,
-        table: &str,
-        from: u64,
-        to: Option<u64>,
-    ) -> Result<Vec<(u64, Event)>> {
-        let db = self.inner.shared.reader()?;
-        let txn = db.begin_read().map_err(storage)?;
-        log_tables::read(&txn, table, from, to, self.inner.shared.page)
-    }
-
-    /// In-memory entries per trigger before a consumer reads the database (the log layer's windows
-    /// for the log-shaped store take the same bound).
-    pub(crate) fn trigger_buffer(&self) -> usize {
-        self.inner.shared.options.trigger_buffer
-    }
-
-    /// Where a broker's log consumer starts, and the positions above it finished before.
-    pub(crate) fn log_start(
-        &self,
-        table: &str,
-        done_table: &str,
-    ) -> Result<(u64, std::collections::BTreeSet<u64>)> {
-        let db = self.inner.shared.reader()?;
-        let txn = db.begin_read().map_err(storage)?;
-        log_tables::start(&txn, table, done_table)
     }
 
     /// Appends events to one trigger's queue, durably, without routing (the trigger must exist in the

@@ -1,7 +1,6 @@
 //! The writer thread: group commit, routing at commit time, topology changes, recovery at open.
 
 use super::codec::decode_park;
-use super::log_tables::{self, LogAppend, LogTrim, Tail};
 use super::{
     corrupt, parse_key, space, storage, trigger_row_key, Opener, Registry, Shared, StoreHealth,
     TriggerState, DEADLETTERS, EVENTS, META, QUEUE, REFS, TRIGGERS,
@@ -122,13 +121,6 @@ pub(crate) enum Command {
     },
     /// Flush and stop.
     Close { respond: Responder },
-    /// Append a batch to a broker's log table (the log-shaped store).
-    LogAppend {
-        append: LogAppend,
-        respond: Responder,
-    },
-    /// Trim a broker's log table (written like acks: a lost trim only means a redelivery).
-    LogTrim { trim: LogTrim, respond: Responder },
 }
 
 impl Command {
@@ -141,7 +133,6 @@ impl Command {
             | Command::Enqueue {
                 events, encoded, ..
             } => (events.len(), encoded.len()),
-            Command::LogAppend { append, .. } => (append.events.len(), append.encoded.len()),
             Command::Park { record, .. } | Command::ParkDetached { record, .. } => {
                 (1, record.len())
             }
@@ -156,12 +147,7 @@ impl Command {
 
     /// Whether a batch holding this command must be committed durably.
     fn needs_durability(&self) -> bool {
-        !matches!(self, Command::Ack { .. } | Command::LogTrim { .. })
-    }
-
-    /// Whether this command appends events (for the linger and the space check).
-    fn is_append(&self) -> bool {
-        matches!(self, Command::Append { .. } | Command::LogAppend { .. })
+        !matches!(self, Command::Ack { .. })
     }
 
     fn into_responder(self) -> Responder {
@@ -174,9 +160,7 @@ impl Command {
             | Command::Redrive { respond, .. }
             | Command::Flush { respond }
             | Command::ApplyTopology { respond, .. }
-            | Command::Close { respond }
-            | Command::LogAppend { respond, .. }
-            | Command::LogTrim { respond, .. } => respond,
+            | Command::Close { respond } => respond,
         }
     }
 }
@@ -226,8 +210,6 @@ pub(crate) struct Recovered {
 
 /// The tables of one write transaction.
 struct Tables<'t> {
-    /// For the tables opened by name (the log tables).
-    txn: &'t WriteTransaction,
     events: Table<'t, u64, &'static [u8]>,
     refs: Table<'t, u64, u32>,
     queue: Table<'t, (u64, u64), ()>,
@@ -239,7 +221,6 @@ struct Tables<'t> {
 impl<'t> Tables<'t> {
     fn open(txn: &'t WriteTransaction) -> Result<Tables<'t>> {
         Ok(Tables {
-            txn,
             events: txn.open_table(EVENTS).map_err(storage)?,
             refs: txn.open_table(REFS).map_err(storage)?,
             queue: txn.open_table(QUEUE).map_err(storage)?,
@@ -512,10 +493,6 @@ pub(crate) struct Writer {
     scratch: Vec<usize>,
     pushes: Vec<(Arc<TriggerState>, Delivery)>,
     removals: Vec<Arc<TriggerState>>,
-    /// The next position of each broker log written since open (cleared when a batch fails).
-    log_next: HashMap<Arc<str>, u64>,
-    /// Log batches of the current transaction, handed to their consumers after the commit.
-    log_pushes: Vec<(Arc<str>, Tail)>,
     replies: Vec<(Responder, Result<()>)>,
     acks: Vec<PendingAck>,
     removed: Vec<u64>,
@@ -570,8 +547,6 @@ impl Writer {
             scratch: Vec::new(),
             pushes: Vec::new(),
             removals: Vec::new(),
-            log_next: HashMap::new(),
-            log_pushes: Vec::new(),
             replies: Vec::new(),
             acks: Vec::new(),
             removed: Vec::new(),
@@ -801,7 +776,6 @@ impl Writer {
     /// Releases the database (waiting briefly for readers) and opens it again; re-reads the counters so
     /// that a commit that reached the disk although it reported a failure is not overwritten.
     fn reopen(&mut self) -> Result<()> {
-        self.log_next.clear();
         if let Some(db) = self.db.take() {
             self.shared.db.store(None);
             match unwrap_db(db, Duration::from_secs(1)) {
@@ -923,7 +897,7 @@ impl Writer {
         let max_events = self.shared.options.max_batch_events;
         let max_bytes = self.shared.options.max_batch_bytes;
         let (mut events, mut bytes) = first.weight();
-        let mut appends = usize::from(first.is_append());
+        let mut appends = usize::from(matches!(first, Command::Append { .. }));
         batch.push(first);
         let target = self.last_appends;
         let mut deadline = None;
@@ -947,7 +921,7 @@ impl Writer {
             let (e, b) = cmd.weight();
             events += e;
             bytes += b;
-            appends += usize::from(cmd.is_append());
+            appends += usize::from(matches!(cmd, Command::Append { .. }));
             batch.push(cmd);
         }
         self.last_appends = appends;
@@ -986,7 +960,7 @@ impl Writer {
     fn run_batch(&mut self, batch: &mut Vec<Command>) {
         if self.shared.dir.is_some()
             && self.space_checked.elapsed() >= SPACE_CHECK
-            && batch.iter().any(Command::is_append)
+            && batch.iter().any(|c| matches!(c, Command::Append { .. }))
         {
             self.measure_space();
             self.update_health();
@@ -1015,8 +989,6 @@ impl Writer {
                 tracing::debug!(error = %e, "channel store batch failed; aborted");
                 self.pushes.clear();
                 self.removals.clear();
-                self.log_pushes.clear();
-                self.log_next.clear();
                 // The batch's acks are kept and committed after recovery (their senders are told it
                 // failed; acking twice is a no-op).
                 self.deferred_acks.append(&mut self.acks);
@@ -1208,25 +1180,6 @@ impl Writer {
                 (respond, r)
             }
             Command::Flush { respond } => (respond, Ok(Ok(()))),
-            Command::LogAppend { append, respond } => {
-                if self.low_space {
-                    return (respond, Ok(Err(ChannelError::Full)));
-                }
-                *appends += 1;
-                let cached = self.log_next.get(&append.table).copied();
-                let r = log_tables::append(t.txn, &mut t.meta, cached, &append).map(|first| {
-                    let next = first + append.ends.len() as u64;
-                    self.log_next.insert(append.table.clone(), next);
-                    let tail = Tail {
-                        first,
-                        events: append.events,
-                    };
-                    self.log_pushes.push((append.table, tail));
-                    Ok(())
-                });
-                (respond, r)
-            }
-            Command::LogTrim { trim, respond } => (respond, log_tables::trim(t.txn, &trim).map(Ok)),
             // Exclusive commands never reach a batch; answer them sensibly anyway.
             Command::ApplyTopology { respond, .. } | Command::Close { respond } => (
                 respond,
@@ -1355,17 +1308,6 @@ impl Writer {
 
     /// After a commit: buffers new entries for the consumers and updates the backlog counters.
     fn publish(&mut self) {
-        if !self.log_pushes.is_empty() {
-            let tails = self.shared.log_tails.lock();
-            for (table, tail) in self.log_pushes.drain(..) {
-                // A full tail drops the batch: the consumer reads the gap back from the table.
-                if let Some(sender) = tails.get(&table) {
-                    if sender.tail.try_send(tail).is_err() {
-                        sender.lagging.store(true, Ordering::Release);
-                    }
-                }
-            }
-        }
         let cap = self.shared.options.trigger_buffer;
         for (state, delivery) in self.pushes.drain(..) {
             state.backlog.fetch_add(1, Ordering::Relaxed);
