@@ -36,7 +36,7 @@ async fn failing_subscriber_does_not_delay_another_trigger() {
         &[
             trigger(
                 "bad",
-                "  delivery:\n    retry: 50\n    backoffDelay: PT5S\n",
+                "  delivery:\n    retry: 50\n    backoffDelay: PT60S\n",
                 &bad.url("/bad"),
             ),
             trigger("good", "", &good.url("/good")),
